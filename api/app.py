@@ -1,0 +1,122 @@
+"""The ASGI application factory: REST under /api/v1, Socket.IO at /socket.io."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.routes import auth, categories, codec, health, tickets, users
+from helpdesk.runtime import Runtime, build_runtime
+from helpdesk.security import Passwords
+from helpdesk.services import sessions
+from helpdesk.settings import Settings, get_settings
+
+log = logging.getLogger("helpdesk.api")
+
+API_PREFIX = "/api/v1"
+
+# Routes reachable without a token. Everything else needs one (see tests/test_route_roles).
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("POST", f"{API_PREFIX}/auth/register"),
+        ("POST", f"{API_PREFIX}/auth/login"),
+        ("POST", f"{API_PREFIX}/auth/refresh"),
+        ("POST", f"{API_PREFIX}/auth/forgot-password"),
+        ("POST", f"{API_PREFIX}/auth/reset-password"),
+        ("POST", f"{API_PREFIX}/auth/verify-email"),
+    }
+)
+
+
+def prepare_runtime(runtime: Runtime) -> Runtime:
+    """Objects every request needs, built once per process."""
+    settings = runtime.settings
+    runtime.extras.setdefault(
+        "passwords", Passwords(settings.argon2_time_cost, settings.argon2_memory_cost)
+    )
+    sessions.access_tokens(runtime)
+    return runtime
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    temporal_client: Any = None,
+    run_worker: bool | None = None,
+) -> FastAPI:
+    """Build the application.
+
+    `runtime` and `temporal_client` may be given (tests share them); otherwise they are
+    built from the settings at start-up. `run_worker` hosts the Temporal worker in-process
+    (default: the `run_worker_in_api` setting).
+    """
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            rt = runtime or build_runtime(settings)
+            if runtime is None:
+                stack.push_async_callback(rt.close)
+            prepare_runtime(rt)
+            app.state.runtime = rt
+            client = temporal_client
+            if client is None and rt.temporal is None:
+                from helpdesk.temporal import connect
+
+                client = await connect(settings)
+            if client is not None:
+                rt.temporal = client
+            hosted = settings.run_worker_in_api if run_worker is None else run_worker
+            if hosted:
+                from workers.worker import run_worker_in_background
+
+                await stack.enter_async_context(run_worker_in_background(rt))
+            yield
+
+    app = FastAPI(
+        title="Help desk API",
+        version="1.0.0",
+        description=(
+            "HIPAA-minded help desk. Every ticket is a durable Temporal workflow; commands "
+            "go through the workflow, reads come from the database."
+        ),
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    if runtime is not None:
+        app.state.runtime = prepare_runtime(runtime)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID",
+                           "X-Namespace"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        trusted_proxies=settings.trusted_proxies,
+        hsts=settings.tls_certfile is not None,
+    )
+    app.include_router(health.router)
+    app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
+    app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
+    app.include_router(categories.router, prefix=f"{API_PREFIX}/categories", tags=["categories"])
+    app.include_router(tickets.router, prefix=API_PREFIX, tags=["tickets"])
+    app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
+    return app

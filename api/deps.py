@@ -1,0 +1,170 @@
+"""Dependencies: the unit-of-work session, the authenticated principal, role gates.
+
+Routes declare who may call them with one of the `Annotated` aliases below; nothing is
+reachable anonymously unless its router says so explicitly (see `api.app.PUBLIC_ROUTES`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.context import bind_actor
+from helpdesk.errors import AuthenticationFailed, MfaRequired, PermissionDenied
+from helpdesk.runtime import Runtime
+from helpdesk.security import AccessClaims
+from models.enums import PRIVILEGED_ROLES, STAFF_ROLES, Role
+from models.user import AuthSession, User
+
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent."""
+    async with runtime.database.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    user: User
+    session: AuthSession
+    claims: AccessClaims
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.user.id
+
+    @property
+    def role(self) -> Role:
+        return Role(self.user.role)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def mfa(self) -> bool:
+        return self.session.mfa
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("authentication required")
+    return token.strip()
+
+
+async def authenticate_token(runtime: Runtime, token: str) -> Principal:
+    """Validate an access token against its server-side session (shared with Socket.IO)."""
+    from helpdesk.services import sessions
+
+    claims = sessions.access_tokens(runtime).decode(token)
+    principal = await sessions.load_active(runtime, claims)
+    bind_actor(principal.user.id, principal.user.role, principal.session.id)
+    return principal
+
+
+async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
+    principal = await authenticate_token(runtime, _bearer(request))
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def _denied(principal: Principal, why: str, request: Request) -> PermissionDenied:
+    return PermissionDenied(
+        "you may not do this",
+        audit={
+            "action": "access.denied",
+            "outcome": "denied",
+            "details": {"route": request.scope.get("path", ""), "method": request.method,
+                        "why": why},
+        },
+    )
+
+
+def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency admitting only the given roles (403 and a denied audit row otherwise)."""
+    allowed = frozenset(roles)
+
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise _denied(principal, "role", request)
+        return principal
+
+    return dependency
+
+
+def require_privileged(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Administrative gate: role, TOTP-verified session, and the IP allowlist."""
+    allowed = frozenset(roles)
+
+    async def dependency(
+        request: Request, principal: CurrentPrincipal, runtime: RuntimeDep
+    ) -> Principal:
+        if principal.role not in allowed:
+            raise _denied(principal, "role", request)
+        if not _ip_allowed(request, runtime.settings.admin_ip_allowlist):
+            raise _denied(principal, "ip_allowlist", request)
+        if (
+            runtime.settings.require_mfa_for_privileged
+            and principal.role in PRIVILEGED_ROLES
+            and not principal.mfa
+        ):
+            raise MfaRequired(
+                "this route needs a session verified with a TOTP code",
+                audit={"action": "access.denied", "outcome": "denied",
+                       "details": {"route": request.scope.get("path", ""), "why": "mfa"}},
+            )
+        return principal
+
+    return dependency
+
+
+def _ip_allowed(request: Request, allowlist: list[str]) -> bool:
+    ip = request.scope.get("state", {}).get("client_ip")
+    if ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in allowlist)
+
+
+AnyUser = CurrentPrincipal
+Staff = Annotated[
+    Principal,
+    Depends(require_roles(Role.SUPPORT_AGENT, Role.MANAGER, Role.ADMINISTRATOR)),
+]
+ManagerOrAdmin = Annotated[
+    Principal, Depends(require_privileged(Role.MANAGER, Role.ADMINISTRATOR))
+]
+Admin = Annotated[Principal, Depends(require_privileged(Role.ADMINISTRATOR))]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

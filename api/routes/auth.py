@@ -1,0 +1,5 @@
+"""Routes: auth (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

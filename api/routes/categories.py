@@ -1,0 +1,5 @@
+"""Routes: categories (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: codec (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: tickets (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: users (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

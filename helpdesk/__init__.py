@@ -1,0 +1,1 @@
+"""Shared infrastructure of the help desk: settings, database, crypto, audit, services."""

@@ -1,0 +1,145 @@
+"""The one audit function every feature calls, and the verifier of the hash chain.
+
+Rows are append-only and chained: ``h_i = HMAC(k, h_{i-1} || canonical(row_i))`` with the
+key held outside the database, so editing, inserting or deleting a row is detectable.
+Details must never carry PHI values: ids, field names, counts and outcomes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.context import current_context
+from models.audit import AuditLog
+
+GENESIS = "0" * 64
+Outcome = Literal["success", "failure", "denied"]
+# Serialises chain appends across processes on PostgreSQL (SQLite: BEGIN IMMEDIATE does).
+_PG_AUDIT_LOCK = 0x4844_4155_4454  # "HDAUDT"
+
+
+def canonical(row: AuditLog) -> bytes:
+    """The bytes of a row that its chain hash covers."""
+    body = {
+        "seq": row.seq,
+        "at": row.at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor_id": str(row.actor_id) if row.actor_id else None,
+        "actor_role": row.actor_role,
+        "action": row.action,
+        "table_name": row.table_name,
+        "record_id": row.record_id,
+        "outcome": row.outcome,
+        "ip": row.ip,
+        "user_agent": row.user_agent,
+        "request_id": row.request_id,
+        "details": row.details or {},
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def chain_hash(key: bytes, prev_hash: str, row: AuditLog) -> str:
+    return hmac.new(key, prev_hash.encode() + b"|" + canonical(row), hashlib.sha256).hexdigest()
+
+
+class AuditTrail:
+    """Appends audit rows in the caller's transaction (they commit or roll back with it)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    async def record(
+        self,
+        session: AsyncSession,
+        action: str,
+        *,
+        outcome: Outcome = "success",
+        table: str | None = None,
+        record_id: uuid.UUID | str | None = None,
+        details: dict[str, Any] | None = None,
+        actor_id: uuid.UUID | None = None,
+        actor_role: str | None = None,
+    ) -> AuditLog:
+        ctx = current_context()
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+        last = (
+            await session.execute(select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1))
+        ).first()
+        prev_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
+        row = AuditLog(
+            seq=prev_seq + 1,
+            at=datetime.now(UTC),
+            actor_id=actor_id if actor_id is not None else ctx.actor_id,
+            actor_role=actor_role if actor_role is not None else ctx.actor_role,
+            action=action,
+            table_name=table,
+            record_id=str(record_id) if record_id is not None else None,
+            outcome=outcome,
+            ip=ctx.ip,
+            user_agent=(ctx.user_agent or None) and ctx.user_agent[:255],
+            request_id=ctx.request_id,
+            details=details or {},
+            prev_hash=prev_hash,
+        )
+        row.hash = chain_hash(self._key, prev_hash, row)
+        session.add(row)
+        await session.flush()
+        return row
+
+    async def record_separately(
+        self, sessionmaker: Any, action: str, **kwargs: Any
+    ) -> None:
+        """Audit in a transaction of its own: for failures whose request rolls back."""
+        async with sessionmaker() as session, session.begin():
+            await self.record(session, action, **kwargs)
+
+    async def verify(self, session: AsyncSession) -> VerifyReport:
+        """Walk the chain; report the first row that was altered, inserted or removed."""
+        expected_prev = GENESIS
+        expected_seq = 1
+        checked = 0
+        async for row in _stream(session):
+            if row.seq != expected_seq:
+                return VerifyReport(False, checked, row.seq,
+                                    f"rows {expected_seq}..{row.seq - 1} are missing")
+            if row.prev_hash != expected_prev:
+                return VerifyReport(False, checked, row.seq, "chain link broken (row removed or reordered)")
+            if not hmac.compare_digest(row.hash, chain_hash(self._key, expected_prev, row)):
+                return VerifyReport(False, checked, row.seq, "row content altered")
+            expected_prev = row.hash
+            expected_seq += 1
+            checked += 1
+        return VerifyReport(True, checked, None, "chain intact")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    ok: bool
+    rows_checked: int
+    first_bad_seq: int | None
+    problem: str
+
+
+async def _stream(session: AsyncSession) -> AsyncIterator[AuditLog]:
+    last = 0
+    while True:
+        batch = list(
+            await session.scalars(
+                select(AuditLog).where(AuditLog.seq > last).order_by(AuditLog.seq).limit(1000)
+            )
+        )
+        if not batch:
+            return
+        for row in batch:
+            yield row
+        last = batch[-1].seq

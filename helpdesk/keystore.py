@@ -1,0 +1,63 @@
+"""Per-record data keys in the database, wrapped by the key-encryption key."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.crypto import DataKey, KeyRing, WrappedKey
+from helpdesk.errors import Gone
+from models.keys import DataKey as DataKeyRow
+
+
+class KeyStore:
+    """Creates, loads and destroys data keys. Nothing is cached, so a destroyed key is
+    unusable by every process at once (crypto-shredding)."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+
+    async def create(self, session: AsyncSession) -> DataKey:
+        key, wrapped = self.keyring.new_data_key()
+        session.add(
+            DataKeyRow(id=wrapped.key_id, kek_id=wrapped.kek_id, wrapped_key=wrapped.wrapped)
+        )
+        await session.flush()
+        return key
+
+    async def get(self, session: AsyncSession, key_id: uuid.UUID | None) -> DataKey:
+        if key_id is None:
+            raise Gone("this record's data was disposed of")
+        row = await session.get(DataKeyRow, key_id)
+        if row is None:
+            raise Gone("this record's data was disposed of")
+        return self._unwrap(row)
+
+    async def get_many(
+        self, session: AsyncSession, key_ids: Iterable[uuid.UUID | None]
+    ) -> dict[uuid.UUID, DataKey]:
+        wanted = {key_id for key_id in key_ids if key_id is not None}
+        if not wanted:
+            return {}
+        rows = await session.scalars(select(DataKeyRow).where(DataKeyRow.id.in_(wanted)))
+        return {row.id: self._unwrap(row) for row in rows}
+
+    async def destroy(self, session: AsyncSession, key_id: uuid.UUID | None) -> None:
+        if key_id is not None:
+            await session.execute(delete(DataKeyRow).where(DataKeyRow.id == key_id))
+
+    async def rewrap_all(self, session: AsyncSession) -> int:
+        """Re-wrap every data key under the current KEK (after a KEK rotation)."""
+        count = 0
+        for row in await session.scalars(select(DataKeyRow)):
+            if row.kek_id != self.keyring.current_kek_id:
+                fresh = self.keyring.rewrap(WrappedKey(row.id, row.kek_id, row.wrapped_key))
+                row.kek_id, row.wrapped_key = fresh.kek_id, fresh.wrapped
+                count += 1
+        return count
+
+    def _unwrap(self, row: DataKeyRow) -> DataKey:
+        return self.keyring.unwrap(WrappedKey(row.id, row.kek_id, row.wrapped_key))

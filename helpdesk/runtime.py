@@ -1,0 +1,46 @@
+"""The long-lived objects a process builds once from its settings and passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from helpdesk.audit import AuditTrail
+from helpdesk.crypto import BlindIndex, KeyRing
+from helpdesk.db import Database
+from helpdesk.keystore import KeyStore
+from helpdesk.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Settings plus what is built from them: database, keys, audit trail, mail backend.
+
+    The API keeps one on ``app.state.runtime``; the worker hands it to the activity classes.
+    """
+
+    settings: Settings
+    database: Database
+    keys: KeyStore
+    blind_index: BlindIndex
+    audit: AuditTrail
+    email: Any = None  # helpdesk.email.EmailBackend, set by build_runtime
+    temporal: Any = None  # temporalio.client.Client once connected
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.database.dispose()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    from helpdesk.email import build_email_backend
+
+    keyring = KeyRing(settings.kek_id, settings.key_encryption_keys())
+    return Runtime(
+        settings=settings,
+        database=Database(settings.database_url, echo=settings.database_echo),
+        keys=KeyStore(keyring),
+        blind_index=BlindIndex(settings.secret_bytes("blind_index_key")),
+        audit=AuditTrail(settings.secret_bytes("audit_key")),
+        email=build_email_backend(settings),
+    )

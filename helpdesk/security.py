@@ -1,0 +1,168 @@
+"""Credentials: argon2id passwords, access JWTs, opaque tokens, TOTP (RFC 6238)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import struct
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from helpdesk.errors import AuthenticationFailed
+from helpdesk.settings import Settings
+
+JWT_ALGORITHM = "HS256"
+ACCESS_TYPE = "access"
+_REQUIRED_CLAIMS = ["exp", "iat", "jti", "sid", "sub", "iss", "aud", "typ", "amr"]
+
+
+class Passwords:
+    """argon2id hashing; `needs_rehash` lets login upgrade parameters transparently."""
+
+    def __init__(self, time_cost: int, memory_cost: int) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=2)
+        # A real hash to verify against for unknown users, so timing does not tell.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash or self._dummy, password) and bool(
+                password_hash
+            )
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    role: str
+    mfa: bool
+    jti: str
+    expires_at: datetime
+
+
+class AccessTokens:
+    """Short-lived HS256 access tokens with a pinned algorithm and required claims."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.secret_bytes("jwt_secret")
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._ttl = settings.access_token_ttl_seconds
+
+    @property
+    def ttl_seconds(self) -> int:
+        return self._ttl
+
+    def issue(self, user_id: uuid.UUID, session_id: uuid.UUID, role: str, mfa: bool) -> str:
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "role": role,
+            "amr": ["pwd", "otp"] if mfa else ["pwd"],
+            "typ": ACCESS_TYPE,
+            "jti": secrets.token_urlsafe(16),
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=self._ttl)).timestamp()),
+            "iss": self._issuer,
+            "aud": self._audience,
+        }
+        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM)
+
+    def decode(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[JWT_ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+            if claims["typ"] != ACCESS_TYPE:
+                raise AuthenticationFailed("not an access token")
+            return AccessClaims(
+                user_id=uuid.UUID(claims["sub"]),
+                session_id=uuid.UUID(claims["sid"]),
+                role=str(claims.get("role", "")),
+                mfa="otp" in claims["amr"],
+                jti=claims["jti"],
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            )
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+            raise AuthenticationFailed("invalid or expired access token") from exc
+
+
+def new_opaque_token() -> tuple[str, str]:
+    """A 256-bit URL-safe token and the SHA-256 hex digest that is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- TOTP (RFC 6238: HMAC-SHA1, 30 s steps, 6 digits) -----------------------------------
+
+TOTP_STEP_SECONDS = 30
+TOTP_DIGITS = 6
+
+
+def new_totp_secret() -> str:
+    return base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
+
+
+def _b32(secret: str) -> bytes:
+    return base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
+
+
+def totp_at(secret: str, step: int) -> str:
+    digest = hmac.new(_b32(secret), struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    code = (struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 10**TOTP_DIGITS
+    return f"{code:0{TOTP_DIGITS}d}"
+
+
+def totp_now(secret: str, at: float | None = None) -> str:
+    return totp_at(secret, int((time.time() if at is None else at) // TOTP_STEP_SECONDS))
+
+
+def totp_match(secret: str, code: str, *, last_step: int | None, at: float | None = None) -> int | None:
+    """The step a code matches (±1 step of drift), or None. A step at or before
+    `last_step` never matches again, so no code is accepted twice."""
+    if not (code.isdigit() and len(code) == TOTP_DIGITS):
+        return None
+    now_step = int((time.time() if at is None else at) // TOTP_STEP_SECONDS)
+    for step in (now_step - 1, now_step, now_step + 1):
+        if last_step is not None and step <= last_step:
+            continue
+        if hmac.compare_digest(totp_at(secret, step), code):
+            return step
+    return None
+
+
+def totp_uri(secret: str, account: str, issuer: str = "Helpdesk") -> str:
+    return (
+        f"otpauth://totp/{quote(issuer)}:{quote(account)}?secret={secret}"
+        f"&issuer={quote(issuer)}&algorithm=SHA1&digits={TOTP_DIGITS}&period={TOTP_STEP_SECONDS}"
+    )

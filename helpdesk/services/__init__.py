@@ -1,0 +1,1 @@
+"""The service layer: plain async functions over a session, shared by API and activities."""

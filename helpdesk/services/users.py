@@ -1,0 +1,150 @@
+"""Users: creation with encrypted contact data, lookup by blind index, decrypted views."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
+from helpdesk.errors import Conflict, DataIntegrityError
+from helpdesk.runtime import Runtime
+from models.enums import Role
+from models.user import User
+
+TABLE = "users"
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """A user with PHI decrypted, for the few places allowed to show it."""
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    phone: str | None
+    role: str
+    is_active: bool
+    email_verified: bool
+    mfa_enabled: bool
+    created_at: datetime
+
+
+def _seal(key: DataKey, user_id: uuid.UUID, column: str, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    return encrypt_field(key, value, table=TABLE, column=column, row_id=user_id)
+
+
+def _open(key: DataKey, user_id: uuid.UUID, column: str, blob: bytes | None) -> str | None:
+    if blob is None:
+        return None
+    try:
+        return decrypt_field(key, blob, table=TABLE, column=column, row_id=user_id)
+    except IntegrityError as exc:
+        raise DataIntegrityError("stored user data failed its integrity check") from exc
+
+
+async def find_by_email(session: AsyncSession, runtime: Runtime, email: str) -> User | None:
+    return await session.scalar(
+        select(User).where(User.email_bidx == runtime.blind_index.email(email))
+    )
+
+
+async def create_user(
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    email: str,
+    password: str,
+    full_name: str | None = None,
+    phone: str | None = None,
+    role: Role = Role.END_USER,
+    created_by: uuid.UUID | None = None,
+    email_verified_at: datetime | None = None,
+) -> User:
+    """A new user; a second account for the same normalised email is a Conflict."""
+    bidx = runtime.blind_index.email(email)
+    if await session.scalar(select(User.id).where(User.email_bidx == bidx)) is not None:
+        raise Conflict("an account with this email already exists")
+    key = await runtime.keys.create(session)
+    user_id = uuid.uuid4()
+    user = User(
+        id=user_id,
+        data_key_id=key.key_id,
+        email_bidx=bidx,
+        email_enc=_seal(key, user_id, "email", email.strip()),
+        full_name_enc=_seal(key, user_id, "full_name", full_name),
+        phone_enc=_seal(key, user_id, "phone", phone),
+        role=role.value,
+        password_hash=runtime.extras["passwords"].hash(password),
+        created_by=created_by,
+        updated_by=created_by,
+        email_verified_at=email_verified_at,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def set_contact(
+    session: AsyncSession,
+    runtime: Runtime,
+    user: User,
+    *,
+    full_name: str | None = None,
+    phone: str | None = None,
+    clear_phone: bool = False,
+) -> list[str]:
+    """Change the encrypted contact fields; returns the names of the fields changed."""
+    key = await runtime.keys.get(session, user.data_key_id)
+    changed = []
+    if full_name is not None:
+        user.full_name_enc = _seal(key, user.id, "full_name", full_name)
+        changed.append("full_name")
+    if phone is not None or clear_phone:
+        user.phone_enc = _seal(key, user.id, "phone", phone)
+        changed.append("phone")
+    return changed
+
+
+async def seal_mfa_secret(
+    session: AsyncSession, runtime: Runtime, user: User, secret: str | None
+) -> None:
+    key = await runtime.keys.get(session, user.data_key_id)
+    user.mfa_secret_enc = _seal(key, user.id, "mfa_secret", secret)
+
+
+async def open_mfa_secret(session: AsyncSession, runtime: Runtime, user: User) -> str | None:
+    key = await runtime.keys.get(session, user.data_key_id)
+    return _open(key, user.id, "mfa_secret", user.mfa_secret_enc)
+
+
+def view_with_key(user: User, key: DataKey) -> UserView:
+    return UserView(
+        id=user.id,
+        email=_open(key, user.id, "email", user.email_enc) or "",
+        full_name=_open(key, user.id, "full_name", user.full_name_enc),
+        phone=_open(key, user.id, "phone", user.phone_enc),
+        role=user.role,
+        is_active=user.is_active,
+        email_verified=user.email_verified_at is not None,
+        mfa_enabled=user.mfa_enabled,
+        created_at=user.created_at,
+    )
+
+
+async def view(session: AsyncSession, runtime: Runtime, user: User) -> UserView:
+    return view_with_key(user, await runtime.keys.get(session, user.data_key_id))
+
+
+async def views(
+    session: AsyncSession, runtime: Runtime, users: Sequence[User]
+) -> list[UserView]:
+    """Decrypted views of many users with one key lookup."""
+    keys = await runtime.keys.get_many(session, [u.data_key_id for u in users])
+    return [view_with_key(u, keys[u.data_key_id]) for u in users if u.data_key_id in keys]

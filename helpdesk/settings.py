@@ -1,0 +1,283 @@
+"""One typed settings object for every process (api, worker, CLI, tests).
+
+Values come from the environment (prefix ``HELPDESK_``) or a ``.env`` file. Outside
+development a missing secret refuses to start; in development the secrets are generated
+once into ``var/secrets.json`` (mode 0600) so that the api and worker processes share them.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_AUDIT_RETENTION_YEARS = 6
+
+# Names of the secrets that development mode generates into var/secrets.json.
+_GENERATED_SECRETS = (
+    "jwt_secret",
+    "kek",
+    "blind_index_key",
+    "audit_key",
+    "payload_codec_key",
+)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class EmailBackendName(StrEnum):
+    CONSOLE = "console"
+    FILE = "file"
+    SMTP = "smtp"
+    SENDGRID = "sendgrid"
+
+
+class ConfigurationError(RuntimeError):
+    """Raised when the settings cannot be used safely; the process refuses to start."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the help desk, with its default and meaning (see README)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HELPDESK_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT, description="development, test or production"
+    )
+    var_dir: Path = Field(Path("var"), description="Directory for local state")
+
+    # --- network ---------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Address the API binds")
+    api_port: int = Field(8000, description="Port the API binds")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000", description="Portal URL used in emails (never the Host header)"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (comma-separated)"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Proxy networks whose X-Forwarded-For is trusted (comma-separated CIDRs)",
+    )
+    admin_ip_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+        ],
+        description="Networks allowed to call administrative routes (comma-separated CIDRs)",
+    )
+    tls_certfile: Path | None = Field(None, description="TLS certificate; enables TLS 1.3 only")
+    tls_keyfile: Path | None = Field(None, description="TLS private key")
+
+    # --- database --------------------------------------------------------------------
+    database_url: str = Field("", description="SQLAlchemy async URL; default SQLite under var/")
+    database_echo: bool = Field(False, description="Log SQL statements (never in production)")
+
+    # --- temporal --------------------------------------------------------------------
+    temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port")
+    temporal_namespace: str = Field("default", description="Temporal namespace")
+    temporal_task_queue: str = Field("helpdesk-tickets", description="Task queue of the worker")
+    temporal_ui_port: int = Field(8233, description="Temporal UI port of the dev server")
+    temporal_dev_server: bool = Field(
+        True, description="`helpdesk dev` starts the Temporal dev server itself"
+    )
+    temporal_tls: bool = Field(False, description="Use TLS to reach Temporal")
+    run_worker_in_api: bool = Field(
+        True, description="Host the Temporal worker inside the API process"
+    )
+    workflow_task_pollers: int = Field(20, description="Workflow task pollers of the worker")
+
+    # --- secrets ---------------------------------------------------------------------
+    jwt_secret: SecretStr | None = Field(None, description="HS256 key for access tokens")
+    kek: SecretStr | None = Field(
+        None, description="Key-encryption key, base64 of 32 bytes (wraps per-record data keys)"
+    )
+    kek_id: str = Field("kek-1", description="Identifier of the current key-encryption key")
+    previous_keks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Retired KEKs still able to unwrap, as id:base64 (comma-separated)",
+    )
+    blind_index_key: SecretStr | None = Field(None, description="HMAC key for blind indexes")
+    audit_key: SecretStr | None = Field(None, description="HMAC key of the audit hash chain")
+    payload_codec_key: SecretStr | None = Field(
+        None, description="AES-256 key (base64) encrypting Temporal payloads"
+    )
+
+    # --- tokens and sessions ---------------------------------------------------------
+    jwt_issuer: str = Field("helpdesk", description="`iss` of access tokens")
+    jwt_audience: str = Field("helpdesk-api", description="`aud` of access tokens")
+    access_token_ttl_seconds: int = Field(600, ge=60, le=900, description="Access JWT life")
+    refresh_token_ttl_seconds: int = Field(8 * 3600, description="Refresh token life")
+    session_idle_timeout_seconds: int = Field(900, ge=60, description="Idle logoff")
+    session_absolute_lifetime_seconds: int = Field(12 * 3600, description="Session hard limit")
+    one_time_token_ttl_seconds: int = Field(
+        1800, ge=300, le=1800, description="Email verification / password reset link life"
+    )
+    require_mfa_for_privileged: bool = Field(
+        True, description="MANAGER and ADMINISTRATOR need TOTP for privileged routes"
+    )
+    login_max_failures: int = Field(5, description="Failures before an account is locked")
+    login_lockout_seconds: int = Field(300, description="First lockout; doubles each time")
+    rate_limit_per_minute: int = Field(
+        30, description="Login/registration/reset requests per IP per minute"
+    )
+    argon2_time_cost: int = Field(3, description="argon2id iterations")
+    argon2_memory_cost: int = Field(65536, description="argon2id memory (KiB)")
+
+    # --- audit -----------------------------------------------------------------------
+    audit_retention_years: int = Field(
+        MIN_AUDIT_RETENTION_YEARS, description="Audit retention (HIPAA: six years at least)"
+    )
+
+    # --- tickets ---------------------------------------------------------------------
+    auto_assign_on_create: bool = Field(True, description="Assign new tickets automatically")
+    max_page_size: int = Field(100, description="Largest page a list returns")
+
+    # --- email -----------------------------------------------------------------------
+    email_backend: EmailBackendName = Field(EmailBackendName.CONSOLE, description="Mail backend")
+    email_from: str = Field("helpdesk@localhost", description="Sender address")
+    email_file_path: Path | None = Field(None, description="Mailbox file of the file backend")
+    smtp_host: str = Field("127.0.0.1", description="SMTP host")
+    smtp_port: int = Field(587, description="SMTP port")
+    smtp_username: str | None = Field(None, description="SMTP user")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    smtp_starttls: bool = Field(True, description="Require STARTTLS with certificate checks")
+    sendgrid_api_key: SecretStr | None = Field(None, description="SendGrid API key")
+    sendgrid_host: str = Field("https://api.sendgrid.com", description="SendGrid API host")
+
+    # --- push ------------------------------------------------------------------------
+    redis_url: str | None = Field(None, description="Redis URL for Socket.IO fan-out")
+
+    @field_validator("cors_origins", "trusted_proxies", "admin_ip_allowlist", "previous_keks",
+                     mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies", "admin_ip_allowlist")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("audit_retention_years")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value < MIN_AUDIT_RETENTION_YEARS:
+            raise ValueError(
+                f"audit retention must be at least {MIN_AUDIT_RETENTION_YEARS} years (HIPAA)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_secrets(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'helpdesk.db'}"
+        if self.email_file_path is None:
+            self.email_file_path = self.var_dir / "mail.log"
+        missing = [name for name in _GENERATED_SECRETS if getattr(self, name) is None]
+        if missing:
+            if self.environment is Environment.PRODUCTION:
+                raise ValueError(
+                    "missing secrets outside development: "
+                    + ", ".join(f"HELPDESK_{name.upper()}" for name in missing)
+                )
+            generated = _load_or_generate_dev_secrets(self.var_dir)
+            for name in missing:
+                setattr(self, name, SecretStr(generated[name]))
+        for name in ("kek", "payload_codec_key"):
+            raw = _b64(getattr(self, name).get_secret_value(), name)
+            if len(raw) != 32:
+                raise ValueError(f"HELPDESK_{name.upper()} must be base64 of 32 bytes")
+        if self.environment is Environment.PRODUCTION:
+            for name in ("jwt_secret", "blind_index_key", "audit_key"):
+                if len(getattr(self, name).get_secret_value()) < 32:
+                    raise ValueError(f"HELPDESK_{name.upper()} must be at least 32 characters")
+        return self
+
+    # --- derived ---------------------------------------------------------------------
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def secret_bytes(self, name: str) -> bytes:
+        """The raw bytes of a key setting (base64-decoded for the AES keys)."""
+        value: SecretStr = getattr(self, name)
+        if name in ("kek", "payload_codec_key"):
+            return _b64(value.get_secret_value(), name)
+        return value.get_secret_value().encode()
+
+    def key_encryption_keys(self) -> dict[str, bytes]:
+        """Every KEK able to unwrap data keys, by id; the current one included."""
+        keys = {self.kek_id: self.secret_bytes("kek")}
+        for item in self.previous_keks:
+            key_id, _, encoded = item.partition(":")
+            keys[key_id] = _b64(encoded, "previous_keks")
+        return keys
+
+
+def _b64(value: str, name: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise ValueError(f"HELPDESK_{name.upper()} is not valid base64") from exc
+
+
+def _load_or_generate_dev_secrets(var_dir: Path) -> dict[str, str]:
+    """Development keys, generated once (0600) and reused by every process."""
+    path = var_dir / "secrets.json"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        data: dict[str, str] = json.loads(path.read_text())
+    else:
+        data = {}
+    changed = False
+    for name in _GENERATED_SECRETS:
+        if name not in data:
+            if name in ("kek", "payload_codec_key"):
+                data[name] = base64.b64encode(secrets.token_bytes(32)).decode()
+            else:
+                data[name] = secrets.token_urlsafe(48)
+            changed = True
+    if changed:
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    os.chmod(path, 0o600)
+    return data
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own ``Settings``)."""
+    return Settings()

@@ -1,0 +1,42 @@
+"""ORM models (the database shape); API schemas live in `api.schemas`."""
+
+from models.attachment import Attachment
+from models.audit import AuditLog
+from models.base import Base
+from models.category import Category
+from models.comment import Comment
+from models.enums import Priority, Role, ScanStatus, TicketStatus, TokenPurpose
+from models.keys import DataKey
+from models.ticket import (
+    Counter,
+    IdempotencyRecord,
+    Ticket,
+    TicketHistory,
+    TicketSearchToken,
+    TicketTag,
+)
+from models.user import AuthSession, OneTimeToken, RefreshToken, User
+
+__all__ = [
+    "Attachment",
+    "AuditLog",
+    "AuthSession",
+    "Base",
+    "Category",
+    "Comment",
+    "Counter",
+    "DataKey",
+    "IdempotencyRecord",
+    "OneTimeToken",
+    "Priority",
+    "RefreshToken",
+    "Role",
+    "ScanStatus",
+    "Ticket",
+    "TicketHistory",
+    "TicketSearchToken",
+    "TicketStatus",
+    "TicketTag",
+    "TokenPurpose",
+    "User",
+]
