@@ -12,7 +12,18 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import auth, categories, codec, health, tickets, users
+from api.routes import (
+    attachments,
+    auth,
+    categories,
+    codec,
+    comments,
+    health,
+    sla,
+    ticket_queries,
+    tickets,
+    users,
+)
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.security import Passwords
 from helpdesk.services import sessions
@@ -117,6 +128,10 @@ def create_app(
     app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
     app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
     app.include_router(categories.router, prefix=f"{API_PREFIX}/categories", tags=["categories"])
+    app.include_router(ticket_queries.router, prefix=API_PREFIX, tags=["tickets"])
     app.include_router(tickets.router, prefix=API_PREFIX, tags=["tickets"])
+    app.include_router(comments.router, prefix=API_PREFIX, tags=["comments"])
+    app.include_router(attachments.router, prefix=API_PREFIX, tags=["attachments"])
+    app.include_router(sla.router, prefix=API_PREFIX, tags=["sla"])
     app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
     return app

@@ -10,6 +10,7 @@ from models.keys import DataKey
 from models.ticket import (
     Counter,
     IdempotencyRecord,
+    NotificationLog,
     Ticket,
     TicketHistory,
     TicketSearchToken,
@@ -27,6 +28,7 @@ __all__ = [
     "Counter",
     "DataKey",
     "IdempotencyRecord",
+    "NotificationLog",
     "OneTimeToken",
     "Priority",
     "RefreshToken",

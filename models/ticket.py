@@ -132,3 +132,16 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+
+
+class NotificationLog(Base):
+    """Every notification sent (email, push), keyed so a retried activity sends once."""
+
+    __tablename__ = "notification_log"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    ticket_id: Mapped[uuid.UUID | None]
+    recipient_id: Mapped[uuid.UUID | None]
+    kind: Mapped[str] = mapped_column(String(40))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)

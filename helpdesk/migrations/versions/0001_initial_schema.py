@@ -130,6 +130,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_records')),
     sa.UniqueConstraint('user_id', 'key', name='uq_idempotency_user_key')
     )
+    op.create_table('notification_log',
+    sa.Column('key', sa.String(length=200), nullable=False),
+    sa.Column('channel', sa.String(length=20), nullable=False),
+    sa.Column('ticket_id', sa.Uuid(), nullable=True),
+    sa.Column('recipient_id', sa.Uuid(), nullable=True),
+    sa.Column('kind', sa.String(length=40), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_notification_log'))
+    )
     op.create_table('one_time_tokens',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=False),
@@ -317,6 +326,7 @@ def _audit_append_only() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('notification_log')
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")

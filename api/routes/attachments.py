@@ -1,0 +1,5 @@
+"""Routes: attachments (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: comments (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

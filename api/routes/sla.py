@@ -1,0 +1,5 @@
+"""Routes: sla (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: ticket_queries (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,44 @@
+"""Pure access-policy functions: who may see and do what. One place decides each rule."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from models.enums import STAFF_ROLES, Role
+
+
+class Caller(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def role(self) -> Role: ...
+
+
+class TicketLike(Protocol):
+    requester_id: uuid.UUID
+    assignee_id: uuid.UUID | None
+
+
+def is_staff(role: Role | str) -> bool:
+    return Role(role) in STAFF_ROLES
+
+
+def can_view_ticket(caller: Caller, ticket: TicketLike) -> bool:
+    """Staff see every ticket; an end user only their own."""
+    return is_staff(caller.role) or ticket.requester_id == caller.id
+
+
+def can_see_internal(role: Role | str) -> bool:
+    """Internal notes (and internal attachments) are for staff only, on every channel."""
+    return is_staff(role)
+
+
+def can_edit_ticket_fields(caller: Caller, ticket: TicketLike) -> bool:
+    """Staff edit any ticket; a requester edits their own."""
+    return can_view_ticket(caller, ticket)
+
+
+def can_delete_ticket(caller: Caller) -> bool:
+    return Role(caller.role) is Role.ADMINISTRATOR
