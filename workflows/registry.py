@@ -1,0 +1,5 @@
+"""Every workflow class the worker registers (append yours)."""
+
+from __future__ import annotations
+
+WORKFLOWS: list[type] = []
