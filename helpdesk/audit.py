@@ -103,8 +103,40 @@ class AuditTrail:
         async with sessionmaker() as session, session.begin():
             await self.record(session, action, **kwargs)
 
-    async def verify(self, session: AsyncSession) -> VerifyReport:
-        """Walk the chain; report the first row that was altered, inserted or removed."""
+    async def checkpoint(self, session: AsyncSession) -> Checkpoint:
+        """The chain head, sealed with the audit key, to be kept OUTSIDE the database
+        (a file, a log service): it lets `verify` detect rows cut off the end."""
+        last = (
+            await session.execute(
+                select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+            )
+        ).first()
+        seq, head = (last[0], last[1]) if last else (0, GENESIS)
+        return Checkpoint(seq, head, self._seal_checkpoint(seq, head))
+
+    def _seal_checkpoint(self, seq: int, head: str) -> str:
+        return hmac.new(self._key, f"checkpoint|{seq}|{head}".encode(), hashlib.sha256).hexdigest()
+
+    async def verify(
+        self, session: AsyncSession, checkpoints: list[Checkpoint] | None = None
+    ) -> VerifyReport:
+        """Walk the chain; report the first row that was altered, inserted or removed.
+        With checkpoints, rows removed from the end are reported too."""
+        report = await self._verify_chain(session)
+        if not report.ok:
+            return report
+        heads = await _heads(session, [c.seq for c in checkpoints or []])
+        for cp in sorted(checkpoints or [], key=lambda c: c.seq):
+            if not hmac.compare_digest(cp.mac, self._seal_checkpoint(cp.seq, cp.head)):
+                return VerifyReport(False, report.rows_checked, cp.seq, "checkpoint forged")
+            if cp.seq == 0:
+                continue
+            if heads.get(cp.seq) != cp.head:
+                return VerifyReport(False, report.rows_checked, cp.seq,
+                                    "row of a checkpoint is missing or differs (log truncated)")
+        return report
+
+    async def _verify_chain(self, session: AsyncSession) -> VerifyReport:
         expected_prev = GENESIS
         expected_seq = 1
         checked = 0
@@ -120,6 +152,20 @@ class AuditTrail:
             expected_seq += 1
             checked += 1
         return VerifyReport(True, checked, None, "chain intact")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    seq: int
+    head: str
+    mac: str
+
+
+async def _heads(session: AsyncSession, seqs: list[int]) -> dict[int, str]:
+    if not seqs:
+        return {}
+    rows = await session.execute(select(AuditLog.seq, AuditLog.hash).where(AuditLog.seq.in_(seqs)))
+    return {seq: head for seq, head in rows.all()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,5 @@ class FileEmailBackend:
 
 def build_email_backend(settings: Settings) -> EmailBackend:
     if settings.email_backend is EmailBackendName.FILE:
-        assert settings.email_file_path is not None
-        return FileEmailBackend(settings.email_file_path)
+        return FileEmailBackend(settings.email_file_path or settings.var_dir / "mail.log")
     return ConsoleEmailBackend()
