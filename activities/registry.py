@@ -11,4 +11,21 @@ from helpdesk.runtime import Runtime
 def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     """The bound activity methods of every activity class, sharing `runtime`."""
     activities: list[Callable[..., Any]] = []
+    # Communication: email notifications and Socket.IO pushes.
+    from activities.notifications import NotificationActivities
+
+    notifications = NotificationActivities(runtime)
+    activities += [notifications.send_email, notifications.publish_event]
+    # Attachments: the clamd scan activity.
+    from activities.attachments import AttachmentActivities
+
+    activities += AttachmentActivities(runtime).all()
+    # Tickets: the one write of every accepted change.
+    from activities.tickets import TicketActivities
+
+    activities += [TicketActivities(runtime).persist_change]
+    # SLA: policy snapshots, SLA history/due dates, who an escalation notifies.
+    from activities.sla import SlaActivities
+
+    activities += SlaActivities(runtime).all()
     return activities

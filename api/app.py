@@ -134,4 +134,28 @@ def create_app(
     app.include_router(attachments.router, prefix=API_PREFIX, tags=["attachments"])
     app.include_router(sla.router, prefix=API_PREFIX, tags=["sla"])
     app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
+    # Outermost: the Temporal UI (another origin) preflights its codec calls.
+    app.add_middleware(
+        codec.CodecCorsMiddleware,
+        origins=codec.ui_origins(settings),
+        path_prefix=f"{API_PREFIX}/temporal-codec",
+    )
     return app
+
+
+def create_asgi_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    temporal_client: Any = None,
+    run_worker: bool | None = None,
+) -> Any:
+    """What uvicorn serves: the FastAPI app with Socket.IO mounted at /socket.io
+    (communication area). Same arguments as `create_app`; tests of REST routes alone
+    keep using `create_app`."""
+    from api.socketio import mount_socketio
+
+    settings = settings or (runtime.settings if runtime else get_settings())
+    app = create_app(settings, runtime=runtime, temporal_client=temporal_client,
+                     run_worker=run_worker)
+    return mount_socketio(app, settings)

@@ -175,6 +175,99 @@ class Settings(BaseSettings):
     # --- push ------------------------------------------------------------------------
     redis_url: str | None = Field(None, description="Redis URL for Socket.IO fan-out")
 
+    # --- ticket commands and workflows: added by the tickets area ----------------------
+    ticket_create_max_in_flight: int = Field(
+        128, gt=0, description="Ticket creations in flight per process; past it 503 at once"
+    )
+    ticket_command_max_in_flight: int = Field(
+        256, gt=0, description="Ticket updates in flight per process; past it 503 at once"
+    )
+    ticket_command_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest wait for a ticket workflow to answer a command (503)"
+    )
+    ticket_command_retries: int = Field(
+        5, ge=1, description="Attempts of a command on UNAVAILABLE / RESOURCE_EXHAUSTED"
+    )
+    ticket_query_timeout_seconds: float = Field(
+        2.0, gt=0, description="Longest wait for a ticket's live state on GET"
+    )
+    ticket_continue_as_new_after_events: int | None = Field(
+        None, description="Force continue-as-new at this history length (default: server hint)"
+    )
+    ticket_reconcile_interval_seconds: float = Field(
+        60.0, gt=0, description="How often the worker starts missing ticket workflows"
+    )
+    ticket_reconcile_window_hours: float = Field(
+        72.0, gt=0, description="Tickets created this recently are checked by the reconciler"
+    )
+
+    # --- SLA clocks, escalation and automations: added by the SLA area --------------------
+    sla_seconds_per_minute: float = Field(
+        60.0, gt=0, description="Real seconds one SLA policy minute lasts (tests shrink it)"
+    )
+    sla_auto_close_minutes: int = Field(
+        7 * 24 * 60, gt=0, description="Quiet period after which a RESOLVED ticket closes itself"
+    )
+    sla_at_risk_percent: int = Field(
+        75, gt=0, lt=100, description="Share of a target after which a ticket is at risk"
+    )
+
+    # --- communication (email, push): added by the communication area ----------------
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle trusted for SMTP STARTTLS (default: the system CAs)"
+    )
+    smtp_timeout_seconds: float = Field(15.0, gt=0, description="SMTP connect/command timeout")
+    sendgrid_timeout_seconds: float = Field(15.0, gt=0, description="SendGrid request timeout")
+    push_redis_channel: str = Field(
+        "helpdesk-socketio", description="Redis pub/sub channel shared by API replicas and workers"
+    )
+    push_session_check_seconds: float = Field(
+        30.0, gt=0, description="How often live sockets re-check their login session"
+    )
+
+    # --- attachments: added by the attachments area --------------------------------
+    max_upload_bytes: int = Field(
+        25 * 1024 * 1024, gt=0, description="Largest attachment accepted (bytes); 413 past it"
+    )
+    attachment_allowed_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "application/pdf",
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "text/plain",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ],
+        description="MIME types accepted, decided by content sniffing (comma-separated)",
+    )
+    clamd_address: str = Field(
+        "127.0.0.1:3310", description="clamd: TCP host:port, or a unix socket path (/...)"
+    )
+    clamd_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one clamd call")
+    attachment_storage: str = Field(
+        "local", pattern="^(local|azure)$", description="Attachment store: local or azure"
+    )
+    attachments_dir: Path | None = Field(
+        None, description="Local attachment store (default: var/attachments)"
+    )
+    azure_storage_connection_string: SecretStr | None = Field(
+        None, description="Azure Storage connection string of the azure attachment store"
+    )
+    azure_storage_container: str = Field(
+        "attachments", description="Blob container of the azure attachment store"
+    )
+
+    @field_validator("attachment_allowed_types", mode="before")
+    @classmethod
+    def _attachment_types_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @property
+    def attachments_path(self) -> Path:
+        """Directory of the local attachment store."""
+        return self.attachments_dir or self.var_dir / "attachments"
+
     @field_validator("cors_origins", "trusted_proxies", "admin_ip_allowlist", "previous_keks",
                      mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from models.category import Category
 from models.comment import Comment
 from models.enums import Priority, Role, ScanStatus, TicketStatus, TokenPurpose
 from models.keys import DataKey
+from models.sla import BusinessCalendar, EscalationRule, SlaPolicy
 from models.ticket import (
     Counter,
     IdempotencyRecord,
@@ -23,10 +24,12 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "Base",
+    "BusinessCalendar",
     "Category",
     "Comment",
     "Counter",
     "DataKey",
+    "EscalationRule",
     "IdempotencyRecord",
     "NotificationLog",
     "OneTimeToken",
@@ -34,6 +37,7 @@ __all__ = [
     "RefreshToken",
     "Role",
     "ScanStatus",
+    "SlaPolicy",
     "Ticket",
     "TicketHistory",
     "TicketSearchToken",

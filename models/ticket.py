@@ -41,6 +41,8 @@ class Ticket(Timestamps, Base):
         Index("ix_tickets_category_created", "category_id", "created_at", "id"),
         Index("ix_tickets_updated", "updated_at", "id"),
         Index("ix_tickets_due", "due_date", "id"),
+        Index("ix_tickets_sla_breached", "sla_breached_at", "id"),  # SLA area (0002)
+        Index("ix_tickets_sla_at_risk", "sla_at_risk_at", "id"),  # SLA area (0002)
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -68,6 +70,13 @@ class Ticket(Timestamps, Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     updated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    # --- SLA (migration 0002; kept current by activities.sla) -------------------------
+    first_response_due_at: Mapped[datetime | None]
+    resolution_due_at: Mapped[datetime | None]
+    # When the nearest running clock reaches its at-risk mark; `sla=at_risk` lists read it.
+    sla_at_risk_at: Mapped[datetime | None]
+    # First breach of any clock (a fact that stays true after the ticket is answered).
+    sla_breached_at: Mapped[datetime | None]
 
 
 class TicketTag(Base):

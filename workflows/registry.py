@@ -3,3 +3,18 @@
 from __future__ import annotations
 
 WORKFLOWS: list[type] = []
+
+# Platform: the echo workflow of the smoke test and the benchmark's raw rate.
+from workflows.ping import PingWorkflow  # noqa: E402
+
+WORKFLOWS.append(PingWorkflow)
+
+# Attachments: quarantine until clamd's verdict (until the ticket workflow runs the scan).
+from workflows.attachment_scan import AttachmentScanWorkflow  # noqa: E402
+
+WORKFLOWS.append(AttachmentScanWorkflow)
+
+# Tickets: one durable workflow per ticket.
+from workflows.ticket import TicketWorkflow  # noqa: E402
+
+WORKFLOWS.append(TicketWorkflow)

@@ -1,5 +1,62 @@
-"""Routes: ticket_queries (being written)."""
+"""Routes: ticket reads that come from the database (the list)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import AnyUser, Principal, RuntimeDep, SessionDep
+from api.schemas.ticket_list import TicketListItem, TicketListPage, TicketQuery
+from helpdesk.services import ticket_list
 
 router = APIRouter()
+
+
+def _user(value: uuid.UUID | str | None, principal: Principal) -> uuid.UUID | None:
+    if value == "me":
+        return principal.id
+    return value if isinstance(value, uuid.UUID) else None
+
+
+@router.get("/tickets", response_model=TicketListPage)
+async def list_tickets(
+    query: Annotated[TicketQuery, Query()],
+    principal: AnyUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> TicketListPage:
+    """Tickets the caller may see (an end user: only their own), filtered, sorted and paged."""
+    filters = ticket_list.TicketFilter(
+        statuses=tuple(dict.fromkeys(query.status)),
+        priorities=tuple(dict.fromkeys(query.priority)),
+        category_id=query.category_id,
+        assignee_id=_user(query.assignee_id, principal),
+        unassigned=query.assignee_id == "unassigned",
+        requester_id=_user(query.requester_id, principal),
+        tags=tuple(dict.fromkeys(query.tag)),
+        escalated=query.escalated,
+        created_from=query.created_from,
+        created_to=query.created_to,
+        updated_from=query.updated_from,
+        updated_to=query.updated_to,
+        q=query.q,
+    )
+    page = ticket_list.PageRequest(
+        sort=query.sort,
+        direction=query.order,
+        page=query.page,
+        page_size=query.page_size,
+        cursor=query.cursor,
+    )
+    result = await ticket_list.list_tickets(session, runtime, principal, filters, page)
+    return TicketListPage(
+        items=[TicketListItem.model_validate(i, from_attributes=True) for i in result.items],
+        total=result.total,
+        total_is_estimate=result.total_is_estimate,
+        page=result.page,
+        page_size=result.page_size,
+        has_more=result.has_more,
+        next_cursor=result.next_cursor,
+    )

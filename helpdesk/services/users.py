@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
-from helpdesk.errors import Conflict, DataIntegrityError
+from helpdesk.errors import Conflict, DataIntegrityError, NotFound
 from helpdesk.runtime import Runtime
+from models.audit import AuditLog
 from models.enums import Role
 from models.user import User
 
@@ -46,7 +47,12 @@ def _open(key: DataKey, user_id: uuid.UUID, column: str, blob: bytes | None) -> 
     try:
         return decrypt_field(key, blob, table=TABLE, column=column, row_id=user_id)
     except IntegrityError as exc:
-        raise DataIntegrityError("stored user data failed its integrity check") from exc
+        # Audited in a transaction of its own (the request's rolls back); no value leaves.
+        raise DataIntegrityError(
+            "stored user data failed its integrity check",
+            audit={"action": "integrity.failure", "outcome": "failure", "table": TABLE,
+                   "record_id": user_id, "details": {"column": column}},
+        ) from exc
 
 
 async def find_by_email(session: AsyncSession, runtime: Runtime, email: str) -> User | None:
@@ -66,8 +72,11 @@ async def create_user(
     role: Role = Role.END_USER,
     created_by: uuid.UUID | None = None,
     email_verified_at: datetime | None = None,
+    password_hash: str | None = None,
 ) -> User:
-    """A new user; a second account for the same normalised email is a Conflict."""
+    """A new user; a second account for the same normalised email is a Conflict.
+
+    `password_hash` lets a caller hash outside the transaction (argon2 is slow)."""
     bidx = runtime.blind_index.email(email)
     if await session.scalar(select(User.id).where(User.email_bidx == bidx)) is not None:
         raise Conflict("an account with this email already exists")
@@ -81,7 +90,7 @@ async def create_user(
         full_name_enc=_seal(key, user_id, "full_name", full_name),
         phone_enc=_seal(key, user_id, "phone", phone),
         role=role.value,
-        password_hash=runtime.extras["passwords"].hash(password),
+        password_hash=password_hash or runtime.extras["passwords"].hash(password),
         created_by=created_by,
         updated_by=created_by,
         email_verified_at=email_verified_at,
@@ -148,3 +157,110 @@ async def views(
     """Decrypted views of many users with one key lookup."""
     keys = await runtime.keys.get_many(session, [u.data_key_id for u in users])
     return [view_with_key(u, keys[u.data_key_id]) for u in users if u.data_key_id in keys]
+
+
+# --- account management (auth & users area) -------------------------------------------
+# Role changes, deactivation and listings for administrators, and the audit view of one
+# user. Routes call these; the caller's transaction commits them.
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False) -> User:
+    """The user with this id, or NotFound."""
+    user = await session.get(User, user_id, with_for_update=for_update or None)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    offset: int,
+    limit: int,
+    role: Role | None = None,
+    active: bool | None = None,
+) -> tuple[list[User], int]:
+    """One page of users (oldest first) and the total matching the filters."""
+    conditions = []
+    if role is not None:
+        conditions.append(User.role == role.value)
+    if active is not None:
+        conditions.append(User.is_active.is_(active))
+    total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
+    rows = await session.scalars(
+        select(User).where(*conditions).order_by(User.created_at, User.id)
+        .offset(offset).limit(limit)
+    )
+    return list(rows), int(total or 0)
+
+
+async def active_agents(session: AsyncSession) -> list[User]:
+    """Every active support agent (for assignment pickers)."""
+    rows = await session.scalars(
+        select(User)
+        .where(User.role == Role.SUPPORT_AGENT.value, User.is_active.is_(True))
+        .order_by(User.created_at, User.id)
+    )
+    return list(rows)
+
+
+async def change_role(
+    session: AsyncSession, runtime: Runtime, *, actor_id: uuid.UUID, user_id: uuid.UUID,
+    role: Role,
+) -> User:
+    """Give a user another role (administrators only; never one's own). The change is
+    audited with before and after, and the user's sessions end so that it bites at once."""
+    from helpdesk.services import sessions
+
+    if user_id == actor_id:
+        raise Conflict("you cannot change your own role")
+    user = await get_user(session, user_id, for_update=True)
+    before = user.role
+    if before == role.value:
+        return user
+    user.role = role.value
+    user.updated_by = actor_id
+    revoked = await sessions.revoke_all_for_user(session, runtime, user.id, "role_change")
+    await runtime.audit.record(
+        session, "user.role_change", table=TABLE, record_id=user.id,
+        details={"before": before, "after": role.value, "sessions_revoked": revoked},
+    )
+    return user
+
+
+async def deactivate(
+    session: AsyncSession, runtime: Runtime, *, actor_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[User, int]:
+    """Deactivate a user and revoke every session and refresh chain of theirs at once.
+    Returns the user and the number of sessions revoked (repeating it is harmless)."""
+    from helpdesk.services import sessions
+
+    if user_id == actor_id:
+        raise Conflict("you cannot deactivate yourself")
+    user = await get_user(session, user_id, for_update=True)
+    already = not user.is_active
+    if not already:
+        user.is_active = False
+        user.deactivated_at = datetime.now(UTC)
+        user.updated_by = actor_id
+    revoked = await sessions.revoke_all_for_user(session, runtime, user.id, "deactivated")
+    await runtime.audit.record(
+        session, "user.deactivate", table=TABLE, record_id=user.id,
+        details={"sessions_revoked": revoked, "already_inactive": already},
+    )
+    return user, revoked
+
+
+async def audit_rows_of(
+    session: AsyncSession, user_id: uuid.UUID, *, offset: int, limit: int
+) -> tuple[list[AuditLog], int]:
+    """Audit rows by the user or about the user, newest first (rows never hold PHI)."""
+    where = or_(
+        AuditLog.actor_id == user_id,
+        and_(AuditLog.table_name == TABLE, AuditLog.record_id == str(user_id)),
+    )
+    total = await session.scalar(select(func.count()).select_from(AuditLog).where(where))
+    rows = await session.scalars(
+        select(AuditLog).where(where).order_by(AuditLog.seq.desc()).offset(offset).limit(limit)
+    )
+    return list(rows), int(total or 0)

@@ -1,0 +1,45 @@
+# One command each: `make dev` runs the whole stack, `make test` the whole suite.
+# Works on a fresh Debian 12 clone with python3 (3.11) and its venv module; no Docker.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install only when the project's dependencies change.
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: dev test lint bench migrate install clean-venv
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+dev: install
+	$(BIN)/helpdesk dev
+
+migrate: install
+	$(BIN)/helpdesk migrate
+
+# System set-up scripts (apt packages, emulators) that other parts of the suite need:
+# every scripts/install-*.sh present, in name order. Each one is idempotent.
+test: install
+	@set -e; for script in scripts/install-*.sh; do \
+		[ -f "$$script" ] || continue; \
+		echo "== $$script"; bash "$$script"; \
+	done
+	$(BIN)/python -m pytest --cov --cov-report=term
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy helpdesk api models workflows activities workers
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean-venv:
+	rm -rf $(VENV)

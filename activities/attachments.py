@@ -1,0 +1,78 @@
+"""The attachment scan activity: stream an attachment's decrypted bytes to clamd.
+
+A thin adapter over `helpdesk.services.attachments.scan`: CLEAN releases the file,
+INFECTED destroys its bytes and returns the verdict (the calling workflow notifies the
+uploader and the agents). No trusted verdict (clamd down, timeout, odd answer) raises a
+*retryable* error, so the workflow's retry policy keeps the file quarantined until clamd is
+back. Errors retrying cannot fix (attachment gone, integrity failure) are non-retryable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from helpdesk.errors import DomainError
+from helpdesk.runtime import Runtime
+from helpdesk.scanner import ScannerUnavailable
+
+# ApplicationError types the scan raises (the workflow's retry policy lists the fatal ones).
+SCANNER_UNAVAILABLE = "ScannerUnavailable"
+FATAL_SCAN_ERRORS = ("not_found", "gone", "integrity_error")
+
+
+class ScanRequest(BaseModel):
+    """Input of the scan activity and of AttachmentScanWorkflow (ids only: no PHI)."""
+
+    attachment_id: uuid.UUID
+    ticket_id: uuid.UUID | None = None
+
+
+class ScanResult(BaseModel):
+    """The verdict, for notifications: `scan_status` is CLEAN or INFECTED (or PENDING when
+    the attachment was deleted before it could be scanned; see `deleted`)."""
+
+    attachment_id: uuid.UUID
+    ticket_id: uuid.UUID
+    uploader_id: uuid.UUID
+    scan_status: str
+    is_internal: bool
+    signature: str | None = None
+    deleted: bool = False
+
+
+class AttachmentActivities:
+    """Attachment activities around the process's Runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @activity.defn(name="scan_attachment")
+    async def scan_attachment(self, request: ScanRequest) -> ScanResult:
+        """Scan one attachment; idempotent (a decided attachment is not scanned again)."""
+        from helpdesk.services import attachments
+
+        try:
+            outcome = await attachments.scan(self.runtime, request.attachment_id)
+        except ScannerUnavailable as exc:
+            raise ApplicationError(str(exc), type=SCANNER_UNAVAILABLE, non_retryable=False) from exc
+        except DomainError as exc:
+            raise ApplicationError(exc.message, type=exc.code, non_retryable=True) from exc
+        return ScanResult(
+            attachment_id=outcome.attachment_id,
+            ticket_id=outcome.ticket_id,
+            uploader_id=outcome.uploader_id,
+            scan_status=outcome.scan_status,
+            is_internal=outcome.is_internal,
+            signature=outcome.signature,
+            deleted=outcome.deleted,
+        )
+
+    def all(self) -> list[Callable[..., Any]]:
+        """The bound activity methods to register."""
+        return [self.scan_attachment]

@@ -1,0 +1,249 @@
+"""Notification activities: email a person about a ticket, push a ticket event to sockets.
+
+Inputs carry ids and states only. The recipient's address is looked up and decrypted inside
+the activity, so no address (and no ticket text) ever enters workflow history.
+
+Send-once (``send_email``): **at most once**. Before calling the mail provider the activity
+commits a claim, a `NotificationLog` row keyed by kind + workflow event key + recipient.
+
+- The provider accepted the message: the claim stays and is the record that it was sent.
+- The provider refused before taking the message (transient or permanent error): the claim
+  is deleted in a second transaction, so a retry (transient) sends it again.
+- The connection broke after the message was handed over (``maybe_delivered``), or the
+  worker crashed or the activity was cancelled between the claim and the answer: the claim
+  stays, so no retry re-sends. That notification may be lost, never duplicated. We choose
+  this side because a duplicate notice is worse than a lost one only in being visible;
+  a lost one still leaves the change on the portal and in the Socket.IO push, and a
+  duplicate of a "your ticket was escalated" mail erodes trust in every later one.
+  An attempt that hits a claim answers ``duplicate``.
+
+Errors: `EmailPermanentError` → non-retryable ``ApplicationError(type="EmailPermanentError")``;
+`EmailTransientError` → retryable ``ApplicationError(type="EmailTransientError")`` (with the
+provider's Retry-After as the next delay when it gave one). Give the activity a retry policy
+with a maximum interval and a schedule-to-close timeout (e.g. 1 hour).
+
+``publish_event`` pushes at least once: a retried push reaches a client twice with the same
+``event_id``, which the client drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from helpdesk import push
+from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
+from helpdesk.errors import DomainError
+from helpdesk.notifications import NotificationKind, TicketFacts, render_ticket_email
+from helpdesk.runtime import Runtime
+from helpdesk.services import users
+from models.enums import Priority, TicketStatus
+from models.ticket import NotificationLog, Ticket
+from models.user import User
+
+log = logging.getLogger("helpdesk.activities.notifications")
+
+PERMANENT_EMAIL_ERROR = "EmailPermanentError"
+TRANSIENT_EMAIL_ERROR = "EmailTransientError"
+
+
+class NotifyInput(BaseModel):
+    """One email to one person about one ticket event. No PHI: ids and states."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: NotificationKind
+    # Unique per event within the ticket, decided by the workflow (e.g. "status:7"), so a
+    # retried activity or a replayed workflow produces the same notification key.
+    event_key: str = Field(min_length=1, max_length=100)
+    recipient_id: uuid.UUID
+    ticket_id: uuid.UUID
+    status: TicketStatus | None = None
+    previous_status: TicketStatus | None = None
+    priority: Priority | None = None
+    escalation_level: int | None = Field(None, ge=0)
+    sla_clock: Literal["first_response", "resolution"] | None = None
+
+    @property
+    def notification_key(self) -> str:
+        return f"email:{self.kind.value}:{self.ticket_id}:{self.event_key}:{self.recipient_id}"
+
+
+class NotifyResult(BaseModel):
+    # sent: handed to the provider; duplicate: an earlier attempt claimed it; skipped: the
+    # recipient or ticket is gone or inactive; uncertain: the connection broke after the
+    # hand-over, the claim is kept and nothing is re-sent.
+    outcome: Literal["sent", "duplicate", "skipped", "uncertain"]
+
+
+class PushInput(BaseModel):
+    """One ticket event for Socket.IO. The activity adds number, requester and assignee
+    from the database and picks the rooms (`helpdesk.push.rooms_for`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: push.PushEvent
+    event_id: str = Field(min_length=1, max_length=200)
+    ticket_id: uuid.UUID
+    status: TicketStatus | None = None
+    previous_status: TicketStatus | None = None
+    priority: Priority | None = None
+    assignee_id: uuid.UUID | None = None
+    escalation_level: int | None = None
+    escalated_to: uuid.UUID | None = None
+    comment_id: uuid.UUID | None = None
+    internal: bool = False
+    sla_clock: Literal["first_response", "resolution"] | None = None
+
+
+class NotificationActivities:
+    """Email and push activities around the process's Runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @activity.defn(name="send_email")
+    async def send_email(self, notify: NotifyInput) -> NotifyResult:
+        """Email `notify.recipient_id` about a ticket event, at most once per key."""
+        key = notify.notification_key
+        claimed = await self._claim(notify, key)
+        if isinstance(claimed, NotifyResult):
+            return claimed
+        address, number = claimed
+        facts = TicketFacts(
+            ticket_id=notify.ticket_id,
+            number=number,
+            status=notify.status,
+            previous_status=notify.previous_status,
+            priority=notify.priority,
+            escalation_level=notify.escalation_level,
+            sla_clock=notify.sla_clock,
+        )
+        rendered = render_ticket_email(notify.kind, facts, self.runtime.settings)
+        message = EmailMessage(
+            to=address, subject=rendered.subject, body=rendered.body, message_key=key
+        )
+        try:
+            await self.runtime.email.send(message)
+        except EmailPermanentError as exc:
+            await self._release(notify, key, PERMANENT_EMAIL_ERROR)
+            raise ApplicationError(
+                str(exc), type=PERMANENT_EMAIL_ERROR, non_retryable=True
+            ) from None
+        except EmailTransientError as exc:
+            if exc.maybe_delivered:
+                log.warning("email %s: connection lost after hand-over; not resent", key)
+                return NotifyResult(outcome="uncertain")
+            await self._release(notify, key, TRANSIENT_EMAIL_ERROR)
+            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+            raise ApplicationError(
+                str(exc), type=TRANSIENT_EMAIL_ERROR, next_retry_delay=delay
+            ) from None
+        return NotifyResult(outcome="sent")
+
+    async def _claim(self, notify: NotifyInput, key: str) -> NotifyResult | tuple[str, int]:
+        """Commit the send-once claim and return (address, ticket number), or the reason
+        there is nothing to send."""
+        runtime = self.runtime
+        try:
+            async with runtime.database.transaction() as session:
+                if await session.get(NotificationLog, key) is not None:
+                    return NotifyResult(outcome="duplicate")
+                user = await session.get(User, notify.recipient_id)
+                ticket = await session.get(Ticket, notify.ticket_id)
+                if (
+                    user is None
+                    or not user.is_active
+                    or user.disposed_at is not None
+                    or ticket is None
+                    or ticket.deleted_at is not None
+                ):
+                    return NotifyResult(outcome="skipped")
+                try:
+                    address = (await users.view(session, runtime, user)).email
+                except DomainError:  # the user's data key was shredded
+                    return NotifyResult(outcome="skipped")
+                session.add(
+                    NotificationLog(
+                        key=key,
+                        channel="email",
+                        ticket_id=notify.ticket_id,
+                        recipient_id=notify.recipient_id,
+                        kind=notify.kind.value,
+                        sent_at=datetime.now(UTC),
+                    )
+                )
+                # The address was decrypted to send this: a PHI read by the system.
+                await runtime.audit.record(
+                    session,
+                    "notification.email",
+                    table="users",
+                    record_id=notify.recipient_id,
+                    details={"kind": notify.kind.value, "ticket_id": str(notify.ticket_id)},
+                )
+                return address, ticket.number
+        except IntegrityError:
+            # A concurrent attempt committed the same claim first.
+            return NotifyResult(outcome="duplicate")
+
+    async def _release(self, notify: NotifyInput, key: str, error_type: str) -> None:
+        """Nothing was handed over: drop the claim so a retry may send, and audit why."""
+        async with self.runtime.database.transaction() as session:
+            await session.execute(delete(NotificationLog).where(NotificationLog.key == key))
+            await self.runtime.audit.record(
+                session,
+                "notification.email",
+                outcome="failure",
+                table="users",
+                record_id=notify.recipient_id,
+                details={
+                    "kind": notify.kind.value,
+                    "ticket_id": str(notify.ticket_id),
+                    "error": error_type,
+                },
+            )
+
+    @activity.defn(name="publish_event")
+    async def publish_event(self, event: PushInput) -> list[str]:
+        """Push a ticket event to the sockets that may hear it; returns the rooms."""
+        async with self.runtime.database.transaction() as session:
+            ticket = await session.get(Ticket, event.ticket_id)
+            if ticket is None or ticket.deleted_at is not None:
+                return []
+            number, requester_id = ticket.number, ticket.requester_id
+            assignee_id = event.assignee_id or ticket.assignee_id
+        payload = push.TicketEventPayload(
+            event_id=event.event_id,
+            ticket_id=event.ticket_id,
+            number=number,
+            status=event.status,
+            previous_status=event.previous_status,
+            priority=event.priority,
+            assignee_id=event.assignee_id,
+            escalation_level=event.escalation_level,
+            escalated_to=event.escalated_to,
+            comment_id=event.comment_id,
+            internal=event.internal if event.event is push.PushEvent.COMMENT_ADDED else None,
+            sla_clock=event.sla_clock,
+            at=datetime.now(UTC),
+        )
+        rooms = push.rooms_for(
+            event.event,
+            ticket_id=event.ticket_id,
+            requester_id=requester_id,
+            assignee_id=assignee_id,
+            escalated_to=event.escalated_to,
+            internal=event.internal,
+        )
+        await push.publisher_for(self.runtime).publish(
+            event.event.value, payload.to_message(), rooms
+        )
+        return rooms

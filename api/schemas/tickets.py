@@ -1,0 +1,123 @@
+"""Requests and responses of the ticket command routes and of GET /tickets/{id}."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from models.enums import Priority, TicketStatus
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=20_000)]
+# Tags are labels, not free text: a slug keeps PHI out of the plaintext tag index.
+Tag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$"),
+]
+Tags = Annotated[list[Tag], Field(max_length=20)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TicketCreate(_In):
+    title: Title
+    description: Description | None = None
+    priority: Priority = Priority.MEDIUM
+    category_id: uuid.UUID | None = None
+    tags: Tags = Field(default_factory=list)
+    due_date: AwareDatetime | None = None
+
+
+# Fields a requester may change on their own ticket (staff change every field).
+REQUESTER_EDITABLE = frozenset({"title", "description", "tags"})
+
+
+class TicketUpdate(_In):
+    """Partial update: only the fields sent change; `description`, `category_id` and
+    `due_date` may be sent as null to clear them. End users may change title, description
+    and tags of their own tickets; staff every field."""
+
+    title: Title | None = None
+    description: Description | None = None
+    priority: Priority | None = None
+    category_id: uuid.UUID | None = None
+    tags: Tags | None = None
+    due_date: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _something_and_no_bad_nulls(self) -> TicketUpdate:
+        sent = self.model_fields_set
+        if not sent:
+            raise ValueError("send at least one field to change")
+        for name in ("title", "priority", "tags"):
+            if name in sent and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class StatusChangeIn(_In):
+    status: TicketStatus
+    note: Note | None = Field(None, description="Why (kept encrypted in the ticket's history)")
+
+
+class AssignIn(_In):
+    """Either `agent_id` (an active staff member) or `"auto": true` (least-loaded agent)."""
+
+    agent_id: uuid.UUID | None = None
+    auto: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AssignIn:
+        if self.auto == (self.agent_id is not None):
+            raise ValueError("give either agent_id or auto: true")
+        return self
+
+
+class WorkflowStateOut(BaseModel):
+    """The live state the ticket's workflow reports (absent when it cannot answer now)."""
+
+    status: TicketStatus
+    priority: Priority
+    assignee_id: uuid.UUID | None
+    escalated: bool
+    escalation_level: int
+    version: int
+
+
+class TicketOut(BaseModel):
+    id: uuid.UUID
+    number: int
+    title: str | None
+    description: str | None
+    status: TicketStatus
+    priority: Priority
+    category_id: uuid.UUID | None
+    tags: list[str]
+    requester_id: uuid.UUID
+    assignee_id: uuid.UUID | None
+    due_date: datetime | None
+    escalated: bool
+    escalation_level: int
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    version: int
+    workflow: WorkflowStateOut | None = None
+
+
+class HistoryEntryOut(BaseModel):
+    id: uuid.UUID
+    at: datetime
+    actor_id: uuid.UUID | None
+    action: str
+    changes: dict[str, Any] = Field(
+        description="old → new per field; title and description record only that they changed"
+    )
+    note: str | None = None

@@ -1,0 +1,229 @@
+"""The `helpdesk` command: run the stack or one of its pieces, and administer it.
+
+    helpdesk dev                      Temporal dev server + migrations + API with the worker
+    helpdesk api                      the API alone (uvicorn; TLS 1.3 when certificates are set)
+    helpdesk worker                   a Temporal worker process
+    helpdesk migrate                  apply the database migrations
+    helpdesk create-admin --email E   an administrator with TOTP MFA (prints the otpauth URI)
+    helpdesk audit verify             check the audit log's hash chain
+
+Every setting comes from HELPDESK_* environment variables (see README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from helpdesk.settings import Settings
+
+# Administrators guard everything: a longer minimum than for end users.
+MIN_ADMIN_PASSWORD = 12
+
+
+def _settings() -> Settings:
+    from helpdesk.settings import get_settings
+
+    return get_settings()
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Alembic announces every plugin it loads at INFO: noise on each start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from helpdesk.devserver import run_dev
+
+    _configure_logging()
+    return asyncio.run(run_dev(_settings()))
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from helpdesk.devserver import run_api
+
+    _configure_logging()
+    return asyncio.run(run_api(_settings()))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.worker import main as worker_main
+
+    return worker_main()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from helpdesk.migrate import upgrade
+
+    settings = _settings()
+    if settings.is_sqlite:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    print("database migrated to the latest revision")
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat the password: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+async def _create_admin(settings: Settings, email: str, password: str, name: str | None) -> str:
+    from api.app import prepare_runtime
+    from helpdesk.context import RequestContext, set_context
+    from helpdesk.runtime import build_runtime
+    from helpdesk.security import new_totp_secret, totp_uri
+    from helpdesk.services import users
+    from models.enums import Role
+
+    set_context(
+        RequestContext(request_id=f"cli-{uuid.uuid4().hex[:12]}", user_agent="helpdesk-cli")
+    )
+    runtime = prepare_runtime(build_runtime(settings))
+    secret = new_totp_secret()
+    try:
+        async with runtime.database.transaction() as session:
+            user = await users.create_user(
+                session,
+                runtime,
+                email=email,
+                password=password,
+                full_name=name,
+                role=Role.ADMINISTRATOR,
+                email_verified_at=datetime.now(UTC),
+            )
+            await users.seal_mfa_secret(session, runtime, user, secret)
+            user.mfa_enabled = True
+            await runtime.audit.record(
+                session,
+                "user.create",
+                table="users",
+                record_id=user.id,
+                details={"role": Role.ADMINISTRATOR.value, "mfa": True, "via": "cli"},
+            )
+    finally:
+        await runtime.close()
+    return totp_uri(secret, email)
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from helpdesk.errors import DomainError
+
+    try:
+        password = _read_password(args)
+    except (ValueError, EOFError, KeyboardInterrupt) as exc:
+        print(f"helpdesk create-admin: {exc or 'cancelled'}", file=sys.stderr)
+        return 1
+    if len(password) < MIN_ADMIN_PASSWORD:
+        print(
+            f"helpdesk create-admin: the password needs at least {MIN_ADMIN_PASSWORD} characters",
+            file=sys.stderr,
+        )
+        return 1
+    if "@" not in args.email:
+        print("helpdesk create-admin: --email must be an email address", file=sys.stderr)
+        return 1
+    try:
+        uri = asyncio.run(_create_admin(_settings(), args.email, password, args.full_name))
+    except DomainError as exc:
+        print(f"helpdesk create-admin: {exc.message}", file=sys.stderr)
+        return 1
+    print("Administrator created. Enrol MFA by scanning this URI in an authenticator app:")
+    print(uri)
+    print("It is shown once; every sign-in of this administrator needs a code from it.")
+    return 0
+
+
+async def _verify_audit(settings: Settings) -> tuple[bool, int, int | None, str]:
+    from helpdesk.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.database.transaction() as session:
+            report = await runtime.audit.verify(session)
+    finally:
+        await runtime.close()
+    return report.ok, report.rows_checked, report.first_bad_seq, report.problem
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    ok, checked, bad_seq, problem = asyncio.run(_verify_audit(_settings()))
+    if ok:
+        print(f"audit chain intact ({checked} rows)")
+        return 0
+    print(f"audit chain BROKEN at row {bad_seq}: {problem} ({checked} rows verified before it)")
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="helpdesk",
+        description="HIPAA-minded help desk: run the stack or administer it.",
+        epilog="Configuration: HELPDESK_* environment variables or .env (see README.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "dev", help="everything in one process tree: Temporal dev server, migrations, API, worker"
+    ).set_defaults(func=cmd_dev)
+    commands.add_parser("api", help="the API (uvicorn)").set_defaults(func=cmd_api)
+    commands.add_parser("worker", help="a Temporal worker process").set_defaults(func=cmd_worker)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    admin = commands.add_parser("create-admin", help="create an administrator with TOTP MFA")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--full-name", default=None)
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    admin.set_defaults(func=cmd_create_admin)
+    audit = commands.add_parser("audit", help="audit log tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_commands.add_parser("verify", help="verify the hash chain").set_defaults(
+        func=cmd_audit_verify
+    )
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse and run one command; returns its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        # Settings refused to load: name the settings, never their values.
+        fields = ", ".join(
+            "HELPDESK_" + str(err["loc"][0]).upper() if err["loc"] else err["msg"]
+            for err in exc.errors()
+        )
+        details = "; ".join(err["msg"] for err in exc.errors())
+        print(f"helpdesk: invalid configuration ({fields}): {details}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point. Leaves with os._exit after an orderly shutdown: the Temporal
+    core's threads can crash interpreter finalisation (sdk-python#300, TEMPORAL.md)."""
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

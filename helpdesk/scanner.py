@@ -1,0 +1,163 @@
+"""An async client of clamd (ClamAV's daemon) over TCP or a unix socket.
+
+Only the verdicts clamd states plainly are trusted: ``stream: OK`` is clean and
+``stream: <signature> FOUND`` is infected. Anything else (an error line, a closed connection,
+a timeout, a refused connection) raises `ScannerUnavailable`, and the caller keeps the file
+quarantined: the scanner fails closed.
+
+Protocol (clamd(8)): ``zINSTREAM\\0``, then chunks each prefixed by their length as a 4-byte
+big-endian integer, then a zero-length chunk; clamd answers one NUL-terminated line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+# clamd's default StreamMaxLength is 25 MiB; chunks well under its buffer are the norm.
+CHUNK_BYTES = 64 * 1024
+_MAX_REPLY = 4096
+
+
+class ScannerUnavailable(Exception):
+    """clamd did not give a verdict we trust (unreachable, timed out, error or odd answer).
+
+    The message names the failure only; it never carries file content or names."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanVerdict:
+    """A trusted clamd verdict: clean, or infected with the named signature."""
+
+    infected: bool
+    signature: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return not self.infected
+
+
+def parse_reply(reply: bytes) -> ScanVerdict:
+    """The verdict in one clamd INSTREAM reply line; anything unexpected is untrusted."""
+    text = reply.rstrip(b"\0\r\n").decode("utf-8", errors="replace").strip()
+    # Session-mode replies carry an "<id>: " prefix; INSTREAM replies start with "stream:".
+    if not text.startswith("stream:"):
+        raise ScannerUnavailable("unexpected answer from clamd")
+    body = text.removeprefix("stream:").strip()
+    if body == "OK":
+        return ScanVerdict(infected=False)
+    if body.endswith(" FOUND"):
+        signature = body.removesuffix(" FOUND").strip()
+        if signature:
+            return ScanVerdict(infected=True, signature=signature[:200])
+    if body.endswith("ERROR"):
+        raise ScannerUnavailable("clamd reported an error while scanning")
+    raise ScannerUnavailable("unexpected answer from clamd")
+
+
+class ClamdClient:
+    """Talks to one clamd. `address` is ``host:port`` for TCP, or a unix socket path
+    (starting with ``/`` or ``unix:``)."""
+
+    def __init__(self, address: str, *, timeout: float = 60.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._unix_path: str | None = None
+        self._host = ""
+        self._port = 0
+        if address.startswith("unix:"):
+            self._unix_path = address.removeprefix("unix:")
+        elif address.startswith("/"):
+            self._unix_path = address
+        else:
+            host, sep, port = address.rpartition(":")
+            if not sep or not port.isdigit():
+                raise ValueError("clamd address must be host:port or a unix socket path")
+            self._host = host.strip("[]") or "127.0.0.1"
+            self._port = int(port)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._unix_path is not None:
+            return await asyncio.open_unix_connection(self._unix_path)
+        return await asyncio.open_connection(self._host, self._port)
+
+    async def _command(self, command: bytes) -> bytes:
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await self._connect()
+                try:
+                    writer.write(b"z" + command + b"\0")
+                    await writer.drain()
+                    return await _read_reply(reader)
+                finally:
+                    await _close(writer)
+        except TimeoutError as exc:
+            raise ScannerUnavailable("clamd timed out") from exc
+        except OSError as exc:
+            raise ScannerUnavailable("clamd is unreachable") from exc
+
+    async def ping(self) -> bool:
+        """True when clamd answers PONG; raises `ScannerUnavailable` otherwise."""
+        reply = await self._command(b"PING")
+        if reply.rstrip(b"\0\r\n") != b"PONG":
+            raise ScannerUnavailable("unexpected answer from clamd")
+        return True
+
+    async def version(self) -> str:
+        """clamd's version line (engine and signature versions)."""
+        reply = await self._command(b"VERSION")
+        return reply.rstrip(b"\0\r\n").decode("utf-8", errors="replace")
+
+    async def scan_stream(self, chunks: AsyncIterable[bytes]) -> ScanVerdict:
+        """Stream the bytes to clamd with INSTREAM and return its verdict.
+
+        The timeout covers the whole exchange. clamd may answer before the stream ends (its
+        StreamMaxLength was reached): that answer is read and judged like any other."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await self._connect()
+                try:
+                    writer.write(b"zINSTREAM\0")
+                    try:
+                        async for chunk in chunks:
+                            for start in range(0, len(chunk), CHUNK_BYTES):
+                                piece = chunk[start : start + CHUNK_BYTES]
+                                writer.write(struct.pack(">I", len(piece)) + piece)
+                                await writer.drain()
+                        writer.write(struct.pack(">I", 0))
+                        await writer.drain()
+                    except (ConnectionResetError, BrokenPipeError):
+                        # clamd stopped reading: it may have said why before closing.
+                        pass
+                    reply = await _read_reply(reader)
+                finally:
+                    await _close(writer)
+        except TimeoutError as exc:
+            raise ScannerUnavailable("clamd timed out") from exc
+        except OSError as exc:
+            raise ScannerUnavailable("clamd is unreachable") from exc
+        return parse_reply(reply)
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> bytes:
+    data = bytearray()
+    while b"\0" not in data:
+        piece = await reader.read(_MAX_REPLY)
+        if not piece:
+            break
+        data += piece
+        if len(data) > _MAX_REPLY:
+            raise ScannerUnavailable("clamd answer too long")
+    if not data:
+        raise ScannerUnavailable("clamd closed the connection without an answer")
+    return bytes(data.split(b"\0", 1)[0])
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass

@@ -1,0 +1,499 @@
+"""Authentication flows: registration, login (argon2id, lockout with backoff, TOTP),
+logout, password reset, email verification, MFA enrolment, and account deactivation.
+
+Login and the one-time-token flows own their transactions: a failed login must commit its
+failure count and audit row although the caller gets an error, and emails go out only
+after the commit they depend on. argon2 runs in a thread, outside any transaction, so a
+slow hash never holds SQLite's write lock or blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk import ratelimit
+from helpdesk.email import EmailMessage
+from helpdesk.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DomainError,
+    RateLimited,
+    ValidationFailed,
+)
+from helpdesk.runtime import Runtime
+from helpdesk.security import (
+    Passwords,
+    hash_token,
+    new_opaque_token,
+    new_totp_secret,
+    totp_match,
+    totp_uri,
+)
+from helpdesk.services import sessions, users
+from models.enums import Role, TokenPurpose
+from models.user import AuthSession, OneTimeToken, User
+
+log = logging.getLogger("helpdesk.auth")
+
+BAD_CREDENTIALS = "invalid email or password"
+BAD_LINK = "this link is invalid, already used or expired"
+MFA_ISSUER = "Helpdesk"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _passwords(runtime: Runtime) -> Passwords:
+    passwords: Passwords = runtime.extras["passwords"]
+    return passwords
+
+
+async def send_quietly(runtime: Runtime, message: EmailMessage) -> None:
+    """Send a mail after the commit it depends on. A mail outage must not undo the
+    account change, so a failure is logged (its type only: texts may echo the address)."""
+    try:
+        await runtime.email.send(message)
+    except Exception as exc:
+        log.error("sending %s mail failed: %s", message.message_key.split(":")[0],
+                  type(exc).__name__)
+
+
+# --- one-time tokens (email verification, password reset) -----------------------------
+
+
+async def _issue_token(
+    session: AsyncSession, runtime: Runtime, user_id: uuid.UUID, purpose: TokenPurpose
+) -> tuple[str, uuid.UUID]:
+    """A fresh single-use token (only its SHA-256 is stored); earlier unused tokens of the
+    same purpose stop working, so only the newest link is good."""
+    now = _now()
+    await session.execute(
+        update(OneTimeToken)
+        .where(OneTimeToken.user_id == user_id, OneTimeToken.purpose == purpose.value,
+               OneTimeToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    token, digest = new_opaque_token()
+    row = OneTimeToken(
+        id=uuid.uuid4(), user_id=user_id, purpose=purpose.value, token_hash=digest,
+        created_at=now,
+        expires_at=now + timedelta(seconds=runtime.settings.one_time_token_ttl_seconds),
+    )
+    session.add(row)
+    await session.flush()
+    return token, row.id
+
+
+async def _find_token(
+    session: AsyncSession, token: str, purpose: TokenPurpose
+) -> OneTimeToken | None:
+    row = await session.scalar(
+        select(OneTimeToken).where(
+            OneTimeToken.token_hash == hash_token(token), OneTimeToken.purpose == purpose.value
+        )
+    )
+    if row is None or row.used_at is not None or row.expires_at <= _now():
+        return None
+    return row
+
+
+async def _consume_token(session: AsyncSession, token: str, purpose: TokenPurpose) -> User:
+    """Mark the token used (atomically: a second use, even concurrent, fails) and return
+    its active user."""
+    row = await _find_token(session, token, purpose)
+    if row is not None:
+        claimed = await session.execute(
+            update(OneTimeToken)
+            .where(OneTimeToken.id == row.id, OneTimeToken.used_at.is_(None))
+            .values(used_at=_now())
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            user = await session.get(User, row.user_id, with_for_update=True)
+            if user is not None and user.is_active:
+                return user
+    raise _bad_link(purpose)
+
+
+def _bad_link(purpose: TokenPurpose) -> ValidationFailed:
+    return ValidationFailed(
+        BAD_LINK,
+        audit={"action": f"auth.{purpose.value}", "outcome": "failure",
+               "details": {"reason": "invalid_token"}},
+    )
+
+
+def _link(runtime: Runtime, page: str, token: str) -> str:
+    # Built from configuration, never from the request's Host header; the token rides in
+    # the fragment so it never reaches a server log or a Referer header.
+    return f"{runtime.settings.public_base_url.rstrip('/')}/{page}#token={token}"
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+async def register(
+    runtime: Runtime, *, email: str, password: str, full_name: str, phone: str | None
+) -> User:
+    """A new END_USER account (no caller ever chooses a role) and a verification mail."""
+    password_hash = await asyncio.to_thread(_passwords(runtime).hash, password)
+    duplicate = Conflict(
+        "an account with this email already exists",
+        audit={"action": "auth.register", "outcome": "failure",
+               "details": {"reason": "duplicate_email"}},
+    )
+    try:
+        async with runtime.database.transaction() as session:
+            try:
+                user = await users.create_user(
+                    session, runtime, email=email, password=password, full_name=full_name,
+                    phone=phone, role=Role.END_USER, password_hash=password_hash,
+                )
+            except Conflict:
+                raise duplicate from None
+            token, token_id = await _issue_token(
+                session, runtime, user.id, TokenPurpose.VERIFY_EMAIL
+            )
+            await runtime.audit.record(
+                session, "auth.register", table=users.TABLE, record_id=user.id,
+                actor_id=user.id, actor_role=user.role,
+            )
+    except SqlIntegrityError:
+        # Two registrations of one address at the same moment: the unique blind index
+        # refuses the second at commit.
+        raise duplicate from None
+    await send_quietly(
+        runtime,
+        EmailMessage(
+            to=email.strip(),
+            subject="Confirm your email address",
+            body=(
+                "Welcome to the help desk. Confirm your email address with this link "
+                f"(valid {runtime.settings.one_time_token_ttl_seconds // 60} minutes):\n"
+                f"{_link(runtime, 'verify-email', token)}\n"
+            ),
+            message_key=f"verify-email:{token_id}",
+        ),
+    )
+    return user
+
+
+async def verify_email(runtime: Runtime, token: str) -> None:
+    """Confirm the address a verification link was sent to."""
+    async with runtime.database.transaction() as session:
+        user = await _consume_token(session, token, TokenPurpose.VERIFY_EMAIL)
+        if user.email_verified_at is None:
+            user.email_verified_at = _now()
+        await runtime.audit.record(
+            session, "auth.email_verified", table=users.TABLE, record_id=user.id,
+            actor_id=user.id, actor_role=user.role,
+        )
+
+
+# --- login ------------------------------------------------------------------------------
+
+
+async def login(
+    runtime: Runtime,
+    *,
+    email: str,
+    password: str,
+    totp: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> sessions.IssuedTokens:
+    """Email and password (and a TOTP code once MFA is on) for a new session.
+
+    An unknown email costs the same argon2 verification and gets the same answer as a
+    wrong password. After `login_max_failures` failures the account locks, with backoff;
+    a locked account answers 429 even to the right password (reset still works)."""
+    passwords = _passwords(runtime)
+    bidx = runtime.blind_index.email(email)
+    async with runtime.database.transaction() as session:
+        found = await session.scalar(select(User).where(User.email_bidx == bidx))
+
+    wait = _locked_for(runtime, found, bidx)
+    if wait:
+        async with runtime.database.transaction() as session:
+            await _audit_failure(session, runtime, found, "locked")
+        raise RateLimited("too many failed logins; try again later", retry_after=wait)
+
+    ok = await asyncio.to_thread(passwords.verify, found.password_hash if found else None,
+                                 password)
+    new_hash = None
+    if ok and found is not None and passwords.needs_rehash(found.password_hash):
+        new_hash = await asyncio.to_thread(passwords.hash, password)
+
+    async with runtime.database.transaction() as session:
+        outcome = await _settle_login(
+            session, runtime, found.id if found else None, bidx, ok=ok, new_hash=new_hash,
+            totp=totp, ip=ip, user_agent=user_agent,
+        )
+    # Raised after the block: the failure count and its audit rows are committed.
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
+
+
+def _locked_for(runtime: Runtime, user: User | None, bidx: str) -> int:
+    if user is None:
+        return ratelimit.unknown_account_lockouts(runtime).locked_for(bidx)
+    if user.locked_until is None:
+        return 0
+    left = (user.locked_until - _now()).total_seconds()
+    return max(1, math.ceil(left)) if left > 0 else 0
+
+
+async def _settle_login(
+    session: AsyncSession,
+    runtime: Runtime,
+    user_id: uuid.UUID | None,
+    bidx: str,
+    *,
+    ok: bool,
+    new_hash: str | None,
+    totp: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> sessions.IssuedTokens | DomainError:
+    if user_id is None:
+        ratelimit.unknown_account_lockouts(runtime).fail(bidx)
+        await _audit_failure(session, runtime, None, "unknown_account")
+        return AuthenticationFailed(BAD_CREDENTIALS)
+    # Locked row (PostgreSQL): concurrent attempts count failures and TOTP steps in turn.
+    user = await session.get(User, user_id, with_for_update=True, populate_existing=True)
+    if user is None:
+        return AuthenticationFailed(BAD_CREDENTIALS)
+    if not ok:
+        return await _count_failure(session, runtime, user, "bad_password")
+    if not user.is_active:
+        await _audit_failure(session, runtime, user, "inactive")
+        return AuthenticationFailed(BAD_CREDENTIALS)
+    wait = _locked_for(runtime, user, bidx)
+    if wait:  # locked by a concurrent attempt since we looked
+        await _audit_failure(session, runtime, user, "locked")
+        return RateLimited("too many failed logins; try again later", retry_after=wait)
+    mfa = False
+    if user.mfa_enabled:
+        if not totp:
+            await _audit_failure(session, runtime, user, "mfa_code_missing")
+            return AuthenticationFailed(
+                "a one-time code from your authenticator app is required",
+                details={"mfa_required": True},
+            )
+        secret = await users.open_mfa_secret(session, runtime, user)
+        step = totp_match(secret or "", totp, last_step=user.mfa_last_step)
+        if secret is None or step is None:
+            failure = await _count_failure(session, runtime, user, "mfa_code_invalid")
+            if isinstance(failure, AuthenticationFailed):
+                failure = AuthenticationFailed(
+                    "the one-time code is invalid or was already used",
+                    details={"mfa_required": True},
+                )
+            return failure
+        # Never accepted twice: later logins need a later step.
+        user.mfa_last_step = step
+        mfa = True
+    user.failed_logins = 0
+    user.lockouts = 0
+    user.locked_until = None
+    if new_hash is not None:
+        user.password_hash = new_hash
+    issued = await sessions.start(session, runtime, user, mfa=mfa, ip=ip, user_agent=user_agent)
+    await runtime.audit.record(
+        session, "auth.login", table="auth_sessions", record_id=issued.session_id,
+        actor_id=user.id, actor_role=user.role,
+        details={"mfa": mfa, "rehashed": new_hash is not None},
+    )
+    return issued
+
+
+async def _count_failure(
+    session: AsyncSession, runtime: Runtime, user: User, reason: str
+) -> DomainError:
+    settings = runtime.settings
+    user.failed_logins += 1
+    await _audit_failure(session, runtime, user, reason)
+    if user.failed_logins >= settings.login_max_failures:
+        seconds = ratelimit.lockout_duration(settings.login_lockout_seconds, user.lockouts)
+        user.locked_until = _now() + timedelta(seconds=seconds)
+        user.lockouts += 1
+        user.failed_logins = 0
+        await runtime.audit.record(
+            session, "auth.lockout", outcome="failure", table=users.TABLE, record_id=user.id,
+            details={"seconds": seconds, "lockout_number": user.lockouts},
+        )
+    return AuthenticationFailed(BAD_CREDENTIALS)
+
+
+async def _audit_failure(
+    session: AsyncSession, runtime: Runtime, user: User | None, reason: str
+) -> None:
+    # Who tried is unknown (anonymous caller); IP and user agent come from the context.
+    await runtime.audit.record(
+        session, "auth.login", outcome="failure", table=users.TABLE,
+        record_id=user.id if user else None, details={"reason": reason},
+    )
+
+
+# --- logout -----------------------------------------------------------------------------
+
+
+async def logout(session: AsyncSession, runtime: Runtime, session_id: uuid.UUID) -> None:
+    """End the caller's session: its access token fails from the next call on."""
+    auth_session = await session.get(AuthSession, session_id)
+    if auth_session is not None:
+        await sessions.revoke(session, runtime, auth_session, "logout")
+
+
+# --- password reset ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMail:
+    """A message to send once the transaction that made its token has committed."""
+
+    message: EmailMessage
+
+
+async def request_password_reset(runtime: Runtime, email: str) -> PendingMail | None:
+    """A reset link for a known, active account; nothing (and the same answer) otherwise.
+    Lockout does not stop a reset: it is how a locked-out person gets back in."""
+    async with runtime.database.transaction() as session:
+        user = await users.find_by_email(session, runtime, email)
+        if user is None or not user.is_active:
+            await runtime.audit.record(
+                session, "auth.reset_requested", outcome="failure", table=users.TABLE,
+                details={"reason": "unknown_account" if user is None else "inactive"},
+            )
+            return None
+        token, token_id = await _issue_token(session, runtime, user.id,
+                                             TokenPurpose.RESET_PASSWORD)
+        address = (await users.view(session, runtime, user)).email
+        await runtime.audit.record(
+            session, "auth.reset_requested", table=users.TABLE, record_id=user.id,
+        )
+    minutes = runtime.settings.one_time_token_ttl_seconds // 60
+    return PendingMail(
+        EmailMessage(
+            to=address,
+            subject="Reset your help desk password",
+            body=(
+                "Someone asked to reset the password of your help desk account. If it was "
+                f"you, choose a new password with this link (valid {minutes} minutes, "
+                f"once):\n{_link(runtime, 'reset-password', token)}\n"
+                "If it was not you, ignore this message; your password is unchanged.\n"
+            ),
+            message_key=f"reset-password:{token_id}",
+        )
+    )
+
+
+async def reset_password(runtime: Runtime, token: str, new_password: str) -> None:
+    """Set a new password with a reset token (once): every session of the user ends and
+    the lockout clears."""
+    async with runtime.database.transaction() as session:
+        valid = await _find_token(session, token, TokenPurpose.RESET_PASSWORD) is not None
+    if not valid:  # checked first so junk tokens cost no argon2 hash
+        raise _bad_link(TokenPurpose.RESET_PASSWORD)
+    new_hash = await asyncio.to_thread(_passwords(runtime).hash, new_password)
+    async with runtime.database.transaction() as session:
+        user = await _consume_token(session, token, TokenPurpose.RESET_PASSWORD)
+        user.password_hash = new_hash
+        user.failed_logins = 0
+        user.lockouts = 0
+        user.locked_until = None
+        revoked = await sessions.revoke_all_for_user(session, runtime, user.id,
+                                                     "password_reset")
+        await runtime.audit.record(
+            session, "auth.password_reset", table=users.TABLE, record_id=user.id,
+            actor_id=user.id, actor_role=user.role, details={"sessions_revoked": revoked},
+        )
+
+
+# --- MFA enrolment ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MfaEnrolment:
+    secret: str
+    otpauth_uri: str
+
+
+async def mfa_setup(session: AsyncSession, runtime: Runtime, user_id: uuid.UUID) -> MfaEnrolment:
+    """A new TOTP secret, stored encrypted, waiting for a first code to enable it. Refused
+    once MFA is on, so a stolen password-only session cannot replace the authenticator."""
+    user = await users.get_user(session, user_id, for_update=True)
+    if user.mfa_enabled:
+        raise Conflict("MFA is already enabled for this account")
+    secret = new_totp_secret()
+    await users.seal_mfa_secret(session, runtime, user, secret)
+    user.mfa_last_step = None
+    account = (await users.view(session, runtime, user)).email
+    await runtime.audit.record(session, "auth.mfa_setup", table=users.TABLE, record_id=user.id)
+    return MfaEnrolment(secret=secret, otpauth_uri=totp_uri(secret, account, MFA_ISSUER))
+
+
+async def mfa_enable(
+    session: AsyncSession, runtime: Runtime, user_id: uuid.UUID, code: str
+) -> None:
+    """Turn MFA on once the user proves the authenticator works. The code is spent: it
+    cannot be used again to log in."""
+    user = await users.get_user(session, user_id, for_update=True)
+    if user.mfa_enabled:
+        raise Conflict("MFA is already enabled for this account")
+    secret = await users.open_mfa_secret(session, runtime, user)
+    if secret is None:
+        raise Conflict("start MFA setup first")
+    step = totp_match(secret, code, last_step=user.mfa_last_step)
+    if step is None:
+        raise ValidationFailed(
+            "the code does not match; check the authenticator's clock and try again",
+            audit={"action": "auth.mfa_enable", "outcome": "failure", "table": users.TABLE,
+                   "record_id": user.id, "details": {"reason": "code_mismatch"}},
+        )
+    user.mfa_enabled = True
+    user.mfa_last_step = step
+    await runtime.audit.record(session, "auth.mfa_enable", table=users.TABLE, record_id=user.id)
+
+
+# --- deactivation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deactivation:
+    user: User
+    sessions_revoked: int
+    tickets_reassigned: Any
+
+
+async def deactivate_account(
+    runtime: Runtime, *, actor_id: uuid.UUID, user_id: uuid.UUID
+) -> Deactivation:
+    """Deactivate a user (their sessions end at once), then hand their open tickets on.
+
+    The reassignment runs after the commit, so that an auto-assignment never picks the
+    user again; it belongs to the tickets area and is skipped while that does not exist."""
+    async with runtime.database.transaction() as session:
+        user, revoked = await users.deactivate(
+            session, runtime, actor_id=actor_id, user_id=user_id
+        )
+    try:
+        from helpdesk.services.tickets import (  # type: ignore[attr-defined, unused-ignore]
+            reassign_open_tickets_of,
+        )
+    except ImportError:
+        reassigned = None
+    else:
+        reassigned = await reassign_open_tickets_of(runtime, user_id)
+    return Deactivation(user=user, sessions_revoked=revoked, tickets_reassigned=reassigned)

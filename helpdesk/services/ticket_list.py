@@ -1,0 +1,521 @@
+"""The ticket list: filters, keyword search, sorting, pagination, over the read model.
+
+How it stays fast over a million tickets (SQLite and PostgreSQL alike):
+
+* Every ordering has an index whose trailing columns are the sort key and ``id``
+  (``ix_tickets_status_created``, ``ix_tickets_priority_created``, ``ix_tickets_updated``,
+  ``ix_tickets_due``, ...). A filter of several values on an index's leading column
+  (``status IN (OPEN, IN_PROGRESS)``) would make the database sort the whole matching set,
+  so the query is split into *branches*, one per value, each ``ORDER BY ... LIMIT k`` (an
+  index range scan that stops after k rows), combined with UNION ALL and merged here.
+  Sorting by priority is the same trick over the four priority values, and sorting by due
+  date splits tickets with and without a due date (no due date sorts last either way).
+* Pages are either ``page``/``page_size`` (offset, capped at ``MAX_OFFSET`` rows deep) or a
+  keyset ``cursor`` (the sort key of the last row), which costs the same on every page.
+* The total is counted up to ``COUNT_CAP`` rows: beyond that ``total`` is ``COUNT_CAP`` and
+  ``total_is_estimate`` is true (read it as "at least"). An exact count of a broad filter
+  would read hundreds of thousands of index entries on every request.
+* Keyword search matches keyed digests of words (``TicketSearchToken``), all of them (AND),
+  never plaintext and never a LIKE over ciphertext.
+* Titles are decrypted with one batch lookup of the page's data keys; no description.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Unpack
+
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Integer,
+    Row,
+    ScalarSelect,
+    Select,
+    and_,
+    cast,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from helpdesk.crypto import DataKey
+from helpdesk.errors import DataIntegrityError, ValidationFailed
+from helpdesk.policy import Caller, is_staff
+from helpdesk.runtime import Runtime
+from helpdesk.services import ticket_text
+from models.enums import Priority, TicketStatus
+from models.ticket import Ticket, TicketSearchToken, TicketTag
+
+SortField = Literal["created_at", "updated_at", "priority", "due_date"]
+Direction = Literal["asc", "desc"]
+
+COUNT_CAP = 1000
+MAX_OFFSET = 10_000
+MAX_TAG_LENGTH = 50
+
+PRIORITY_RANK: dict[Priority, int] = {
+    Priority.LOW: 1,
+    Priority.MEDIUM: 2,
+    Priority.HIGH: 3,
+    Priority.URGENT: 4,
+}
+
+# Only these columns are read: never the description, never more than a page needs.
+_COLUMNS = (
+    Ticket.id,
+    Ticket.number,
+    Ticket.data_key_id,
+    Ticket.title_enc,
+    Ticket.status,
+    Ticket.priority,
+    Ticket.priority_rank,
+    Ticket.category_id,
+    Ticket.assignee_id,
+    Ticket.requester_id,
+    Ticket.escalated,
+    Ticket.due_date,
+    Ticket.created_at,
+    Ticket.updated_at,
+)
+
+
+_TAG_SEPARATOR = "\x1f"
+_TAGS = (
+    select(func.aggregate_strings(TicketTag.tag, _TAG_SEPARATOR))
+    .where(TicketTag.ticket_id == Ticket.id)
+    .correlate(Ticket)
+    .scalar_subquery()
+)
+
+
+def normalise_tag(tag: str) -> str:
+    """The stored form of a tag (trimmed, case-folded): writers and filters share it."""
+    return tag.strip().casefold()[:MAX_TAG_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilter:
+    """What to list. Several values of one field match any of them; tags must all match;
+    the keyword query must match every word."""
+
+    statuses: tuple[TicketStatus, ...] = ()
+    priorities: tuple[Priority, ...] = ()
+    category_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    unassigned: bool = False
+    requester_id: uuid.UUID | None = None
+    tags: tuple[str, ...] = ()
+    escalated: bool | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+    q: str | None = None
+
+    def names(self) -> list[str]:
+        """Names of the filters in use (for the audit row: never their values)."""
+        used = []
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if value not in (None, (), False):
+                used.append(name)
+        return sorted(used)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    sort: SortField = "created_at"
+    direction: Direction = "desc"
+    page: int = 1
+    page_size: int = 25
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketListItem:
+    id: uuid.UUID
+    number: int
+    title: str | None
+    status: str
+    priority: str
+    category_id: uuid.UUID | None
+    assignee_id: uuid.UUID | None
+    requester_id: uuid.UUID
+    tags: list[str]
+    escalated: bool
+    due_date: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TicketPage:
+    items: list[TicketListItem]
+    total: int
+    total_is_estimate: bool
+    page: int | None
+    page_size: int
+    has_more: bool
+    next_cursor: str | None
+
+
+# --- query plan: branches merged in Python ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Branch:
+    """One index-friendly slice of the result: extra conditions, the constant sort prefix
+    its rows share, and the columns ordering rows inside it (the last one is ``id``)."""
+
+    where: tuple[ColumnElement[bool], ...]
+    prefix: tuple[int, ...]
+    inner: tuple[InstrumentedAttribute[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    branches: list[_Branch]
+    prefix_desc: bool
+    prefix_of: Callable[[Row[Any]], tuple[int, ...]]
+    inner_of: Callable[[Row[Any]], tuple[Any, ...]]
+    splits_status: bool = False
+
+
+def _plan(filters: TicketFilter, sort: SortField, direction: Direction) -> _Plan:
+    desc = direction == "desc"
+    statuses = filters.statuses or ()
+    if sort == "priority":
+        wanted = filters.priorities or tuple(Priority)
+        branches = [
+            _Branch((Ticket.priority == p.value,), (PRIORITY_RANK[p],),
+                    (Ticket.created_at, Ticket.id))
+            for p in wanted
+        ]
+        return _Plan(branches, desc, lambda r: (int(r.priority_rank),),
+                     lambda r: (r.created_at, r.id))
+    if sort == "due_date":
+        # Tickets without a due date come last in both directions.
+        branches = [
+            _Branch((Ticket.due_date.is_not(None),), (0,), (Ticket.due_date, Ticket.id)),
+            _Branch((Ticket.due_date.is_(None),), (1,), (Ticket.id,)),
+        ]
+        return _Plan(
+            branches, False,
+            lambda r: (0,) if r.due_date is not None else (1,),
+            lambda r: (r.due_date, r.id) if r.due_date is not None else (r.id,),
+        )
+    column = Ticket.created_at if sort == "created_at" else Ticket.updated_at
+    inner = (column, Ticket.id)
+    split: tuple[ColumnElement[bool], ...] = ()
+    by_status = False
+    if sort == "created_at":
+        if len(statuses) > 1 or (filters.assignee_id and not statuses):
+            by_status = True
+            # One index range per status: (status, created_at, id) or, for an assignee,
+            # (assignee_id, status, created_at).
+            split = tuple(Ticket.status == s.value for s in (statuses or tuple(TicketStatus)))
+        elif len(filters.priorities) > 1:
+            split = tuple(Ticket.priority == p.value for p in filters.priorities)
+    name = column.key
+
+    def inner_of(row: Row[Any]) -> tuple[Any, ...]:
+        return (getattr(row, name), row.id)
+
+    branches = [_Branch((cond,), (), inner) for cond in split] or [_Branch((), (), inner)]
+    return _Plan(branches, False, lambda r: (), inner_of, splits_status=by_status)
+
+
+# --- cursors ---------------------------------------------------------------------------
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": value.astimezone(UTC).isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"u": value.hex}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"t"}:
+        return datetime.fromisoformat(value["t"])
+    if isinstance(value, dict) and set(value) == {"u"}:
+        return uuid.UUID(hex=value["u"])
+    raise ValueError("bad cursor value")
+
+
+def encode_cursor(
+    sort: str, direction: str, prefix: tuple[int, ...], inner: tuple[Any, ...]
+) -> str:
+    """An opaque position after the row whose sort key is (prefix, inner)."""
+    payload = {"s": sort, "d": direction, "p": list(prefix),
+               "v": [_encode_value(v) for v in inner]}
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    prefix: tuple[int, ...]
+    inner: tuple[Any, ...]
+
+
+def decode_cursor(cursor: str, sort: str, direction: str) -> _Cursor:
+    """The position a cursor names; 422 when it is not one of ours or another sort's."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+        if payload["s"] != sort or payload["d"] != direction:
+            raise ValueError("cursor of another ordering")
+        prefix = tuple(int(p) for p in payload["p"])
+        inner = tuple(_decode_value(v) for v in payload["v"])
+        if not inner or not isinstance(inner[-1], uuid.UUID):
+            raise ValueError("cursor without an id")
+    except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        raise ValidationFailed(
+            "cursor is not valid for this ordering", details={"field": "cursor"}
+        ) from exc
+    return _Cursor(prefix, inner)
+
+
+def _after(columns: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any],
+           desc: bool) -> ColumnElement[bool]:
+    """Rows strictly after `values` in (columns...) order, written so that the leading
+    column is an index range (row-value comparisons are not planned alike everywhere)."""
+    head, rest = columns[0], columns[1:]
+    value = values[0]
+    if not rest:
+        return head < value if desc else head > value
+    beyond = head < value if desc else head > value
+    within = head <= value if desc else head >= value
+    return and_(within, or_(beyond, and_(head == value, _after(rest, values[1:], desc))))
+
+
+def _cursor_condition(
+    branch: _Branch, cursor: _Cursor, prefix_desc: bool, desc: bool
+) -> ColumnElement[bool] | Literal[False] | None:
+    """Extra condition of a branch after the cursor: None (all rows), False (none)."""
+    if branch.prefix != cursor.prefix:
+        later = branch.prefix < cursor.prefix if prefix_desc else branch.prefix > cursor.prefix
+        return None if later else False
+    if len(cursor.inner) != len(branch.inner):
+        raise ValidationFailed("cursor is not valid for this ordering",
+                               details={"field": "cursor"})
+    return _after(branch.inner, cursor.inner, desc)
+
+
+# --- filters ---------------------------------------------------------------------------
+
+
+def _conditions(
+    runtime: Runtime, viewer: Caller, filters: TicketFilter, *, split_statuses: bool
+) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [Ticket.deleted_at.is_(None)]
+    if not is_staff(viewer.role):
+        # An end user's list is their own tickets, whatever else they ask for.
+        conds.append(Ticket.requester_id == viewer.id)
+    if filters.statuses and not split_statuses:
+        conds.append(Ticket.status.in_([s.value for s in filters.statuses]))
+    if filters.priorities:
+        conds.append(Ticket.priority.in_([p.value for p in filters.priorities]))
+    if filters.category_id is not None:
+        conds.append(Ticket.category_id == filters.category_id)
+    if filters.unassigned:
+        conds.append(Ticket.assignee_id.is_(None))
+    elif filters.assignee_id is not None:
+        conds.append(Ticket.assignee_id == filters.assignee_id)
+    if filters.requester_id is not None:
+        conds.append(Ticket.requester_id == filters.requester_id)
+    for tag in sorted({normalise_tag(t) for t in filters.tags}):
+        conds.append(
+            exists().where(TicketTag.ticket_id == Ticket.id, TicketTag.tag == tag)
+        )
+    if filters.escalated is not None:
+        conds.append(Ticket.escalated.is_(filters.escalated))
+    if filters.created_from is not None:
+        conds.append(Ticket.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        conds.append(Ticket.created_at <= filters.created_to)
+    if filters.updated_from is not None:
+        conds.append(Ticket.updated_at >= filters.updated_from)
+    if filters.updated_to is not None:
+        conds.append(Ticket.updated_at <= filters.updated_to)
+    if filters.q is not None:
+        tokens = ticket_text.query_tokens(runtime.blind_index, filters.q)
+        if not tokens:
+            raise ValidationFailed(
+                f"q needs a word of at least {ticket_text.MIN_TOKEN} characters",
+                details={"field": "q"},
+            )
+        for token in tokens:
+            conds.append(
+                exists().where(
+                    TicketSearchToken.ticket_id == Ticket.id, TicketSearchToken.token == token
+                )
+            )
+    return conds
+
+
+# --- the list --------------------------------------------------------------------------
+
+
+async def list_tickets(
+    session: AsyncSession,
+    runtime: Runtime,
+    viewer: Caller,
+    filters: TicketFilter,
+    page: PageRequest,
+) -> TicketPage:
+    """One page of the tickets `viewer` may see that match `filters`, audited as a PHI
+    read (the number of records and the names of the filters, never their values)."""
+    if page.page_size < 1 or page.page_size > runtime.settings.max_page_size:
+        raise ValidationFailed(
+            f"page_size must be between 1 and {runtime.settings.max_page_size}",
+            details={"field": "page_size"},
+        )
+    offset = (page.page - 1) * page.page_size
+    if page.cursor is not None and page.page != 1:
+        raise ValidationFailed("give either page or cursor", details={"field": "cursor"})
+    if offset > MAX_OFFSET:
+        raise ValidationFailed(
+            f"pages deeper than {MAX_OFFSET} rows need the cursor of the previous page",
+            details={"field": "page"},
+        )
+    desc = page.direction == "desc"
+    plan = _plan(filters, page.sort, page.direction)
+    base = _conditions(runtime, viewer, filters, split_statuses=plan.splits_status)
+    cursor = decode_cursor(page.cursor, page.sort, page.direction) if page.cursor else None
+    limit = (0 if cursor else offset) + page.page_size + 1
+
+    count_query = _count_query(base, filters, plan.splits_status)
+    parts: list[Select[Unpack[tuple[Any, ...]]]] = []
+    for branch in plan.branches:
+        where = [*base, *branch.where]
+        if cursor is not None:
+            extra = _cursor_condition(branch, cursor, plan.prefix_desc, desc)
+            if extra is False:
+                continue
+            if extra is not None:
+                where.append(extra)
+        order = [c.desc() if desc else c.asc() for c in branch.inner]
+        # The capped count and each row's tags ride along in the same statement: one
+        # round trip instead of three (the count in the first branch only).
+        count_column = count_query if not parts else cast(null(), Integer)
+        parts.append(
+            select(*_COLUMNS, _TAGS.label("tags"), count_column.label("total"))
+            .where(*where).order_by(*order).limit(limit)
+        )
+    rows: list[Row[Any]] = []
+    if parts:
+        statement: Executable = (
+            parts[0] if len(parts) == 1
+            else union_all(*(select(part.subquery()) for part in parts))
+        )
+        rows = list((await session.execute(statement)).all())
+
+    ordered = _merge(rows, plan, desc)
+    window = ordered[offset if cursor is None else 0:]
+    has_more = len(window) > page.page_size
+    window = window[: page.page_size]
+
+    counted: int | None = next((row.total for row in rows if row.total is not None), None)
+    if counted is None:  # no row came back (an empty page): count on its own
+        counted = int(await session.scalar(select(count_query)) or 0)
+    total, estimate = (COUNT_CAP, True) if counted > COUNT_CAP else (int(counted), False)
+    items = await _items(session, runtime, window)
+    next_cursor = None
+    if has_more and window:
+        last = window[-1]
+        next_cursor = encode_cursor(page.sort, page.direction, plan.prefix_of(last),
+                                    plan.inner_of(last))
+    await runtime.audit.record(
+        session,
+        "ticket.list",
+        table="tickets",
+        details={"count": len(items), "filters": filters.names(), "sort": page.sort},
+    )
+    return TicketPage(
+        items=items,
+        total=total,
+        total_is_estimate=estimate,
+        page=page.page if cursor is None else None,
+        page_size=page.page_size,
+        has_more=has_more,
+        next_cursor=next_cursor,
+    )
+
+
+def _merge(rows: list[Row[Any]], plan: _Plan, desc: bool) -> list[Row[Any]]:
+    """Order the union of the branches: by prefix group, then inside each group."""
+    groups: dict[tuple[int, ...], list[Row[Any]]] = {}
+    for row in rows:
+        groups.setdefault(plan.prefix_of(row), []).append(row)
+    ordered: list[Row[Any]] = []
+    for prefix in sorted(groups, reverse=plan.prefix_desc):
+        ordered.extend(sorted(groups[prefix], key=plan.inner_of, reverse=desc))
+    return ordered
+
+
+def _count_query(
+    base: list[ColumnElement[bool]], filters: TicketFilter, split_statuses: bool
+) -> ScalarSelect[int]:
+    """How many tickets match, counted up to COUNT_CAP + 1 (beyond: an estimate)."""
+    conds = list(base)
+    if split_statuses and filters.statuses:
+        conds.append(Ticket.status.in_([s.value for s in filters.statuses]))
+    capped = select(Ticket.id).where(*conds).limit(COUNT_CAP + 1).subquery()
+    return select(func.count()).select_from(capped).scalar_subquery()
+
+
+async def _items(
+    session: AsyncSession, runtime: Runtime, rows: list[Row[Any]]
+) -> list[TicketListItem]:
+    if not rows:
+        return []
+    # One batch lookup of the page's data keys; a disposed key leaves the title empty.
+    keys = await runtime.keys.get_many(session, {row.data_key_id for row in rows})
+    return [
+        TicketListItem(
+            id=row.id,
+            number=row.number,
+            title=_title(keys, row),
+            status=row.status,
+            priority=row.priority,
+            category_id=row.category_id,
+            assignee_id=row.assignee_id,
+            requester_id=row.requester_id,
+            tags=sorted(row.tags.split(_TAG_SEPARATOR)) if row.tags else [],
+            escalated=bool(row.escalated),
+            due_date=row.due_date,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ]
+
+
+def _title(keys: dict[uuid.UUID, DataKey], row: Row[Any]) -> str | None:
+    key = keys.get(row.data_key_id) if row.data_key_id else None
+    if key is None:
+        return None
+    try:
+        return ticket_text.open_(key, row.id, "title", row.title_enc)
+    except DataIntegrityError as exc:
+        raise DataIntegrityError(
+            "stored ticket text failed its integrity check",
+            audit={"action": "ticket.integrity_error", "outcome": "failure",
+                   "table": "tickets", "record_id": row.id,
+                   "details": {"column": "title"}},
+        ) from exc

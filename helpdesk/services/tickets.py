@@ -1,0 +1,902 @@
+"""Ticket commands: the database side (creation, the one idempotent write of every accepted
+change, disposal, decrypted views, history) and the Temporal side (starting a ticket's
+workflow with update-with-start, sending it updates with retries, reconciling rows that
+lack a workflow).
+
+Durability of creation. The route commits the ticket row (with its history 'created' and
+audit rows) BEFORE it starts the workflow, so a committed ticket is never lost; what can be
+missing after a crash between the commit and the start is the workflow. Three things close
+that gap: (1) the request itself starts it with update-with-start (USE_EXISTING, so a retry
+or a concurrent start is harmless); (2) `reconcile_workflows`, run by the worker at start-up
+and periodically, starts a workflow for every live row of the recent window that has none;
+(3) any later command that finds no workflow for a live row starts it, then retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, select, text
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from helpdesk import errors
+from helpdesk.context import current_context
+from helpdesk.crypto import decrypt_field, encrypt_field
+from helpdesk.runtime import Runtime
+from helpdesk.services import assignment, ticket_text
+from helpdesk.services.categories import ensure_usable
+from helpdesk.services.ticket_list import normalise_tag
+from helpdesk.temporal import (
+    ASSIGNED_AGENT,
+    ESCALATED,
+    TICKET_PRIORITY,
+    TICKET_STATUS,
+    ticket_workflow_id,
+)
+from models.base import utcnow
+from models.enums import Priority, TicketStatus
+from models.ticket import IdempotencyRecord, Ticket, TicketHistory, TicketTag
+from workflows.ticket_types import (
+    Actor,
+    AssignRequest,
+    EditRequest,
+    EscalateRequest,
+    OpenRequest,
+    PersistChange,
+    PersistResult,
+    StatusChange,
+    TicketConfig,
+    TicketEdits,
+    TicketInput,
+    TicketState,
+)
+from workflows.transitions import Status
+
+log = logging.getLogger("helpdesk.tickets")
+
+TABLE = "tickets"
+HISTORY_TABLE = "ticket_history"
+PRIORITY_RANK: dict[str, int] = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "URGENT": 4}
+# Statuses whose ticket has a running workflow (CLOSED: the workflow has completed).
+LIVE_STATUSES = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value,
+                 TicketStatus.RESOLVED.value)
+
+T = TypeVar("T")
+
+
+class NoAgentAvailable(errors.Conflict):
+    """Automatic assignment found no active support agent."""
+
+
+class AgentNotAssignable(errors.ValidationFailed):
+    """The named assignee is not an active staff member."""
+
+
+# --- the caller -----------------------------------------------------------------------
+
+
+def actor_of(user_id: uuid.UUID, role: str) -> Actor:
+    """The command's actor: the caller plus where the request came from (for the audit)."""
+    ctx = current_context()
+    return Actor(id=user_id, role=role, ip=ctx.ip, user_agent=ctx.user_agent,
+                 http_request_id=ctx.request_id)
+
+
+def command_request_id(user_id: uuid.UUID, idempotency_key: str | None) -> str:
+    """The id a workflow deduplicates: derived from the caller's Idempotency-Key (so a
+    client's retry is applied once), else fresh."""
+    if idempotency_key:
+        return f"k-{uuid.uuid5(user_id, idempotency_key)}"
+    return f"r-{uuid.uuid4()}"
+
+
+# --- creation (database) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    title: str
+    description: str | None
+    priority: str = Priority.MEDIUM.value
+    category_id: uuid.UUID | None = None
+    tags: Sequence[str] = ()
+    due_date: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """A digest of the request body, to refuse a reused Idempotency-Key."""
+        body = {
+            "title": self.title, "description": self.description, "priority": self.priority,
+            "category_id": str(self.category_id) if self.category_id else None,
+            "tags": sorted(self.tags),
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+async def allocate_number(session: AsyncSession) -> int:
+    """The next ticket number (a row lock on PostgreSQL, the write lock on SQLite)."""
+    value = await session.scalar(
+        text("UPDATE counters SET value = value + 1 WHERE name = 'ticket_number' "
+             "RETURNING value")
+    )
+    if value is None:
+        raise RuntimeError("the ticket_number counter row is missing (run the migrations)")
+    return int(value)
+
+
+async def _idempotent_ticket(
+    session: AsyncSession, user_id: uuid.UUID, key: str, fingerprint: str
+) -> uuid.UUID | None:
+    record = await session.scalar(
+        select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
+                                        IdempotencyRecord.key == key)
+    )
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise errors.ValidationFailed(
+            "this Idempotency-Key was already used with a different request",
+            details={"header": "Idempotency-Key"},
+        )
+    return record.ticket_id
+
+
+async def insert_ticket(
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    requester_id: uuid.UUID,
+    data: NewTicket,
+    auto_assign: bool,
+) -> Ticket:
+    """The ticket row with sealed text, search tokens, tags, its 'created' history entry
+    and audit row, in the caller's transaction. With `auto_assign` the least-loaded agent
+    is picked under the assignment lock in this same transaction."""
+    await ensure_usable(session, data.category_id)
+    number = await allocate_number(session)
+    key = await runtime.keys.create(session)
+    ticket_id = uuid.uuid4()
+    assignee = await assignment.assign_least_loaded_agent(session) if auto_assign else None
+    ticket = Ticket(
+        id=ticket_id,
+        number=number,
+        data_key_id=key.key_id,
+        title_enc=ticket_text.seal(key, ticket_id, "title", data.title),
+        description_enc=ticket_text.seal(key, ticket_id, "description", data.description),
+        status=TicketStatus.OPEN.value,
+        priority=data.priority,
+        priority_rank=PRIORITY_RANK[data.priority],
+        category_id=data.category_id,
+        requester_id=requester_id,
+        assignee_id=assignee,
+        due_date=data.due_date,
+        version=0,
+        created_by=requester_id,
+        updated_by=requester_id,
+    )
+    session.add(ticket)
+    await session.flush()
+    for tag in sorted({normalise_tag(t) for t in data.tags}):
+        session.add(TicketTag(ticket_id=ticket_id, tag=tag))
+    await ticket_text.reindex(session, runtime.blind_index, ticket_id, data.title,
+                              data.description)
+    changes: dict[str, Any] = {
+        "status": {"old": None, "new": TicketStatus.OPEN.value},
+        "priority": {"old": None, "new": data.priority},
+        "title": {"changed": True},
+    }
+    if data.description is not None:
+        changes["description"] = {"changed": True}
+    if data.category_id is not None:
+        changes["category_id"] = {"old": None, "new": str(data.category_id)}
+    if assignee is not None:
+        changes["assignee_id"] = {"old": None, "new": str(assignee), "auto": True}
+    session.add(TicketHistory(ticket_id=ticket_id, event_key="created", actor_id=requester_id,
+                              action="created", changes=changes))
+    await runtime.audit.record(
+        session, "ticket.create", table=TABLE, record_id=ticket_id,
+        details={"number": number, "priority": data.priority, "auto_assigned": bool(assignee),
+                 "tags": len(data.tags)},
+    )
+    return ticket
+
+
+# --- the one write of an accepted change (called by the activity) ----------------------
+
+
+def _seal_note(key: Any, ticket_id: uuid.UUID, event_key: str, note: str) -> str:
+    blob = encrypt_field(key, note, table=HISTORY_TABLE, column="note",
+                         row_id=f"{ticket_id}:{event_key}")
+    return base64.b64encode(blob).decode()
+
+
+def _open_note(key: Any, ticket_id: uuid.UUID, event_key: str, sealed: str) -> str | None:
+    try:
+        return decrypt_field(key, base64.b64decode(sealed), table=HISTORY_TABLE, column="note",
+                             row_id=f"{ticket_id}:{event_key}")
+    except Exception:  # integrity failure or a shredded key: never garbled text
+        return None
+
+
+async def apply_change(session: AsyncSession, runtime: Runtime, change: PersistChange
+                       ) -> PersistResult:
+    """Write one accepted change: ticket row, history entry (unique per event key) and an
+    audit row, in the caller's transaction. A repeat of the same event key writes nothing
+    and answers as the first write did."""
+    ticket = await session.get(Ticket, change.ticket_id, with_for_update=True)
+    if ticket is None or ticket.deleted_at is not None:
+        raise errors.Gone("the ticket was deleted")
+    done = await session.scalar(
+        select(TicketHistory).where(TicketHistory.ticket_id == change.ticket_id,
+                                    TicketHistory.event_key == change.event_key)
+    )
+    if done is not None:
+        return PersistResult(applied=False, assignee_id=ticket.assignee_id)
+
+    u = change.updates
+    changes = dict(change.changes)
+    now = utcnow()
+    if change.auto_assign:
+        picked = await assignment.assign_least_loaded_agent(session, exclude_ticket=ticket.id)
+        if picked is None:
+            raise NoAgentAvailable("no active support agent can take the ticket")
+        changes["assignee_id"] = {"old": _s(ticket.assignee_id), "new": str(picked),
+                                  "auto": True}
+        ticket.assignee_id = picked
+    elif "assignee_id" in u.fields:
+        if u.assignee_id is not None and not await assignment.is_assignable(session,
+                                                                             u.assignee_id):
+            raise AgentNotAssignable("the assignee must be an active staff member",
+                                     details={"field": "agent_id"})
+        ticket.assignee_id = u.assignee_id
+    if "status" in u.fields and u.status is not None:
+        ticket.status = u.status.value
+        if u.status is Status.RESOLVED:
+            ticket.resolved_at = now
+        elif u.status is Status.CLOSED:
+            ticket.closed_at = now
+        elif u.status is Status.OPEN:
+            ticket.resolved_at = None
+    if "priority" in u.fields and u.priority is not None:
+        ticket.priority = u.priority
+        ticket.priority_rank = PRIORITY_RANK[u.priority]
+    if "category_id" in u.fields:
+        await ensure_usable(session, u.category_id)
+        ticket.category_id = u.category_id
+    if "due_date" in u.fields:
+        ticket.due_date = u.due_date
+    if "escalated" in u.fields and u.escalated is not None:
+        ticket.escalated = u.escalated
+        ticket.escalated_at = now if u.escalated else None
+    if "escalation_level" in u.fields and u.escalation_level is not None:
+        ticket.escalation_level = u.escalation_level
+    if "escalated_to" in u.fields:
+        ticket.escalated_to = u.escalated_to
+    if "tags" in u.fields:
+        old_tags = sorted(await session.scalars(
+            select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)))
+        new_tags = sorted({normalise_tag(t) for t in (u.tags or [])})
+        await session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket.id))
+        for tag in new_tags:
+            session.add(TicketTag(ticket_id=ticket.id, tag=tag))
+        changes["tags"] = {"old": old_tags, "new": new_tags}
+    key = None
+    if "title" in u.fields or "description" in u.fields or change.note:
+        key = await runtime.keys.get(session, ticket.data_key_id)
+    if key is not None and ("title" in u.fields or "description" in u.fields):
+        if "title" in u.fields and u.title is not None:
+            ticket.title_enc = ticket_text.seal(key, ticket.id, "title", u.title)
+        if "description" in u.fields:
+            ticket.description_enc = ticket_text.seal(key, ticket.id, "description",
+                                                       u.description)
+        title = ticket_text.open_(key, ticket.id, "title", ticket.title_enc)
+        description = ticket_text.open_(key, ticket.id, "description", ticket.description_enc)
+        await ticket_text.reindex(session, runtime.blind_index, ticket.id, title, description)
+    if key is not None and change.note:
+        changes["note"] = {"sealed": _seal_note(key, ticket.id, change.event_key, change.note)}
+    ticket.version = max(ticket.version, change.version)
+    ticket.updated_by = change.actor.id
+    ticket.updated_at = now
+    session.add(TicketHistory(ticket_id=ticket.id, event_key=change.event_key, at=now,
+                              actor_id=change.actor.id, action=change.action, changes=changes))
+    await session.flush()
+    audit_details = {k: v for k, v in changes.items() if k != "note"}
+    if "note" in changes:
+        audit_details["note"] = {"changed": True}
+    await runtime.audit.record(
+        session, f"ticket.{change.action}", table=TABLE, record_id=ticket.id,
+        details={"event_key": change.event_key, "changes": audit_details},
+        actor_id=change.actor.id, actor_role=change.actor.role,
+    )
+    return PersistResult(applied=True, assignee_id=ticket.assignee_id)
+
+
+def _s(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+async def load_visible(
+    session: AsyncSession, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID
+) -> Ticket:
+    """The ticket if the caller may see it: 404 for a missing ticket or someone else's (an
+    end user learns nothing about tickets not theirs), 410 once it was deleted."""
+    from helpdesk.policy import is_staff
+
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None or not (is_staff(caller_role) or ticket.requester_id == caller_id):
+        raise errors.NotFound("ticket not found")
+    if ticket.deleted_at is not None:
+        raise errors.Gone("this ticket was deleted")
+    return ticket
+
+
+@dataclass
+class TicketView:
+    """A ticket with its text decrypted, for the API."""
+
+    ticket: Ticket
+    title: str | None
+    description: str | None
+    tags: list[str]
+    workflow: TicketState | None = None
+    replayed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def view(session: AsyncSession, runtime: Runtime, ticket: Ticket) -> TicketView:
+    key = await runtime.keys.get(session, ticket.data_key_id)
+    tags = list(await session.scalars(
+        select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id).order_by(TicketTag.tag)))
+    return TicketView(
+        ticket=ticket,
+        title=ticket_text.open_(key, ticket.id, "title", ticket.title_enc),
+        description=ticket_text.open_(key, ticket.id, "description", ticket.description_enc),
+        tags=tags,
+    )
+
+
+async def read_view(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
+                    ticket_id: uuid.UUID, *, audit_action: str | None = "ticket.read"
+                    ) -> TicketView:
+    """Load, authorise, decrypt and (optionally) audit the read, in one short transaction."""
+    async with runtime.database.transaction() as session:
+        ticket = await load_visible(session, caller_id, caller_role, ticket_id)
+        result = await view(session, runtime, ticket)
+        if audit_action:
+            await runtime.audit.record(session, audit_action, table=TABLE, record_id=ticket.id)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    id: uuid.UUID
+    at: datetime
+    actor_id: uuid.UUID | None
+    action: str
+    changes: dict[str, Any]
+    note: str | None
+
+
+async def history(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
+                  ticket_id: uuid.UUID) -> list[HistoryEntry]:
+    """A ticket's timeline, oldest first; notes decrypted under the ticket's key."""
+    async with runtime.database.transaction() as session:
+        ticket = await load_visible(session, caller_id, caller_role, ticket_id)
+        key = await runtime.keys.get(session, ticket.data_key_id)
+        rows = await session.scalars(
+            select(TicketHistory).where(TicketHistory.ticket_id == ticket_id)
+            .order_by(TicketHistory.at, TicketHistory.id))
+        entries = []
+        for row in rows:
+            changes = dict(row.changes or {})
+            sealed = changes.pop("note", None)
+            note = (_open_note(key, ticket_id, row.event_key, sealed["sealed"])
+                    if isinstance(sealed, dict) and "sealed" in sealed else None)
+            entries.append(HistoryEntry(row.id, row.at, row.actor_id, row.action, changes, note))
+        await runtime.audit.record(session, "ticket.history.read", table=TABLE,
+                                   record_id=ticket_id)
+        return entries
+
+
+# --- the workflow side -------------------------------------------------------------------
+
+
+def ticket_config(runtime: Runtime) -> TicketConfig:
+    return TicketConfig(
+        continue_as_new_after_events=runtime.settings.ticket_continue_as_new_after_events)
+
+
+def workflow_input(ticket: Ticket, config: TicketConfig) -> TicketInput:
+    """A workflow's start input, from the ticket's row (creation and reconciliation alike)."""
+    return TicketInput(
+        state=TicketState(
+            ticket_id=ticket.id, number=ticket.number, requester_id=ticket.requester_id,
+            status=Status(ticket.status), priority=ticket.priority,
+            assignee_id=ticket.assignee_id, category_id=ticket.category_id,
+            due_date=ticket.due_date, escalated=ticket.escalated,
+            escalation_level=ticket.escalation_level, version=ticket.version,
+        ),
+        config=config,
+    )
+
+
+def initial_search_attributes(state: TicketState) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(TICKET_STATUS, state.status.value),
+        SearchAttributePair(TICKET_PRIORITY, state.priority),
+        SearchAttributePair(ESCALATED, state.escalated),
+    ]
+    if state.assignee_id is not None:
+        pairs.append(SearchAttributePair(ASSIGNED_AGENT, str(state.assignee_id)))
+    return TypedSearchAttributes(pairs)
+
+
+def start_operation(runtime: Runtime, inp: TicketInput) -> WithStartWorkflowOperation[Any, Any]:
+    from workflows.ticket import TicketWorkflow
+
+    state = inp.state
+    return WithStartWorkflowOperation(
+        TicketWorkflow.run,
+        inp,
+        id=ticket_workflow_id(state.ticket_id),
+        task_queue=runtime.settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # A completed run (closed or deleted ticket) is never started again; a failed or
+        # terminated one may be, by the reconciler.
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        search_attributes=initial_search_attributes(state),
+        static_summary=f"Ticket #{state.number} · {state.priority}",  # never the title
+        static_details="Help desk ticket: status, priority and assignment are its search "
+                       "attributes; the text is encrypted.",
+    )
+
+
+def _client(runtime: Runtime) -> Client:
+    if runtime.temporal is None:
+        raise errors.Unavailable("the workflow engine is not connected", retry_after=5)
+    client: Client = runtime.temporal
+    return client
+
+
+async def _with_retries(runtime: Runtime, call: Callable[[], Awaitable[T]]) -> T:
+    """Run a Temporal call under the command timeout, retrying UNAVAILABLE and
+    RESOURCE_EXHAUSTED (same request id: the workflow deduplicates). Ends in 503 / 429."""
+    settings = runtime.settings
+    delay = 0.05
+    last: RPCError | None = None
+    for attempt in range(settings.ticket_command_retries):
+        if attempt:
+            await asyncio.sleep(delay)
+            delay = min(delay * 3, 2.0)
+        try:
+            async with asyncio.timeout(settings.ticket_command_timeout_seconds):
+                return await call()
+        except TimeoutError:
+            raise errors.Unavailable("the ticket's workflow did not answer in time",
+                                     retry_after=5) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise errors.Unavailable("the ticket's workflow did not answer in time",
+                                     retry_after=5) from None
+        except RPCError as err:
+            if err.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED):
+                raise
+            last = err
+    if last is not None and last.status is RPCStatusCode.RESOURCE_EXHAUSTED:
+        raise errors.RateLimited("the ticket is busy; retry shortly", retry_after=1)
+    raise errors.Unavailable("the workflow engine is unavailable", retry_after=2)
+
+
+def domain_error(err: WorkflowUpdateFailedError) -> errors.DomainError:
+    """A refused update, as the domain error the API maps to a status."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError):
+        return errors.Unavailable("the change could not be applied; retry", retry_after=2)
+    details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    message = cause.message
+    match cause.type:
+        case "InvalidTransition":
+            return errors.InvalidTransition(message, details=details)
+        case "TransitionNotPermitted" | "PermissionDenied":
+            return errors.PermissionDenied(message, details=details)
+        case "TicketGone":
+            return errors.Gone("this ticket was deleted")
+        case "NoAgentAvailable":
+            return errors.Conflict(message, details=details)
+        case "ValidationFailed" | "AgentNotAssignable":
+            return errors.ValidationFailed(message, details=details)
+        case _:
+            return errors.Unavailable("the change could not be applied; retry", retry_after=2)
+
+
+async def ensure_workflow(runtime: Runtime, ticket: Ticket) -> TicketState | None:
+    """Start the ticket's workflow if it does not run (update-with-start, USE_EXISTING) and
+    wait until it answers. None when the ticket's workflow has completed (closed)."""
+    client = _client(runtime)
+    inp = workflow_input(ticket, ticket_config(runtime))
+
+    async def call() -> TicketState:
+        state: TicketState = await client.execute_update_with_start_workflow(
+            "opened",  # TicketWorkflow.opened (by name: the SDK's typing refuses the method)
+            OpenRequest(request_id=f"open-{ticket.id}"),
+            start_workflow_operation=start_operation(runtime, inp),
+            result_type=TicketState,
+        )
+        return state
+
+    try:
+        return await _with_retries(runtime, call)
+    except WorkflowAlreadyStartedError:
+        return None  # a completed run exists: the ticket is closed or gone
+    except WorkflowUpdateFailedError as err:
+        raise domain_error(err) from None
+
+
+async def send_update(runtime: Runtime, ticket_id: uuid.UUID, update: Any, request: Any
+                      ) -> TicketState:
+    """Send a ticket's workflow an update and return the state it answers with."""
+    client = _client(runtime)
+    handle = client.get_workflow_handle(ticket_workflow_id(ticket_id))
+
+    async def call() -> TicketState:
+        state: TicketState = await handle.execute_update(update, request,
+                                                         result_type=TicketState)
+        return state
+
+    for attempt in range(2):
+        try:
+            return await _with_retries(runtime, call)
+        except WorkflowUpdateFailedError as err:
+            raise domain_error(err) from None
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND or attempt:
+                raise errors.Unavailable("the workflow engine refused the call",
+                                         retry_after=2) from None
+            # No running workflow: closed, deleted, or never started (a crash between
+            # the row's commit and the start). Decide from the row.
+            async with runtime.database.transaction() as session:
+                ticket = await session.get(Ticket, ticket_id)
+            if ticket is None or ticket.deleted_at is not None:
+                raise errors.Gone("this ticket was deleted") from None
+            if ticket.status == TicketStatus.CLOSED.value:
+                raise errors.InvalidTransition(
+                    "the ticket is closed", details={"current": "CLOSED", "allowed": []}
+                ) from None
+            if await ensure_workflow(runtime, ticket) is None:
+                raise errors.InvalidTransition(
+                    "the ticket is closed", details={"current": ticket.status, "allowed": []}
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def query_state(runtime: Runtime, ticket_id: uuid.UUID) -> TicketState | None:
+    """The live workflow state, or None when the workflow cannot answer quickly."""
+    if runtime.temporal is None:
+        return None
+    from workflows.ticket import TicketWorkflow
+
+    handle = runtime.temporal.get_workflow_handle(ticket_workflow_id(ticket_id))
+    try:
+        async with asyncio.timeout(runtime.settings.ticket_query_timeout_seconds):
+            state: TicketState = await handle.query(TicketWorkflow.state, result_type=TicketState)
+            return state
+    except Exception as exc:  # the read model still answers; the live part is optional
+        log.info("live state of ticket %s unavailable: %s", ticket_id, type(exc).__name__)
+        return None
+
+
+# --- command entry points (what the routes call) ---------------------------------------
+
+
+def _slots(runtime: Runtime, name: str, size: int) -> asyncio.Semaphore:
+    sem = runtime.extras.get(name)
+    if sem is None:
+        sem = runtime.extras[name] = asyncio.Semaphore(size)
+    assert isinstance(sem, asyncio.Semaphore)
+    return sem
+
+
+async def _shed(sem: asyncio.Semaphore) -> None:
+    """Refuse at once when the process already has as many commands in flight as it can
+    carry: queueing beyond that only makes every answer late (TEMPORAL.md)."""
+    if sem.locked():
+        raise errors.Unavailable("the help desk is busy; retry shortly", retry_after=1)
+    await sem.acquire()
+
+
+async def create(
+    runtime: Runtime,
+    *,
+    requester_id: uuid.UUID,
+    data: NewTicket,
+    idempotency_key: str | None,
+) -> TicketView:
+    """Create a ticket: commit its row, then start its workflow (update-with-start) and
+    answer once the workflow runs. The same Idempotency-Key answers with the same ticket."""
+    sem = _slots(runtime, "ticket_create_slots", runtime.settings.ticket_create_max_in_flight)
+    await _shed(sem)
+    try:
+        fingerprint = data.fingerprint()
+        ticket: Ticket | None = None
+        replayed = False
+        try:
+            async with runtime.database.transaction() as session:
+                existing = (await _idempotent_ticket(session, requester_id, idempotency_key,
+                                                     fingerprint)
+                            if idempotency_key else None)
+                if existing is not None:
+                    ticket = await session.get(Ticket, existing)
+                    replayed = True
+                else:
+                    ticket = await insert_ticket(
+                        session, runtime, requester_id=requester_id, data=data,
+                        auto_assign=runtime.settings.auto_assign_on_create)
+                    if idempotency_key:
+                        session.add(IdempotencyRecord(user_id=requester_id, key=idempotency_key,
+                                                      request_hash=fingerprint,
+                                                      ticket_id=ticket.id))
+        except SAIntegrityError:
+            if not idempotency_key:
+                raise
+            # A concurrent request with the same key won the race (PostgreSQL): answer as
+            # its replay.
+            async with runtime.database.transaction() as session:
+                existing = await _idempotent_ticket(session, requester_id, idempotency_key,
+                                                    fingerprint)
+                ticket = await session.get(Ticket, existing) if existing else None
+                replayed = True
+        if ticket is None:
+            raise errors.NotFound("ticket not found")
+        if ticket.deleted_at is not None:
+            raise errors.Gone("this ticket was deleted")
+        state = None
+        if ticket.status in LIVE_STATUSES:
+            state = await ensure_workflow(runtime, ticket)
+        async with runtime.database.transaction() as session:
+            fresh = await session.get(Ticket, ticket.id)
+            assert fresh is not None
+            result = await view(session, runtime, fresh)
+        result.workflow = state
+        result.replayed = replayed
+        return result
+    finally:
+        sem.release()
+
+
+async def _command(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
+                   ticket_id: uuid.UUID, update: Any, request: Any) -> TicketView:
+    """Authorise against the row, send the update, answer with the row as the activity
+    left it plus the state the workflow returned."""
+    sem = _slots(runtime, "ticket_command_slots", runtime.settings.ticket_command_max_in_flight)
+    await _shed(sem)
+    try:
+        async with runtime.database.transaction() as session:
+            await load_visible(session, caller_id, caller_role, ticket_id)
+        state = await send_update(runtime, ticket_id, update, request)
+        result = await read_view(runtime, caller_id, caller_role, ticket_id, audit_action=None)
+        result.workflow = state
+        return result
+    finally:
+        sem.release()
+
+
+async def change_status(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
+                        ticket_id: uuid.UUID, *, status: Status, note: str | None,
+                        request_id: str) -> TicketView:
+    from workflows.ticket import TicketWorkflow
+
+    req = StatusChange(request_id=request_id, actor=actor_of(caller_id, caller_role),
+                       status=status, note=note)
+    return await _command(runtime, caller_id, caller_role, ticket_id,
+                          TicketWorkflow.change_status, req)
+
+
+async def assign(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
+                 ticket_id: uuid.UUID, *, agent_id: uuid.UUID | None, auto: bool,
+                 request_id: str) -> TicketView:
+    from workflows.ticket import TicketWorkflow
+
+    if agent_id is not None:
+        async with runtime.database.transaction() as session:
+            if not await assignment.is_assignable(session, agent_id):
+                raise AgentNotAssignable("the assignee must be an active staff member",
+                                         details={"field": "agent_id"})
+    req = AssignRequest(request_id=request_id, actor=actor_of(caller_id, caller_role),
+                        agent_id=agent_id, auto=auto)
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.assign,
+                          req)
+
+
+async def assign_system(runtime: Runtime, ticket_id: uuid.UUID, *, request_id: str
+                        ) -> TicketState:
+    """Automatic re-assignment by the help desk itself (an agent was deactivated)."""
+    from workflows.ticket import TicketWorkflow
+
+    req = AssignRequest(request_id=request_id, actor=Actor.system(), auto=True)
+    return await send_update(runtime, ticket_id, TicketWorkflow.assign, req)
+
+
+async def edit(runtime: Runtime, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID,
+               *, edits: TicketEdits, request_id: str) -> TicketView:
+    from workflows.ticket import TicketWorkflow
+
+    if "category_id" in edits.fields:
+        async with runtime.database.transaction() as session:
+            await ensure_usable(session, edits.category_id)
+    req = EditRequest(request_id=request_id, actor=actor_of(caller_id, caller_role),
+                      edits=edits)
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.edit, req)
+
+
+async def escalate(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
+                   ticket_id: uuid.UUID, *, escalated_to: uuid.UUID | None, request_id: str,
+                   reason: str = "manual") -> TicketView:
+    from workflows.ticket import TicketWorkflow
+
+    # `reason` is a code (api.schemas.sla.EscalationReason), never free text.
+    req = EscalateRequest(request_id=request_id, actor=actor_of(caller_id, caller_role),
+                          escalated_to=escalated_to, reason=reason)
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.escalate,
+                          req)
+
+
+async def dispose(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
+                  ticket_id: uuid.UUID) -> None:
+    """Delete a ticket: destroy its data key (crypto-shredding: every copy of its text and
+    notes becomes unreadable, backups included), drop text, tokens and tags, mark the row
+    deleted (later reads answer 410), then end and delete its workflow execution."""
+    async with runtime.database.transaction() as session:
+        ticket = await load_visible(session, caller_id, caller_role, ticket_id)
+        key_id = ticket.data_key_id
+        ticket.deleted_at = utcnow()
+        ticket.title_enc = None
+        ticket.description_enc = None
+        ticket.data_key_id = None
+        ticket.updated_by = caller_id
+        await session.flush()
+        await runtime.keys.destroy(session, key_id)
+        await session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket_id))
+        await ticket_text.reindex(session, runtime.blind_index, ticket_id, None, None)
+        session.add(TicketHistory(ticket_id=ticket_id, event_key="deleted", actor_id=caller_id,
+                                  action="deleted", changes={"deleted": True}))
+        await runtime.audit.record(session, "ticket.delete", table=TABLE, record_id=ticket_id,
+                                   details={"number": ticket.number, "crypto_shredded": True})
+    await end_workflow(runtime, ticket_id)
+
+
+async def end_workflow(runtime: Runtime, ticket_id: uuid.UUID) -> None:
+    """Terminate and delete the ticket's workflow execution (its encrypted history goes with
+    it). Best effort after the row is disposed of: a workflow that survives finds its row
+    gone at its next activity and ends itself."""
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+
+    if runtime.temporal is None:
+        return
+    client: Client = runtime.temporal
+    request = DeleteWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=ticket_workflow_id(ticket_id)),
+    )
+    try:
+        await _with_retries(runtime, lambda: client.workflow_service.delete_workflow_execution(
+            request))
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            log.warning("workflow of deleted ticket %s not deleted: %s", ticket_id, err.status)
+    except errors.DomainError as exc:
+        log.warning("workflow of deleted ticket %s not deleted: %s", ticket_id, exc.code)
+
+
+# --- reconciliation ----------------------------------------------------------------------
+
+
+async def reconcile_workflows(runtime: Runtime, *, grace_seconds: float = 10.0,
+                              concurrency: int = 16) -> int:
+    """Start a workflow for every live ticket row of the recent window that has no running
+    workflow (the API died between committing the row and starting the workflow, or the
+    start failed). Returns how many were started. Safe to run anywhere, any time: starts
+    use USE_EXISTING, and a completed run is never restarted."""
+    client = _client(runtime)
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=runtime.settings.ticket_reconcile_window_hours)
+    until = now - timedelta(seconds=grace_seconds)
+    async with runtime.database.transaction() as session:
+        rows = list(await session.scalars(
+            select(Ticket).where(Ticket.status.in_(LIVE_STATUSES), Ticket.deleted_at.is_(None),
+                                 Ticket.created_at >= since, Ticket.created_at <= until)))
+    if not rows:
+        return 0
+    running = await _running_ticket_workflows(client, since)
+    missing = [t for t in rows if ticket_workflow_id(t.id) not in running]
+    gate = asyncio.Semaphore(concurrency)
+    started = 0
+
+    async def one(ticket: Ticket) -> None:
+        nonlocal started
+        async with gate:
+            try:
+                await ensure_workflow(runtime, ticket)
+                started += 1
+            except (errors.DomainError, RPCError) as exc:
+                log.warning("reconcile: ticket %s not started: %s", ticket.id,
+                            type(exc).__name__)
+
+    await asyncio.gather(*(one(t) for t in missing))
+    if started:
+        log.info("reconcile: started %d missing ticket workflows", started)
+    return started
+
+
+async def _running_ticket_workflows(client: Client, since: datetime) -> set[str]:
+    """Ids of running ticket workflows started since `since`, from visibility (eventually
+    consistent: a workflow missing here is merely started again with USE_EXISTING)."""
+    query = (f"WorkflowType = 'TicketWorkflow' AND ExecutionStatus = 'Running' "
+             f"AND StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'")
+    ids: set[str] = set()
+    try:
+        async for execution in client.list_workflows(query, page_size=1000):
+            ids.add(execution.id)
+    except RPCError as err:
+        log.warning("reconcile: visibility unavailable (%s); checking every row", err.status)
+        return set()
+    return ids
+
+
+async def run_reconciler(runtime: Runtime, stop: asyncio.Event | None = None) -> None:
+    """Reconcile at start-up, then every `ticket_reconcile_interval_seconds` until `stop`.
+    The worker process runs this beside its worker."""
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        try:
+            await reconcile_workflows(runtime)
+        except Exception as exc:  # keep reconciling: the next round may succeed
+            log.warning("reconcile round failed: %s", type(exc).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(),
+                                   timeout=runtime.settings.ticket_reconcile_interval_seconds)
+        except TimeoutError:
+            pass
+
+
+__all__ = [
+    "AgentNotAssignable",
+    "NewTicket",
+    "NoAgentAvailable",
+    "TicketView",
+    "apply_change",
+    "assign",
+    "change_status",
+    "create",
+    "dispose",
+    "edit",
+    "ensure_workflow",
+    "reconcile_workflows",
+    "run_reconciler",
+]

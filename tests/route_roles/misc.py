@@ -1,0 +1,17 @@
+"""Probes and the API's own documentation: public by design (no PHI in any of them)."""
+
+_PUBLIC = {
+    "anonymous": "allow",
+    "END_USER": "allow",
+    "SUPPORT_AGENT": "allow",
+    "MANAGER": "allow",
+    "ADMINISTRATOR": "allow",
+}
+
+EXPECTED: dict[tuple[str, str], dict[str, str]] = {
+    ("GET", "/healthz"): dict(_PUBLIC),
+    ("GET", "/readyz"): dict(_PUBLIC),
+    ("GET", "/api/v1/openapi.json"): dict(_PUBLIC),
+    ("GET", "/docs"): dict(_PUBLIC),
+    ("GET", "/docs/oauth2-redirect"): dict(_PUBLIC),
+}

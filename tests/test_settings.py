@@ -1,0 +1,145 @@
+"""Settings refuse what is unsafe (HIPAA retention, missing or weak secrets) and generate
+development secrets once, privately, for every process to share."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from helpdesk.settings import Environment, Settings
+
+KEY32 = base64.b64encode(b"k" * 32).decode()
+PRODUCTION_SECRETS = {
+    "jwt_secret": "j" * 40,
+    "kek": KEY32,
+    "blind_index_key": "b" * 40,
+    "audit_key": "a" * 40,
+    "payload_codec_key": base64.b64encode(b"c" * 32).decode(),
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only what each test sets: no inherited HELPDESK_* variable, no .env file."""
+    for name in list(os.environ):
+        if name.startswith("HELPDESK_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_five_year_audit_retention_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="at least 6 years"):
+        Settings(var_dir=tmp_path, audit_retention_years=5)  # type: ignore[call-arg]
+
+
+def test_five_year_retention_from_the_environment_refuses_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELPDESK_AUDIT_RETENTION_YEARS", "5")
+    monkeypatch.setenv("HELPDESK_VAR_DIR", str(tmp_path))
+    with pytest.raises(ValidationError, match="audit_retention_years"):
+        Settings()  # type: ignore[call-arg]
+
+
+def test_six_years_or_more_is_accepted(tmp_path: Path) -> None:
+    assert Settings(var_dir=tmp_path, audit_retention_years=7).audit_retention_years == 7  # type: ignore[call-arg]
+
+
+def test_production_without_secrets_refuses_and_names_them(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path)  # type: ignore[call-arg]
+    message = str(caught.value)
+    for name in PRODUCTION_SECRETS:
+        assert f"HELPDESK_{name.upper()}" in message
+    # Production never falls back to generated keys.
+    assert not (tmp_path / "secrets.json").exists()
+
+
+def test_production_with_one_secret_missing_refuses(tmp_path: Path) -> None:
+    partial = {k: v for k, v in PRODUCTION_SECRETS.items() if k != "audit_key"}
+    with pytest.raises(ValidationError, match="HELPDESK_AUDIT_KEY"):
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **partial)  # type: ignore[arg-type]
+
+
+def test_production_refuses_a_short_signing_key(tmp_path: Path) -> None:
+    weak = {**PRODUCTION_SECRETS, "jwt_secret": "short"}
+    with pytest.raises(ValidationError, match="HELPDESK_JWT_SECRET must be at least 32"):
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **weak)  # type: ignore[arg-type]
+
+
+def test_production_with_every_secret_starts(tmp_path: Path) -> None:
+    settings = Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **PRODUCTION_SECRETS)  # type: ignore[arg-type]
+    assert settings.secret_bytes("kek") == b"k" * 32
+    assert not (tmp_path / "secrets.json").exists()
+
+
+def test_development_generates_private_secrets_once_and_reuses_them(tmp_path: Path) -> None:
+    first = Settings(environment=Environment.DEVELOPMENT, var_dir=tmp_path)  # type: ignore[call-arg]
+    path = tmp_path / "secrets.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    stored = json.loads(path.read_text())
+    assert set(stored) >= set(PRODUCTION_SECRETS)
+    assert len(first.secret_bytes("kek")) == 32
+    assert len(first.secret_bytes("payload_codec_key")) == 32
+
+    # A second process (the worker, the CLI) gets the very same keys.
+    second = Settings(environment=Environment.DEVELOPMENT, var_dir=tmp_path)  # type: ignore[call-arg]
+    for name in PRODUCTION_SECRETS:
+        assert second.secret_bytes(name) == first.secret_bytes(name)
+    assert json.loads(path.read_text()) == stored
+
+
+def test_loose_permissions_on_the_secrets_file_are_tightened(tmp_path: Path) -> None:
+    Settings(var_dir=tmp_path)  # type: ignore[call-arg]
+    path = tmp_path / "secrets.json"
+    path.chmod(0o644)
+    Settings(var_dir=tmp_path)  # type: ignore[call-arg]
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_explicit_secret_wins_over_the_generated_one(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path, kek=KEY32)  # type: ignore[call-arg]
+    assert settings.secret_bytes("kek") == b"k" * 32
+
+
+@pytest.mark.parametrize("length", [16, 31, 33, 64])
+def test_kek_must_be_32_bytes(tmp_path: Path, length: int) -> None:
+    with pytest.raises(ValidationError, match="HELPDESK_KEK must be base64 of 32 bytes"):
+        Settings(var_dir=tmp_path, kek=base64.b64encode(b"x" * length).decode())  # type: ignore[call-arg]
+
+
+def test_kek_must_be_base64(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="HELPDESK_KEK is not valid base64"):
+        Settings(var_dir=tmp_path, kek="not base64 at all!")  # type: ignore[call-arg]
+
+
+def test_payload_codec_key_must_be_32_bytes(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="HELPDESK_PAYLOAD_CODEC_KEY must be base64"):
+        Settings(var_dir=tmp_path, payload_codec_key=base64.b64encode(b"x" * 8).decode())  # type: ignore[call-arg]
+
+
+def test_lists_come_comma_separated_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELPDESK_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("HELPDESK_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("HELPDESK_TRUSTED_PROXIES", "10.1.0.0/16")
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.trusted_proxies == ["10.1.0.0/16"]
+
+
+def test_a_malformed_network_refuses(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        Settings(var_dir=tmp_path, admin_ip_allowlist=["10.0.0.0/33"])  # type: ignore[call-arg]
+
+
+def test_default_database_lives_under_var(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path)  # type: ignore[call-arg]
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"
+    assert settings.is_sqlite

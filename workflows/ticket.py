@@ -1,0 +1,366 @@
+"""TicketWorkflow: one durable workflow per ticket (`ticket-<uuid>`) owning its lifecycle.
+
+Every change arrives as an Update with a validator (refused changes never enter history),
+carries a request id the workflow deduplicates, and is persisted by ONE idempotent
+activity (ticket row + history entry + audit row in one transaction) before the handler
+returns the new state. Decisions live in pure modules (`workflows.transitions`); this class
+only orchestrates. Handlers are serialised by a lock so a change is judged against the
+state the previous change left.
+
+Extension points: `_after_change` (run by the main loop after each accepted change: SLA
+timers, notifications) and the `_outbox` of ChangeEvents it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.tickets import TicketActivities
+    from helpdesk.temporal import ASSIGNED_AGENT, ESCALATED, TICKET_PRIORITY, TICKET_STATUS
+    from workflows.ticket_types import (
+        AssignRequest,
+        ChangeEvent,
+        EditRequest,
+        EscalateRequest,
+        FieldUpdates,
+        OpenRequest,
+        PersistChange,
+        PersistResult,
+        StatusChange,
+        TicketInput,
+        TicketState,
+    )
+    from workflows.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
+
+from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
+
+PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
+# Fields a requester may edit on their own ticket; staff edit every field.
+REQUESTER_EDITABLE = frozenset({"title", "description", "tags"})
+EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
+# Error types the API maps to HTTP statuses (api/routes/tickets.py).
+NON_RETRYABLE = ["TicketGone", "NoAgentAvailable", "AgentNotAssignable", "ValidationFailed"]
+
+
+def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
+    return ApplicationError(message, details, type=type_, non_retryable=True)
+
+
+@workflow.defn
+class TicketWorkflow(TicketSlaMixin):
+    @workflow.init
+    def __init__(self, inp: TicketInput) -> None:
+        self._ticket: TicketState = inp.state.model_copy(deep=True)
+        self.config = inp.config
+        self._lock = asyncio.Lock()
+        self._outbox: list[ChangeEvent] = []
+
+    # --- main loop -------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: TicketInput) -> TicketState:
+        self._describe()
+        await self._sla_begin()
+        while True:
+            # Sleeps until a change, or until the next SLA event is due (a durable timer).
+            await self._sla_wait(
+                lambda: bool(self._outbox) or self._finished() or self._continue_as_new_due()
+            )
+            while self._outbox:
+                await self._after_change(self._outbox.pop(0))
+            await self._sla_fire_due()
+            if self._finished():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self._ticket
+            if self._continue_as_new_due():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._outbox:  # a handler finished meanwhile: drain first
+                    continue
+                workflow.continue_as_new(TicketInput(state=self._ticket, config=self.config))
+
+    async def _after_change(self, event: ChangeEvent) -> None:
+        """Side effects of an accepted change, run outside the handler (SLA timers,
+        notifications). The base workflow has none; features extend here."""
+        await self._sla_after_change(event)
+
+    def _finished(self) -> bool:
+        return self._ticket.status is Status.CLOSED or self._ticket.gone
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        limit = self.config.continue_as_new_after_events
+        if limit is not None and info.get_current_history_length() >= limit:
+            return True
+        return info.is_continue_as_new_suggested()
+
+    # --- query -----------------------------------------------------------------------
+
+    @workflow.query(description="The ticket's live state (no PHI)")
+    def state(self) -> TicketState:
+        return self._ticket
+
+    # --- updates ---------------------------------------------------------------------
+
+    @workflow.update(description="Answer once the ticket's workflow runs (sent with its start)")
+    async def opened(self, req: OpenRequest) -> TicketState:
+        del req
+        return self._ticket
+
+    @workflow.update(description="Move the ticket to another status")
+    async def change_status(self, req: StatusChange) -> TicketState:
+        async with self._lock:
+            if self._seen(req.request_id):
+                return self._ticket
+            self._check_status(req)
+            old = self._ticket.status
+            await self._persist(
+                req.request_id, req.actor, "status_changed",
+                FieldUpdates(fields=["status"], status=req.status),
+                {"status": {"old": old.value, "new": req.status.value}},
+                note=req.note, summary=f"Status {old.value} → {req.status.value}",
+            )
+            self._ticket.status = req.status
+            self._accepted(req.request_id, "status_changed",
+                           {"status": {"old": old.value, "new": req.status.value}})
+            return self._ticket
+
+    @change_status.validator
+    def _validate_status(self, req: StatusChange) -> None:
+        if not self._seen(req.request_id):
+            self._check_status(req)
+
+    @workflow.update(description="Assign the ticket to an agent, or to the least-loaded one")
+    async def assign(self, req: AssignRequest) -> TicketState:
+        async with self._lock:
+            if self._seen(req.request_id):
+                return self._ticket
+            self._check_assign(req)
+            old = self._ticket.assignee_id
+            if not req.auto and req.agent_id == old:
+                self._remember(req.request_id)
+                return self._ticket
+            updates = FieldUpdates(fields=["assignee_id"], assignee_id=req.agent_id)
+            changes = {"assignee_id": {"old": _s(old), "new": _s(req.agent_id)}}
+            result = await self._persist(
+                req.request_id, req.actor, "assigned", updates, changes,
+                auto_assign=req.auto,
+                summary="Auto-assign to the least-loaded agent" if req.auto else "Assign agent",
+            )
+            self._ticket.assignee_id = result.assignee_id
+            self._accepted(req.request_id, "assigned",
+                           {"assignee_id": {"old": _s(old), "new": _s(result.assignee_id)}})
+            return self._ticket
+
+    @assign.validator
+    def _validate_assign(self, req: AssignRequest) -> None:
+        if not self._seen(req.request_id):
+            self._check_assign(req)
+
+    @workflow.update(description="Edit title, description, priority, category, tags, due date")
+    async def edit(self, req: EditRequest) -> TicketState:
+        async with self._lock:
+            if self._seen(req.request_id):
+                return self._ticket
+            self._check_edit(req)
+            e = req.edits
+            updates = FieldUpdates(fields=list(e.fields))
+            changes: dict[str, Any] = {}
+            for name in e.fields:
+                value = getattr(e, name)
+                setattr(updates, name, value)
+                if name in ("title", "description"):
+                    changes[name] = {"changed": True}  # PHI: record only that it changed
+                elif name in ("priority", "category_id", "due_date"):
+                    changes[name] = {"old": _s(getattr(self._ticket, name)), "new": _s(value)}
+                # tags: the activity records old → new from the row.
+            await self._persist(req.request_id, req.actor, "edited", updates, changes,
+                                summary="Edit " + ", ".join(sorted(e.fields)))
+            for name in ("priority", "category_id", "due_date"):
+                if name in e.fields:
+                    setattr(self._ticket, name, getattr(e, name))
+            self._accepted(req.request_id, "edited", changes)
+            return self._ticket
+
+    @edit.validator
+    def _validate_edit(self, req: EditRequest) -> None:
+        if not self._seen(req.request_id):
+            self._check_edit(req)
+
+    @workflow.update(description="Escalate the ticket one level")
+    async def escalate(self, req: EscalateRequest) -> TicketState:
+        async with self._lock:
+            if self._seen(req.request_id):
+                return self._ticket
+            self._check_escalate(req)
+            level = self._ticket.escalation_level + 1
+            changes = {
+                "escalated": {"old": self._ticket.escalated, "new": True},
+                "escalation_level": {"old": self._ticket.escalation_level, "new": level},
+                "reason": req.reason or "manual",
+                "escalated_to": _s(req.escalated_to),  # who the SLA mixin notifies
+            }
+            await self._persist(
+                req.request_id, req.actor, "escalated",
+                FieldUpdates(fields=["escalated", "escalation_level", "escalated_to"],
+                             escalated=True, escalation_level=level,
+                             escalated_to=req.escalated_to),
+                changes, summary=f"Escalate to level {level}",
+            )
+            self._ticket.escalated = True
+            self._ticket.escalation_level = level
+            self._accepted(req.request_id, "escalated", changes)
+            return self._ticket
+
+    @escalate.validator
+    def _validate_escalate(self, req: EscalateRequest) -> None:
+        if not self._seen(req.request_id):
+            self._check_escalate(req)
+
+    # --- checks (pure, shared by validators and handlers) -----------------------------
+
+    def _check_live(self) -> None:
+        if self._ticket.gone:
+            raise _refuse("the ticket was deleted", "TicketGone")
+        if self._ticket.status is Status.CLOSED:
+            raise _refuse("the ticket is closed", "InvalidTransition",
+                          current=Status.CLOSED.value, allowed=[])
+
+    def _is_requester(self, actor_id: Any) -> bool:
+        return actor_id is not None and actor_id == self._ticket.requester_id
+
+    def _check_status(self, req: StatusChange) -> None:
+        self._check_live()
+        is_requester = self._is_requester(req.actor.id)
+        verdict = judge(self._ticket.status, req.status, req.actor.role, is_requester=is_requester)
+        if verdict is TransitionVerdict.ALLOWED:
+            return
+        allowed = [s.value for s in
+                   allowed_next(self._ticket.status, req.actor.role, is_requester=is_requester)]
+        details = {"current": self._ticket.status.value, "requested": req.status.value,
+                   "allowed": allowed}
+        if verdict is TransitionVerdict.NOT_PERMITTED:
+            raise _refuse("you may not make this status change", "TransitionNotPermitted",
+                          **details)
+        raise _refuse(f"a ticket cannot go from {self._ticket.status.value} to "
+                      f"{req.status.value}", "InvalidTransition", **details)
+
+    def _check_assign(self, req: AssignRequest) -> None:
+        self._check_live()
+        role = req.actor.role
+        if role not in STAFF:
+            raise _refuse("only staff assign tickets", "PermissionDenied")
+        if req.auto == (req.agent_id is not None):
+            raise _refuse("give either an agent id or auto", "ValidationFailed")
+        # Least privilege: an agent takes a ticket or asks for automatic assignment;
+        # assigning someone else is for managers and administrators.
+        if role == "SUPPORT_AGENT" and not req.auto and req.agent_id != req.actor.id:
+            raise _refuse("agents may assign tickets only to themselves", "PermissionDenied")
+
+    def _check_edit(self, req: EditRequest) -> None:
+        self._check_live()
+        fields = set(req.edits.fields)
+        if not fields:
+            raise _refuse("nothing to change", "ValidationFailed")
+        if not fields <= EDITABLE:
+            raise _refuse("unknown fields", "ValidationFailed", fields=sorted(fields - EDITABLE))
+        if req.actor.role not in STAFF:
+            if not self._is_requester(req.actor.id):
+                raise _refuse("you may not edit this ticket", "PermissionDenied")
+            if not fields <= REQUESTER_EDITABLE:
+                raise _refuse("requesters may edit title, description and tags only",
+                              "PermissionDenied", fields=sorted(fields - REQUESTER_EDITABLE))
+        if "priority" in fields and req.edits.priority not in PRIORITIES:
+            raise _refuse("unknown priority", "ValidationFailed")
+
+    def _check_escalate(self, req: EscalateRequest) -> None:
+        self._check_live()
+        if req.actor.role not in STAFF:
+            raise _refuse("only staff escalate tickets", "PermissionDenied")
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _seen(self, request_id: str) -> bool:
+        return request_id in self._ticket.seen_request_ids
+
+    def _remember(self, request_id: str) -> None:
+        seen = self._ticket.seen_request_ids
+        seen.append(request_id)
+        if len(seen) > self.config.dedupe_window:
+            del seen[: len(seen) - self.config.dedupe_window]
+
+    async def _persist(
+        self,
+        request_id: str,
+        actor: Any,
+        action: str,
+        updates: FieldUpdates,
+        changes: dict[str, Any],
+        *,
+        summary: str,
+        note: str | None = None,
+        auto_assign: bool = False,
+    ) -> PersistResult:
+        change = PersistChange(
+            ticket_id=self._ticket.ticket_id, event_key=request_id, actor=actor, action=action,
+            updates=updates, changes=changes, note=note, auto_assign=auto_assign,
+            version=self._ticket.version + 1,
+        )
+        try:
+            result: PersistResult = await workflow.execute_activity_method(
+                TicketActivities.persist_change,
+                change,
+                start_to_close_timeout=timedelta(seconds=self.config.activity_timeout_seconds),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10),
+                                         non_retryable_error_types=NON_RETRYABLE),
+                summary=summary,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type:
+                if cause.type == "TicketGone":
+                    self._ticket.gone = True
+                raise ApplicationError(cause.message, *cause.details, type=cause.type,
+                                       non_retryable=True) from None
+            raise _refuse("the change could not be saved", "PersistFailed") from None
+        return result
+
+    def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:
+        self._ticket.version += 1
+        self._remember(request_id)
+        workflow.upsert_search_attributes(self._search_attributes())
+        self._describe()
+        self._outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
+
+    def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
+        s = self._ticket
+        return [
+            TICKET_STATUS.value_set(s.status.value),
+            TICKET_PRIORITY.value_set(s.priority),
+            ESCALATED.value_set(s.escalated),
+            ASSIGNED_AGENT.value_set(str(s.assignee_id)) if s.assignee_id
+            else ASSIGNED_AGENT.value_unset(),
+        ]
+
+    def _describe(self) -> None:
+        s = self._ticket
+        parts = [f"**{s.status.value}**", f"priority {s.priority}",
+                 "assigned" if s.assignee_id else "unassigned"]
+        if s.escalated:
+            parts.append(f"escalated (level {s.escalation_level})")
+        workflow.set_current_details(" · ".join(parts))
+
+
+def _s(value: Any) -> Any:
+    """A JSON-friendly rendering of an old/new value for history."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

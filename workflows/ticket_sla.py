@@ -1,0 +1,507 @@
+"""The SLA side of TicketWorkflow: clocks, durable timers, escalation and auto-close.
+
+A mixin so the SLA part stays in one place; the decisions are the pure functions of
+`workflows.sla`, this class only wires them to workflow time, activities and the ticket's
+own change path:
+
+- `_sla_begin()` starts both clocks at creation from the policy then in force.
+- `_sla_timeout()` is how long the main loop may sleep before the next SLA event; the loop
+  sleeps with `workflow.wait_condition(..., timeout=...)` (a durable timer: it fires on time
+  after a worker restart, and the state says what already fired, so nothing fires twice).
+- `_sla_fire_due()` handles every event now due: breach, escalation steps, auto-close.
+- `_sla_after_change(event)` reacts to accepted changes: a public staff reply fulfils first
+  response, RESOLVED pauses, a reopen resumes, CLOSED stops, a priority change recomputes,
+  an escalation (manual or automatic: the same `escalated` change) notifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notifications import NotificationActivities, NotifyInput, PushInput
+    from activities.sla import (
+        LoadPolicy,
+        RecipientsQuery,
+        SlaActivities,
+        SlaHistoryEntry,
+        SlaWrite,
+    )
+    from helpdesk.notifications import NotificationKind
+    from helpdesk.push import PushEvent
+    from workflows import sla
+    from workflows.ticket_types import Actor, ChangeEvent, FieldUpdates, TicketState
+    from workflows.transitions import STAFF, Status
+
+if TYPE_CHECKING:
+    from workflows.ticket_types import PersistResult, TicketConfig
+
+_RETRY = RetryPolicy(
+    maximum_interval=timedelta(seconds=10), non_retryable_error_types=["TicketGone"]
+)
+_NOTIFY_RETRY = RetryPolicy(
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=20,
+    non_retryable_error_types=["EmailPermanentError"],
+)
+# Below this a timer is pointless (and a zero timeout is refused): handle the event now.
+_MIN_TIMER = timedelta(milliseconds=1)
+_LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
+ClockName = Literal["first_response", "resolution"]
+_CLOCK_NAMES: dict[sla.SlaClockKind, ClockName] = {
+    sla.SlaClockKind.FIRST_RESPONSE: "first_response",
+    sla.SlaClockKind.RESOLUTION: "resolution",
+}
+
+
+def _clock_name(kind: sla.SlaClockKind | None) -> ClockName | None:
+    return _CLOCK_NAMES[kind] if kind is not None else None
+
+
+def is_public_staff_reply(event: ChangeEvent) -> bool:
+    """A comment that fulfils first response: public, written by staff (not the system)."""
+    if event.action not in ("commented", "comment_added"):
+        return False
+    changes = event.changes
+    role = changes.get("author_role") or changes.get("actor_role")
+    return changes.get("internal") is False and role in STAFF and role != "SYSTEM"
+
+
+class TicketSlaMixin:
+    """SLA behaviour of TicketWorkflow (see the module docstring)."""
+
+    # Provided by TicketWorkflow.
+    _ticket: TicketState
+    config: TicketConfig
+    _lock: asyncio.Lock
+    _outbox: list[ChangeEvent]
+
+    if TYPE_CHECKING:
+
+        async def _persist(
+            self,
+            request_id: str,
+            actor: Any,
+            action: str,
+            updates: FieldUpdates,
+            changes: dict[str, Any],
+            *,
+            summary: str,
+            note: str | None = None,
+            auto_assign: bool = False,
+        ) -> PersistResult: ...
+
+        def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None: ...
+
+    # --- activities ---------------------------------------------------------------------
+
+    def _sla_timeout_s(self) -> timedelta:
+        return timedelta(seconds=self.config.activity_timeout_seconds)
+
+    async def _sla_load(self, priority: str) -> sla.SlaPolicySnapshot:
+        return await workflow.execute_activity_method(
+            SlaActivities.load_sla_policy,
+            LoadPolicy(priority=priority),
+            start_to_close_timeout=self._sla_timeout_s(),
+            retry_policy=_RETRY,
+            summary=f"Load SLA policy {priority}",
+        )
+
+    async def _sla_write(
+        self,
+        records: list[sla.SlaRecord],
+        *,
+        extra: list[SlaHistoryEntry] | None = None,
+        breached_at: datetime | None = None,
+        summary: str,
+    ) -> None:
+        s = self._ticket.sla
+        if s is None:
+            return
+        entries = [
+            SlaHistoryEntry(
+                event_key=r.key,
+                action=f"sla.{r.kind}",
+                at=r.at,
+                changes={"clock": r.clock.value if r.clock else None, **r.details},
+            )
+            for r in records
+        ] + (extra or [])
+        due = sla.due_dates(s)
+        self._ticket.due_date = due.due_date
+        try:
+            await workflow.execute_activity_method(
+                SlaActivities.record_sla,
+                SlaWrite(
+                    ticket_id=self._ticket.ticket_id,
+                    entries=entries,
+                    due=due,
+                    breached_at=breached_at,
+                ),
+                start_to_close_timeout=self._sla_timeout_s(),
+                retry_policy=_RETRY,
+                summary=summary,
+            )
+        except ActivityError as err:
+            self._sla_gone(err)
+
+    def _sla_gone(self, err: Exception) -> None:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, ApplicationError) and cause.type == "TicketGone":
+            self._ticket.gone = True
+            return
+        raise err
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def _sla_begin(self) -> None:
+        """Start the clocks once, at creation (a continued run carries them)."""
+        if self._ticket.sla is not None or self._ticket.gone or self._ticket.status not in _LIVE:
+            return
+        policy = await self._sla_load(self._ticket.priority)
+        self._ticket.sla = sla.start(policy, workflow.now())
+        await self._sla_write([], summary="Start SLA clocks")
+
+    def _sla_timeout(self) -> timedelta | None:
+        """How long the main loop may sleep before the next SLA event (None: no timer)."""
+        s = self._ticket.sla
+        if s is None or self._ticket.gone:
+            return None
+        nxt = sla.next_due(s)
+        if nxt is None:
+            return None
+        return max(nxt - workflow.now(), _MIN_TIMER)
+
+    def _sla_timer_summary(self) -> str:
+        s = self._ticket.sla
+        events = sla.pending_events(s) if s else []
+        if not events:
+            return "SLA"
+        e = events[0]
+        if e.kind == "auto_close":
+            return "Auto-close after quiet period"
+        if e.kind == "breach" and e.clock:
+            return f"SLA {e.clock.value} deadline"
+        if e.step is not None:
+            return f"SLA {e.step.clock.value} {e.step.threshold_percent}% (level {e.step.level})"
+        return "SLA"
+
+    async def _sla_wait(self, condition: Any) -> None:
+        """The main loop's sleep: until `condition` or the next SLA event is due."""
+        timeout = self._sla_timeout()
+        if timeout is not None and timeout <= _MIN_TIMER:
+            return
+        try:
+            await workflow.wait_condition(
+                condition, timeout=timeout, timeout_summary=self._sla_timer_summary()
+            )
+        except TimeoutError:
+            pass
+
+    async def _sla_fire_due(self) -> None:
+        """Handle every SLA event due now, earliest first, each exactly once."""
+        s = self._ticket.sla
+        if s is None or self._ticket.gone:
+            return
+        async with self._lock:
+            if self._outbox:
+                return  # accepted changes first: a reply just in time cancels the breach
+            for event in sla.due_events(s, workflow.now()):
+                if self._ticket.gone or self._ticket.status is Status.CLOSED:
+                    return
+                await self._sla_handle(event)
+                sla.mark_fired(s, event)
+
+    async def _sla_handle(self, event: sla.SlaEvent) -> None:
+        now = workflow.now()
+        lateness = round((now - event.due_at).total_seconds(), 3)
+        if event.kind == "auto_close":
+            await self._sla_auto_close(event)
+            return
+        clock = _clock_name(event.clock)
+        if event.kind == "breach":
+            s = self._ticket.sla
+            assert s is not None and event.clock is not None
+            s.clocks[event.clock].breached_at = event.due_at  # due dates show the breach
+            await self._sla_write(
+                [],
+                extra=[
+                    SlaHistoryEntry(
+                        event_key=event.key,
+                        action="sla.breached",
+                        at=now,
+                        changes={
+                            "clock": clock,
+                            "due_at": event.due_at.isoformat(),
+                            "lateness_seconds": lateness,
+                        },
+                    )
+                ],
+                breached_at=event.due_at,
+                summary=f"SLA {clock} breached",
+            )
+            await self._sla_push(PushEvent.SLA_BREACH, event.key, clock)
+            return
+        step = event.step
+        assert step is not None
+        plan = sla.plan_escalation(step, self._ticket.priority)
+        await self._sla_write(
+            [],
+            extra=[
+                SlaHistoryEntry(
+                    event_key=event.key,
+                    action="sla.threshold",
+                    at=now,
+                    changes={
+                        "clock": clock,
+                        "threshold_percent": step.threshold_percent,
+                        "level": step.level,
+                        "actions": [a.value for a in step.actions],
+                        "due_at": event.due_at.isoformat(),
+                        "lateness_seconds": lateness,
+                    },
+                )
+            ],
+            summary=f"SLA {clock} {step.threshold_percent}%",
+        )
+        if plan.escalate:
+            await self._sla_escalate(
+                event.key, plan, reason=f"sla_{clock}_{step.threshold_percent}"
+            )
+        elif plan.notify:
+            kind = (
+                NotificationKind.SLA_BREACH
+                if step.threshold_percent >= 100
+                else NotificationKind.SLA_WARNING
+            )
+            await self._sla_notify(kind, event.key, plan.notify, None, clock)
+            await self._sla_push(
+                PushEvent.SLA_WARNING if step.threshold_percent < 100 else PushEvent.SLA_BREACH,
+                event.key,
+                clock,
+            )
+        if plan.new_priority is not None:
+            await self._sla_apply(
+                f"{event.key}:priority",
+                "edited",
+                FieldUpdates(fields=["priority"], priority=plan.new_priority),
+                {
+                    "priority": {"old": self._ticket.priority, "new": plan.new_priority},
+                    "reason": "sla_raise_priority",
+                },
+                summary=f"Raise priority to {plan.new_priority}",
+                apply=lambda _: setattr(self._ticket, "priority", plan.new_priority),
+            )
+        if plan.reassign:
+            target = uuid.UUID(step.target_user_id) if step.target_user_id else None
+            old = self._ticket.assignee_id
+            await self._sla_apply(
+                f"{event.key}:reassign",
+                "assigned",
+                FieldUpdates(fields=["assignee_id"], assignee_id=target),
+                {
+                    "assignee_id": {
+                        "old": str(old) if old else None,
+                        "new": str(target) if target else None,
+                    },
+                    "reason": "sla_reassign",
+                },
+                summary="Re-assign (SLA)",
+                auto_assign=target is None,
+                apply=lambda result: setattr(self._ticket, "assignee_id", result.assignee_id),
+            )
+
+    async def _sla_apply(
+        self,
+        key: str,
+        action: str,
+        updates: FieldUpdates,
+        changes: dict[str, Any],
+        *,
+        summary: str,
+        auto_assign: bool = False,
+        apply: Callable[[PersistResult], None] | None = None,
+    ) -> PersistResult | None:
+        """Persist an automatic change through the ticket's one write path (row, history,
+        audit), then accept it like any command (search attributes, outbox)."""
+        if key in self._ticket.seen_request_ids:
+            return None
+        try:
+            result = await self._persist(
+                key,
+                Actor.system(),
+                action,
+                updates,
+                changes,
+                summary=summary,
+                auto_assign=auto_assign,
+            )
+        except ApplicationError as err:
+            if err.type == "TicketGone" or self._ticket.gone:
+                self._ticket.gone = True
+                return None
+            # e.g. no agent to re-assign to: the step is recorded, the action skipped.
+            workflow.logger.warning("SLA action %s skipped: %s", action, err.type)
+            return None
+        if apply is not None:
+            apply(result)  # the state first, so search attributes and details are current
+        self._accepted(key, action, changes)
+        return result
+
+    async def _sla_escalate(self, key: str, plan: sla.EscalationPlan, *, reason: str) -> None:
+        """Escalate like `POST /tickets/{id}/escalate` does: the `escalated` change."""
+        level = max(self._ticket.escalation_level, plan.level)
+        target = uuid.UUID(plan.escalated_to) if plan.escalated_to else None
+        changes = {
+            "escalated": {"old": self._ticket.escalated, "new": True},
+            "escalation_level": {"old": self._ticket.escalation_level, "new": level},
+            "escalated_to": str(target) if target else None,
+            "reason": reason,
+            "notify": list(plan.notify),
+        }
+
+        def escalated(_: PersistResult) -> None:
+            self._ticket.escalated = True
+            self._ticket.escalation_level = level
+
+        await self._sla_apply(
+            f"{key}:escalate",
+            "escalated",
+            FieldUpdates(
+                fields=["escalated", "escalation_level", "escalated_to"],
+                escalated=True,
+                escalation_level=level,
+                escalated_to=target,
+            ),
+            changes,
+            summary=f"Escalate to level {level} (SLA)",
+            apply=escalated,
+        )
+
+    async def _sla_auto_close(self, event: sla.SlaEvent) -> None:
+        if self._ticket.status is not Status.RESOLVED:
+            return
+        await self._sla_apply(
+            f"{event.key}:{int(event.due_at.timestamp() * 1000)}",
+            "status_changed",
+            FieldUpdates(fields=["status"], status=Status.CLOSED),
+            {
+                "status": {"old": Status.RESOLVED.value, "new": Status.CLOSED.value},
+                "reason": "auto_close",
+            },
+            summary="Auto-close after quiet period",
+            apply=lambda _: setattr(self._ticket, "status", Status.CLOSED),
+        )
+
+    # --- reactions to accepted changes ------------------------------------------------------
+
+    async def _sla_after_change(self, event: ChangeEvent) -> None:
+        s = self._ticket.sla
+        if s is None or self._ticket.gone:
+            return
+        now = workflow.now()
+        if is_public_staff_reply(event):
+            records = sla.fulfil_first_response(s, now)
+            if records:
+                await self._sla_write(records, summary="First response given")
+        elif event.action == "status_changed":
+            new = Status(event.changes.get("status", {}).get("new", self._ticket.status.value))
+            old = event.changes.get("status", {}).get("old")
+            if new is Status.RESOLVED:
+                await self._sla_write(sla.pause(s, now), summary="Pause SLA (resolved)")
+            elif new is Status.CLOSED:
+                await self._sla_write(sla.stop(s, now), summary="Stop SLA (closed)")
+            elif old == Status.RESOLVED.value:
+                await self._sla_write(sla.resume(s, now), summary="Resume SLA (reopened)")
+        elif event.action == "edited" and "priority" in event.changes:
+            change = event.changes["priority"]
+            if change.get("old") != change.get("new"):
+                policy = await self._sla_load(self._ticket.priority)
+                records = sla.change_policy(s, policy, now)
+                await self._sla_write(records, summary=f"Recompute SLA for {policy.priority}")
+        elif event.action == "escalated":
+            notify = event.changes.get("notify") or ["managers", "escalated_to"]
+            await self._sla_notify(
+                NotificationKind.ESCALATED,
+                event.request_id,
+                notify,
+                self._escalated_to(event),
+                None,
+            )
+            await self._sla_push(PushEvent.TICKET_ESCALATED, event.request_id, None)
+
+    def _escalated_to(self, event: ChangeEvent) -> uuid.UUID | None:
+        value = event.changes.get("escalated_to")
+        if isinstance(value, dict):
+            value = value.get("new")
+        return uuid.UUID(str(value)) if value else None
+
+    # --- notifications ----------------------------------------------------------------------
+
+    async def _sla_notify(
+        self,
+        kind: NotificationKind,
+        event_key: str,
+        notify: Sequence[str],
+        escalated_to: uuid.UUID | None,
+        clock: ClockName | None,
+    ) -> None:
+        if not notify:
+            return
+        recipients: list[uuid.UUID] = await workflow.execute_activity_method(
+            SlaActivities.sla_recipients,
+            RecipientsQuery(
+                ticket_id=self._ticket.ticket_id, notify=list(notify), escalated_to=escalated_to
+            ),
+            start_to_close_timeout=self._sla_timeout_s(),
+            retry_policy=_RETRY,
+            summary="Who to notify",
+        )
+        for recipient in recipients:
+            await workflow.execute_activity_method(
+                NotificationActivities.send_email,
+                NotifyInput(
+                    kind=kind,
+                    event_key=event_key[:100],
+                    recipient_id=recipient,
+                    ticket_id=self._ticket.ticket_id,
+                    escalation_level=self._ticket.escalation_level,
+                    sla_clock=clock,
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=_NOTIFY_RETRY,
+                summary=f"Email {kind.value}",
+            )
+
+    async def _sla_push(self, event: PushEvent, event_id: str, clock: ClockName | None) -> None:
+        await workflow.execute_activity_method(
+            NotificationActivities.publish_event,
+            PushInput(
+                event=event,
+                event_id=f"{self._ticket.ticket_id}:{event_id}"[:200],
+                ticket_id=self._ticket.ticket_id,
+                escalation_level=self._ticket.escalation_level,
+                sla_clock=clock,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5),
+            summary=f"Push {event.value}",
+        )
+
+    # --- what GET /tickets/{id} shows -------------------------------------------------------
+
+
+def live_clocks(state: TicketState | None, now: datetime) -> list[sla.SlaClockView]:
+    """Each SLA clock of a ticket's live state (empty when the workflow did not answer)."""
+    if state is None or state.sla is None:
+        return []
+    return sla.clock_views(state.sla, now)

@@ -1,0 +1,171 @@
+"""Inputs, outputs and state of the ticket workflow (pydantic, through the encrypted
+pydantic data converter).
+
+The workflow's state holds no PHI: ids, status, priority, flags and counters only. Title,
+description and notes travel only inside command payloads (encrypted by the payload codec)
+on their way to the activity that seals them into the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.sla import SlaState
+from workflows.transitions import Status
+
+# The role of changes the help desk makes by itself (timers, automations, re-assignment
+# when an agent is deactivated). It may do what staff may do.
+SYSTEM_ROLE = "SYSTEM"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Actor(_Model):
+    """Who asked for a change, and from where (for history and the audit row)."""
+
+    id: uuid.UUID | None = None
+    role: str
+    ip: str | None = None
+    user_agent: str | None = None
+    http_request_id: str | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(role=SYSTEM_ROLE)
+
+
+class TicketState(_Model):
+    """What the workflow knows about its ticket (no PHI). Returned by every update and by
+    the `state` query; carried whole across continue-as-new."""
+
+    ticket_id: uuid.UUID
+    number: int
+    requester_id: uuid.UUID
+    status: Status = Status.OPEN
+    priority: str = "MEDIUM"
+    assignee_id: uuid.UUID | None = None
+    category_id: uuid.UUID | None = None
+    due_date: datetime | None = None
+    escalated: bool = False
+    escalation_level: int = 0
+    # Accepted changes so far (the ticket row's `version` follows it).
+    version: int = 0
+    # Request ids already applied, newest last; bounded by TicketConfig.dedupe_window.
+    seen_request_ids: list[str] = Field(default_factory=list)
+    # Set when the ticket's row was found disposed of: the workflow then ends.
+    gone: bool = False
+    # SLA clocks (workflows.sla; set at creation by TicketSlaMixin, kept across
+    # continue-as-new). No PHI: targets, instants and fired thresholds.
+    sla: SlaState | None = None
+
+
+class TicketConfig(_Model):
+    """Knobs of one ticket workflow, carried across continue-as-new."""
+
+    # Continue as new once the history reaches this many events (None: when the server
+    # suggests it). Tests force it small.
+    continue_as_new_after_events: int | None = None
+    dedupe_window: int = 500
+    activity_timeout_seconds: int = 30
+
+
+class TicketInput(_Model):
+    state: TicketState
+    config: TicketConfig = Field(default_factory=TicketConfig)
+
+
+class OpenRequest(_Model):
+    """The update sent with the workflow's start: answers once the workflow runs."""
+
+    request_id: str
+
+
+class StatusChange(_Model):
+    request_id: str
+    actor: Actor
+    status: Status
+    note: str | None = None  # PHI: sealed into history by the activity
+
+
+class AssignRequest(_Model):
+    request_id: str
+    actor: Actor
+    agent_id: uuid.UUID | None = None
+    auto: bool = False
+
+
+class TicketEdits(_Model):
+    """Fields an edit sets; only those named in `fields` are applied (None clears)."""
+
+    fields: list[str] = Field(default_factory=list)
+    title: str | None = None  # PHI
+    description: str | None = None  # PHI
+    priority: str | None = None
+    category_id: uuid.UUID | None = None
+    due_date: datetime | None = None
+    tags: list[str] | None = None
+
+
+class EditRequest(_Model):
+    request_id: str
+    actor: Actor
+    edits: TicketEdits
+
+
+class EscalateRequest(_Model):
+    request_id: str
+    actor: Actor
+    escalated_to: uuid.UUID | None = None
+    reason: str | None = None  # a code such as "manual" or "sla_breach"; never free text
+
+
+class FieldUpdates(_Model):
+    """Row fields an activity writes (only those in `fields`)."""
+
+    fields: list[str] = Field(default_factory=list)
+    status: Status | None = None
+    priority: str | None = None
+    assignee_id: uuid.UUID | None = None
+    category_id: uuid.UUID | None = None
+    due_date: datetime | None = None
+    escalated: bool | None = None
+    escalation_level: int | None = None
+    escalated_to: uuid.UUID | None = None
+    tags: list[str] | None = None
+    title: str | None = None  # PHI, sealed by the activity
+    description: str | None = None  # PHI, sealed by the activity
+
+
+class PersistChange(_Model):
+    """One accepted change: the activity writes row + history + audit in one transaction,
+    once per `event_key` (the request id)."""
+
+    ticket_id: uuid.UUID
+    event_key: str
+    actor: Actor
+    action: str
+    updates: FieldUpdates
+    # old → new per field, without PHI ({"title": {"changed": true}} for text fields).
+    changes: dict[str, Any] = Field(default_factory=dict)
+    note: str | None = None  # PHI, sealed into the history entry
+    auto_assign: bool = False  # pick the least-loaded agent inside the transaction
+    version: int = 0
+
+
+class PersistResult(_Model):
+    applied: bool  # False when the event was already written (a retried activity)
+    assignee_id: uuid.UUID | None = None
+
+
+class ChangeEvent(_Model):
+    """What a handler accepted; the main loop's side effects (SLA, notifications) read it."""
+
+    action: str
+    request_id: str
+    changes: dict[str, Any] = Field(default_factory=dict)
