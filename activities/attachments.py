@@ -19,11 +19,12 @@ from temporalio.exceptions import ApplicationError
 
 from helpdesk.errors import DomainError
 from helpdesk.runtime import Runtime
-from helpdesk.scanner import ScannerUnavailable
+from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
 
 # ApplicationError types the scan raises (the workflow's retry policy lists the fatal ones).
 SCANNER_UNAVAILABLE = "ScannerUnavailable"
-FATAL_SCAN_ERRORS = ("not_found", "gone", "integrity_error")
+SCAN_LIMIT_EXCEEDED = "ScanLimitExceeded"
+FATAL_SCAN_ERRORS = ("not_found", "gone", "integrity_error", SCAN_LIMIT_EXCEEDED)
 
 
 class ScanRequest(BaseModel):
@@ -59,6 +60,9 @@ class AttachmentActivities:
 
         try:
             outcome = await attachments.scan(self.runtime, request.attachment_id)
+        except ScanLimitExceeded as exc:
+            # Fail closed without looping: quarantined until clamd's limit is raised.
+            raise ApplicationError(str(exc), type=SCAN_LIMIT_EXCEEDED, non_retryable=True) from exc
         except ScannerUnavailable as exc:
             raise ApplicationError(str(exc), type=SCANNER_UNAVAILABLE, non_retryable=False) from exc
         except DomainError as exc:

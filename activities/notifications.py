@@ -11,16 +11,18 @@ commits a claim, a `NotificationLog` row keyed by kind + workflow event key + re
   is deleted in a second transaction, so a retry (transient) sends it again.
 - The connection broke after the message was handed over (``maybe_delivered``), or the
   worker crashed or the activity was cancelled between the claim and the answer: the claim
-  stays, so no retry re-sends. That notification may be lost, never duplicated. We choose
-  this side because a duplicate notice is worse than a lost one only in being visible;
-  a lost one still leaves the change on the portal and in the Socket.IO push, and a
-  duplicate of a "your ticket was escalated" mail erodes trust in every later one.
-  An attempt that hits a claim answers ``duplicate``.
+  stays, so no retry re-sends. That notification may be lost, never duplicated; the change
+  itself still shows on the portal and in the Socket.IO push. At-least-once would need the
+  provider to deduplicate, which neither SMTP nor SendGrid does (the deterministic
+  Message-ID only lets mail clients fold copies). An attempt that finds a claim answers
+  ``duplicate``. (`NotificationLog` has no state column, so a claim whose send never
+  finished looks like a sent one; a ``state`` of sending/sent would let operators list them.)
 
 Errors: `EmailPermanentError` → non-retryable ``ApplicationError(type="EmailPermanentError")``;
 `EmailTransientError` → retryable ``ApplicationError(type="EmailTransientError")`` (with the
 provider's Retry-After as the next delay when it gave one). Give the activity a retry policy
-with a maximum interval and a schedule-to-close timeout (e.g. 1 hour).
+with a maximum interval and a schedule-to-close timeout (e.g. 1 hour), and catch
+``ActivityError`` around it in the workflow: an undeliverable email must not fail a ticket.
 
 ``publish_event`` pushes at least once: a retried push reaches a client twice with the same
 ``event_id``, which the client drops.

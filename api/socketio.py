@@ -260,6 +260,7 @@ class TicketSockets:
             checker.cancel()
             await asyncio.gather(checker, return_exceptions=True)
             await self.server.shutdown()
+            push.uninstall_revocation_hook(runtime)
             push.uninstall(self.publisher)
             if runtime.extras.get("push") is self.publisher:
                 del runtime.extras["push"]

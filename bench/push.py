@@ -145,16 +145,18 @@ async def run(events: int = 500, redis_url: str | None = None) -> dict[str, Any]
         var_dir = Path(tmp)
         database_url = f"sqlite+aiosqlite:///{var_dir / 'helpdesk.db'}"
         await upgrade_async(database_url)
-        settings = Settings(
-            environment="test",  # type: ignore[arg-type]
-            var_dir=var_dir,
-            database_url=database_url,
-            email_backend="file",  # type: ignore[arg-type]
-            argon2_time_cost=1,
-            argon2_memory_cost=8192,
-            run_worker_in_api=False,
-            redis_url=redis_url,
-            push_redis_channel=f"bench-push-{uuid.uuid4().hex}",
+        settings = Settings.model_validate(
+            {
+                "environment": "test",
+                "var_dir": var_dir,
+                "database_url": database_url,
+                "email_backend": "file",
+                "argon2_time_cost": 1,
+                "argon2_memory_cost": 8192,
+                "run_worker_in_api": False,
+                "redis_url": redis_url,
+                "push_redis_channel": f"bench-push-{uuid.uuid4().hex}",
+            }
         )
         runtime = prepare_runtime(build_runtime(settings))
         async with runtime.database.transaction() as session:

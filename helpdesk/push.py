@@ -306,7 +306,6 @@ def install_revocation_hook(runtime: Runtime, publisher: Publisher) -> None:
     disconnect runs as a task right after. A client that reconnects before that
     transaction commits is caught by the API's periodic session check.
     """
-    return
     previous = runtime.extras.get("on_session_revoked")
     pending: set[asyncio.Task[None]] = runtime.extras.setdefault("push_pending_tasks", set())
 
@@ -323,7 +322,19 @@ def install_revocation_hook(runtime: Runtime, publisher: Publisher) -> None:
         task.add_done_callback(pending.discard)
 
     on_session_revoked.push_hook = True  # type: ignore[attr-defined]
+    on_session_revoked.previous = previous  # type: ignore[attr-defined]
     runtime.extras["on_session_revoked"] = on_session_revoked
+
+
+def uninstall_revocation_hook(runtime: Runtime) -> None:
+    """Put back whatever hook was there before ours (the API process is shutting down)."""
+    hook = runtime.extras.get("on_session_revoked")
+    if getattr(hook, "push_hook", False):
+        previous = getattr(hook, "previous", None)
+        if previous is None or getattr(previous, "push_hook", False):
+            del runtime.extras["on_session_revoked"]
+        else:
+            runtime.extras["on_session_revoked"] = previous
 
 
 async def _disconnect_quietly(publisher: Publisher, session_id: uuid.UUID) -> None:

@@ -27,6 +27,11 @@ class ScannerUnavailable(Exception):
     The message names the failure only; it never carries file content or names."""
 
 
+class ScanLimitExceeded(ScannerUnavailable):
+    """clamd refused the stream as longer than its StreamMaxLength. Retrying cannot help:
+    the file stays quarantined until clamd's limit is raised to the upload limit."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScanVerdict:
     """A trusted clamd verdict: clean, or infected with the named signature."""
@@ -42,6 +47,8 @@ class ScanVerdict:
 def parse_reply(reply: bytes) -> ScanVerdict:
     """The verdict in one clamd INSTREAM reply line; anything unexpected is untrusted."""
     text = reply.rstrip(b"\0\r\n").decode("utf-8", errors="replace").strip()
+    if text.endswith("size limit exceeded. ERROR"):
+        raise ScanLimitExceeded("the file is longer than clamd's StreamMaxLength")
     # Session-mode replies carry an "<id>: " prefix; INSTREAM replies start with "stream:".
     if not text.startswith("stream:"):
         raise ScannerUnavailable("unexpected answer from clamd")

@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     updated = replace_in(text, current)
     if args.check:
         if updated != text:
-            print("README.md's settings table is stale: run python scripts/settings_table.py "
-                  "--write", file=sys.stderr)
+            print(
+                "README.md's settings table is stale: run python scripts/settings_table.py --write",
+                file=sys.stderr,
+            )
             return 1
         return 0
     README.write_text(updated)

@@ -562,6 +562,38 @@ async def test_scan_is_idempotent_and_notices_gone_bytes(
     await service.close(runtime)
 
 
+async def test_scan_starter_seam_and_resume_after_an_outage(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The ticket workflow plugs in here: the upload hands (ticket, attachment) to the
+    configured starter after the row is committed; a failed start keeps the file PENDING
+    and `resume_pending_scans` hands it over again."""
+    patient = await make_user(runtime, Role.END_USER)
+    ticket_id = await make_ticket(runtime, patient)
+    calls: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+
+    async def broken(rt: Runtime, ticket: uuid.UUID, attachment: uuid.UUID) -> None:
+        raise ConnectionError("temporal is down")
+
+    async def starter(rt: Runtime, ticket: uuid.UUID, attachment: uuid.UUID) -> None:
+        async with rt.database.transaction() as session:
+            row = await session.get(Attachment, attachment)
+            assert row is not None  # committed before the scan is requested
+            calls.append((ticket, attachment, row.scan_status))
+
+    runtime.extras[service.SCAN_STARTER_KEY] = broken
+    accepted = await upload(client, patient, ticket_id, b"while temporal is down")
+    assert accepted.status_code == 201 and accepted.json()["scan_status"] == "PENDING"
+
+    runtime.extras[service.SCAN_STARTER_KEY] = starter
+    second = await upload(client, patient, ticket_id, b"after it is back")
+    second_id = uuid.UUID(second.json()["id"])
+    assert calls == [(ticket_id, second_id, "PENDING")]
+    calls.clear()
+    assert await service.resume_pending_scans(runtime) == 2
+    assert sorted(c[1] for c in calls) == sorted([uuid.UUID(accepted.json()["id"]), second_id])
+
+
 # --- pure: sniffing and names ------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ password reset, email verification, MFA, idle timeout (and the same on PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import re
 import statistics
 import time
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from api.app import create_app, prepare_runtime
+from helpdesk.ratelimit import SlidingWindowLimiter, UnknownAccountLockouts, lockout_duration
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.security import Passwords, hash_token, totp_at, totp_now
 from models.audit import AuditLog
@@ -35,8 +37,13 @@ def unique_email(prefix: str = "user") -> str:
 
 
 async def register(
-    client: httpx.AsyncClient, email: str, *, password: str = PASSWORD,
-    full_name: str = "Pat Example", phone: str | None = None, **extra: Any,
+    client: httpx.AsyncClient,
+    email: str,
+    *,
+    password: str = PASSWORD,
+    full_name: str = "Pat Example",
+    phone: str | None = None,
+    **extra: Any,
 ) -> httpx.Response:
     body: dict[str, Any] = {"email": email, "password": password, "full_name": full_name}
     if phone is not None:
@@ -48,8 +55,9 @@ async def register(
 async def login(
     client: httpx.AsyncClient, email: str, password: str = PASSWORD, **extra: Any
 ) -> httpx.Response:
-    return await client.post(f"{API}/auth/login", json={"email": email, "password": password,
-                                                          **extra})
+    return await client.post(
+        f"{API}/auth/login", json={"email": email, "password": password, **extra}
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -138,8 +146,13 @@ async def test_register_refuses_a_duplicate_normalised_email(client, runtime):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("email", "not-an-address"), ("password", "Sh0rt#pw"), ("full_name", "   "),
-     ("phone", "call me maybe"), ("password", "x" * 300)],
+    [
+        ("email", "not-an-address"),
+        ("password", "Sh0rt#pw"),
+        ("full_name", "   "),
+        ("phone", "call me maybe"),
+        ("password", "x" * 300),
+    ],
 )
 async def test_register_validates_fields_without_echoing_them(client, field, value):
     body = {"email": unique_email(), "password": PASSWORD, "full_name": "Pat", field: value}
@@ -154,8 +167,9 @@ async def test_a_verification_token_is_not_a_reset_token(client, runtime):
     email = unique_email()
     await register(client, email)
     token = link_token(mail_to(runtime, email)[0])
-    response = await client.post(f"{API}/auth/reset-password",
-                                 json={"token": token, "new_password": NEW_PASSWORD})
+    response = await client.post(
+        f"{API}/auth/reset-password", json={"token": token, "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 422
     assert (await login(client, email, NEW_PASSWORD)).status_code == 401
 
@@ -181,7 +195,8 @@ async def test_login_returns_tokens_that_work_and_is_audited(client, runtime):
 async def test_failed_login_is_audited_with_ip_and_user_agent(client, runtime):
     actor = await make_user(runtime)
     response = await client.post(
-        f"{API}/auth/login", json={"email": actor.email, "password": "wrong password 1"},
+        f"{API}/auth/login",
+        json={"email": actor.email, "password": "wrong password 1"},
         headers={"User-Agent": "audit-probe/1.0"},
     )
     assert response.status_code == 401
@@ -228,9 +243,7 @@ async def test_unknown_email_costs_a_password_verification_too(client, runtime):
     assert 0.5 < ratio < 2.0, (wrong, unknown)
 
 
-async def test_lockout_answers_429_even_to_the_right_password_and_reset_clears_it(
-    client, runtime
-):
+async def test_lockout_answers_429_even_to_the_right_password_and_reset_clears_it(client, runtime):
     actor = await make_user(runtime)
     limit = runtime.settings.login_max_failures
     for _ in range(limit):
@@ -239,8 +252,10 @@ async def test_lockout_answers_429_even_to_the_right_password_and_reset_clears_i
     assert locked.status_code == 429
     assert locked.json()["error"]["code"] == "rate_limited"
     retry = int(locked.headers["retry-after"])
-    assert runtime.settings.login_lockout_seconds - 5 <= retry <= (
-        runtime.settings.login_lockout_seconds
+    assert (
+        runtime.settings.login_lockout_seconds - 5
+        <= retry
+        <= (runtime.settings.login_lockout_seconds)
     )
     [lockout] = await audit_rows(runtime, "auth.lockout")
     assert lockout.record_id == str(actor.id)
@@ -251,8 +266,9 @@ async def test_lockout_answers_429_even_to_the_right_password_and_reset_clears_i
     forgot = await client.post(f"{API}/auth/forgot-password", json={"email": actor.email})
     assert forgot.status_code == 202
     token = link_token(mail_to(runtime, actor.email)[-1])
-    reset = await client.post(f"{API}/auth/reset-password",
-                              json={"token": token, "new_password": NEW_PASSWORD})
+    reset = await client.post(
+        f"{API}/auth/reset-password", json={"token": token, "new_password": NEW_PASSWORD}
+    )
     assert reset.status_code == 200
     assert (await login(client, actor.email, NEW_PASSWORD)).status_code == 200
     user = await load_user(runtime, actor.id)
@@ -271,7 +287,8 @@ async def test_lockout_backs_off_each_time(client, runtime):
         retries.append(int(locked.headers["retry-after"]))
         async with runtime.database.transaction() as session:  # let the lock run out
             await session.execute(
-                update(User).where(User.id == actor.id)
+                update(User)
+                .where(User.id == actor.id)
                 .values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
             )
     assert base - 5 <= retries[0] <= base
@@ -338,6 +355,34 @@ async def test_inactive_user_cannot_log_in(client, runtime):
     assert response.json()["error"]["message"] == "invalid email or password"
 
 
+def test_sliding_window_limiter_refuses_past_the_budget_and_reopens():
+    limiter = SlidingWindowLimiter(limit=2, window=60)
+    assert limiter.hit("ip", now=0).allowed
+    assert limiter.hit("ip", now=10).allowed
+    refused = limiter.hit("ip", now=20)
+    assert (refused.allowed, refused.retry_after, refused.first_refusal) == (False, 40, True)
+    assert limiter.hit("ip", now=30).first_refusal is False  # a flood is audited once
+    assert limiter.hit("other", now=30).allowed
+    assert limiter.hit("ip", now=60.5).allowed  # the first hit left the window
+
+
+def test_lockout_duration_doubles_and_is_capped():
+    assert [lockout_duration(300, n) for n in range(4)] == [300, 600, 1200, 2400]
+    assert lockout_duration(300, 40) == 24 * 3600
+
+
+def test_unknown_account_lockouts_follow_the_same_rule():
+    tracker = UnknownAccountLockouts(max_failures=2, lockout_seconds=100)
+    tracker.fail("k", now=0)
+    assert tracker.locked_for("k", now=1) == 0
+    tracker.fail("k", now=1)
+    assert tracker.locked_for("k", now=1) == 100
+    assert tracker.locked_for("k", now=102) == 0
+    tracker.fail("k", now=102)
+    tracker.fail("k", now=103)
+    assert tracker.locked_for("k", now=103) == 200
+
+
 # --- logout, refresh, idle timeout -------------------------------------------------------
 
 
@@ -347,8 +392,9 @@ async def test_logout_revokes_the_session_at_once(client, runtime):
     headers = bearer(tokens["access_token"])
     assert (await client.post(f"{API}/auth/logout", headers=headers)).status_code == 204
     assert (await client.get(f"{API}/users/me", headers=headers)).status_code == 401
-    refreshed = await client.post(f"{API}/auth/refresh",
-                                  json={"refresh_token": tokens["refresh_token"]})
+    refreshed = await client.post(
+        f"{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
     assert refreshed.status_code == 401
     assert len(await audit_rows(runtime, "session.logout")) == 1
     # Another session of the same user is untouched.
@@ -362,21 +408,26 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_chain(client, runt
     assert first.status_code == 200
     rotated = first.json()
     assert rotated["refresh_token"] != actor.refresh_token
-    assert (await client.get(f"{API}/users/me",
-                             headers=bearer(rotated["access_token"]))).status_code == 200
+    assert (
+        await client.get(f"{API}/users/me", headers=bearer(rotated["access_token"]))
+    ).status_code == 200
 
     reuse = await client.post(f"{API}/auth/refresh", json={"refresh_token": actor.refresh_token})
     assert reuse.status_code == 401
     # The whole chain is gone: the newest refresh token and every access token.
-    later = await client.post(f"{API}/auth/refresh",
-                              json={"refresh_token": rotated["refresh_token"]})
+    later = await client.post(
+        f"{API}/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
+    )
     assert later.status_code == 401
-    assert (await client.get(f"{API}/users/me",
-                             headers=bearer(rotated["access_token"]))).status_code == 401
+    assert (
+        await client.get(f"{API}/users/me", headers=bearer(rotated["access_token"]))
+    ).status_code == 401
     assert len(await audit_rows(runtime, "session.refresh_reuse")) == 1
-    assert len(await audit_rows(runtime, "auth.refresh")) == 1
     junk = await client.post(f"{API}/auth/refresh", json={"refresh_token": "x" * 43})
     assert junk.status_code == 401
+    refreshes = await audit_rows(runtime, "auth.refresh")
+    assert [r.outcome for r in refreshes] == ["success", "failure", "failure", "failure"]
+    assert refreshes[-1].details == {"reason": "invalid refresh token"}
 
 
 async def test_idle_session_is_refused_and_its_refresh_too(client, runtime):
@@ -385,14 +436,16 @@ async def test_idle_session_is_refused_and_its_refresh_too(client, runtime):
     idle = timedelta(seconds=runtime.settings.session_idle_timeout_seconds + 60)
     async with runtime.database.transaction() as session:
         await session.execute(
-            update(AuthSession).where(AuthSession.id == actor.session_id)
+            update(AuthSession)
+            .where(AuthSession.id == actor.session_id)
             .values(last_seen_at=datetime.now(UTC) - idle)
         )
     me = await client.get(f"{API}/users/me", headers=actor.headers)
     assert me.status_code == 401
     assert "idle" in me.json()["error"]["message"]
-    refreshed = await client.post(f"{API}/auth/refresh",
-                                  json={"refresh_token": actor.refresh_token})
+    refreshed = await client.post(
+        f"{API}/auth/refresh", json={"refresh_token": actor.refresh_token}
+    )
     assert refreshed.status_code == 401
     [row] = await audit_rows(runtime, "session.idle_timeout")
     assert row.record_id == str(actor.session_id)
@@ -404,10 +457,12 @@ async def test_idle_session_is_refused_and_its_refresh_too(client, runtime):
 
 async def test_forgot_password_answers_the_same_and_links_from_settings(client, runtime):
     actor = await make_user(runtime)
-    known = await client.post(f"{API}/auth/forgot-password", json={"email": actor.email},
-                              headers={"Host": "evil.example"})
-    unknown = await client.post(f"{API}/auth/forgot-password",
-                                json={"email": unique_email("nobody")})
+    known = await client.post(
+        f"{API}/auth/forgot-password", json={"email": actor.email}, headers={"Host": "evil.example"}
+    )
+    unknown = await client.post(
+        f"{API}/auth/forgot-password", json={"email": unique_email("nobody")}
+    )
     assert known.status_code == unknown.status_code == 202
     assert known.json() == unknown.json()
     [message] = mail_to(runtime, actor.email)
@@ -437,8 +492,9 @@ async def test_reset_password_is_single_use_and_ends_every_session(client, runti
     assert reset.json() == {"status": "password_changed"}
     for headers in (actor.headers, bearer(other["access_token"])):
         assert (await client.get(f"{API}/users/me", headers=headers)).status_code == 401
-    second = await client.post(f"{API}/auth/reset-password",
-                               json={"token": token, "new_password": "yet another pass 3"})
+    second = await client.post(
+        f"{API}/auth/reset-password", json={"token": token, "new_password": "yet another pass 3"}
+    )
     assert second.status_code == 422
     assert (await login(client, actor.email, PASSWORD)).status_code == 401
     assert (await login(client, actor.email, NEW_PASSWORD)).status_code == 200
@@ -451,16 +507,19 @@ async def test_only_the_newest_reset_link_works_and_expired_links_fail(client, r
     for _ in range(2):
         await client.post(f"{API}/auth/forgot-password", json={"email": actor.email})
     old, new = (link_token(m) for m in mail_to(runtime, actor.email))
-    stale = await client.post(f"{API}/auth/reset-password",
-                              json={"token": old, "new_password": NEW_PASSWORD})
+    stale = await client.post(
+        f"{API}/auth/reset-password", json={"token": old, "new_password": NEW_PASSWORD}
+    )
     assert stale.status_code == 422
     async with runtime.database.transaction() as session:
         await session.execute(
-            update(OneTimeToken).where(OneTimeToken.token_hash == hash_token(new))
+            update(OneTimeToken)
+            .where(OneTimeToken.token_hash == hash_token(new))
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    expired = await client.post(f"{API}/auth/reset-password",
-                                json={"token": new, "new_password": NEW_PASSWORD})
+    expired = await client.post(
+        f"{API}/auth/reset-password", json={"token": new, "new_password": NEW_PASSWORD}
+    )
     assert expired.status_code == 422
     assert (await login(client, actor.email, PASSWORD)).status_code == 200
 
@@ -510,8 +569,9 @@ async def test_mfa_enrolment_then_login_with_a_code_never_accepted_twice(client,
     fresh = totp_at(secret, step + 1)
     mfa_login = await login(client, actor.email, totp=fresh)
     assert mfa_login.status_code == 200
-    agents = await client.get(f"{API}/users/agents",
-                              headers=bearer(mfa_login.json()["access_token"]))
+    agents = await client.get(
+        f"{API}/users/agents", headers=bearer(mfa_login.json()["access_token"])
+    )
     assert agents.status_code == 200
     assert (await login(client, actor.email, totp=fresh)).status_code == 401  # replayed
 
@@ -521,8 +581,8 @@ async def test_mfa_enrolment_then_login_with_a_code_never_accepted_twice(client,
     assert actions == {"auth.mfa_setup", "failure", "success"}
     async with runtime.database.transaction() as session:
         row = await session.scalar(
-            select(AuditLog).where(AuditLog.action == "auth.login",
-                                   AuditLog.outcome == "success")
+            select(AuditLog)
+            .where(AuditLog.action == "auth.login", AuditLog.outcome == "success")
             .order_by(AuditLog.seq.desc())
         )
     assert row is not None and row.details["mfa"] is True
@@ -536,6 +596,16 @@ async def test_wrong_totp_codes_count_towards_the_lockout(client, runtime):
     for _ in range(runtime.settings.login_max_failures):
         assert (await login(client, actor.email, totp=bad)).status_code == 401
     assert (await login(client, actor.email, totp=valid)).status_code == 429
+
+
+async def test_one_totp_code_sent_twice_at_once_opens_one_session(client, runtime):
+    actor = await make_user(runtime, Role.ADMINISTRATOR)
+    assert actor.totp_secret is not None
+    code = totp_now(actor.totp_secret)
+    first, second = await asyncio.gather(
+        login(client, actor.email, totp=code), login(client, actor.email, totp=code)
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 401]
 
 
 async def test_totp_field_must_be_six_digits(client, runtime):

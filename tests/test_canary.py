@@ -37,25 +37,41 @@ def assert_absent(files: dict[str, bytes], *needles: str) -> None:
 async def test_contact_data_is_absent_from_the_database_file_and_its_wal(client, runtime):
     canary = f"Canary{secrets.token_hex(6)}"
     # A phone must look like one: digits, made unique by the random groups and separators.
-    groups = [secrets.randbelow(900) + 100, secrets.randbelow(900) + 100,
-              secrets.randbelow(9000) + 1000]
+    groups = [
+        secrets.randbelow(900) + 100,
+        secrets.randbelow(900) + 100,
+        secrets.randbelow(9000) + 1000,
+    ]
     phone = "+44 7{}-{}-{}".format(*groups)
     email = f"{canary.lower()}@canary.example.test"
     password = f"pw {canary} long enough"
 
-    response = await register(client, email, password=password, full_name=f"Zed {canary} Q",
-                              phone=phone)
+    response = await register(
+        client, email, password=password, full_name=f"Zed {canary} Q", phone=phone
+    )
     assert response.status_code == 201
-    assert_absent(database_files(runtime), canary, phone, email, password)
+    files = database_files(runtime)
+    # Positive control: what was just written in clear (the audit row naming the new
+    # user) is found in these bytes, so an absence below means something.
+    user_id = uuid.UUID(response.json()["id"])
+    everything = b"".join(files.values())
+    assert b"auth.register" in everything
+    assert user_id.hex.encode() in everything or str(user_id).encode() in everything
+    assert_absent(files, canary, phone, email, password)
 
     tokens = (await login(client, email, password)).json()
     me = await client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
     assert me.status_code == 200
     assert (me.json()["email"], me.json()["full_name"], me.json()["phone"]) == (
-        email, f"Zed {canary} Q", phone
+        email,
+        f"Zed {canary} Q",
+        phone,
     )
-    changed = await client.put(f"{API}/users/me", headers=bearer(tokens["access_token"]),
-                               json={"full_name": f"Changed {canary}"})
+    changed = await client.put(
+        f"{API}/users/me",
+        headers=bearer(tokens["access_token"]),
+        json={"full_name": f"Changed {canary}"},
+    )
     assert changed.json()["full_name"] == f"Changed {canary}"
     # Reads, the update and their audit rows added nothing readable either.
     assert_absent(database_files(runtime), canary, phone, email, password)
@@ -64,9 +80,7 @@ async def test_contact_data_is_absent_from_the_database_file_and_its_wal(client,
     assert canary not in message["body"] + message["subject"]
 
 
-async def test_swapped_email_ciphertexts_fail_cleanly_not_as_the_other_users_data(
-    client, runtime
-):
+async def test_swapped_email_ciphertexts_fail_cleanly_not_as_the_other_users_data(client, runtime):
     alice = await make_user(runtime, email=f"alice-{uuid.uuid4().hex[:6]}@example.test")
     bob = await make_user(runtime, email=f"bob-{uuid.uuid4().hex[:6]}@example.test")
     a_row, b_row = await load_user(runtime, alice.id), await load_user(runtime, bob.id)
@@ -91,7 +105,8 @@ async def test_swapped_email_ciphertexts_fail_cleanly_not_as_the_other_users_dat
         assert actor.email not in response.text
     rows = await audit_rows(runtime, "integrity.failure")
     assert {(r.record_id, r.details["column"]) for r in rows} == {
-        (str(alice.id), "email"), (str(bob.id), "email")
+        (str(alice.id), "email"),
+        (str(bob.id), "email"),
     }
     assert {r.outcome for r in rows} == {"failure"}
 

@@ -53,7 +53,7 @@ MESSAGE = EmailMessage(
 
 
 def _parsed(raw: bytes) -> email.message.EmailMessage:
-    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(raw, policy=email.policy.default)
 
 
 # --- SMTP ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Least privilege, route by route: every route of the app × {anonymous, END_USER,
+"""Least privilege, route by route: every route of the app times {anonymous, END_USER,
 SUPPORT_AGENT, MANAGER, ADMINISTRATOR}, checked against the table merged from
 tests/route_roles/*.py. A route without an entry fails, naming the route.
 
@@ -93,11 +93,12 @@ async def test_every_route_has_an_entry(client):
     )
     assert not duplicates, "entries declared twice: " + ", ".join(duplicates)
     malformed = sorted(
-        f"{m} {p}" for (m, p), roles in table.items()
+        f"{m} {p}"
+        for (m, p), roles in table.items()
         if set(roles) != set(ROLES) or not set(roles.values()) <= {"allow", "deny"}
     )
-    assert not malformed, "entries must give allow/deny for each of " + str(ROLES) + ": " + (
-        ", ".join(malformed)
+    assert not malformed, (
+        "entries must give allow/deny for each of " + str(ROLES) + ": " + (", ".join(malformed))
     )
 
 
@@ -118,23 +119,35 @@ async def test_only_the_public_list_is_open_to_anonymous_callers(client):
     assert {key for key in PUBLIC_ROUTES if key in routes} <= open_to_anonymous
 
 
-# --- every route × every role -----------------------------------------------------------
+# --- every route, every role -----------------------------------------------------------
 
 
-async def _fresh_headers(runtime: Runtime, actor: Actor, role: Role) -> dict[str, str]:
-    """A new session per request, so that a logout probe cannot spoil the next one."""
+async def _fresh_sessions(
+    runtime: Runtime, actors: dict[Role, Actor], count: int
+) -> dict[Role, list[dict[str, str]]]:
+    """`count` new sessions per role (one transaction), so that each probe gets its own
+    and a logout or revocation probe cannot spoil the next one."""
+    headers: dict[Role, list[dict[str, str]]] = {role: [] for role in actors}
     async with runtime.database.transaction() as session:
-        user = await session.get(User, actor.id)
-        assert user is not None
-        issued = await sessions.start(
-            session, runtime, user, mfa=role in (Role.MANAGER, Role.ADMINISTRATOR),
-            ip="127.0.0.1", user_agent="route-roles",
-        )
-    return {"Authorization": f"Bearer {issued.access_token}"}
+        for role, actor in actors.items():
+            user = await session.get(User, actor.id)
+            assert user is not None
+            for _ in range(count):
+                issued = await sessions.start(
+                    session,
+                    runtime,
+                    user,
+                    mfa=role in (Role.MANAGER, Role.ADMINISTRATOR),
+                    ip="127.0.0.1",
+                    user_agent="route-roles",
+                )
+                headers[role].append({"Authorization": f"Bearer {issued.access_token}"})
+    return headers
 
 
-async def _send(http: httpx.AsyncClient, method: str, path: str,
-                headers: dict[str, str]) -> httpx.Response:
+async def _send(
+    http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]
+) -> httpx.Response:
     body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
     return await http.request(method, concrete(path), headers=headers, **body)
 
@@ -154,17 +167,16 @@ def _verdict(status: int, who: str, expected: str, temporal_absent: bool) -> str
 async def test_every_route_answers_every_role_as_declared(client, runtime):
     table, _ = expected_table()
     actors = {role: await make_user(runtime, role) for role in Role}
+    routes = sorted(every_route(client.app), key=lambda item: item[0])
+    fresh = await _fresh_sessions(runtime, actors, len(routes))
     temporal_absent = runtime.temporal is None
     problems = []
-    for (method, path), _route in sorted(every_route(client.app), key=lambda item: item[0]):
+    for (method, path), _route in routes:
         expected = table.get((method, path))
         if expected is None:
             continue  # reported by test_every_route_has_an_entry
         for who in ROLES:
-            headers = (
-                {} if who == "anonymous"
-                else await _fresh_headers(runtime, actors[Role(who)], Role(who))
-            )
+            headers = {} if who == "anonymous" else fresh[Role(who)].pop()
             response = await _send(client, method, path, headers)
             problem = _verdict(response.status_code, who, expected[who], temporal_absent)
             if problem:
@@ -178,9 +190,12 @@ async def test_every_route_answers_every_role_as_declared(client, runtime):
 def _admin_only_routes(client: httpx.AsyncClient) -> list[Key]:
     table, _ = expected_table()
     return sorted(
-        key for key, _route in every_route(client.app)
-        if isinstance(_route, APIRoute) and key in table
-        and table[key]["ADMINISTRATOR"] == "allow" and table[key]["MANAGER"] == "deny"
+        key
+        for key, _route in every_route(client.app)
+        if isinstance(_route, APIRoute)
+        and key in table
+        and table[key]["ADMINISTRATOR"] == "allow"
+        and table[key]["MANAGER"] == "deny"
     )
 
 
@@ -202,8 +217,7 @@ async def test_an_admin_without_an_mfa_session_is_refused_on_admin_routes(client
 
 async def test_an_admin_outside_the_ip_allowlist_is_refused(client, runtime):
     admin = await make_user(runtime, Role.ADMINISTRATOR)
-    assert not any(net.startswith("203.0.113.") for net in
-                   runtime.settings.admin_ip_allowlist)
+    assert not any(net.startswith("203.0.113.") for net in runtime.settings.admin_ip_allowlist)
     outside = httpx.ASGITransport(app=client.app, client=("203.0.113.9", 1234))
     async with httpx.AsyncClient(transport=outside, base_url="http://testserver") as far:
         wrong = []

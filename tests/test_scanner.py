@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from helpdesk.scanner import ClamdClient, ScannerUnavailable, parse_reply
+from helpdesk.scanner import ClamdClient, ScanLimitExceeded, ScannerUnavailable, parse_reply
 from tests.clamd import EICAR, EICAR_SIGNATURES, ClamdProcess, clamd, clamd_factory  # noqa: F401
 
 
@@ -56,7 +56,7 @@ async def test_empty_stream_is_clean(clamd: ClamdProcess) -> None:
 
 async def test_stream_over_clamd_limit_fails_closed(clamd_factory: type[ClamdProcess]) -> None:
     small = clamd_factory(stream_max_length="1M").start()
-    with pytest.raises(ScannerUnavailable):
+    with pytest.raises(ScanLimitExceeded):
         await ClamdClient(small.tcp_address, timeout=20).scan_stream(
             _chunks(os.urandom(2 * 1024 * 1024))
         )
@@ -95,7 +95,6 @@ async def _fake_clamd(reply: bytes | None) -> tuple[asyncio.Server, str]:
     "reply",
     [
         b"stream: Something odd\0",
-        b"INSTREAM size limit exceeded. ERROR\0",
         b"stream: OK but not really",  # no terminator, then the connection closes
         b"",  # closes without a word
         b"PONG\0",
@@ -125,6 +124,8 @@ def test_parse_reply() -> None:
     assert parse_reply(b"stream: OK\0").clean
     found = parse_reply(b"stream: Win.Test.EICAR_HDB-1 FOUND\0")
     assert found.infected and found.signature == "Win.Test.EICAR_HDB-1"
+    with pytest.raises(ScanLimitExceeded):
+        parse_reply(b"INSTREAM size limit exceeded. ERROR\0")
     for bad in (b"stream:  FOUND", b"stream: ERROR", b"OK", b"1: stream: OK", b""):
         with pytest.raises(ScannerUnavailable):
             parse_reply(bad)

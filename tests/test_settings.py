@@ -143,3 +143,38 @@ def test_default_database_lives_under_var(tmp_path: Path) -> None:
     settings = Settings(var_dir=tmp_path)  # type: ignore[call-arg]
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'helpdesk.db'}"
     assert settings.is_sqlite
+
+
+# --- the README's configuration table cannot go stale --------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings_table_module():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "settings_table", ROOT / "scripts" / "settings_table.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [
+        f"HELPDESK_{name.upper()}"
+        for name in Settings.model_fields
+        if f"| `HELPDESK_{name.upper()}` |" not in readme
+    ]
+    assert missing == [], f"README.md lacks {missing}: run python scripts/settings_table.py --write"
+
+
+def test_readme_table_matches_the_code() -> None:
+    module = _settings_table_module()
+    readme = (ROOT / "README.md").read_text()
+    assert module.replace_in(readme, module.table()) == readme, (
+        "README.md's settings table is stale: run python scripts/settings_table.py --write"
+    )

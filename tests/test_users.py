@@ -25,8 +25,11 @@ async def test_me_shows_the_decrypted_profile_and_audits_the_read(client, runtim
     response = await client.get(f"{API}/users/me", headers=actor.headers)
     assert response.status_code == 200
     body = response.json()
-    assert (body["email"], body["full_name"], body["role"]) == (actor.email, "Robin Reader",
-                                                                "END_USER")
+    assert (body["email"], body["full_name"], body["role"]) == (
+        actor.email,
+        "Robin Reader",
+        "END_USER",
+    )
     assert not SECRET_KEYS & body.keys()
     assert response.headers["cache-control"] == "no-store"
     [row] = await audit_rows(runtime, "user.profile_read")
@@ -37,11 +40,13 @@ async def test_me_shows_the_decrypted_profile_and_audits_the_read(client, runtim
 
 async def test_profile_update_changes_name_and_phone_and_audits_field_names(client, runtime):
     actor = await make_user(runtime, full_name="Old Name")
-    update = await client.put(f"{API}/users/me", headers=actor.headers,
-                              json={"full_name": "  New Name ", "phone": "+1 (555) 010-2030"})
+    update = await client.put(
+        f"{API}/users/me",
+        headers=actor.headers,
+        json={"full_name": "  New Name ", "phone": "+1 (555) 010-2030"},
+    )
     assert update.status_code == 200
-    assert (update.json()["full_name"], update.json()["phone"]) == ("New Name",
-                                                                     "+1 (555) 010-2030")
+    assert (update.json()["full_name"], update.json()["phone"]) == ("New Name", "+1 (555) 010-2030")
     cleared = await client.put(f"{API}/users/me", headers=actor.headers, json={"phone": None})
     assert cleared.json()["phone"] is None
     assert cleared.json()["full_name"] == "New Name"
@@ -57,8 +62,14 @@ async def test_profile_update_changes_name_and_phone_and_audits_field_names(clie
 
 @pytest.mark.parametrize(
     "body",
-    [{"role": "ADMINISTRATOR"}, {"email": "other@example.test"}, {"is_active": False},
-     {"phone": "not a phone"}, {"full_name": ""}, {"full_name": "x" * 201}],
+    [
+        {"role": "ADMINISTRATOR"},
+        {"email": "other@example.test"},
+        {"is_active": False},
+        {"phone": "not a phone"},
+        {"full_name": ""},
+        {"full_name": "x" * 201},
+    ],
 )
 async def test_profile_update_refuses_forbidden_or_bad_fields(client, runtime, body):
     actor = await make_user(runtime)
@@ -76,8 +87,9 @@ async def test_agents_list_shows_active_agents_to_managers_and_admins_only(clien
     agent = await make_user(runtime, Role.SUPPORT_AGENT, full_name="Agent Active")
     gone = await make_user(runtime, Role.SUPPORT_AGENT, full_name="Agent Gone")
     end_user = await make_user(runtime)
-    assert (await client.post(f"{API}/users/{gone.id}/deactivate",
-                              headers=admin.headers)).status_code == 200
+    assert (
+        await client.post(f"{API}/users/{gone.id}/deactivate", headers=admin.headers)
+    ).status_code == 200
 
     for caller in (manager, admin):
         response = await client.get(f"{API}/users/agents", headers=caller.headers)
@@ -100,23 +112,25 @@ async def test_agents_list_shows_active_agents_to_managers_and_admins_only(clien
 async def test_admin_lists_users_a_capped_page_at_a_time(client, runtime):
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     made = [await make_user(runtime) for _ in range(3)]
-    first = await client.get(f"{API}/users", headers=admin.headers,
-                             params={"page_size": 500})
+    first = await client.get(f"{API}/users", headers=admin.headers, params={"page_size": 500})
     assert first.status_code == 200
     body = first.json()
     assert (body["page_size"], body["total"], len(body["items"])) == (2, 4, 2)
     assert not SECRET_KEYS & body["items"][0].keys()
-    second = (await client.get(f"{API}/users", headers=admin.headers,
-                               params={"page": 2, "page_size": 2})).json()
+    second = (
+        await client.get(f"{API}/users", headers=admin.headers, params={"page": 2, "page_size": 2})
+    ).json()
     ids = [i["id"] for i in body["items"] + second["items"]]
     assert ids == [str(u.id) for u in (admin, *made)]
     assert {i["email"] for i in second["items"]} == {made[1].email, made[2].email}
-    only_admins = (await client.get(f"{API}/users", headers=admin.headers,
-                                    params={"role": "ADMINISTRATOR"})).json()
+    only_admins = (
+        await client.get(f"{API}/users", headers=admin.headers, params={"role": "ADMINISTRATOR"})
+    ).json()
     assert [i["id"] for i in only_admins["items"]] == [str(admin.id)]
     for bad in ({"page": 0}, {"page_size": 0}, {"role": "GOD"}):
-        assert (await client.get(f"{API}/users", headers=admin.headers,
-                                 params=bad)).status_code == 422
+        assert (
+            await client.get(f"{API}/users", headers=admin.headers, params=bad)
+        ).status_code == 422
 
 
 # --- role change ------------------------------------------------------------------------
@@ -125,8 +139,9 @@ async def test_admin_lists_users_a_capped_page_at_a_time(client, runtime):
 async def test_admin_changes_a_role_with_before_and_after_audited(client, runtime):
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     target = await make_user(runtime)
-    response = await client.put(f"{API}/users/{target.id}/role", headers=admin.headers,
-                                json={"role": "SUPPORT_AGENT"})
+    response = await client.put(
+        f"{API}/users/{target.id}/role", headers=admin.headers, json={"role": "SUPPORT_AGENT"}
+    )
     assert response.status_code == 200
     assert response.json()["role"] == "SUPPORT_AGENT"
     assert "email" not in response.json()
@@ -145,20 +160,24 @@ async def test_role_change_refusals(client, runtime):
     manager = await make_user(runtime, Role.MANAGER)
     target = await make_user(runtime)
     url = f"{API}/users/{target.id}/role"
-    self_demote = await client.put(f"{API}/users/{admin.id}/role", headers=admin.headers,
-                                   json={"role": "END_USER"})
+    self_demote = await client.put(
+        f"{API}/users/{admin.id}/role", headers=admin.headers, json={"role": "END_USER"}
+    )
     assert self_demote.status_code == 409
-    unknown = await client.put(f"{API}/users/{uuid.uuid4()}/role", headers=admin.headers,
-                               json={"role": "MANAGER"})
+    unknown = await client.put(
+        f"{API}/users/{uuid.uuid4()}/role", headers=admin.headers, json={"role": "MANAGER"}
+    )
     assert unknown.status_code == 404
-    assert (await client.put(url, headers=admin.headers,
-                             json={"role": "ROOT"})).status_code == 422
-    assert (await client.put(url, headers=admin.headers,
-                             json={"role": "MANAGER", "x": 1})).status_code == 422
-    assert (await client.put(url, headers=manager.headers,
-                             json={"role": "MANAGER"})).status_code == 403
-    assert (await client.put(url, headers=target.headers,
-                             json={"role": "ADMINISTRATOR"})).status_code == 403
+    assert (await client.put(url, headers=admin.headers, json={"role": "ROOT"})).status_code == 422
+    assert (
+        await client.put(url, headers=admin.headers, json={"role": "MANAGER", "x": 1})
+    ).status_code == 422
+    assert (
+        await client.put(url, headers=manager.headers, json={"role": "MANAGER"})
+    ).status_code == 403
+    assert (
+        await client.put(url, headers=target.headers, json={"role": "ADMINISTRATOR"})
+    ).status_code == 403
     assert (await load_user(runtime, target.id)).role == "END_USER"
     assert (await load_user(runtime, admin.id)).role == "ADMINISTRATOR"
 
@@ -178,10 +197,12 @@ async def test_deactivation_revokes_every_session_at_once(client, runtime):
     assert response.json()["sessions_revoked"] == 2
 
     assert (await client.get(f"{API}/users/me", headers=target.headers)).status_code == 401
-    assert (await client.get(f"{API}/users/me",
-                             headers=bearer(second["access_token"]))).status_code == 401
-    refresh = await client.post(f"{API}/auth/refresh",
-                                json={"refresh_token": second["refresh_token"]})
+    assert (
+        await client.get(f"{API}/users/me", headers=bearer(second["access_token"]))
+    ).status_code == 401
+    refresh = await client.post(
+        f"{API}/auth/refresh", json={"refresh_token": second["refresh_token"]}
+    )
     assert refresh.status_code == 401
     assert (await login(client, target.email)).status_code == 401
     [row] = await audit_rows(runtime, "user.deactivate")
@@ -196,14 +217,18 @@ async def test_deactivation_revokes_every_session_at_once(client, runtime):
 async def test_deactivation_refusals(client, runtime):
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     manager = await make_user(runtime, Role.MANAGER)
-    assert (await client.post(f"{API}/users/{admin.id}/deactivate",
-                              headers=admin.headers)).status_code == 409
-    assert (await client.post(f"{API}/users/{uuid.uuid4()}/deactivate",
-                              headers=admin.headers)).status_code == 404
-    assert (await client.post(f"{API}/users/not-a-uuid/deactivate",
-                              headers=admin.headers)).status_code == 422
-    assert (await client.post(f"{API}/users/{admin.id}/deactivate",
-                              headers=manager.headers)).status_code == 403
+    assert (
+        await client.post(f"{API}/users/{admin.id}/deactivate", headers=admin.headers)
+    ).status_code == 409
+    assert (
+        await client.post(f"{API}/users/{uuid.uuid4()}/deactivate", headers=admin.headers)
+    ).status_code == 404
+    assert (
+        await client.post(f"{API}/users/not-a-uuid/deactivate", headers=admin.headers)
+    ).status_code == 422
+    assert (
+        await client.post(f"{API}/users/{admin.id}/deactivate", headers=manager.headers)
+    ).status_code == 403
     assert (await load_user(runtime, admin.id)).is_active is True
     assert (await client.get(f"{API}/users/me", headers=admin.headers)).status_code == 200
 
@@ -214,38 +239,54 @@ async def test_deactivation_refusals(client, runtime):
 async def test_admin_reads_a_users_audit_trail_without_phi(client, runtime):
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     target = await make_user(runtime, full_name="Quinn Private")
-    await client.put(f"{API}/users/me", headers=target.headers,
-                     json={"full_name": "Quinn Secret", "phone": "+44 20 7946 0958"})
+    await client.put(
+        f"{API}/users/me",
+        headers=target.headers,
+        json={"full_name": "Quinn Secret", "phone": "+44 20 7946 0958"},
+    )
     await client.get(f"{API}/users/me", headers=target.headers)
     await login(client, target.email, "wrong password 11")
-    await client.put(f"{API}/users/{target.id}/role", headers=admin.headers,
-                     json={"role": "SUPPORT_AGENT"})
+    await client.put(
+        f"{API}/users/{target.id}/role", headers=admin.headers, json={"role": "SUPPORT_AGENT"}
+    )
 
-    response = await client.get(f"{API}/users/{target.id}/audit-log", headers=admin.headers,
-                                params={"page_size": 3})
+    response = await client.get(
+        f"{API}/users/{target.id}/audit-log", headers=admin.headers, params={"page_size": 3}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["total"] == 5
     assert [r["action"] for r in body["items"]] == [
-        "user.role_change", "session.role_change", "auth.login"
+        "user.role_change",
+        "session.role_change",
+        "auth.login",
     ]
     assert body["items"][2]["outcome"] == "failure"
     assert body["items"][2]["ip"] == "127.0.0.1"
-    rest = (await client.get(f"{API}/users/{target.id}/audit-log", headers=admin.headers,
-                             params={"page": 2, "page_size": 3})).json()
+    rest = (
+        await client.get(
+            f"{API}/users/{target.id}/audit-log",
+            headers=admin.headers,
+            params={"page": 2, "page_size": 3},
+        )
+    ).json()
     # The first read is itself audited (about this user), so the newest row is now it.
     assert rest["total"] == 6
     assert [r["action"] for r in rest["items"]] == [
-        "auth.login", "user.profile_read", "user.profile_update"
+        "auth.login",
+        "user.profile_read",
+        "user.profile_update",
     ]
     text = response.text + json.dumps(rest)
     for phi in ("Quinn", "7946", target.email, target.email.split("@")[0]):
         assert phi not in text
 
-    assert (await client.get(f"{API}/users/{uuid.uuid4()}/audit-log",
-                             headers=admin.headers)).status_code == 404
-    assert (await client.get(f"{API}/users/{target.id}/audit-log",
-                             headers=target.headers)).status_code == 401  # demoted: re-login
+    assert (
+        await client.get(f"{API}/users/{uuid.uuid4()}/audit-log", headers=admin.headers)
+    ).status_code == 404
+    assert (
+        await client.get(f"{API}/users/{target.id}/audit-log", headers=target.headers)
+    ).status_code == 401  # demoted: re-login
     async with runtime.database.transaction() as session:
         read = await session.scalar(select(AuditLog).where(AuditLog.action == "audit.read"))
     assert read is not None and read.record_id == str(target.id)

@@ -37,7 +37,53 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
-    from workflows import sla
+    from workflows.sla import (
+        EscalationPlan,
+        SlaClockKind,
+        SlaClockView,
+        SlaEvent,
+        SlaPolicySnapshot,
+        SlaRecord,
+    )
+    from workflows.sla import (
+        change_policy as sla_change_policy,
+    )
+    from workflows.sla import (
+        clock_views as sla_clock_views,
+    )
+    from workflows.sla import (
+        due_dates as sla_due_dates,
+    )
+    from workflows.sla import (
+        due_events as sla_due_events,
+    )
+    from workflows.sla import (
+        fulfil_first_response as sla_fulfil_first_response,
+    )
+    from workflows.sla import (
+        mark_fired as sla_mark_fired,
+    )
+    from workflows.sla import (
+        next_due as sla_next_due,
+    )
+    from workflows.sla import (
+        pause as sla_pause,
+    )
+    from workflows.sla import (
+        pending_events as sla_pending_events,
+    )
+    from workflows.sla import (
+        plan_escalation as sla_plan_escalation,
+    )
+    from workflows.sla import (
+        resume as sla_resume,
+    )
+    from workflows.sla import (
+        start as sla_start,
+    )
+    from workflows.sla import (
+        stop as sla_stop,
+    )
     from workflows.ticket_types import Actor, ChangeEvent, FieldUpdates, TicketState
     from workflows.transitions import STAFF, Status
 
@@ -56,13 +102,13 @@ _NOTIFY_RETRY = RetryPolicy(
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
 ClockName = Literal["first_response", "resolution"]
-_CLOCK_NAMES: dict[sla.SlaClockKind, ClockName] = {
-    sla.SlaClockKind.FIRST_RESPONSE: "first_response",
-    sla.SlaClockKind.RESOLUTION: "resolution",
+_CLOCK_NAMES: dict[SlaClockKind, ClockName] = {
+    SlaClockKind.FIRST_RESPONSE: "first_response",
+    SlaClockKind.RESOLUTION: "resolution",
 }
 
 
-def _clock_name(kind: sla.SlaClockKind | None) -> ClockName | None:
+def _clock_name(kind: SlaClockKind | None) -> ClockName | None:
     return _CLOCK_NAMES[kind] if kind is not None else None
 
 
@@ -106,7 +152,7 @@ class TicketSlaMixin:
     def _sla_timeout_s(self) -> timedelta:
         return timedelta(seconds=self.config.activity_timeout_seconds)
 
-    async def _sla_load(self, priority: str) -> sla.SlaPolicySnapshot:
+    async def _sla_load(self, priority: str) -> SlaPolicySnapshot:
         return await workflow.execute_activity_method(
             SlaActivities.load_sla_policy,
             LoadPolicy(priority=priority),
@@ -117,7 +163,7 @@ class TicketSlaMixin:
 
     async def _sla_write(
         self,
-        records: list[sla.SlaRecord],
+        records: list[SlaRecord],
         *,
         extra: list[SlaHistoryEntry] | None = None,
         breached_at: datetime | None = None,
@@ -135,7 +181,7 @@ class TicketSlaMixin:
             )
             for r in records
         ] + (extra or [])
-        due = sla.due_dates(s)
+        due = sla_due_dates(s)
         self._ticket.due_date = due.due_date
         try:
             await workflow.execute_activity_method(
@@ -167,7 +213,7 @@ class TicketSlaMixin:
         if self._ticket.sla is not None or self._ticket.gone or self._ticket.status not in _LIVE:
             return
         policy = await self._sla_load(self._ticket.priority)
-        self._ticket.sla = sla.start(policy, workflow.now())
+        self._ticket.sla = sla_start(policy, workflow.now())
         await self._sla_write([], summary="Start SLA clocks")
 
     def _sla_timeout(self) -> timedelta | None:
@@ -175,14 +221,14 @@ class TicketSlaMixin:
         s = self._ticket.sla
         if s is None or self._ticket.gone:
             return None
-        nxt = sla.next_due(s)
+        nxt = sla_next_due(s)
         if nxt is None:
             return None
         return max(nxt - workflow.now(), _MIN_TIMER)
 
     def _sla_timer_summary(self) -> str:
         s = self._ticket.sla
-        events = sla.pending_events(s) if s else []
+        events = sla_pending_events(s) if s else []
         if not events:
             return "SLA"
         e = events[0]
@@ -214,13 +260,13 @@ class TicketSlaMixin:
         async with self._lock:
             if self._outbox:
                 return  # accepted changes first: a reply just in time cancels the breach
-            for event in sla.due_events(s, workflow.now()):
+            for event in sla_due_events(s, workflow.now()):
                 if self._ticket.gone or self._ticket.status is Status.CLOSED:
                     return
                 await self._sla_handle(event)
-                sla.mark_fired(s, event)
+                sla_mark_fired(s, event)
 
-    async def _sla_handle(self, event: sla.SlaEvent) -> None:
+    async def _sla_handle(self, event: SlaEvent) -> None:
         now = workflow.now()
         lateness = round((now - event.due_at).total_seconds(), 3)
         if event.kind == "auto_close":
@@ -252,7 +298,7 @@ class TicketSlaMixin:
             return
         step = event.step
         assert step is not None
-        plan = sla.plan_escalation(step, self._ticket.priority)
+        plan = sla_plan_escalation(step, self._ticket.priority)
         await self._sla_write(
             [],
             extra=[
@@ -356,7 +402,7 @@ class TicketSlaMixin:
         self._accepted(key, action, changes)
         return result
 
-    async def _sla_escalate(self, key: str, plan: sla.EscalationPlan, *, reason: str) -> None:
+    async def _sla_escalate(self, key: str, plan: EscalationPlan, *, reason: str) -> None:
         """Escalate like `POST /tickets/{id}/escalate` does: the `escalated` change."""
         level = max(self._ticket.escalation_level, plan.level)
         target = uuid.UUID(plan.escalated_to) if plan.escalated_to else None
@@ -386,7 +432,7 @@ class TicketSlaMixin:
             apply=escalated,
         )
 
-    async def _sla_auto_close(self, event: sla.SlaEvent) -> None:
+    async def _sla_auto_close(self, event: SlaEvent) -> None:
         if self._ticket.status is not Status.RESOLVED:
             return
         await self._sla_apply(
@@ -409,23 +455,23 @@ class TicketSlaMixin:
             return
         now = workflow.now()
         if is_public_staff_reply(event):
-            records = sla.fulfil_first_response(s, now)
+            records = sla_fulfil_first_response(s, now)
             if records:
                 await self._sla_write(records, summary="First response given")
         elif event.action == "status_changed":
             new = Status(event.changes.get("status", {}).get("new", self._ticket.status.value))
             old = event.changes.get("status", {}).get("old")
             if new is Status.RESOLVED:
-                await self._sla_write(sla.pause(s, now), summary="Pause SLA (resolved)")
+                await self._sla_write(sla_pause(s, now), summary="Pause SLA (resolved)")
             elif new is Status.CLOSED:
-                await self._sla_write(sla.stop(s, now), summary="Stop SLA (closed)")
+                await self._sla_write(sla_stop(s, now), summary="Stop SLA (closed)")
             elif old == Status.RESOLVED.value:
-                await self._sla_write(sla.resume(s, now), summary="Resume SLA (reopened)")
+                await self._sla_write(sla_resume(s, now), summary="Resume SLA (reopened)")
         elif event.action == "edited" and "priority" in event.changes:
             change = event.changes["priority"]
             if change.get("old") != change.get("new"):
                 policy = await self._sla_load(self._ticket.priority)
-                records = sla.change_policy(s, policy, now)
+                records = sla_change_policy(s, policy, now)
                 await self._sla_write(records, summary=f"Recompute SLA for {policy.priority}")
         elif event.action == "escalated":
             notify = event.changes.get("notify") or ["managers", "escalated_to"]
@@ -500,8 +546,8 @@ class TicketSlaMixin:
     # --- what GET /tickets/{id} shows -------------------------------------------------------
 
 
-def live_clocks(state: TicketState | None, now: datetime) -> list[sla.SlaClockView]:
+def live_clocks(state: TicketState | None, now: datetime) -> list[SlaClockView]:
     """Each SLA clock of a ticket's live state (empty when the workflow did not answer)."""
     if state is None or state.sla is None:
         return []
-    return sla.clock_views(state.sla, now)
+    return sla_clock_views(state.sla, now)

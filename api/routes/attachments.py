@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from api.deps import AnyUser, RuntimeDep
 from api.schemas.attachments import UPLOAD_OPENAPI, AttachmentList, AttachmentOut
@@ -127,20 +128,31 @@ class MultipartFileStream:
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         received = 0
-        async for chunk in self._request.stream():
-            received += len(chunk)
-            if received > self._body_limit:
-                raise _too_large(self._file_limit)
-            try:
-                self._parser.write(chunk)
-            except MultipartParseError as exc:
-                raise ValidationFailed(
-                    "the multipart body is malformed", details={"field": "body"}
-                ) from exc
-            if self._pending:
-                data = b"".join(self._pending)
-                self._pending.clear()
-                yield data
+        try:
+            async for chunk in self._request.stream():
+                received += len(chunk)
+                if received > self._body_limit:
+                    raise _too_large(self._file_limit)
+                data = self._feed(chunk)
+                if data:
+                    yield data
+        except ClientDisconnect as exc:
+            # The caller is gone; nothing is kept (the store drops its temporary file).
+            raise ValidationFailed("the upload was interrupted") from exc
+        self._finish()
+
+    def _feed(self, chunk: bytes) -> bytes:
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise ValidationFailed(
+                "the multipart body is malformed", details={"field": "body"}
+            ) from exc
+        data = b"".join(self._pending)
+        self._pending.clear()
+        return data
+
+    def _finish(self) -> None:
         self._parser.finalize()
         if self._files_seen == 0:
             raise ValidationFailed(

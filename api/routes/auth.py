@@ -51,9 +51,13 @@ def per_ip_limit(bucket: str) -> Callable[[Runtime], Coroutine[Any, Any, None]]:
                 retry_after=verdict.retry_after,
                 # A flood is audited once per window, not once per request.
                 audit=(
-                    {"action": "auth.rate_limited", "outcome": "denied",
-                     "details": {"bucket": bucket}}
-                    if verdict.first_refusal else None
+                    {
+                        "action": "auth.rate_limited",
+                        "outcome": "denied",
+                        "details": {"bucket": bucket},
+                    }
+                    if verdict.first_refusal
+                    else None
                 ),
             )
 
@@ -70,14 +74,19 @@ def _tokens(issued: sessions.IssuedTokens) -> TokenOut:
 
 
 @router.post(
-    "/register", status_code=201, response_model=RegisteredOut,
+    "/register",
+    status_code=201,
+    response_model=RegisteredOut,
     dependencies=[Depends(per_ip_limit("register"))],
 )
 async def register(body: RegisterIn, runtime: RuntimeDep) -> RegisteredOut:
     """Create an END_USER account and mail a verification link (409 if the address,
     normalised, already has an account)."""
     user = await auth.register(
-        runtime, email=body.email, password=body.password, full_name=body.full_name,
+        runtime,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
         phone=body.phone,
     )
     return RegisteredOut(id=user.id, role=user.role, email_verified=False)
@@ -89,7 +98,11 @@ async def login(body: LoginIn, runtime: RuntimeDep) -> TokenOut:
     opened with a TOTP code is an MFA session, which administrative routes require."""
     ctx = current_context()
     issued = await auth.login(
-        runtime, email=body.email, password=body.password, totp=body.totp, ip=ctx.ip,
+        runtime,
+        email=body.email,
+        password=body.password,
+        totp=body.totp,
+        ip=ctx.ip,
         user_agent=ctx.user_agent,
     )
     return _tokens(issued)
@@ -105,11 +118,13 @@ async def logout(principal: AnyUser, session: SessionDep, runtime: RuntimeDep) -
 @router.post("/refresh", response_model=TokenOut)
 async def refresh(body: RefreshIn, runtime: RuntimeDep) -> TokenOut:
     """Rotate a refresh token. Presenting a spent one revokes its whole session."""
-    return _tokens(await sessions.rotate_refresh(runtime, body.refresh_token))
+    return _tokens(await auth.refresh(runtime, body.refresh_token))
 
 
 @router.post(
-    "/forgot-password", status_code=202, response_model=AcceptedOut,
+    "/forgot-password",
+    status_code=202,
+    response_model=AcceptedOut,
     dependencies=[Depends(per_ip_limit("forgot-password"))],
 )
 async def forgot_password(
@@ -124,7 +139,8 @@ async def forgot_password(
 
 
 @router.post(
-    "/reset-password", response_model=StatusOut,
+    "/reset-password",
+    response_model=StatusOut,
     dependencies=[Depends(per_ip_limit("reset-password"))],
 )
 async def reset_password(body: ResetPasswordIn, runtime: RuntimeDep) -> StatusOut:
@@ -135,7 +151,8 @@ async def reset_password(body: ResetPasswordIn, runtime: RuntimeDep) -> StatusOu
 
 
 @router.post(
-    "/verify-email", response_model=StatusOut,
+    "/verify-email",
+    response_model=StatusOut,
     dependencies=[Depends(per_ip_limit("verify-email"))],
 )
 async def verify_email(body: VerifyEmailIn, runtime: RuntimeDep) -> StatusOut:
@@ -159,6 +176,4 @@ async def mfa_enable(
     """Confirm enrolment with a current code. Sessions opened from now on with a TOTP
     code are MFA sessions; this one is not (sign in again with a code)."""
     await auth.mfa_enable(session, runtime, principal.id, body.code)
-    return MfaEnabledOut(
-        mfa_enabled=True, message="MFA is on; sign in again with a one-time code"
-    )
+    return MfaEnabledOut(mfa_enabled=True, message="MFA is on; sign in again with a one-time code")

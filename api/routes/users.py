@@ -38,8 +38,9 @@ PageSize = Annotated[
 async def read_me(principal: AnyUser, session: SessionDep, runtime: RuntimeDep) -> ProfileOut:
     """The caller's profile, decrypted."""
     view = await users.view(session, runtime, principal.user)
-    await runtime.audit.record(session, "user.profile_read", table=users.TABLE,
-                               record_id=principal.id)
+    await runtime.audit.record(
+        session, "user.profile_read", table=users.TABLE, record_id=principal.id
+    )
     return ProfileOut.of(view)
 
 
@@ -50,13 +51,22 @@ async def update_me(
     """Change one's name or phone (send `phone: null` to remove it)."""
     user = await users.get_user(session, principal.id, for_update=True)
     changed = await users.set_contact(
-        session, runtime, user, full_name=body.full_name, phone=body.phone,
+        session,
+        runtime,
+        user,
+        full_name=body.full_name,
+        phone=body.phone,
         clear_phone="phone" in body.model_fields_set and body.phone is None,
     )
     if changed:
         user.updated_by = principal.id
-        await runtime.audit.record(session, "user.profile_update", table=users.TABLE,
-                                   record_id=user.id, details={"fields": changed})
+        await runtime.audit.record(
+            session,
+            "user.profile_update",
+            table=users.TABLE,
+            record_id=user.id,
+            details={"fields": changed},
+        )
     return ProfileOut.of(await users.view(session, runtime, user))
 
 
@@ -66,8 +76,12 @@ async def list_agents(
 ) -> list[AgentOut]:
     """Active support agents (for assignment), with name and email."""
     agents = await users.views(session, runtime, await users.active_agents(session))
-    await runtime.audit.record(session, "user.list_read", table=users.TABLE,
-                               details={"role": Role.SUPPORT_AGENT.value, "count": len(agents)})
+    await runtime.audit.record(
+        session,
+        "user.list_read",
+        table=users.TABLE,
+        details={"role": Role.SUPPORT_AGENT.value, "count": len(agents)},
+    )
     return [AgentOut(id=a.id, full_name=a.full_name, email=a.email) for a in agents]
 
 
@@ -87,15 +101,20 @@ async def list_users(
         session, offset=(page - 1) * size, limit=size, role=role, active=active
     )
     views = await users.views(session, runtime, rows)
-    await runtime.audit.record(session, "user.list_read", table=users.TABLE,
-                               details={"count": len(views), "page": page})
-    return UserPage(items=[UserAdminOut.of(v) for v in views], page=page, page_size=size,
-                    total=total)
+    await runtime.audit.record(
+        session, "user.list_read", table=users.TABLE, details={"count": len(views), "page": page}
+    )
+    return UserPage(
+        items=[UserAdminOut.of(v) for v in views], page=page, page_size=size, total=total
+    )
 
 
 @router.put("/{user_id}/role", response_model=UserStateOut)
 async def change_role(
-    user_id: uuid.UUID, body: RoleChangeIn, principal: Admin, session: SessionDep,
+    user_id: uuid.UUID,
+    body: RoleChangeIn,
+    principal: Admin,
+    session: SessionDep,
     runtime: RuntimeDep,
 ) -> UserStateOut:
     """Give a user another role; their sessions end. Administrators cannot change their
@@ -118,13 +137,17 @@ async def user_audit_log(
     """What a user did and what was done to their account, newest first."""
     await users.get_user(session, user_id)
     size = min(page_size, runtime.settings.max_page_size)
-    rows, total = await users.audit_rows_of(
-        session, user_id, offset=(page - 1) * size, limit=size
+    rows, total = await users.audit_rows_of(session, user_id, offset=(page - 1) * size, limit=size)
+    await runtime.audit.record(
+        session,
+        "audit.read",
+        table=users.TABLE,
+        record_id=user_id,
+        details={"count": len(rows), "page": page},
     )
-    await runtime.audit.record(session, "audit.read", table=users.TABLE, record_id=user_id,
-                               details={"count": len(rows), "page": page})
-    return AuditPage(items=[AuditRowOut.of(r) for r in rows], page=page, page_size=size,
-                     total=total)
+    return AuditPage(
+        items=[AuditRowOut.of(r) for r in rows], page=page, page_size=size, total=total
+    )
 
 
 @router.post("/{user_id}/deactivate", response_model=UserStateOut)

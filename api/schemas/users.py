@@ -31,8 +31,13 @@ class ProfileOut(BaseModel):
     @classmethod
     def of(cls, view: UserView) -> ProfileOut:
         return cls(
-            id=view.id, email=view.email, full_name=view.full_name, phone=view.phone,
-            role=view.role, email_verified=view.email_verified, mfa_enabled=view.mfa_enabled,
+            id=view.id,
+            email=view.email,
+            full_name=view.full_name,
+            phone=view.phone,
+            role=view.role,
+            email_verified=view.email_verified,
+            mfa_enabled=view.mfa_enabled,
             created_at=view.created_at,
         )
 
@@ -63,9 +68,14 @@ class UserAdminOut(BaseModel):
     @classmethod
     def of(cls, view: UserView) -> UserAdminOut:
         return cls(
-            id=view.id, email=view.email, full_name=view.full_name, role=view.role,
-            is_active=view.is_active, email_verified=view.email_verified,
-            mfa_enabled=view.mfa_enabled, created_at=view.created_at,
+            id=view.id,
+            email=view.email,
+            full_name=view.full_name,
+            role=view.role,
+            is_active=view.is_active,
+            email_verified=view.email_verified,
+            mfa_enabled=view.mfa_enabled,
+            created_at=view.created_at,
         )
 
 
@@ -90,8 +100,9 @@ class UserStateOut(BaseModel):
 
     @classmethod
     def of(cls, user: User, sessions_revoked: int | None = None) -> UserStateOut:
-        return cls(id=user.id, role=user.role, is_active=user.is_active,
-                   sessions_revoked=sessions_revoked)
+        return cls(
+            id=user.id, role=user.role, is_active=user.is_active, sessions_revoked=sessions_revoked
+        )
 
 
 class AuditRowOut(BaseModel):

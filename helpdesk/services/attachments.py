@@ -15,6 +15,7 @@ Rules kept here (one place each):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -60,6 +61,7 @@ _SCANNER_KEY = "attachments.scanner"
 # The seam the ticket workflow plugs into: a coroutine `(runtime, ticket_id, attachment_id)`
 # that arranges the scan. Default: start the dedicated AttachmentScanWorkflow.
 SCAN_STARTER_KEY = "attachments.scan_starter"
+SCAN_START_TIMEOUT_SECONDS = 10
 
 
 class UnsupportedFileType(ValidationFailed):
@@ -421,7 +423,9 @@ async def request_scan(runtime: Runtime, ticket_id: uuid.UUID, attachment_id: uu
         log.warning("no Temporal client: attachment %s stays quarantined", attachment_id)
         return False
     try:
-        await starter(runtime, ticket_id, attachment_id)
+        # Bounded: an unreachable Temporal must not hold the upload's response for long.
+        async with asyncio.timeout(SCAN_START_TIMEOUT_SECONDS):
+            await starter(runtime, ticket_id, attachment_id)
     except Exception as exc:
         # Fail closed: still PENDING, so never downloadable; a later sweep retries.
         log.warning(

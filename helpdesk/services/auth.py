@@ -65,8 +65,9 @@ async def send_quietly(runtime: Runtime, message: EmailMessage) -> None:
     try:
         await runtime.email.send(message)
     except Exception as exc:
-        log.error("sending %s mail failed: %s", message.message_key.split(":")[0],
-                  type(exc).__name__)
+        log.error(
+            "sending %s mail failed: %s", message.message_key.split(":")[0], type(exc).__name__
+        )
 
 
 # --- one-time tokens (email verification, password reset) -----------------------------
@@ -80,13 +81,19 @@ async def _issue_token(
     now = _now()
     await session.execute(
         update(OneTimeToken)
-        .where(OneTimeToken.user_id == user_id, OneTimeToken.purpose == purpose.value,
-               OneTimeToken.used_at.is_(None))
+        .where(
+            OneTimeToken.user_id == user_id,
+            OneTimeToken.purpose == purpose.value,
+            OneTimeToken.used_at.is_(None),
+        )
         .values(used_at=now)
     )
     token, digest = new_opaque_token()
     row = OneTimeToken(
-        id=uuid.uuid4(), user_id=user_id, purpose=purpose.value, token_hash=digest,
+        id=uuid.uuid4(),
+        user_id=user_id,
+        purpose=purpose.value,
+        token_hash=digest,
         created_at=now,
         expires_at=now + timedelta(seconds=runtime.settings.one_time_token_ttl_seconds),
     )
@@ -128,8 +135,11 @@ async def _consume_token(session: AsyncSession, token: str, purpose: TokenPurpos
 def _bad_link(purpose: TokenPurpose) -> ValidationFailed:
     return ValidationFailed(
         BAD_LINK,
-        audit={"action": f"auth.{purpose.value}", "outcome": "failure",
-               "details": {"reason": "invalid_token"}},
+        audit={
+            "action": f"auth.{purpose.value}",
+            "outcome": "failure",
+            "details": {"reason": "invalid_token"},
+        },
     )
 
 
@@ -149,15 +159,24 @@ async def register(
     password_hash = await asyncio.to_thread(_passwords(runtime).hash, password)
     duplicate = Conflict(
         "an account with this email already exists",
-        audit={"action": "auth.register", "outcome": "failure",
-               "details": {"reason": "duplicate_email"}},
+        audit={
+            "action": "auth.register",
+            "outcome": "failure",
+            "details": {"reason": "duplicate_email"},
+        },
     )
     try:
         async with runtime.database.transaction() as session:
             try:
                 user = await users.create_user(
-                    session, runtime, email=email, password=password, full_name=full_name,
-                    phone=phone, role=Role.END_USER, password_hash=password_hash,
+                    session,
+                    runtime,
+                    email=email,
+                    password=password,
+                    full_name=full_name,
+                    phone=phone,
+                    role=Role.END_USER,
+                    password_hash=password_hash,
                 )
             except Conflict:
                 raise duplicate from None
@@ -165,8 +184,12 @@ async def register(
                 session, runtime, user.id, TokenPurpose.VERIFY_EMAIL
             )
             await runtime.audit.record(
-                session, "auth.register", table=users.TABLE, record_id=user.id,
-                actor_id=user.id, actor_role=user.role,
+                session,
+                "auth.register",
+                table=users.TABLE,
+                record_id=user.id,
+                actor_id=user.id,
+                actor_role=user.role,
             )
     except SqlIntegrityError:
         # Two registrations of one address at the same moment: the unique blind index
@@ -195,8 +218,12 @@ async def verify_email(runtime: Runtime, token: str) -> None:
         if user.email_verified_at is None:
             user.email_verified_at = _now()
         await runtime.audit.record(
-            session, "auth.email_verified", table=users.TABLE, record_id=user.id,
-            actor_id=user.id, actor_role=user.role,
+            session,
+            "auth.email_verified",
+            table=users.TABLE,
+            record_id=user.id,
+            actor_id=user.id,
+            actor_role=user.role,
         )
 
 
@@ -228,16 +255,22 @@ async def login(
             await _audit_failure(session, runtime, found, "locked")
         raise RateLimited("too many failed logins; try again later", retry_after=wait)
 
-    ok = await asyncio.to_thread(passwords.verify, found.password_hash if found else None,
-                                 password)
+    ok = await asyncio.to_thread(passwords.verify, found.password_hash if found else None, password)
     new_hash = None
     if ok and found is not None and passwords.needs_rehash(found.password_hash):
         new_hash = await asyncio.to_thread(passwords.hash, password)
 
     async with runtime.database.transaction() as session:
         outcome = await _settle_login(
-            session, runtime, found.id if found else None, bidx, ok=ok, new_hash=new_hash,
-            totp=totp, ip=ip, user_agent=user_agent,
+            session,
+            runtime,
+            found.id if found else None,
+            bidx,
+            ok=ok,
+            new_hash=new_hash,
+            totp=totp,
+            ip=ip,
+            user_agent=user_agent,
         )
     # Raised after the block: the failure count and its audit rows are committed.
     if isinstance(outcome, DomainError):
@@ -274,15 +307,15 @@ async def _settle_login(
     user = await session.get(User, user_id, with_for_update=True, populate_existing=True)
     if user is None:
         return AuthenticationFailed(BAD_CREDENTIALS)
+    wait = _locked_for(runtime, user, bidx)
+    if wait:  # locked by a concurrent attempt since we looked
+        await _audit_failure(session, runtime, user, "locked")
+        return RateLimited("too many failed logins; try again later", retry_after=wait)
     if not ok:
         return await _count_failure(session, runtime, user, "bad_password")
     if not user.is_active:
         await _audit_failure(session, runtime, user, "inactive")
         return AuthenticationFailed(BAD_CREDENTIALS)
-    wait = _locked_for(runtime, user, bidx)
-    if wait:  # locked by a concurrent attempt since we looked
-        await _audit_failure(session, runtime, user, "locked")
-        return RateLimited("too many failed logins; try again later", retry_after=wait)
     mfa = False
     if user.mfa_enabled:
         if not totp:
@@ -311,8 +344,12 @@ async def _settle_login(
         user.password_hash = new_hash
     issued = await sessions.start(session, runtime, user, mfa=mfa, ip=ip, user_agent=user_agent)
     await runtime.audit.record(
-        session, "auth.login", table="auth_sessions", record_id=issued.session_id,
-        actor_id=user.id, actor_role=user.role,
+        session,
+        "auth.login",
+        table="auth_sessions",
+        record_id=issued.session_id,
+        actor_id=user.id,
+        actor_role=user.role,
         details={"mfa": mfa, "rehashed": new_hash is not None},
     )
     return issued
@@ -330,7 +367,11 @@ async def _count_failure(
         user.lockouts += 1
         user.failed_logins = 0
         await runtime.audit.record(
-            session, "auth.lockout", outcome="failure", table=users.TABLE, record_id=user.id,
+            session,
+            "auth.lockout",
+            outcome="failure",
+            table=users.TABLE,
+            record_id=user.id,
             details={"seconds": seconds, "lockout_number": user.lockouts},
         )
     return AuthenticationFailed(BAD_CREDENTIALS)
@@ -341,9 +382,33 @@ async def _audit_failure(
 ) -> None:
     # Who tried is unknown (anonymous caller); IP and user agent come from the context.
     await runtime.audit.record(
-        session, "auth.login", outcome="failure", table=users.TABLE,
-        record_id=user.id if user else None, details={"reason": reason},
+        session,
+        "auth.login",
+        outcome="failure",
+        table=users.TABLE,
+        record_id=user.id if user else None,
+        details={"reason": reason},
     )
+
+
+# --- refresh ----------------------------------------------------------------------------
+
+
+async def refresh(runtime: Runtime, refresh_token: str) -> sessions.IssuedTokens:
+    """Rotate a refresh token (see `sessions.rotate_refresh`); a refused one is audited
+    with its reason (the reuse itself is audited by the revocation)."""
+    try:
+        return await sessions.rotate_refresh(runtime, refresh_token)
+    except AuthenticationFailed as exc:
+        raise AuthenticationFailed(
+            exc.message,
+            audit={
+                "action": "auth.refresh",
+                "outcome": "failure",
+                "table": "auth_sessions",
+                "details": {"reason": exc.message},
+            },
+        ) from None
 
 
 # --- logout -----------------------------------------------------------------------------
@@ -373,15 +438,20 @@ async def request_password_reset(runtime: Runtime, email: str) -> PendingMail | 
         user = await users.find_by_email(session, runtime, email)
         if user is None or not user.is_active:
             await runtime.audit.record(
-                session, "auth.reset_requested", outcome="failure", table=users.TABLE,
+                session,
+                "auth.reset_requested",
+                outcome="failure",
+                table=users.TABLE,
                 details={"reason": "unknown_account" if user is None else "inactive"},
             )
             return None
-        token, token_id = await _issue_token(session, runtime, user.id,
-                                             TokenPurpose.RESET_PASSWORD)
+        token, token_id = await _issue_token(session, runtime, user.id, TokenPurpose.RESET_PASSWORD)
         address = (await users.view(session, runtime, user)).email
         await runtime.audit.record(
-            session, "auth.reset_requested", table=users.TABLE, record_id=user.id,
+            session,
+            "auth.reset_requested",
+            table=users.TABLE,
+            record_id=user.id,
         )
     minutes = runtime.settings.one_time_token_ttl_seconds // 60
     return PendingMail(
@@ -413,11 +483,15 @@ async def reset_password(runtime: Runtime, token: str, new_password: str) -> Non
         user.failed_logins = 0
         user.lockouts = 0
         user.locked_until = None
-        revoked = await sessions.revoke_all_for_user(session, runtime, user.id,
-                                                     "password_reset")
+        revoked = await sessions.revoke_all_for_user(session, runtime, user.id, "password_reset")
         await runtime.audit.record(
-            session, "auth.password_reset", table=users.TABLE, record_id=user.id,
-            actor_id=user.id, actor_role=user.role, details={"sessions_revoked": revoked},
+            session,
+            "auth.password_reset",
+            table=users.TABLE,
+            record_id=user.id,
+            actor_id=user.id,
+            actor_role=user.role,
+            details={"sessions_revoked": revoked},
         )
 
 
@@ -459,8 +533,13 @@ async def mfa_enable(
     if step is None:
         raise ValidationFailed(
             "the code does not match; check the authenticator's clock and try again",
-            audit={"action": "auth.mfa_enable", "outcome": "failure", "table": users.TABLE,
-                   "record_id": user.id, "details": {"reason": "code_mismatch"}},
+            audit={
+                "action": "auth.mfa_enable",
+                "outcome": "failure",
+                "table": users.TABLE,
+                "record_id": user.id,
+                "details": {"reason": "code_mismatch"},
+            },
         )
     user.mfa_enabled = True
     user.mfa_last_step = step
@@ -485,9 +564,7 @@ async def deactivate_account(
     The reassignment runs after the commit, so that an auto-assignment never picks the
     user again; it belongs to the tickets area and is skipped while that does not exist."""
     async with runtime.database.transaction() as session:
-        user, revoked = await users.deactivate(
-            session, runtime, actor_id=actor_id, user_id=user_id
-        )
+        user, revoked = await users.deactivate(session, runtime, actor_id=actor_id, user_id=user_id)
     try:
         from helpdesk.services.tickets import (  # type: ignore[attr-defined, unused-ignore]
             reassign_open_tickets_of,
