@@ -28,4 +28,8 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     from activities.sla import SlaActivities
 
     activities += SlaActivities(runtime).all()
+    # Comments: the timeline entry of an accepted comment.
+    from activities.comments import CommentActivities
+
+    activities += [CommentActivities(runtime).record_comment]
     return activities

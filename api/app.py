@@ -38,6 +38,9 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/docs"),
+        ("GET", "/docs/oauth2-redirect"),
+        ("GET", f"{API_PREFIX}/openapi.json"),
         ("POST", f"{API_PREFIX}/auth/register"),
         ("POST", f"{API_PREFIX}/auth/login"),
         ("POST", f"{API_PREFIX}/auth/refresh"),

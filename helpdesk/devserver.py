@@ -342,6 +342,12 @@ async def run_dev(settings: Settings) -> int:
             client = await temporal.wait_ready(stop)
             if client is None:
                 return 0
+        else:
+            from workers.worker import connect_or_explain
+
+            client = await connect_or_explain(settings, "dev")
+            if client is None:
+                return 1
         _say("Applying database migrations ...")
         await upgrade_async(settings.database_url)
         if stop.stopping:
@@ -370,11 +376,17 @@ async def run_api(settings: Settings) -> int:
     stop.install()
     try:
         ensure_port_free(settings.api_host, settings.api_port, "API")
-        from api.app import create_app
-
-        server = uvicorn_server(settings, create_app(settings))
+        if settings.tls_certfile is not None or settings.tls_keyfile is not None:
+            tls_context(settings)
     except Prerequisite as exc:
         print(f"helpdesk api: {exc}", file=sys.stderr, flush=True)
         return 1
+    from api.app import create_app
+    from workers.worker import connect_or_explain
+
+    client = await connect_or_explain(settings, "api")
+    if client is None:
+        return 1
+    server = uvicorn_server(settings, create_app(settings, temporal_client=client))
     started = await _serve_until_stopped(server, stop)
     return 0 if started or stop.stopping else 1

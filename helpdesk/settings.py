@@ -258,6 +258,14 @@ class Settings(BaseSettings):
         "attachments", description="Blob container of the azure attachment store"
     )
 
+    # --- comments: added by the comments area ------------------------------------------
+    reopen_on_requester_reply: bool = Field(
+        True, description="A requester's public reply reopens their RESOLVED ticket"
+    )
+    comment_max_chars: int = Field(
+        20_000, gt=0, le=200_000, description="Longest comment body accepted (characters)"
+    )
+
     @field_validator("attachment_allowed_types", mode="before")
     @classmethod
     def _attachment_types_csv(cls, value: Any) -> Any:

@@ -316,3 +316,20 @@ def test_api_with_certificates_speaks_tls13_only(tmp_path: Path, temporal_server
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("command", ["api", "dev"])
+def test_api_without_a_reachable_temporal_explains_and_exits_1(
+    tmp_path: Path, command: str
+) -> None:
+    result = helpdesk(
+        tmp_path / "var",
+        command,
+        HELPDESK_API_PORT=str(free_port()),
+        HELPDESK_TEMPORAL_DEV_SERVER="false",
+        HELPDESK_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"helpdesk {command}: cannot reach Temporal at 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr

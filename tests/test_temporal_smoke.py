@@ -68,3 +68,66 @@ async def test_worker_context_requires_a_connected_client(runtime) -> None:
     with pytest.raises(RuntimeError, match="no Temporal client"):
         async with run_worker_in_background(runtime):
             pass
+
+
+async def test_standalone_worker_process_runs_workflows_and_stops_on_sigterm(
+    tmp_path, temporal_server
+) -> None:
+    """`helpdesk worker` (M replicas at scale): polls the configured queue, exits 0 on SIGTERM."""
+    import asyncio
+    import signal
+    import subprocess
+    import sys
+
+    from helpdesk.settings import Settings
+    from helpdesk.temporal import connect
+    from tests.test_platform_cli import cli_env
+
+    var_dir = tmp_path / "var"
+    queue = f"tq-worker-{uuid.uuid4().hex[:8]}"
+    # Generates the development keys the worker process will share.
+    settings = Settings(var_dir=var_dir, temporal_task_queue=queue)  # type: ignore[call-arg]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "helpdesk.cli", "worker"],
+        env=cli_env(
+            var_dir, HELPDESK_TEMPORAL_ADDRESS=temporal_server, HELPDESK_TEMPORAL_TASK_QUEUE=queue
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = await connect(settings, address=temporal_server)
+        canary = f"CANARY-{uuid.uuid4().hex}"
+        result = await asyncio.wait_for(
+            client.execute_workflow(
+                PingWorkflow.run, canary, id=f"ping-{uuid.uuid4().hex}", task_queue=queue
+            ),
+            timeout=60,
+        )
+        assert result == canary
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"worker polling task queue {queue}" in output
+    assert "Traceback" not in output
+
+
+def test_worker_without_a_reachable_temporal_exits_1(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+    from tests.test_platform_cli import cli_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "helpdesk.cli", "worker"],
+        env=cli_env(tmp_path / "var", HELPDESK_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot reach Temporal" in result.stderr

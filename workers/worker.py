@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from helpdesk.runtime import Runtime
+from helpdesk.settings import Settings
 
 log = logging.getLogger("helpdesk.worker")
 
@@ -115,6 +117,23 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     await task
 
 
+async def connect_or_explain(settings: Settings, command: str) -> Client | None:
+    """Connect to Temporal, or print one clear line (no traceback) and return None."""
+    from helpdesk.temporal import connect
+
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(
+            f"helpdesk {command}: cannot reach Temporal at {settings.temporal_address} "
+            f"(namespace {settings.temporal_namespace}): {reason}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+
+
 async def _main() -> int:
     from api.app import prepare_runtime
     from helpdesk.runtime import build_runtime
@@ -132,6 +151,9 @@ async def _main() -> int:
         settings.temporal_address,
     )
     try:
+        runtime.temporal = await connect_or_explain(settings, "worker")
+        if runtime.temporal is None:
+            return 1
         await serve(runtime, stop)
     except RuntimeError as exc:
         log.error("worker stopped: %s", exc)

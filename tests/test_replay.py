@@ -1,0 +1,92 @@
+"""Determinism: recorded ticket histories replay against today's TicketWorkflow.
+
+`tests/histories/ticket_lifecycle.json` was recorded from a real run (create, assign,
+status changes with a note, edit, escalation, close) with the fixed codec key below, so the
+encrypted payloads in it decode here. A change that breaks replay must be guarded with
+`workflow.patched(...)`. Re-record deliberately (after an intended, patched change) with
+`HELPDESK_RECORD_HISTORIES=1 pytest tests/test_replay.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from helpdesk.temporal import data_converter, ticket_workflow_id
+from models.enums import Role
+from tests.factories import make_user
+from tests.ticket_support import create_ticket, set_status, ticket_api
+from workers.worker import workflow_runner
+from workflows.registry import WORKFLOWS
+
+pytestmark = pytest.mark.temporal
+
+HISTORIES = Path(__file__).parent / "histories"
+LIFECYCLE = HISTORIES / "ticket_lifecycle.json"
+# A test-only key: the recorded payloads are encrypted under it. Never used elsewhere.
+FIXED_CODEC_KEY = base64.b64encode(bytes(range(32))).decode()
+FIXED = {"payload_codec_key": FIXED_CODEC_KEY, "ticket_continue_as_new_after_events": 400}
+
+
+def replayer(settings) -> Replayer:  # type: ignore[no-untyped-def]
+    return Replayer(workflows=list(WORKFLOWS), data_converter=data_converter(settings),
+                    workflow_runner=workflow_runner())
+
+
+async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type: ignore[no-untyped-def]
+    requester = await make_user(runtime, Role.END_USER)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    manager = await make_user(runtime, Role.MANAGER)
+    async with ticket_api(runtime, temporal_client) as http:
+        tid = (await create_ticket(http, requester, priority="HIGH", tags=["vpn"]))["id"]
+        steps = [
+            await http.post(f"/api/v1/tickets/{tid}/assign", json={"agent_id": str(agent.id)},
+                            headers=agent.headers),
+            await set_status(http, agent, tid, "CLOSED"),  # refused: leaves no trace
+            await set_status(http, agent, tid, "IN_PROGRESS"),
+            await http.put(f"/api/v1/tickets/{tid}", json={"description": "more detail",
+                                                            "tags": ["vpn", "laptop"]},
+                           headers=requester.headers),
+            await http.put(f"/api/v1/tickets/{tid}", json={"priority": "URGENT"},
+                           headers=manager.headers),
+            await set_status(http, agent, tid, "RESOLVED", note="Reinstalled the client"),
+            await set_status(http, requester, tid, "OPEN"),
+            await http.post(f"/api/v1/tickets/{tid}/assign", json={"auto": True},
+                            headers=manager.headers),
+            await set_status(http, agent, tid, "IN_PROGRESS"),
+            await set_status(http, agent, tid, "RESOLVED"),
+            await set_status(http, requester, tid, "CLOSED"),
+        ]
+        assert [r.status_code for r in steps] == [200, 409, *([200] * 9)]
+    handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
+    await handle.result()  # closed: the workflow completed
+    return await handle.fetch_history()
+
+
+@pytest.mark.parametrize("settings", [FIXED], indirect=True)
+async def test_a_fresh_history_replays(runtime, temporal_client, settings):
+    """Record now and replay at once (the workflow is deterministic today); with
+    HELPDESK_RECORD_HISTORIES=1 the recording replaces the stored fixture."""
+    history = await record_lifecycle(runtime, temporal_client)
+    result = await replayer(settings).replay_workflow(history)
+    assert result.replay_failure is None
+    if os.environ.get("HELPDESK_RECORD_HISTORIES") == "1":
+        HISTORIES.mkdir(exist_ok=True)
+        LIFECYCLE.write_text(json.dumps(history.to_json_dict(), indent=1))
+
+
+@pytest.mark.parametrize("settings", [FIXED], indirect=True)
+async def test_recorded_histories_replay(settings):
+    paths = sorted(HISTORIES.glob("*.json"))
+    assert paths, "no recorded histories: record them with HELPDESK_RECORD_HISTORIES=1"
+    replay = replayer(settings)
+    for path in paths:
+        history = WorkflowHistory.from_json(ticket_workflow_id("recorded"), path.read_text())
+        result = await replay.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
