@@ -37,16 +37,22 @@ class TicketActivities:
         """Write one accepted change once (row, history entry, audit row)."""
         actor = change.actor
         # The audit row names the person and request behind the change, not the worker.
-        set_context(RequestContext(
-            request_id=(actor.http_request_id or change.event_key)[:64], ip=actor.ip,
-            user_agent=actor.user_agent, actor_id=actor.id, actor_role=actor.role,
-        ))
+        set_context(
+            RequestContext(
+                request_id=(actor.http_request_id or change.event_key)[:64],
+                ip=actor.ip,
+                user_agent=actor.user_agent,
+                actor_id=actor.id,
+                actor_role=actor.role,
+            )
+        )
         try:
             async with self.runtime.database.transaction() as session:
                 return await tickets.apply_change(session, self.runtime, change)
         except errors.DomainError as exc:
             for kind, type_ in _NON_RETRYABLE:
                 if isinstance(exc, kind):
-                    raise ApplicationError(exc.message, exc.details, type=type_,
-                                           non_retryable=True) from None
+                    raise ApplicationError(
+                        exc.message, exc.details, type=type_, non_retryable=True
+                    ) from None
             raise

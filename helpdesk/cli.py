@@ -18,6 +18,7 @@ import getpass
 import logging
 import os
 import sys
+import traceback
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 
 from helpdesk.settings import Settings
 
-# Administrators guard everything: a longer minimum than for end users.
+# The API's minimum for every account (api/schemas/auth.py).
 MIN_ADMIN_PASSWORD = 12
 
 
@@ -134,11 +135,17 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if "@" not in args.email:
-        print("helpdesk create-admin: --email must be an email address", file=sys.stderr)
+    from email_validator import EmailNotValidError, validate_email
+
+    # The same rule as registration through the API: syntax only, reserved test domains allowed.
+    email = args.email.strip()
+    try:
+        validate_email(email, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        print(f"helpdesk create-admin: --email is not a valid address: {exc}", file=sys.stderr)
         return 1
     try:
-        uri = asyncio.run(_create_admin(_settings(), args.email, password, args.full_name))
+        uri = asyncio.run(_create_admin(_settings(), email, password, args.full_name))
     except DomainError as exc:
         print(f"helpdesk create-admin: {exc.message}", file=sys.stderr)
         return 1
@@ -218,7 +225,14 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point. Leaves with os._exit after an orderly shutdown: the Temporal
     core's threads can crash interpreter finalisation (sdk-python#300, TEMPORAL.md)."""
-    code = run(argv)
+    try:
+        code = run(argv)
+    except SystemExit as exc:  # argparse: --help, usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        # A bug, not an operator error: show it, but still leave through os._exit.
+        traceback.print_exc()
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -173,7 +174,22 @@ def uvicorn_server(settings: Settings, app: Any) -> _Server:
         server_header=False,
         **options,
     )
+    # Access log lines keep method, path and status, never the query string: search terms
+    # and e-mail addresses travel there, and logs must stay free of PHI.
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _WithoutQuery) for f in access.filters):
+        access.addFilter(_WithoutQuery())
     return _Server(config)
+
+
+class _WithoutQuery(logging.Filter):
+    """Drop the query string from uvicorn's access log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
 
 
 class StopSignal:
@@ -200,6 +216,20 @@ class StopSignal:
         return self.event.is_set()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies, so even a
+    SIGKILLed `helpdesk dev` leaves no Temporal server behind (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 class TemporalDevServer:
     """The `temporal server start-dev` child process, in a process group of its own."""
 
@@ -221,6 +251,8 @@ class TemporalDevServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Safe here: no thread runs yet when the dev server starts.
+            preexec_fn=_die_with_parent,
         )
 
     def exited(self) -> int | None:
@@ -367,7 +399,7 @@ async def run_dev(settings: Settings) -> int:
         if temporal is not None:
             _say("Stopping the Temporal dev server ...")
             temporal.stop()
-        _say("Stopped.")
+            _say("Stopped.")
 
 
 async def run_api(settings: Settings) -> int:

@@ -41,6 +41,10 @@ class Ticket(Timestamps, Base):
         Index("ix_tickets_category_created", "category_id", "created_at", "id"),
         Index("ix_tickets_updated", "updated_at", "id"),
         Index("ix_tickets_due", "due_date", "id"),
+        # Ticket list area: escalated tickets per status, newest first.
+        Index("ix_tickets_escalated_status_created", "escalated", "status", "created_at", "id"),
+        # Ticket list area: a status queue by due date (SLA order).
+        Index("ix_tickets_status_due", "status", "due_date", "id"),
         Index("ix_tickets_sla_breached", "sla_breached_at", "id"),  # SLA area (0002)
         Index("ix_tickets_sla_at_risk", "sla_at_risk_at", "id"),  # SLA area (0002)
     )

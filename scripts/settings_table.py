@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if updated != text:
             print(
-                "README.md's settings table is stale: run python scripts/settings_table.py --write",
+                "README.md's settings table is stale: run "
+                ".venv/bin/python scripts/settings_table.py --write",
                 file=sys.stderr,
             )
             return 1

@@ -58,8 +58,9 @@ async def test_names_are_unique_among_siblings_only(client: httpx.AsyncClient, r
     await _create(client, admin, "Other", a["id"])
     # The same name under another parent is fine; the same name (any case) beside it is not.
     await _create(client, admin, "Other", b["id"])
-    dup = await client.post(URL, json={"name": "other ", "parent_id": a["id"]},
-                            headers=admin.headers)
+    dup = await client.post(
+        URL, json={"name": "other ", "parent_id": a["id"]}, headers=admin.headers
+    )
     assert dup.status_code == 409
     assert dup.json()["error"]["code"] == "conflict"
     root_dup = await client.post(URL, json={"name": "NETWORK"}, headers=admin.headers)
@@ -75,28 +76,35 @@ async def test_moves_refuse_cycles_and_unknown_parents(client: httpx.AsyncClient
     leaf = await _create(client, admin, "Leaf", mid["id"])
 
     for target in (leaf["id"], mid["id"], top["id"]):
-        response = await client.put(f"{URL}/{top['id']}", json={"parent_id": target},
-                                    headers=admin.headers)
+        response = await client.put(
+            f"{URL}/{top['id']}", json={"parent_id": target}, headers=admin.headers
+        )
         assert response.status_code == 409, target
-    unknown = await client.put(f"{URL}/{leaf['id']}", json={"parent_id": str(uuid.uuid4())},
-                               headers=admin.headers)
+    unknown = await client.put(
+        f"{URL}/{leaf['id']}", json={"parent_id": str(uuid.uuid4())}, headers=admin.headers
+    )
     assert unknown.status_code == 422
-    assert (await client.post(URL, json={"name": "X", "parent_id": str(uuid.uuid4())},
-                              headers=admin.headers)).status_code == 422
+    assert (
+        await client.post(
+            URL, json={"name": "X", "parent_id": str(uuid.uuid4())}, headers=admin.headers
+        )
+    ).status_code == 422
     missing = await client.put(f"{URL}/{uuid.uuid4()}", json={"name": "Y"}, headers=admin.headers)
     assert missing.status_code == 404
 
     # A legal move, then to the root with an explicit null.
-    moved = await client.put(f"{URL}/{leaf['id']}", json={"parent_id": top["id"]},
-                             headers=admin.headers)
+    moved = await client.put(
+        f"{URL}/{leaf['id']}", json={"parent_id": top["id"]}, headers=admin.headers
+    )
     assert moved.status_code == 200 and moved.json()["parent_id"] == top["id"]
-    root = await client.put(f"{URL}/{leaf['id']}", json={"parent_id": None},
-                            headers=admin.headers)
+    root = await client.put(f"{URL}/{leaf['id']}", json={"parent_id": None}, headers=admin.headers)
     assert root.status_code == 200 and root.json()["parent_id"] is None
-    assert (await client.put(f"{URL}/{leaf['id']}", json={"name": None},
-                             headers=admin.headers)).status_code == 422
-    assert (await client.put(f"{URL}/{leaf['id']}", json={"colour": "red"},
-                             headers=admin.headers)).status_code == 422
+    assert (
+        await client.put(f"{URL}/{leaf['id']}", json={"name": None}, headers=admin.headers)
+    ).status_code == 422
+    assert (
+        await client.put(f"{URL}/{leaf['id']}", json={"colour": "red"}, headers=admin.headers)
+    ).status_code == 422
 
 
 async def test_delete_removes_unused_leaf_and_deactivates_used(
@@ -122,8 +130,11 @@ async def test_delete_removes_unused_leaf_and_deactivates_used(
 
     async with runtime.database.transaction() as session:
         rows = {c.name: c for c in await session.scalars(select(Category))}
-        actions = list(await session.scalars(
-            select(AuditLog.action).where(AuditLog.table_name == "categories")))
+        actions = list(
+            await session.scalars(
+                select(AuditLog.action).where(AuditLog.table_name == "categories")
+            )
+        )
     assert "Unused" not in rows
     assert rows["Billing"].is_active is False
     # The subtree goes inactive with its parent: no active child under an inactive parent.
@@ -139,12 +150,17 @@ async def test_delete_removes_unused_leaf_and_deactivates_used(
     assert refused.status_code == 403
 
     # A child cannot come back before its parent; nothing new goes under an inactive parent.
-    assert (await client.put(f"{URL}/{child['id']}", json={"is_active": True},
-                             headers=admin.headers)).status_code == 409
-    assert (await client.post(URL, json={"name": "New", "parent_id": parent["id"]},
-                              headers=admin.headers)).status_code == 409
-    back = await client.put(f"{URL}/{parent['id']}", json={"is_active": True},
-                            headers=admin.headers)
+    assert (
+        await client.put(f"{URL}/{child['id']}", json={"is_active": True}, headers=admin.headers)
+    ).status_code == 409
+    assert (
+        await client.post(
+            URL, json={"name": "New", "parent_id": parent["id"]}, headers=admin.headers
+        )
+    ).status_code == 409
+    back = await client.put(
+        f"{URL}/{parent['id']}", json={"is_active": True}, headers=admin.headers
+    )
     assert back.status_code == 200 and back.json()["is_active"] is True
     assert (await client.delete(f"{URL}/{uuid.uuid4()}", headers=admin.headers)).status_code == 404
 
@@ -174,9 +190,11 @@ async def test_only_mfa_administrators_change_categories(
             assert response.status_code == expected, (label, response.text)
         listed = await client.get(URL, headers=headers)
         assert listed.status_code == (401 if actor is None else 200)
-    assert (await client.get(URL, params={"colour": "red"},
-                             headers=admin.headers)).status_code == 422
+    assert (
+        await client.get(URL, params={"colour": "red"}, headers=admin.headers)
+    ).status_code == 422
     async with runtime.database.transaction() as session:
         denied = await session.scalar(
-            select(AuditLog).where(AuditLog.action == "access.denied").limit(1))
+            select(AuditLog).where(AuditLog.action == "access.denied").limit(1)
+        )
     assert denied is not None and denied.outcome == "denied"

@@ -169,6 +169,9 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
             assert f"{base}/docs" in first.output()
             assert ui in first.output()
 
+            # Query strings (search terms, e-mails) never reach the access log.
+            assert (await http.get(f"{base}/docs?q={canary}")).status_code == 200
+
             # The Temporal UI was started with our codec endpoint.
             ui_settings = (await http.get(f"{ui}/api/v1/settings")).json()
             assert ui_settings["Codec"]["Endpoint"] == f"{base}/api/v1/temporal-codec"
@@ -244,6 +247,8 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
             with pytest.raises(ProcessLookupError):
                 os.killpg(first.process.pid, 0)
             assert "Traceback" not in first.output()
+            assert '"GET /docs HTTP/1.1" 200' in first.output()
+            assert canary not in first.output()
             assert "Fatal Python error" not in first.output()
 
             # --- second run: the data of the first is still there ----------------------
@@ -253,6 +258,15 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
             await login(http, base, email, secret, later_step)
             client = await connect(settings)
             assert await client.get_workflow_handle(workflow_id).result() == canary
+            # The search attributes managers filter by survive a restart too.
+            from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+            listed = await client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace=settings.temporal_namespace)
+            )
+            assert {"TicketStatus", "TicketPriority", "AssignedAgent", "Escalated"} <= set(
+                listed.custom_attributes
+            )
 
             tree = set(second.tree)
             second.interrupt()
@@ -282,5 +296,31 @@ def test_sigterm_stops_dev_too(tmp_path: Path) -> None:
         assert dev.process.wait(timeout=STOP_TIMEOUT) == 0, dev.output()
         assert [pid for pid in tree if alive(pid)] == []
         assert "Stopped." in dev.output()
+    finally:
+        dev.kill_leftovers()
+
+
+def test_a_killed_dev_leaves_no_temporal_server(tmp_path: Path) -> None:
+    """Even SIGKILL (no chance to clean up) takes the Temporal server down with it."""
+    var_dir = tmp_path / "var"
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    dev = DevProcess(var_dir, ports)
+
+    async def serve() -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            await dev.wait_until_serving(http)
+
+    try:
+        dev.start()
+        asyncio.run(serve())
+        tree = set(dev.tree)
+        assert tree
+        assert dev.process is not None
+        dev.process.kill()
+        dev.process.wait(timeout=STOP_TIMEOUT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and any(alive(pid) for pid in tree):
+            time.sleep(0.2)
+        assert [pid for pid in tree if alive(pid)] == []
     finally:
         dev.kill_leftovers()

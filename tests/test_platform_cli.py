@@ -128,6 +128,10 @@ def test_create_admin_refuses_a_duplicate_and_a_short_password(deployment: Path)
     assert short.returncode == 1
     assert "at least 12 characters" in short.stderr
 
+    bad = create_admin(deployment, "not-an-address")
+    assert bad.returncode == 1
+    assert "--email is not a valid address" in bad.stderr
+
 
 def test_audit_verify_reports_an_intact_chain(deployment: Path) -> None:
     rows = len(audit_rows(deployment))

@@ -35,8 +35,11 @@ FIXED = {"payload_codec_key": FIXED_CODEC_KEY, "ticket_continue_as_new_after_eve
 
 
 def replayer(settings) -> Replayer:  # type: ignore[no-untyped-def]
-    return Replayer(workflows=list(WORKFLOWS), data_converter=data_converter(settings),
-                    workflow_runner=workflow_runner())
+    return Replayer(
+        workflows=list(WORKFLOWS),
+        data_converter=data_converter(settings),
+        workflow_runner=workflow_runner(),
+    )
 
 
 async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type: ignore[no-untyped-def]
@@ -46,19 +49,26 @@ async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester, priority="HIGH", tags=["vpn"]))["id"]
         steps = [
-            await http.post(f"/api/v1/tickets/{tid}/assign", json={"agent_id": str(agent.id)},
-                            headers=agent.headers),
+            await http.post(
+                f"/api/v1/tickets/{tid}/assign",
+                json={"agent_id": str(agent.id)},
+                headers=agent.headers,
+            ),
             await set_status(http, agent, tid, "CLOSED"),  # refused: leaves no trace
             await set_status(http, agent, tid, "IN_PROGRESS"),
-            await http.put(f"/api/v1/tickets/{tid}", json={"description": "more detail",
-                                                            "tags": ["vpn", "laptop"]},
-                           headers=requester.headers),
-            await http.put(f"/api/v1/tickets/{tid}", json={"priority": "URGENT"},
-                           headers=manager.headers),
+            await http.put(
+                f"/api/v1/tickets/{tid}",
+                json={"description": "more detail", "tags": ["vpn", "laptop"]},
+                headers=requester.headers,
+            ),
+            await http.put(
+                f"/api/v1/tickets/{tid}", json={"priority": "URGENT"}, headers=manager.headers
+            ),
             await set_status(http, agent, tid, "RESOLVED", note="Reinstalled the client"),
             await set_status(http, requester, tid, "OPEN"),
-            await http.post(f"/api/v1/tickets/{tid}/assign", json={"auto": True},
-                            headers=manager.headers),
+            await http.post(
+                f"/api/v1/tickets/{tid}/assign", json={"auto": True}, headers=manager.headers
+            ),
             await set_status(http, agent, tid, "IN_PROGRESS"),
             await set_status(http, agent, tid, "RESOLVED"),
             await set_status(http, requester, tid, "CLOSED"),

@@ -169,12 +169,15 @@ def test_readme_lists_every_setting() -> None:
         for name in Settings.model_fields
         if f"| `HELPDESK_{name.upper()}` |" not in readme
     ]
-    assert missing == [], f"README.md lacks {missing}: run python scripts/settings_table.py --write"
+    assert missing == [], (
+        f"README.md lacks {missing}: run .venv/bin/python scripts/settings_table.py --write"
+    )
 
 
 def test_readme_table_matches_the_code() -> None:
     module = _settings_table_module()
     readme = (ROOT / "README.md").read_text()
     assert module.replace_in(readme, module.table()) == readme, (
-        "README.md's settings table is stale: run python scripts/settings_table.py --write"
+        "README.md's settings table is stale: "
+        "run .venv/bin/python scripts/settings_table.py --write"
     )

@@ -22,22 +22,53 @@ FR, RES = SlaClockKind.FIRST_RESPONSE, SlaClockKind.RESOLUTION
 
 def steps() -> list[EscalationStep]:
     return [
-        EscalationStep(rule_id="r1", clock=FR, threshold_percent=75, level=1,
-                       actions=[EscalationAction.NOTIFY_ASSIGNEE]),
-        EscalationStep(rule_id="r2", clock=FR, threshold_percent=100, level=2,
-                       actions=[EscalationAction.ESCALATE, EscalationAction.NOTIFY_MANAGERS]),
-        EscalationStep(rule_id="r3", clock=RES, threshold_percent=75, level=1,
-                       actions=[EscalationAction.NOTIFY_ASSIGNEE]),
-        EscalationStep(rule_id="r4", clock=RES, threshold_percent=100, level=2,
-                       actions=[EscalationAction.ESCALATE, EscalationAction.NOTIFY_MANAGERS]),
-        EscalationStep(rule_id="r5", clock=RES, threshold_percent=150, level=3,
-                       actions=[EscalationAction.ESCALATE, EscalationAction.RAISE_PRIORITY]),
+        EscalationStep(
+            rule_id="r1",
+            clock=FR,
+            threshold_percent=75,
+            level=1,
+            actions=[EscalationAction.NOTIFY_ASSIGNEE],
+        ),
+        EscalationStep(
+            rule_id="r2",
+            clock=FR,
+            threshold_percent=100,
+            level=2,
+            actions=[EscalationAction.ESCALATE, EscalationAction.NOTIFY_MANAGERS],
+        ),
+        EscalationStep(
+            rule_id="r3",
+            clock=RES,
+            threshold_percent=75,
+            level=1,
+            actions=[EscalationAction.NOTIFY_ASSIGNEE],
+        ),
+        EscalationStep(
+            rule_id="r4",
+            clock=RES,
+            threshold_percent=100,
+            level=2,
+            actions=[EscalationAction.ESCALATE, EscalationAction.NOTIFY_MANAGERS],
+        ),
+        EscalationStep(
+            rule_id="r5",
+            clock=RES,
+            threshold_percent=150,
+            level=3,
+            actions=[EscalationAction.ESCALATE, EscalationAction.RAISE_PRIORITY],
+        ),
     ]
 
 
 def policy(priority: str = "HIGH", fr: float = 100, res: float = 400, **kw) -> SlaPolicySnapshot:
-    return SlaPolicySnapshot(priority=priority, first_response_seconds=fr,
-                             resolution_seconds=res, steps=steps(), auto_close_seconds=1000, **kw)
+    return SlaPolicySnapshot(
+        priority=priority,
+        first_response_seconds=fr,
+        resolution_seconds=res,
+        steps=steps(),
+        auto_close_seconds=1000,
+        **kw,
+    )
 
 
 def at(seconds: float) -> datetime:
@@ -69,7 +100,10 @@ def test_schedule_of_a_fresh_ticket_in_order() -> None:
 def test_each_level_fires_once() -> None:
     state = sla.start(policy(), T0)
     assert [e.key for e in fire_all(state, at(100))] == [
-        "sla:first_response:75", "sla:first_response:breach", "sla:first_response:100"]
+        "sla:first_response:75",
+        "sla:first_response:breach",
+        "sla:first_response:100",
+    ]
     assert fire_all(state, at(100)) == []
     assert state.clocks[FR].breached_at == at(100)
     assert sla.next_due(state) == at(300)
@@ -113,7 +147,8 @@ def test_priority_change_keeps_elapsed_and_fires_overdue_marks_at_once() -> None
     assert sla.deadline(state, RES) == at(200)
     # 75% of 200 = 150 s already passed: due immediately, at the change.
     assert [(e.key, e.due_at) for e in sla.due_events(state, at(180))] == [
-        ("sla:resolution:75", at(180))]
+        ("sla:resolution:75", at(180))
+    ]
     # Loosening the target moves the deadline later, counted from the time kept.
     sla.change_policy(state, policy("LOW", fr=100, res=1000), at(190))
     assert sla.deadline(state, RES) == at(1000)
@@ -154,8 +189,9 @@ def test_breached_view_shows_negative_remaining_and_due_dates() -> None:
 
 
 def test_business_hours_policy_deadline() -> None:
-    cal = CalendarSpec(time_zone="UTC", weekly_hours={"mon": [["09:00", "10:00"]],
-                                                      "tue": [["09:00", "10:00"]]})
+    cal = CalendarSpec(
+        time_zone="UTC", weekly_hours={"mon": [["09:00", "10:00"]], "tue": [["09:00", "10:00"]]}
+    )
     state = sla.start(policy(fr=30 * 60, res=90 * 60, calendar=cal), T0)  # Monday 08:00
     assert sla.deadline(state, FR) == datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
     assert sla.deadline(state, RES) == datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
@@ -185,8 +221,9 @@ def test_state_survives_a_round_trip_through_json() -> None:
 
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["fire", "reply", "pause", "resume", "priority"]),
-              st.integers(1, 120)),
+    st.tuples(
+        st.sampled_from(["fire", "reply", "pause", "resume", "priority"]), st.integers(1, 120)
+    ),
     max_size=25,
 )
 
@@ -212,8 +249,9 @@ def test_any_sequence_fires_each_event_at_most_once_and_never_early(
         elif op == "resume":
             sla.resume(state, now)
         else:
-            sla.change_policy(state, policy("URGENT" if step % 2 else "LOW", fr=step,
-                                            res=4 * step), now)
+            sla.change_policy(
+                state, policy("URGENT" if step % 2 else "LOW", fr=step, res=4 * step), now
+            )
         # The clock never runs backwards and a paused clock does not move.
         for kind in SlaClockKind:
             assert sla.elapsed(state, kind, now) >= state.clocks[kind].elapsed_seconds
@@ -223,3 +261,23 @@ def test_any_sequence_fires_each_event_at_most_once_and_never_early(
     fire_all(state, now)
     assert sla.due_events(state, now) == []
     assert all(e.due_at > now for e in sla.pending_events(state))
+
+
+def test_only_a_public_staff_reply_fulfils_first_response() -> None:
+    from workflows.ticket_sla import is_public_staff_reply
+    from workflows.ticket_types import ChangeEvent
+
+    def event(action: str = "comment_added", **changes: object) -> ChangeEvent:
+        return ChangeEvent(action=action, request_id="r", changes=changes)
+
+    # The comments area decides and says so: its flag wins.
+    assert is_public_staff_reply(event(internal=False, author_role="END_USER", first_response=True))
+    assert not is_public_staff_reply(
+        event(internal=False, author_role="SUPPORT_AGENT", first_response=False)
+    )
+    # Without the flag: public, by staff, not by the help desk itself.
+    assert is_public_staff_reply(event(internal=False, author_role="SUPPORT_AGENT"))
+    assert not is_public_staff_reply(event(internal=True, author_role="SUPPORT_AGENT"))
+    assert not is_public_staff_reply(event(internal=False, author_role="END_USER"))
+    assert not is_public_staff_reply(event(internal=False, author_role="SYSTEM"))
+    assert not is_public_staff_reply(event("edited", internal=False, author_role="MANAGER"))

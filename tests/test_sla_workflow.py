@@ -35,36 +35,60 @@ FAST = {"sla_seconds_per_minute": 1.0}
 FR, RES = SlaClockKind.FIRST_RESPONSE, SlaClockKind.RESOLUTION
 
 
-async def set_targets(runtime: Runtime, priority: str, first: int, resolution: int,
-                      rules: list[tuple[str, int, int, list[str]]] | None = None) -> None:
+async def set_targets(
+    runtime: Runtime,
+    priority: str,
+    first: int,
+    resolution: int,
+    rules: list[tuple[str, int, int, list[str]]] | None = None,
+) -> None:
     """Targets in policy minutes (= seconds here); `rules` replace that priority's rules."""
     async with runtime.database.transaction() as session:
         policy = await session.scalar(select(SlaPolicy).where(SlaPolicy.priority == priority))
         assert policy is not None
         await sla_service.save_policy(
-            session, runtime, policy_id=policy.id, priority=Priority(priority),
-            first_response_minutes=first, resolution_minutes=resolution, calendar_id=None)
+            session,
+            runtime,
+            policy_id=policy.id,
+            priority=Priority(priority),
+            first_response_minutes=first,
+            resolution_minutes=resolution,
+            calendar_id=None,
+        )
         if rules is not None:
             for rule in await sla_service.list_rules(session, priority=Priority(priority)):
                 await session.delete(rule)
             await session.flush()
             for clock, pct, level, actions in rules:
-                session.add(EscalationRule(priority=priority, clock=clock,
-                                           threshold_percent=pct, level=level,
-                                           actions=actions, enabled=True))
+                session.add(
+                    EscalationRule(
+                        priority=priority,
+                        clock=clock,
+                        threshold_percent=pct,
+                        level=level,
+                        actions=actions,
+                        enabled=True,
+                    )
+                )
 
 
 async def history(runtime: Runtime, ticket_id: str, action: str) -> list[TicketHistory]:
     async with runtime.database.transaction() as session:
-        return list(await session.scalars(
-            select(TicketHistory).where(TicketHistory.ticket_id == uuid.UUID(ticket_id),
-                                        TicketHistory.action == action)
-            .order_by(TicketHistory.at)))
+        return list(
+            await session.scalars(
+                select(TicketHistory)
+                .where(
+                    TicketHistory.ticket_id == uuid.UUID(ticket_id), TicketHistory.action == action
+                )
+                .order_by(TicketHistory.at)
+            )
+        )
 
 
 async def _breaches_of(runtime: Runtime, ticket_id: str, clock: str) -> list[TicketHistory]:
-    return [h for h in await history(runtime, ticket_id, "sla.breached")
-            if h.changes["clock"] == clock]
+    return [
+        h for h in await history(runtime, ticket_id, "sla.breached") if h.changes["clock"] == clock
+    ]
 
 
 async def row(runtime: Runtime, ticket_id: str) -> Ticket:
@@ -88,7 +112,8 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0)
 
 async def live_sla(temporal_client, ticket_id: str) -> SlaState:
     state = await temporal_client.get_workflow_handle(ticket_workflow_id(ticket_id)).query(
-        TicketWorkflow.state)
+        TicketWorkflow.state
+    )
     assert state.sla is not None
     return state.sla
 
@@ -99,18 +124,27 @@ def at_of(entry: TicketHistory, key: str) -> datetime:
 
 @pytest.mark.parametrize("settings", [FAST], indirect=True)
 async def test_breach_fires_once_on_time_and_escalates(runtime, temporal_client):
-    await set_targets(runtime, "HIGH", 3, 60, rules=[
-        ("first_response", 50, 1, ["notify_assignee"]),
-        ("first_response", 100, 2, ["escalate", "notify_managers"]),
-    ])
+    await set_targets(
+        runtime,
+        "HIGH",
+        3,
+        60,
+        rules=[
+            ("first_response", 50, 1, ["notify_assignee"]),
+            ("first_response", 100, 2, ["escalate", "notify_managers"]),
+        ],
+    )
     requester = await make_user(runtime, Role.END_USER)
     manager = await make_user(runtime, Role.MANAGER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
         ticket = await create_ticket(http, requester, priority="HIGH")
         tid = ticket["id"]
-        await http.post(f"/api/v1/tickets/{tid}/assign", json={"agent_id": str(agent.id)},
-                        headers=manager.headers)
+        await http.post(
+            f"/api/v1/tickets/{tid}/assign",
+            json={"agent_id": str(agent.id)},
+            headers=manager.headers,
+        )
         created = (await row(runtime, tid)).created_at
         fresh = await row(runtime, tid)
         assert fresh.first_response_due_at is not None
@@ -134,10 +168,16 @@ async def test_breach_fires_once_on_time_and_escalates(runtime, temporal_client)
         described = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).describe()
         assert described.typed_search_attributes.get(ESCALATED) is True
         async with runtime.database.transaction() as session:
-            audits = list(await session.scalars(select(AuditLog.action).where(
-                AuditLog.record_id == tid)))
-            sent = list(await session.scalars(select(NotificationLog.recipient_id).where(
-                NotificationLog.ticket_id == uuid.UUID(tid))))
+            audits = list(
+                await session.scalars(select(AuditLog.action).where(AuditLog.record_id == tid))
+            )
+            sent = list(
+                await session.scalars(
+                    select(NotificationLog.recipient_id).where(
+                        NotificationLog.ticket_id == uuid.UUID(tid)
+                    )
+                )
+            )
         assert "ticket.sla.breached" in audits
         assert manager.id in sent  # notify_managers at 100%
         assert agent.id in sent  # notify_assignee at 50%
@@ -180,9 +220,15 @@ async def test_waiting_on_the_requester_extends_the_deadline(runtime, temporal_c
 
 @pytest.mark.parametrize("settings", [FAST], indirect=True)
 async def test_worker_restart_mid_clock_fires_the_breach_exactly_once(runtime, temporal_client):
-    await set_targets(runtime, "URGENT", 3, 100, rules=[
-        ("first_response", 100, 2, ["escalate"]),
-    ])
+    await set_targets(
+        runtime,
+        "URGENT",
+        3,
+        100,
+        rules=[
+            ("first_response", 100, 2, ["escalate"]),
+        ],
+    )
     requester = await make_user(runtime, Role.END_USER)
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester, priority="URGENT"))["id"]
@@ -210,8 +256,9 @@ async def test_priority_change_recomputes_keeping_elapsed_time(runtime, temporal
         tid = (await create_ticket(http, requester, priority="LOW"))["id"]
         created = (await row(runtime, tid)).created_at
         await asyncio.sleep(1)
-        edited = await http.put(f"/api/v1/tickets/{tid}", json={"priority": "URGENT"},
-                                headers=agent.headers)
+        edited = await http.put(
+            f"/api/v1/tickets/{tid}", json={"priority": "URGENT"}, headers=agent.headers
+        )
         assert edited.status_code == 200, edited.text
         recomputed = await eventually(lambda: history(runtime, tid, "sla.recomputed"))
         assert recomputed[0].changes["to_priority"] == "URGENT"
@@ -226,11 +273,17 @@ async def test_priority_change_recomputes_keeping_elapsed_time(runtime, temporal
 
 @pytest.mark.parametrize("settings", [FAST], indirect=True)
 async def test_closing_cancels_every_later_level(runtime, temporal_client):
-    await set_targets(runtime, "HIGH", 3, 6, rules=[
-        ("first_response", 30, 1, ["notify_assignee"]),
-        ("first_response", 100, 2, ["escalate"]),
-        ("resolution", 100, 2, ["escalate"]),
-    ])
+    await set_targets(
+        runtime,
+        "HIGH",
+        3,
+        6,
+        rules=[
+            ("first_response", 30, 1, ["notify_assignee"]),
+            ("first_response", 100, 2, ["escalate"]),
+            ("resolution", 100, 2, ["escalate"]),
+        ],
+    )
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
@@ -247,25 +300,35 @@ async def test_closing_cancels_every_later_level(runtime, temporal_client):
 
 
 @pytest.mark.parametrize("settings", [FAST], indirect=True)
-async def test_first_public_reply_meets_the_target_and_cancels_its_levels(
-    runtime, temporal_client
-):
+async def test_first_public_reply_meets_the_target_and_cancels_its_levels(runtime, temporal_client):
     if not hasattr(TicketWorkflow, "add_comment"):
         pytest.skip("TicketWorkflow has no add_comment update yet (comments area)")
-    await set_targets(runtime, "HIGH", 4, 100, rules=[
-        ("first_response", 100, 2, ["escalate"]),
-    ])
+    await set_targets(
+        runtime,
+        "HIGH",
+        4,
+        100,
+        rules=[
+            ("first_response", 100, 2, ["escalate"]),
+        ],
+    )
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester, priority="HIGH"))["id"]
-        note = await http.post(f"/api/v1/tickets/{tid}/comments", headers=agent.headers,
-                               json={"body": "Looking into it internally", "is_internal": True})
+        note = await http.post(
+            f"/api/v1/tickets/{tid}/comments",
+            headers=agent.headers,
+            json={"body": "Looking into it internally", "is_internal": True},
+        )
         assert note.status_code in (200, 201), note.text
         await asyncio.sleep(0.5)
         assert await history(runtime, tid, "sla.fulfilled") == []  # internal: not a reply
-        reply = await http.post(f"/api/v1/tickets/{tid}/comments", headers=agent.headers,
-                                json={"body": "We are on it", "is_internal": False})
+        reply = await http.post(
+            f"/api/v1/tickets/{tid}/comments",
+            headers=agent.headers,
+            json={"body": "We are on it", "is_internal": False},
+        )
         assert reply.status_code in (200, 201), reply.text
         fulfilled = await eventually(lambda: history(runtime, tid, "sla.fulfilled"))
         assert fulfilled[0].changes["met"] is True
@@ -291,8 +354,7 @@ async def test_resolved_ticket_closes_itself_after_the_quiet_period(runtime, tem
         for status in ("IN_PROGRESS", "RESOLVED"):
             assert (await set_status(http, agent, tid, status)).status_code == 200
         resolved_at = time.monotonic()
-        closed = await eventually(
-            lambda: _status_is(runtime, tid, "CLOSED"), timeout=15)
+        closed = await eventually(lambda: _status_is(runtime, tid, "CLOSED"), timeout=15)
         assert closed
         assert time.monotonic() - resolved_at >= 1.9
         result = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).result()
@@ -314,25 +376,38 @@ async def test_manual_escalation_takes_the_same_path(runtime, temporal_client):
     manager = await make_user(runtime, Role.MANAGER)
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester, priority="LOW"))["id"]
-        response = await http.post(f"/api/v1/tickets/{tid}/escalate", headers=agent.headers,
-                                   json={"reason": "needs_expertise",
-                                         "escalated_to": str(senior.id)})
+        response = await http.post(
+            f"/api/v1/tickets/{tid}/escalate",
+            headers=agent.headers,
+            json={"reason": "needs_expertise", "escalated_to": str(senior.id)},
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["escalated"] is True and body["escalation_level"] == 1
         assert body["escalated_to"] == str(senior.id)
-        bad = await http.post(f"/api/v1/tickets/{tid}/escalate", headers=agent.headers,
-                              json={"reason": "other", "escalated_to": str(requester.id)})
+        bad = await http.post(
+            f"/api/v1/tickets/{tid}/escalate",
+            headers=agent.headers,
+            json={"reason": "other", "escalated_to": str(requester.id)},
+        )
         assert bad.status_code == 422
-        missing = await http.post(f"/api/v1/tickets/{uuid.uuid4()}/escalate",
-                                  headers=agent.headers, json={"reason": "other"})
+        missing = await http.post(
+            f"/api/v1/tickets/{uuid.uuid4()}/escalate",
+            headers=agent.headers,
+            json={"reason": "other"},
+        )
         assert missing.status_code == 404
 
         async def notified() -> set[uuid.UUID]:
             async with runtime.database.transaction() as session:
-                return set(await session.scalars(select(NotificationLog.recipient_id).where(
-                    NotificationLog.ticket_id == uuid.UUID(tid),
-                    NotificationLog.kind == "escalated")))
+                return set(
+                    await session.scalars(
+                        select(NotificationLog.recipient_id).where(
+                            NotificationLog.ticket_id == uuid.UUID(tid),
+                            NotificationLog.kind == "escalated",
+                        )
+                    )
+                )
 
         recipients = await eventually(notified)
         await eventually(lambda: _has_both(notified, senior.id, manager.id))
@@ -344,17 +419,25 @@ async def test_manual_escalation_takes_the_same_path(runtime, temporal_client):
         assert described.typed_search_attributes.get(ESCALATED) is True
 
 
-async def _has_both(fetch: Callable[[], Awaitable[set[uuid.UUID]]], a: uuid.UUID,
-                    b: uuid.UUID) -> bool:
+async def _has_both(
+    fetch: Callable[[], Awaitable[set[uuid.UUID]]], a: uuid.UUID, b: uuid.UUID
+) -> bool:
     return {a, b} <= await fetch()
 
 
 @pytest.mark.parametrize(
-    "settings", [{**FAST, "ticket_continue_as_new_after_events": 30}], indirect=True)
+    "settings", [{**FAST, "ticket_continue_as_new_after_events": 30}], indirect=True
+)
 async def test_continue_as_new_keeps_every_clock(runtime, temporal_client):
-    await set_targets(runtime, "HIGH", 12, 12, rules=[
-        ("resolution", 100, 2, ["escalate"]),
-    ])
+    await set_targets(
+        runtime,
+        "HIGH",
+        12,
+        12,
+        rules=[
+            ("resolution", 100, 2, ["escalate"]),
+        ],
+    )
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
@@ -369,12 +452,12 @@ async def test_continue_as_new_keeps_every_clock(runtime, temporal_client):
         for action in ("sla.paused", "sla.resumed"):  # both clocks, three times each
             entries = await history(runtime, tid, action)
             assert sorted(h.changes["clock"] for h in entries) == (
-                ["first_response"] * 3 + ["resolution"] * 3)
+                ["first_response"] * 3 + ["resolution"] * 3
+            )
         assert s.clocks[RES].elapsed_seconds > 0  # banked across three pauses
         assert s.clocks[FR].phase == "running"
         t = await row(runtime, tid)
-        breach = (await eventually(lambda: _breaches_of(runtime, tid, "resolution"),
-                                   timeout=30))[0]
+        breach = (await eventually(lambda: _breaches_of(runtime, tid, "resolution"), timeout=30))[0]
         assert abs((at_of(breach, "due_at") - t.resolution_due_at).total_seconds()) < 0.05
         assert breach.changes["lateness_seconds"] <= 1.0
         await eventually(lambda: history(runtime, tid, "escalated"))

@@ -37,8 +37,9 @@ async def test_create_get_status_assign_history(runtime, temporal_client):
         assert got.json()["description"] == "Password reset loops"
         assert got.json()["workflow"]["status"] == "OPEN"
 
-        taken = await http.post(f"/api/v1/tickets/{tid}/assign",
-                                json={"agent_id": str(agent.id)}, headers=agent.headers)
+        taken = await http.post(
+            f"/api/v1/tickets/{tid}/assign", json={"agent_id": str(agent.id)}, headers=agent.headers
+        )
         assert taken.status_code == 200, taken.text
         assert taken.json()["assignee_id"] == str(agent.id)
         assert taken.json()["workflow"]["assignee_id"] == str(agent.id)
@@ -55,7 +56,11 @@ async def test_create_get_status_assign_history(runtime, temporal_client):
         # (Other features, such as SLA clocks, add entries of their own.)
         entries = [e for e in history.json() if e["action"] in COMMAND_ACTIONS]
         assert [e["action"] for e in entries] == [
-            "created", "assigned", "status_changed", "status_changed"]
+            "created",
+            "assigned",
+            "status_changed",
+            "status_changed",
+        ]
         assert entries[1]["changes"]["assignee_id"] == {"old": None, "new": str(agent.id)}
         assert entries[2]["changes"]["status"] == {"old": "OPEN", "new": "IN_PROGRESS"}
         assert entries[3]["actor_id"] == str(agent.id)
@@ -70,8 +75,11 @@ async def test_create_get_status_assign_history(runtime, temporal_client):
         assert again.json()["error"]["details"]["allowed"] == []
 
     async with runtime.database.transaction() as session:
-        actions = list(await session.scalars(
-            select(AuditLog.action).where(AuditLog.record_id == tid).order_by(AuditLog.seq)))
+        actions = list(
+            await session.scalars(
+                select(AuditLog.action).where(AuditLog.record_id == tid).order_by(AuditLog.seq)
+            )
+        )
     assert actions[0] == "ticket.create"
     assert "ticket.status_changed" in actions and "ticket.assigned" in actions
     assert "ticket.read" in actions and "ticket.history.read" in actions
@@ -87,10 +95,13 @@ async def test_every_transition_through_the_api(runtime, temporal_client):
         "IN_PROGRESS": ["IN_PROGRESS"],
         "RESOLVED": ["IN_PROGRESS", "RESOLVED"],
     }
-    allowed = {("OPEN", "IN_PROGRESS"), ("IN_PROGRESS", "RESOLVED"), ("RESOLVED", "CLOSED"),
-               ("RESOLVED", "OPEN")}
-    machine = {"OPEN": ["IN_PROGRESS"], "IN_PROGRESS": ["RESOLVED"],
-               "RESOLVED": ["CLOSED", "OPEN"]}
+    allowed = {
+        ("OPEN", "IN_PROGRESS"),
+        ("IN_PROGRESS", "RESOLVED"),
+        ("RESOLVED", "CLOSED"),
+        ("RESOLVED", "OPEN"),
+    }
+    machine = {"OPEN": ["IN_PROGRESS"], "IN_PROGRESS": ["RESOLVED"], "RESOLVED": ["CLOSED", "OPEN"]}
     async with ticket_api(runtime, temporal_client) as http:
         for start, steps in path.items():
             for target in ("OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED"):
@@ -164,24 +175,30 @@ async def test_idempotency_key_same_ticket_and_different_body_is_422(runtime, te
         assert first.status_code == second.status_code == 201
         assert first.json()["id"] == second.json()["id"]
         assert second.headers["Idempotent-Replayed"] == "true"
-        changed = await http.post("/api/v1/tickets", json={**body, "priority": "HIGH"},
-                                  headers=headers)
+        changed = await http.post(
+            "/api/v1/tickets", json={**body, "priority": "HIGH"}, headers=headers
+        )
         assert changed.status_code == 422
         assert changed.json()["error"]["details"] == {"header": "Idempotency-Key"}
         # Commands: a retried status change with the same key is applied once.
         manager = await make_user(runtime, Role.MANAGER)
         tid = first.json()["id"]
         key = {**manager.headers, "Idempotency-Key": "move-1"}
-        one = await http.post(f"/api/v1/tickets/{tid}/status", json={"status": "IN_PROGRESS"},
-                              headers=key)
-        two = await http.post(f"/api/v1/tickets/{tid}/status", json={"status": "IN_PROGRESS"},
-                              headers=key)
+        one = await http.post(
+            f"/api/v1/tickets/{tid}/status", json={"status": "IN_PROGRESS"}, headers=key
+        )
+        two = await http.post(
+            f"/api/v1/tickets/{tid}/status", json={"status": "IN_PROGRESS"}, headers=key
+        )
         assert one.status_code == two.status_code == 200
         assert two.json()["version"] == one.json()["version"]
     async with runtime.database.transaction() as session:
         count = await session.scalar(select(func.count()).select_from(Ticket))
-        moves = await session.scalar(select(func.count()).select_from(TicketHistory).where(
-            TicketHistory.action == "status_changed"))
+        moves = await session.scalar(
+            select(func.count())
+            .select_from(TicketHistory)
+            .where(TicketHistory.action == "status_changed")
+        )
     assert count == 1
     assert moves == 1
 
@@ -191,31 +208,41 @@ async def test_edit_rules_and_history_without_phi(runtime, temporal_client):
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester))["id"]
-        staff_only = await http.put(f"/api/v1/tickets/{tid}", json={"priority": "URGENT"},
-                                    headers=requester.headers)
+        staff_only = await http.put(
+            f"/api/v1/tickets/{tid}", json={"priority": "URGENT"}, headers=requester.headers
+        )
         assert staff_only.status_code == 422
         assert staff_only.json()["error"]["details"]["fields"] == ["priority"]
-        unknown = await http.put(f"/api/v1/tickets/{tid}", json={"status": "CLOSED"},
-                                 headers=requester.headers)
+        unknown = await http.put(
+            f"/api/v1/tickets/{tid}", json={"status": "CLOSED"}, headers=requester.headers
+        )
         assert unknown.status_code == 422
         empty = await http.put(f"/api/v1/tickets/{tid}", json={}, headers=requester.headers)
         assert empty.status_code == 422
 
-        own = await http.put(f"/api/v1/tickets/{tid}",
-                             json={"title": "Cannot log in on VPN", "tags": ["vpn"]},
-                             headers=requester.headers)
+        own = await http.put(
+            f"/api/v1/tickets/{tid}",
+            json={"title": "Cannot log in on VPN", "tags": ["vpn"]},
+            headers=requester.headers,
+        )
         assert own.status_code == 200, own.text
         assert own.json()["title"] == "Cannot log in on VPN"
         assert own.json()["tags"] == ["vpn"]
-        staff = await http.put(f"/api/v1/tickets/{tid}",
-                               json={"priority": "URGENT", "due_date": "2031-01-02T03:04:05Z"},
-                               headers=agent.headers)
+        staff = await http.put(
+            f"/api/v1/tickets/{tid}",
+            json={"priority": "URGENT", "due_date": "2031-01-02T03:04:05Z"},
+            headers=agent.headers,
+        )
         assert staff.status_code == 200, staff.text
         assert staff.json()["priority"] == "URGENT"
         assert staff.json()["workflow"]["priority"] == "URGENT"
-        history = [e for e in (await http.get(f"/api/v1/tickets/{tid}/history",
-                                              headers=agent.headers)).json()
-                   if e["action"] in COMMAND_ACTIONS]
+        history = [
+            e
+            for e in (
+                await http.get(f"/api/v1/tickets/{tid}/history", headers=agent.headers)
+            ).json()
+            if e["action"] in COMMAND_ACTIONS
+        ]
         edit = history[1]
         assert edit["changes"]["title"] == {"changed": True}
         assert edit["changes"]["tags"] == {"old": [], "new": ["vpn"]}
@@ -230,19 +257,27 @@ async def test_assignment_rules(runtime, temporal_client):
     manager = await make_user(runtime, Role.MANAGER)
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester))["id"]
-        for_other = await http.post(f"/api/v1/tickets/{tid}/assign",
-                                    json={"agent_id": str(colleague.id)}, headers=agent.headers)
+        for_other = await http.post(
+            f"/api/v1/tickets/{tid}/assign",
+            json={"agent_id": str(colleague.id)},
+            headers=agent.headers,
+        )
         assert for_other.status_code == 403
-        to_requester = await http.post(f"/api/v1/tickets/{tid}/assign",
-                                       json={"agent_id": str(requester.id)},
-                                       headers=manager.headers)
+        to_requester = await http.post(
+            f"/api/v1/tickets/{tid}/assign",
+            json={"agent_id": str(requester.id)},
+            headers=manager.headers,
+        )
         assert to_requester.status_code == 422
-        both = await http.post(f"/api/v1/tickets/{tid}/assign",
-                               json={"agent_id": str(agent.id), "auto": True},
-                               headers=manager.headers)
+        both = await http.post(
+            f"/api/v1/tickets/{tid}/assign",
+            json={"agent_id": str(agent.id), "auto": True},
+            headers=manager.headers,
+        )
         assert both.status_code == 422
-        auto = await http.post(f"/api/v1/tickets/{tid}/assign", json={"auto": True},
-                               headers=manager.headers)
+        auto = await http.post(
+            f"/api/v1/tickets/{tid}/assign", json={"auto": True}, headers=manager.headers
+        )
         assert auto.status_code == 200, auto.text
         assert auto.json()["assignee_id"] in {str(agent.id), str(colleague.id)}
 
@@ -253,8 +288,9 @@ async def test_delete_shreds_and_later_reads_are_410(runtime, temporal_client):
     manager = await make_user(runtime, Role.MANAGER)
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester))["id"]
-        assert (await http.delete(f"/api/v1/tickets/{tid}",
-                                  headers=manager.headers)).status_code == 403
+        assert (
+            await http.delete(f"/api/v1/tickets/{tid}", headers=manager.headers)
+        ).status_code == 403
         gone = await http.delete(f"/api/v1/tickets/{tid}", headers=admin.headers)
         assert gone.status_code == 204
         for response in (

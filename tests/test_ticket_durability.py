@@ -32,8 +32,9 @@ pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_worker_process(settings: Settings, temporal_address: str, log: Path
-                         ) -> subprocess.Popen[bytes]:
+def start_worker_process(
+    settings: Settings, temporal_address: str, log: Path
+) -> subprocess.Popen[bytes]:
     """`helpdesk worker` as its own process, configured through the environment only."""
     env = {
         **os.environ,
@@ -48,7 +49,10 @@ def start_worker_process(settings: Settings, temporal_address: str, log: Path
     handle = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-c", "from helpdesk.cli import main; main(['worker'])"],
-        cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -66,15 +70,18 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             assert warm["workflow"]["status"] == "OPEN"
 
             keys = [f"burst-{i}-{uuid.uuid4().hex[:6]}" for i in range(48)]
-            bodies = {k: {"title": f"Burst ticket {i}", "priority": "LOW"}
-                      for i, k in enumerate(keys)}
+            bodies = {
+                k: {"title": f"Burst ticket {i}", "priority": "LOW"} for i, k in enumerate(keys)
+            }
             gate = asyncio.Semaphore(16)
 
             async def post(key: str):  # type: ignore[no-untyped-def]
                 async with gate:
                     return key, await http.post(
-                        "/api/v1/tickets", json=bodies[key],
-                        headers={**requester.headers, "Idempotency-Key": key})
+                        "/api/v1/tickets",
+                        json=bodies[key],
+                        headers={**requester.headers, "Idempotency-Key": key},
+                    )
 
             burst = [asyncio.create_task(post(k)) for k in keys]
             # Let part of the burst through, then kill the worker without warning.
@@ -90,8 +97,10 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             # The kill really happened mid-burst: many requests were still waiting on it.
             assert in_flight_at_kill >= 16
             accepted = {k: r.json() for k, r in results.items() if r.status_code == 201}
-            print(f"in flight at kill: {in_flight_at_kill}; 201: {len(accepted)}; "
-                  f"refused: {len(results) - len(accepted)}")
+            print(
+                f"in flight at kill: {in_flight_at_kill}; 201: {len(accepted)}; "
+                f"refused: {len(results) - len(accepted)}"
+            )
             refused = {k: r for k, r in results.items() if r.status_code != 201}
             # Nothing else than 201 or a clean 503/429 with Retry-After.
             for response in refused.values():
@@ -100,8 +109,11 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             assert len(accepted) >= 8
             # A client retries what was refused, with the same key: it gets its ticket.
             for key in refused:
-                again = await http.post("/api/v1/tickets", json=bodies[key],
-                                        headers={**requester.headers, "Idempotency-Key": key})
+                again = await http.post(
+                    "/api/v1/tickets",
+                    json=bodies[key],
+                    headers={**requester.headers, "Idempotency-Key": key},
+                )
                 assert again.status_code == 201, again.text
                 accepted[key] = again.json()
 
@@ -109,8 +121,9 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
         ids = {uuid.UUID(t["id"]) for t in accepted.values()}
         assert len(ids) == len(keys)  # one ticket per key, none twice
         async with runtime.database.transaction() as session:
-            rows = {t.id: t for t in await session.scalars(select(Ticket).where(
-                Ticket.id.in_(ids)))}
+            rows = {
+                t.id: t for t in await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))
+            }
             total = await session.scalar(select(func.count()).select_from(Ticket))
         assert set(rows) == ids
         assert total == len(keys) + 1  # the burst and the warm-up, nothing half-made extra
@@ -122,12 +135,15 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             assert state.status is Status.OPEN
             assert state.number == rows[ticket_id].number
         # A reconciliation round changes nothing: no workflow is started a second time.
-        runs = {i: (await temporal_client.get_workflow_handle(
-            ticket_workflow_id(i)).describe()).run_id for i in ids}
+        runs = {
+            i: (await temporal_client.get_workflow_handle(ticket_workflow_id(i)).describe()).run_id
+            for i in ids
+        }
         await tickets.reconcile_workflows(runtime, grace_seconds=0)
         for ticket_id in ids:
             description = await temporal_client.get_workflow_handle(
-                ticket_workflow_id(ticket_id)).describe()
+                ticket_workflow_id(ticket_id)
+            ).describe()
             assert description.status is WorkflowExecutionStatus.RUNNING
             assert description.run_id == runs[ticket_id]
     finally:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ URL = "/api/v1/tickets"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
-async def _list(client: httpx.AsyncClient, actor: Actor, **params: object) -> dict:
+async def _list(client: httpx.AsyncClient, actor: Actor, **params: Any) -> dict[str, Any]:
     response = await client.get(URL, params=params, headers=actor.headers)
     assert response.status_code == 200, response.text
     return response.json()
@@ -43,29 +44,57 @@ async def _world(runtime: Runtime) -> dict[str, object]:
     other_agent = await make_user(runtime, Role.SUPPORT_AGENT)
     t: dict[str, object] = {"alice": alice, "bob": bob, "agent": agent, "other": other_agent}
     t["a1"] = await make_ticket(
-        runtime, requester_id=alice.id, title="VPN drops every hour",
-        description="The tunnel disconnects at the top of the hour", status=TicketStatus.OPEN,
-        priority=Priority.HIGH, assignee_id=agent.id, tags=("network", "vpn"),
-        created_at=T0, updated_at=T0 + timedelta(days=5),
+        runtime,
+        requester_id=alice.id,
+        title="VPN drops every hour",
+        description="The tunnel disconnects at the top of the hour",
+        status=TicketStatus.OPEN,
+        priority=Priority.HIGH,
+        assignee_id=agent.id,
+        tags=("network", "vpn"),
+        created_at=T0,
+        updated_at=T0 + timedelta(days=5),
         due_date=T0 + timedelta(days=2),
     )
     t["a2"] = await make_ticket(
-        runtime, requester_id=alice.id, title="Printer jam", description="Tray two again",
-        status=TicketStatus.IN_PROGRESS, priority=Priority.LOW, assignee_id=other_agent.id,
-        tags=("hardware",), created_at=T0 + timedelta(days=1), escalated=True,
+        runtime,
+        requester_id=alice.id,
+        title="Printer jam",
+        description="Tray two again",
+        status=TicketStatus.IN_PROGRESS,
+        priority=Priority.LOW,
+        assignee_id=other_agent.id,
+        tags=("hardware",),
+        created_at=T0 + timedelta(days=1),
+        escalated=True,
     )
     t["b1"] = await make_ticket(
-        runtime, requester_id=bob.id, title="Password reset", description="Locked out of VPN",
-        status=TicketStatus.RESOLVED, priority=Priority.URGENT, tags=("vpn", "account"),
-        created_at=T0 + timedelta(days=2), due_date=T0 + timedelta(days=1),
+        runtime,
+        requester_id=bob.id,
+        title="Password reset",
+        description="Locked out of VPN",
+        status=TicketStatus.RESOLVED,
+        priority=Priority.URGENT,
+        tags=("vpn", "account"),
+        created_at=T0 + timedelta(days=2),
+        due_date=T0 + timedelta(days=1),
     )
     t["b2"] = await make_ticket(
-        runtime, requester_id=bob.id, title="Monitor flickers", description="Secondary screen",
-        status=TicketStatus.CLOSED, priority=Priority.MEDIUM, assignee_id=agent.id,
-        tags=("hardware",), created_at=T0 + timedelta(days=3),
+        runtime,
+        requester_id=bob.id,
+        title="Monitor flickers",
+        description="Secondary screen",
+        status=TicketStatus.CLOSED,
+        priority=Priority.MEDIUM,
+        assignee_id=agent.id,
+        tags=("hardware",),
+        created_at=T0 + timedelta(days=3),
     )
     t["gone"] = await make_ticket(
-        runtime, requester_id=alice.id, title="Deleted one", created_at=T0 + timedelta(days=4),
+        runtime,
+        requester_id=alice.id,
+        title="Deleted one",
+        created_at=T0 + timedelta(days=4),
         deleted=True,
     )
     return t
@@ -87,8 +116,19 @@ async def test_staff_list_items_and_default_order(client: httpx.AsyncClient, run
     assert first["title"] == "VPN drops every hour"
     assert first["tags"] == ["network", "vpn"]
     assert set(first) == {
-        "id", "number", "title", "status", "priority", "category_id", "assignee_id",
-        "requester_id", "tags", "escalated", "due_date", "created_at", "updated_at",
+        "id",
+        "number",
+        "title",
+        "status",
+        "priority",
+        "category_id",
+        "assignee_id",
+        "requester_id",
+        "tags",
+        "escalated",
+        "due_date",
+        "created_at",
+        "updated_at",
     }
     assert "description" not in str(page)
 
@@ -113,8 +153,13 @@ async def test_filters(client: httpx.AsyncClient, runtime: Runtime):
         ({"tag": ["vpn", "hardware"]}, []),
         ({"escalated": "true"}, ["a2"]),
         ({"escalated": "false", "priority": "HIGH"}, ["a1"]),
-        ({"created_from": (T0 + timedelta(days=1)).isoformat(),
-          "created_to": (T0 + timedelta(days=2)).isoformat()}, ["b1", "a2"]),
+        (
+            {
+                "created_from": (T0 + timedelta(days=1)).isoformat(),
+                "created_to": (T0 + timedelta(days=2)).isoformat(),
+            },
+            ["b1", "a2"],
+        ),
         ({"updated_from": (T0 + timedelta(days=4)).isoformat()}, ["a1"]),
         ({"updated_to": "2024-03-02T12:00:00"}, ["a2"]),
     ]
@@ -127,8 +172,9 @@ async def test_filters(client: httpx.AsyncClient, runtime: Runtime):
 async def test_category_filter(client: httpx.AsyncClient, runtime: Runtime):
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     user = await make_user(runtime, Role.END_USER)
-    created = await client.post("/api/v1/categories", json={"name": "Billing"},
-                                headers=admin.headers)
+    created = await client.post(
+        "/api/v1/categories", json={"name": "Billing"}, headers=admin.headers
+    )
     category = uuid.UUID(created.json()["id"])
     inside = await make_ticket(runtime, requester_id=user.id, category_id=category)
     await make_ticket(runtime, requester_id=user.id)
@@ -169,7 +215,8 @@ async def test_sorting(client: httpx.AsyncClient, runtime: Runtime):
     assert _numbers(await _list(client, agent, order="asc")) == _n(w, "a1", "a2", "b1", "b2")
     assert _numbers(await _list(client, agent, sort="priority")) == _n(w, "b1", "a1", "b2", "a2")
     assert _numbers(await _list(client, agent, sort="priority", order="asc")) == _n(
-        w, "a2", "b2", "a1", "b1")
+        w, "a2", "b2", "a1", "b1"
+    )
     # Due dates first (earliest first), tickets without one last, in id order.
     due = _numbers(await _list(client, agent, sort="due_date", order="asc"))
     assert due[:2] == _n(w, "b1", "a1")
@@ -177,8 +224,15 @@ async def test_sorting(client: httpx.AsyncClient, runtime: Runtime):
     due_desc = _numbers(await _list(client, agent, sort="due_date", order="desc"))
     assert due_desc[:2] == _n(w, "a1", "b1")
     assert _numbers(await _list(client, agent, sort="updated_at"))[0] == _n(w, "a1")[0]
-    for bad in ({"sort": "title"}, {"order": "up"}, {"status": "LOST"}, {"colour": "red"},
-                {"page": 0}, {"assignee_id": "nobody"}):
+    for bad in (
+        {"sort": "title"},
+        {"order": "up"},
+        {"status": "LOST"},
+        {"colour": "red"},
+        {"page": 0},
+        {"assignee_id": "nobody"},
+        {"created_from": "2024-03-02", "created_to": "2024-03-01"},
+    ):
         response = await client.get(URL, params=bad, headers=agent.headers)
         assert response.status_code == 422, bad
         assert response.json()["error"]["code"] == "validation_failed"
@@ -194,19 +248,31 @@ async def test_ties_break_by_id_and_pages_agree_with_cursors(
     made = []
     for i in range(13):
         # Pairs share a created_at, so order inside a pair is decided by id alone.
-        made.append(await make_ticket(
-            runtime, requester_id=user.id, status=statuses[i % 3],
-            priority=priorities[i % 4], created_at=T0 + timedelta(hours=i // 2),
-            due_date=T0 + timedelta(days=i % 5) if i % 2 else None,
-        ))
+        made.append(
+            await make_ticket(
+                runtime,
+                requester_id=user.id,
+                status=statuses[i % 3],
+                priority=priorities[i % 4],
+                created_at=T0 + timedelta(hours=i // 2),
+                due_date=T0 + timedelta(days=i % 5) if i % 2 else None,
+            )
+        )
     by_id = {t.id: t for t in made}
     newest = sorted(made, key=lambda t: (t.created_at, t.id), reverse=True)
     whole = await _list(client, agent, page_size=20)
     assert [i["id"] for i in whole["items"]] == [str(t.id) for t in newest]
 
-    for params in ({"status": ["OPEN", "IN_PROGRESS", "RESOLVED"]}, {"sort": "priority"},
-                   {"sort": "due_date"}, {"sort": "due_date", "order": "asc"},
-                   {"sort": "updated_at", "order": "asc"}, {"priority": ["LOW", "HIGH"]}, {}):
+    orderings: list[dict[str, Any]] = [
+        {"status": ["OPEN", "IN_PROGRESS", "RESOLVED"]},
+        {"sort": "priority"},
+        {"sort": "due_date"},
+        {"sort": "due_date", "order": "asc"},
+        {"sort": "updated_at", "order": "asc"},
+        {"priority": ["LOW", "HIGH"]},
+        {},
+    ]
+    for params in orderings:
         full = [i["id"] for i in (await _list(client, agent, page_size=20, **params))["items"]]
         offset_pages: list[str] = []
         for page_no in (1, 2, 3, 4, 5):
@@ -216,7 +282,7 @@ async def test_ties_break_by_id_and_pages_agree_with_cursors(
         keyset: list[str] = []
         cursor = None
         while True:
-            extra = {"cursor": cursor} if cursor else {}
+            extra: dict[str, Any] = {"cursor": cursor} if cursor else {}
             page = await _list(client, agent, page_size=4, **params, **extra)
             keyset += [i["id"] for i in page["items"]]
             cursor = page["next_cursor"]
@@ -228,10 +294,13 @@ async def test_ties_break_by_id_and_pages_agree_with_cursors(
 
     first = await _list(client, agent, page_size=5)
     assert first["total"] == 13 and first["has_more"] is True
-    for bad in ({"cursor": "not-a-cursor"}, {"cursor": first["next_cursor"], "sort": "priority"},
-                {"cursor": first["next_cursor"], "page": 2},
-                {"page_size": runtime.settings.max_page_size + 1},
-                {"page": ticket_list.MAX_OFFSET}):
+    for bad in (
+        {"cursor": "not-a-cursor"},
+        {"cursor": first["next_cursor"], "sort": "priority"},
+        {"cursor": first["next_cursor"], "page": 2},
+        {"page_size": runtime.settings.max_page_size + 1},
+        {"page": ticket_list.MAX_OFFSET},
+    ):
         response = await client.get(URL, params=bad, headers=agent.headers)
         assert response.status_code == 422, bad
 
@@ -246,8 +315,9 @@ async def test_total_is_capped_and_flagged(
     monkeypatch.setattr(ticket_list, "COUNT_CAP", 3)
     page = await _list(client, agent, page_size=2)
     assert page["total"] == 3 and page["total_is_estimate"] is True
-    exact = await _list(client, agent, page_size=2, created_from=(T0 + timedelta(minutes=3))
-                        .isoformat())
+    exact = await _list(
+        client, agent, page_size=2, created_from=(T0 + timedelta(minutes=3)).isoformat()
+    )
     assert exact["total"] == 2 and exact["total_is_estimate"] is False
 
 
@@ -257,10 +327,18 @@ async def test_keyword_search_over_sealed_text(
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     user = await make_user(runtime, Role.END_USER)
     canary = "Zanzibarquokka" + uuid.uuid4().hex[:8]
-    hit = await make_ticket(runtime, requester_id=user.id, title="Cannot print",
-                            description=f"The {canary} label printer shows error 42")
-    await make_ticket(runtime, requester_id=user.id, title="Cannot print either",
-                      description="Another printer, error 17")
+    hit = await make_ticket(
+        runtime,
+        requester_id=user.id,
+        title="Cannot print",
+        description=f"The {canary} label printer shows error 42",
+    )
+    await make_ticket(
+        runtime,
+        requester_id=user.id,
+        title="Cannot print either",
+        description="Another printer, error 17",
+    )
     assert _numbers(await _list(client, agent, q=canary.lower())) == [hit.number]
     assert _numbers(await _list(client, agent, q=f"{canary} ERROR 42")) == [hit.number]
     assert _numbers(await _list(client, agent, q=f"{canary} 17")) == []
@@ -275,18 +353,76 @@ async def test_keyword_search_over_sealed_text(
     assert b"label printer" not in raw and b"Cannot print" not in raw
 
 
+@pytest.mark.parametrize(
+    ("drive_cap", "intersect_cap"),
+    [(1000, 1000), (0, 1000), (0, 0)],
+    ids=["rare: read from the index", "common words: intersected", "common: scanned"],
+)
+async def test_search_plans_agree(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    drive_cap: int,
+    intersect_cap: int,
+):
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    user = await make_user(runtime, Role.END_USER)
+    made = []
+    for i in range(6):
+        words = ["router"] + (["fiber"] if i % 2 else []) + (["outage"] if i % 3 == 0 else [])
+        made.append(
+            await make_ticket(
+                runtime,
+                requester_id=user.id,
+                title=" ".join(words),
+                description=None,
+                created_at=T0 + timedelta(hours=i),
+                tags=("net",) if i < 4 else ("net", "vip"),
+                status=TicketStatus.OPEN if i % 2 else TicketStatus.IN_PROGRESS,
+            )
+        )
+    monkeypatch.setattr(ticket_list, "DRIVE_CAP", drive_cap)
+    monkeypatch.setattr(ticket_list, "INTERSECT_CAP", intersect_cap)
+    newest = [t.number for t in reversed(made)]
+    # (query, tags and words it names, expected numbers newest first)
+    cases: list[tuple[dict[str, object], int, list[int]]] = [
+        ({"q": "router"}, 1, newest),
+        ({"q": "router fiber"}, 2, [n for n in newest if n % 2 == 0]),
+        ({"q": "fiber outage"}, 2, [made[3].number]),
+        ({"q": "router", "tag": "vip"}, 2, [made[5].number, made[4].number]),
+        (
+            {"tag": ["net", "vip"], "status": ["OPEN", "IN_PROGRESS"]},
+            2,
+            [made[5].number, made[4].number],
+        ),
+        ({"q": "router", "sort": "priority", "order": "asc"}, 1, sorted(newest)),
+    ]
+    for params, names, expected in cases:
+        exact = (drive_cap if names == 1 else intersect_cap) > 0
+        page = await _list(client, agent, **params)
+        assert _numbers(page) == expected, params
+        assert page["total_is_estimate"] is not exact, params
+        assert page["total"] == len(expected), params
+    # A lower bound when not counted: what the page saw, plus one when there is more.
+    paged = await _list(client, agent, q="router", page_size=2)
+    assert _numbers(paged) == newest[:2] and paged["has_more"] is True
+    assert paged["total"] == (6 if drive_cap else 3)
+
+
 async def test_list_read_is_audited_without_values(client: httpx.AsyncClient, runtime: Runtime):
     w = await _world(runtime)
     agent: Actor = w["agent"]  # type: ignore[assignment]
     await _list(client, agent, q="vpn", tag="network", status="OPEN")
     async with runtime.database.transaction() as session:
         row = await session.scalar(
-            select(AuditLog).where(AuditLog.action == "ticket.list")
-            .order_by(AuditLog.seq.desc()).limit(1))
+            select(AuditLog)
+            .where(AuditLog.action == "ticket.list")
+            .order_by(AuditLog.seq.desc())
+            .limit(1)
+        )
     assert row is not None
     assert row.actor_id == agent.id and row.outcome == "success"
-    assert row.details == {"count": 1, "filters": ["q", "statuses", "tags"],
-                           "sort": "created_at"}
+    assert row.details == {"count": 1, "filters": ["q", "statuses", "tags"], "sort": "created_at"}
     assert "vpn" not in str(row.details).lower()
 
 
@@ -311,26 +447,29 @@ async def pg_client(pg_url: str, var_dir: Path) -> AsyncIterator[tuple[httpx.Asy
 
 
 @pytest.mark.postgres
-async def test_core_list_queries_on_postgresql(
-    pg_client: tuple[httpx.AsyncClient, Runtime]
-):
+async def test_core_list_queries_on_postgresql(pg_client: tuple[httpx.AsyncClient, Runtime]):
     client, runtime = pg_client
     w = await _world(runtime)
     agent: Actor = w["agent"]  # type: ignore[assignment]
     alice: Actor = w["alice"]  # type: ignore[assignment]
     assert _numbers(await _list(client, agent)) == _n(w, "b2", "b1", "a2", "a1")
-    assert _numbers(await _list(client, agent, status=["OPEN", "IN_PROGRESS"])) == _n(
-        w, "a2", "a1")
+    assert _numbers(await _list(client, agent, status=["OPEN", "IN_PROGRESS"])) == _n(w, "a2", "a1")
     assert _numbers(await _list(client, agent, sort="priority")) == _n(w, "b1", "a1", "b2", "a2")
     assert _numbers(await _list(client, agent, sort="due_date", order="asc"))[:2] == _n(
-        w, "b1", "a1")
+        w, "b1", "a1"
+    )
     assert _numbers(await _list(client, agent, tag=["vpn", "network"])) == _n(w, "a1")
     assert _numbers(await _list(client, agent, q="vpn")) == _n(w, "b1", "a1")
     assert _numbers(await _list(client, agent, assignee_id="unassigned")) == _n(w, "b1")
     assert _numbers(await _list(client, alice, requester_id=str(w["bob"].id))) == []  # type: ignore[attr-defined]
     assert _numbers(await _list(client, alice, q="vpn")) == _n(w, "a1")
     first = await _list(client, agent, page_size=2, status=["OPEN", "IN_PROGRESS", "CLOSED"])
-    second = await _list(client, agent, page_size=2, status=["OPEN", "IN_PROGRESS", "CLOSED"],
-                         cursor=first["next_cursor"])
+    second = await _list(
+        client,
+        agent,
+        page_size=2,
+        status=["OPEN", "IN_PROGRESS", "CLOSED"],
+        cursor=first["next_cursor"],
+    )
     assert second["next_cursor"] is None
     assert _numbers(first) + _numbers(second) == _n(w, "b2", "a2", "a1")

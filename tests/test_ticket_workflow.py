@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
 from google.protobuf.message import Message
+from sqlalchemy import func, select, update
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
@@ -28,7 +28,7 @@ from helpdesk.temporal import (
     ticket_workflow_id,
 )
 from models.enums import Role
-from models.ticket import Ticket, TicketHistory
+from models.ticket import TicketHistory
 from models.user import User
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
@@ -41,14 +41,18 @@ pytestmark = pytest.mark.temporal
 
 async def _history_count(runtime, ticket_id: str, action: str) -> int:
     async with runtime.database.transaction() as session:
-        return int(await session.scalar(
-            select(func.count()).select_from(TicketHistory).where(
-                TicketHistory.ticket_id == uuid.UUID(ticket_id),
-                TicketHistory.action == action)))
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(TicketHistory)
+                .where(
+                    TicketHistory.ticket_id == uuid.UUID(ticket_id), TicketHistory.action == action
+                )
+            )
+        )
 
 
-@pytest.mark.parametrize("settings", [{"ticket_continue_as_new_after_events": 25}],
-                         indirect=True)
+@pytest.mark.parametrize("settings", [{"ticket_continue_as_new_after_events": 25}], indirect=True)
 async def test_continue_as_new_keeps_state_and_deduplication(runtime, temporal_client):
     requester = await make_user(runtime, Role.END_USER)
     manager = await make_user(runtime, Role.MANAGER)
@@ -62,14 +66,21 @@ async def test_continue_as_new_keeps_state_and_deduplication(runtime, temporal_c
             response = await set_status(http, manager, tid, target)
             assert response.status_code == 200, response.text
         # A request id applied before the continue-as-new is still recognised after it.
-        replay = StatusChange(request_id="dup-1", actor=Actor(id=manager.id, role="MANAGER"),
-                              status=Status.IN_PROGRESS)
+        replay = StatusChange(
+            request_id="dup-1",
+            actor=Actor(id=manager.id, role="MANAGER"),
+            status=Status.IN_PROGRESS,
+        )
         state = await handle.execute_update(TicketWorkflow.change_status, replay)
         for target in (Status.RESOLVED, Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED):
             state = await handle.execute_update(  # push past the threshold again
                 TicketWorkflow.change_status,
-                StatusChange(request_id=f"more-{uuid.uuid4()}",
-                             actor=Actor(id=manager.id, role="MANAGER"), status=target))
+                StatusChange(
+                    request_id=f"more-{uuid.uuid4()}",
+                    actor=Actor(id=manager.id, role="MANAGER"),
+                    status=target,
+                ),
+            )
         # IN_PROGRESS from RESOLVED would be refused: the duplicate is answered, not judged.
         again = await handle.execute_update(TicketWorkflow.change_status, replay)
         assert again.version == state.version
@@ -87,18 +98,20 @@ async def test_continue_as_new_keeps_state_and_deduplication(runtime, temporal_c
     assert await _history_count(runtime, tid, "status_changed") == len(cycle) + 1 + 4
 
 
-async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtime,
-                                                                          temporal_client):
+async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtime, temporal_client):
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
         ticket = await create_ticket(http, requester, title="Secret title", priority="URGENT")
         tid = ticket["id"]
         handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
+
         async def updates_in_history() -> int:
             history = await handle.fetch_history()
-            return sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
-                       for e in history.events)
+            return sum(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+                for e in history.events
+            )
 
         before = await updates_in_history()
         refused = await set_status(http, agent, tid, "CLOSED")
@@ -107,8 +120,9 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
         await set_status(http, agent, tid, "IN_PROGRESS")
         assert await updates_in_history() == before + 1
 
-        await http.post(f"/api/v1/tickets/{tid}/assign", json={"agent_id": str(agent.id)},
-                        headers=agent.headers)
+        await http.post(
+            f"/api/v1/tickets/{tid}/assign", json={"agent_id": str(agent.id)}, headers=agent.headers
+        )
         description = await handle.describe()
         attrs = description.typed_search_attributes
         assert attrs.get(TICKET_STATUS) == "IN_PROGRESS"
@@ -126,8 +140,9 @@ async def test_concurrent_creations_spread_the_load(runtime, temporal_client):
     agents = [await make_user(runtime, Role.SUPPORT_AGENT) for _ in range(4)]
     priorities = ["LOW", "MEDIUM", "HIGH", "URGENT"]
     async with ticket_api(runtime, temporal_client) as http:
-        created = await asyncio.gather(*(
-            create_ticket(http, requester, priority=priorities[i % 4]) for i in range(40)))
+        created = await asyncio.gather(
+            *(create_ticket(http, requester, priority=priorities[i % 4]) for i in range(40))
+        )
     assert all(t["assignee_id"] for t in created)
     assert all(t["workflow"]["assignee_id"] == t["assignee_id"] for t in created)
     async with runtime.database.transaction() as session:
@@ -139,8 +154,9 @@ async def test_concurrent_creations_spread_the_load(runtime, temporal_client):
     assert sum(a.weighted_load for a in loads) == 10 * (1 + 2 + 4 + 8)
 
 
-async def test_deactivated_agents_tickets_are_reassigned_by_their_workflows(runtime,
-                                                                            temporal_client):
+async def test_deactivated_agents_tickets_are_reassigned_by_their_workflows(
+    runtime, temporal_client
+):
     requester = await make_user(runtime, Role.END_USER)
     leaving = await make_user(runtime, Role.SUPPORT_AGENT)
     staying = await make_user(runtime, Role.SUPPORT_AGENT)
@@ -148,19 +164,22 @@ async def test_deactivated_agents_tickets_are_reassigned_by_their_workflows(runt
         ids = []
         for _ in range(3):
             t = await create_ticket(http, requester)
-            r = await http.post(f"/api/v1/tickets/{t['id']}/assign",
-                                json={"agent_id": str(leaving.id)}, headers=leaving.headers)
+            r = await http.post(
+                f"/api/v1/tickets/{t['id']}/assign",
+                json={"agent_id": str(leaving.id)},
+                headers=leaving.headers,
+            )
             assert r.status_code == 200
             ids.append(t["id"])
         async with runtime.database.transaction() as session:
-            await session.execute(update(User).where(User.id == leaving.id)
-                                  .values(is_active=False))
+            await session.execute(update(User).where(User.id == leaving.id).values(is_active=False))
         assert await assignment.reassign_open_tickets_of(runtime, leaving.id) == 3
         # Repeating it is harmless: nothing of theirs is left.
         assert await assignment.reassign_open_tickets_of(runtime, leaving.id) == 0
         for tid in ids:
-            state = await temporal_client.get_workflow_handle(
-                ticket_workflow_id(tid)).query(TicketWorkflow.state)
+            state = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).query(
+                TicketWorkflow.state
+            )
             assert state.assignee_id == staying.id
             got = (await http.get(f"/api/v1/tickets/{tid}", headers=staying.headers)).json()
             assert got["assignee_id"] == str(staying.id)
@@ -176,9 +195,12 @@ async def test_rows_without_a_workflow_are_reconciled(runtime, temporal_client):
         for _ in range(2):
             async with runtime.database.transaction() as session:
                 row = await tickets.insert_ticket(
-                    session, runtime, requester_id=requester.id,
+                    session,
+                    runtime,
+                    requester_id=requester.id,
                     data=tickets.NewTicket(title="Orphan", description=None),
-                    auto_assign=False)
+                    auto_assign=False,
+                )
                 orphans.append(str(row.id))
         # A command to a row without a workflow starts it first.
         moved = await set_status(http, manager, orphans[0], "IN_PROGRESS")
@@ -194,8 +216,9 @@ async def test_rows_without_a_workflow_are_reconciled(runtime, temporal_client):
         await tickets.reconcile_workflows(runtime, grace_seconds=0)
         assert (await handle.describe()).run_id == first.run_id  # not started twice
         # The first orphan kept its progress: the reconciler did not restart it.
-        state0 = await temporal_client.get_workflow_handle(
-            ticket_workflow_id(orphans[0])).query(TicketWorkflow.state)
+        state0 = await temporal_client.get_workflow_handle(ticket_workflow_id(orphans[0])).query(
+            TicketWorkflow.state
+        )
         assert state0.status is Status.IN_PROGRESS
 
 
@@ -216,8 +239,9 @@ def _payloads(message: Message, out: list[Payload]) -> None:
                     _payloads(item, out)
 
 
-async def test_canary_absent_from_raw_history_and_database_files(runtime, temporal_client,
-                                                                 temporal_server, settings):
+async def test_canary_absent_from_raw_history_and_database_files(
+    runtime, temporal_client, temporal_server, settings
+):
     canary_title = f"CANARY{uuid.uuid4().hex[:12]}title"
     canary_text = f"CANARY{uuid.uuid4().hex[:12]}description"
     canary_note = f"CANARY{uuid.uuid4().hex[:12]}note"
@@ -226,19 +250,18 @@ async def test_canary_absent_from_raw_history_and_database_files(runtime, tempor
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
-        ticket = await create_ticket(http, requester, title=canary_title,
-                                     description=canary_text)
+        ticket = await create_ticket(http, requester, title=canary_title, description=canary_text)
         tid = ticket["id"]
         await set_status(http, agent, tid, "IN_PROGRESS")
         await set_status(http, agent, tid, "RESOLVED", note=canary_note)
-        edited = await http.put(f"/api/v1/tickets/{tid}", json={"description": canary_edit},
-                                headers=requester.headers)
+        edited = await http.put(
+            f"/api/v1/tickets/{tid}", json={"description": canary_edit}, headers=requester.headers
+        )
         assert edited.status_code == 200
         # What a user sees: the text, decrypted.
         got = (await http.get(f"/api/v1/tickets/{tid}", headers=requester.headers)).json()
         assert got["title"] == canary_title and got["description"] == canary_edit
-        notes = (await http.get(f"/api/v1/tickets/{tid}/history",
-                                headers=requester.headers)).json()
+        notes = (await http.get(f"/api/v1/tickets/{tid}/history", headers=requester.headers)).json()
         assert [e["note"] for e in notes if e["note"]] == [canary_note]
 
     # Raw Temporal history through a client WITHOUT our codec.
@@ -257,8 +280,14 @@ async def test_canary_absent_from_raw_history_and_database_files(runtime, tempor
     plaintext = [p for p in payloads if p.metadata.get("encoding") != ENCODING]
     assert encrypted
     assert all(b"type" in p.metadata for p in plaintext)
-    assert {p.data for p in plaintext} <= {b'"OPEN"', b'"IN_PROGRESS"', b'"RESOLVED"',
-                                          b'"MEDIUM"', b"false", b""}
+    assert {p.data for p in plaintext} <= {
+        b'"OPEN"',
+        b'"IN_PROGRESS"',
+        b'"RESOLVED"',
+        b'"MEDIUM"',
+        b"false",
+        b"",
+    }
     decoded = b"".join(p.data for p in await codec(settings).decode(encrypted))
     assert canary_note.encode() in decoded and canary_edit.encode() in decoded
 

@@ -33,8 +33,9 @@ def test_machine_has_exactly_the_documented_edges(current: Status, target: Statu
 
 @pytest.mark.parametrize(("current", "target"), list(itertools.product(Status, Status)))
 @pytest.mark.parametrize("role", STAFF_ROLES)
-def test_staff_may_take_every_edge_and_nothing_else(current: Status, target: Status,
-                                                    role: str) -> None:
+def test_staff_may_take_every_edge_and_nothing_else(
+    current: Status, target: Status, role: str
+) -> None:
     verdict = judge(current, target, role, is_requester=False)
     if current is target:
         assert verdict is TransitionVerdict.NO_CHANGE
@@ -45,8 +46,9 @@ def test_staff_may_take_every_edge_and_nothing_else(current: Status, target: Sta
 
 
 @pytest.mark.parametrize(("current", "target"), list(itertools.product(Status, Status)))
-def test_requester_may_only_close_or_reopen_a_resolved_ticket(current: Status,
-                                                              target: Status) -> None:
+def test_requester_may_only_close_or_reopen_a_resolved_ticket(
+    current: Status, target: Status
+) -> None:
     verdict = judge(current, target, "END_USER", is_requester=True)
     if current is target:
         assert verdict is TransitionVerdict.NO_CHANGE
@@ -59,18 +61,24 @@ def test_requester_may_only_close_or_reopen_a_resolved_ticket(current: Status,
 
 
 @pytest.mark.parametrize(("current", "target"), sorted(EDGES))
-def test_an_end_user_who_is_not_the_requester_may_do_nothing(current: Status,
-                                                             target: Status) -> None:
+def test_an_end_user_who_is_not_the_requester_may_do_nothing(
+    current: Status, target: Status
+) -> None:
     assert judge(current, target, "END_USER", is_requester=False) is (
-        TransitionVerdict.NOT_PERMITTED)
+        TransitionVerdict.NOT_PERMITTED
+    )
     assert allowed_next(current, "END_USER", is_requester=False) == []
 
 
 def test_allowed_next_lists_states_in_machine_order() -> None:
     assert allowed_next(Status.RESOLVED, "MANAGER", is_requester=False) == [
-        Status.CLOSED, Status.OPEN]
+        Status.CLOSED,
+        Status.OPEN,
+    ]
     assert allowed_next(Status.RESOLVED, "END_USER", is_requester=True) == [
-        Status.CLOSED, Status.OPEN]
+        Status.CLOSED,
+        Status.OPEN,
+    ]
     assert allowed_next(Status.OPEN, "END_USER", is_requester=True) == []
     assert allowed_next(Status.CLOSED, "ADMINISTRATOR", is_requester=False) == []
     assert is_final(Status.CLOSED) and not is_final(Status.RESOLVED)

@@ -17,8 +17,9 @@ from tests.factories import Actor
 
 
 @contextlib.asynccontextmanager
-async def ticket_api(runtime: Runtime, temporal_client: Client, *, worker: bool = True
-                     ) -> AsyncIterator[httpx.AsyncClient]:
+async def ticket_api(
+    runtime: Runtime, temporal_client: Client, *, worker: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client over the ASGI app, with (optionally) a worker running beside it."""
     from workers.worker import build_worker
 
@@ -29,7 +30,8 @@ async def ticket_api(runtime: Runtime, temporal_client: Client, *, worker: bool 
         if worker:
             await stack.enter_async_context(build_worker(temporal_client, runtime))
         http = await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60))
+            httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60)
+        )
         yield http
 
 
@@ -41,7 +43,11 @@ async def create_ticket(http: httpx.AsyncClient, actor: Actor, **body: Any) -> d
     return data
 
 
-async def set_status(http: httpx.AsyncClient, actor: Actor, ticket_id: str | uuid.UUID,
-                     status: str, **extra: Any) -> httpx.Response:
-    return await http.post(f"/api/v1/tickets/{ticket_id}/status",
-                           json={"status": status, **extra}, headers=actor.headers)
+async def set_status(
+    http: httpx.AsyncClient, actor: Actor, ticket_id: str | uuid.UUID, status: str, **extra: Any
+) -> httpx.Response:
+    return await http.post(
+        f"/api/v1/tickets/{ticket_id}/status",
+        json={"status": status, **extra},
+        headers=actor.headers,
+    )

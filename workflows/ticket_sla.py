@@ -108,6 +108,11 @@ _CLOCK_NAMES: dict[SlaClockKind, ClockName] = {
 }
 
 
+def _error_type(err: ActivityError) -> str:
+    cause = err.cause
+    return cause.type or "error" if isinstance(cause, ApplicationError) else type(cause).__name__
+
+
 def _clock_name(kind: SlaClockKind | None) -> ClockName | None:
     return _CLOCK_NAMES[kind] if kind is not None else None
 
@@ -117,6 +122,8 @@ def is_public_staff_reply(event: ChangeEvent) -> bool:
     if event.action not in ("commented", "comment_added"):
         return False
     changes = event.changes
+    if "first_response" in changes:  # decided by workflows.ticket_comments.on_comment
+        return changes["first_response"] is True
     role = changes.get("author_role") or changes.get("actor_role")
     return changes.get("internal") is False and role in STAFF and role != "SYSTEM"
 
@@ -242,9 +249,12 @@ class TicketSlaMixin:
 
     async def _sla_wait(self, condition: Any) -> None:
         """The main loop's sleep: until `condition` or the next SLA event is due."""
+        s = self._ticket.sla
+        nxt = sla_next_due(s) if s is not None and not self._ticket.gone else None
+        if nxt is not None and nxt <= workflow.now():
+            return  # already due. (Anything later needs a real timer: workflow time does
+            # not advance within one activation, so returning early would spin forever.)
         timeout = self._sla_timeout()
-        if timeout is not None and timeout <= _MIN_TIMER:
-            return
         try:
             await workflow.wait_condition(
                 condition, timeout=timeout, timeout_summary=self._sla_timer_summary()
@@ -277,24 +287,23 @@ class TicketSlaMixin:
             s = self._ticket.sla
             assert s is not None and event.clock is not None
             s.clocks[event.clock].breached_at = event.due_at  # due dates show the breach
-            await self._sla_write(
-                [],
-                extra=[
-                    SlaHistoryEntry(
-                        event_key=event.key,
-                        action="sla.breached",
-                        at=now,
-                        changes={
-                            "clock": clock,
-                            "due_at": event.due_at.isoformat(),
-                            "lateness_seconds": lateness,
-                        },
-                    )
-                ],
-                breached_at=event.due_at,
-                summary=f"SLA {clock} breached",
+            entry = SlaHistoryEntry(
+                event_key=event.key,
+                action="sla.breached",
+                at=now,
+                changes={
+                    "clock": clock,
+                    "due_at": event.due_at.isoformat(),
+                    "lateness_seconds": lateness,
+                },
             )
-            await self._sla_push(PushEvent.SLA_BREACH, event.key, clock)
+            # Record and push together: one round trip instead of two when many breach.
+            await asyncio.gather(
+                self._sla_write(
+                    [], extra=[entry], breached_at=event.due_at, summary=f"SLA {clock} breached"
+                ),
+                self._sla_push(PushEvent.SLA_BREACH, event.key, clock),
+            )
             return
         step = event.step
         assert step is not None
@@ -511,8 +520,8 @@ class TicketSlaMixin:
             retry_policy=_RETRY,
             summary="Who to notify",
         )
-        for recipient in recipients:
-            await workflow.execute_activity_method(
+        sends = [
+            workflow.execute_activity_method(
                 NotificationActivities.send_email,
                 NotifyInput(
                     kind=kind,
@@ -527,8 +536,25 @@ class TicketSlaMixin:
                 retry_policy=_NOTIFY_RETRY,
                 summary=f"Email {kind.value}",
             )
+            for recipient in recipients
+        ]
+        # One email per person, in parallel; a notice that cannot be sent is logged (the
+        # change itself is on the portal and in history), never fails the ticket.
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, ActivityError):
+                workflow.logger.warning("SLA email not sent: %s", _error_type(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def _sla_push(self, event: PushEvent, event_id: str, clock: ClockName | None) -> None:
+        try:
+            await self._sla_push_once(event, event_id, clock)
+        except ActivityError as err:
+            workflow.logger.warning("SLA push not sent: %s", _error_type(err))
+
+    async def _sla_push_once(
+        self, event: PushEvent, event_id: str, clock: ClockName | None
+    ) -> None:
         await workflow.execute_activity_method(
             NotificationActivities.publish_event,
             PushInput(

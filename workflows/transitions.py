@@ -69,8 +69,9 @@ class TransitionVerdict(StrEnum):
     NOT_PERMITTED = "not_permitted"  # a legal edge this caller may not take → 403
 
 
-def judge(current: Status | str, target: Status | str, role: str, *, is_requester: bool
-          ) -> TransitionVerdict:
+def judge(
+    current: Status | str, target: Status | str, role: str, *, is_requester: bool
+) -> TransitionVerdict:
     """Decide a requested status change. Pure; the workflow validator and handler call it."""
     here, there = Status(current), Status(target)
     if here is there:

@@ -42,9 +42,15 @@ async def list_categories(
     if query.include_inactive and principal.role is not Role.ADMINISTRATOR:
         raise PermissionDenied(
             "only administrators list inactive categories",
-            audit={"action": "access.denied", "outcome": "denied",
-                   "details": {"route": request.scope.get("path", ""), "method": "GET",
-                               "why": "include_inactive"}},
+            audit={
+                "action": "access.denied",
+                "outcome": "denied",
+                "details": {
+                    "route": request.scope.get("path", ""),
+                    "method": "GET",
+                    "why": "include_inactive",
+                },
+            },
         )
     rows = await categories.list_categories(session, include_inactive=query.include_inactive)
     if query.shape == "tree":
@@ -57,8 +63,12 @@ async def create_category(
     body: CategoryCreate, principal: Admin, session: SessionDep, runtime: RuntimeDep
 ) -> CategoryOut:
     category = await categories.create_category(
-        session, runtime, name=body.name, description=body.description,
-        parent_id=body.parent_id, actor_id=principal.id,
+        session,
+        runtime,
+        name=body.name,
+        description=body.description,
+        parent_id=body.parent_id,
+        actor_id=principal.id,
     )
     return CategoryOut.model_validate(category)
 
@@ -73,8 +83,11 @@ async def update_category(
 ) -> CategoryOut:
     """Rename, re-describe, move (`parent_id`, null for the root) or (re)activate."""
     category = await categories.update_category(
-        session, runtime, category_id,
-        changes=body.model_dump(include=body.model_fields_set), actor_id=principal.id,
+        session,
+        runtime,
+        category_id,
+        changes=body.model_dump(include=body.model_fields_set),
+        actor_id=principal.id,
     )
     return CategoryOut.model_validate(category)
 

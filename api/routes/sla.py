@@ -316,7 +316,7 @@ async def escalate(
         principal.role.value,
         ticket_id,
         escalated_to=body.escalated_to,
-        request_id=f"escalate:{principal.id}:{idempotency_key or uuid.uuid4()}",
+        request_id=tickets.command_request_id(principal.id, idempotency_key),
         reason=body.reason.value,
     )
     t = view.ticket

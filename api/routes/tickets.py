@@ -9,9 +9,10 @@ answers would serialise every request on SQLite's write lock.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Response, status
 
 from api.deps import Admin, AnyUser, RuntimeDep, Staff
 from api.schemas.tickets import (
@@ -34,50 +35,95 @@ router = APIRouter()
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=255,
-           description="A retry with the same key is applied once (same ticket on create)"),
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="A retry with the same key is applied once (same ticket on create)",
+    ),
 ]
+
+
+async def _creation_slot(runtime: RuntimeDep) -> AsyncIterator[None]:
+    async with tickets.creation_slot(runtime):
+        yield
+
+
+async def _command_slot(runtime: RuntimeDep) -> AsyncIterator[None]:
+    async with tickets.command_slot(runtime):
+        yield
+
+
+# Declared FIRST on a route so a saturated process sheds load (503 + Retry-After) before
+# it spends anything on authentication.
+CreationSlot = Annotated[None, Depends(_creation_slot)]
+CommandSlot = Annotated[None, Depends(_command_slot)]
 
 
 def _out(v: tickets.TicketView) -> TicketOut:
     t = v.ticket
     state = v.workflow
     return TicketOut(
-        id=t.id, number=t.number, title=v.title, description=v.description,
-        status=TicketStatus(t.status), priority=Priority(t.priority), category_id=t.category_id, tags=v.tags,
-        requester_id=t.requester_id, assignee_id=t.assignee_id, due_date=t.due_date,
-        escalated=t.escalated, escalation_level=t.escalation_level, created_at=t.created_at,
-        updated_at=t.updated_at, resolved_at=t.resolved_at, closed_at=t.closed_at,
+        id=t.id,
+        number=t.number,
+        title=v.title,
+        description=v.description,
+        status=TicketStatus(t.status),
+        priority=Priority(t.priority),
+        category_id=t.category_id,
+        tags=v.tags,
+        requester_id=t.requester_id,
+        assignee_id=t.assignee_id,
+        due_date=t.due_date,
+        escalated=t.escalated,
+        escalation_level=t.escalation_level,
+        created_at=t.created_at,
+        updated_at=t.updated_at,
+        resolved_at=t.resolved_at,
+        closed_at=t.closed_at,
         version=t.version,
         workflow=WorkflowStateOut(
-            status=TicketStatus(state.status.value), priority=Priority(state.priority), assignee_id=state.assignee_id,
-            escalated=state.escalated, escalation_level=state.escalation_level,
+            status=TicketStatus(state.status.value),
+            priority=Priority(state.priority),
+            assignee_id=state.assignee_id,
+            escalated=state.escalated,
+            escalation_level=state.escalation_level,
             version=state.version,
-        ) if state is not None else None,
+        )
+        if state is not None
+        else None,
     )
 
 
 @router.post("/tickets", status_code=status.HTTP_201_CREATED, response_model=TicketOut)
-async def create_ticket(body: TicketCreate, principal: AnyUser, runtime: RuntimeDep,
-                        response: Response, idempotency_key: IdempotencyKey = None
-                        ) -> TicketOut:
+async def create_ticket(
+    _slot: CreationSlot,
+    body: TicketCreate,
+    principal: AnyUser,
+    runtime: RuntimeDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TicketOut:
     """Open a ticket. Answers once the row exists and its workflow runs; the same
     Idempotency-Key with the same body answers with the same ticket (a different body: 422).
     503 with Retry-After when the help desk is saturated."""
     data = tickets.NewTicket(
-        title=body.title, description=body.description, priority=body.priority.value,
-        category_id=body.category_id, tags=tuple(body.tags), due_date=body.due_date,
+        title=body.title,
+        description=body.description,
+        priority=body.priority.value,
+        category_id=body.category_id,
+        tags=tuple(body.tags),
+        due_date=body.due_date,
     )
-    result = await tickets.create(runtime, requester_id=principal.id, data=data,
-                                  idempotency_key=idempotency_key)
+    result = await tickets.create(
+        runtime, requester_id=principal.id, data=data, idempotency_key=idempotency_key
+    )
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return _out(result)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
-async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep
-                     ) -> TicketOut:
+async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep) -> TicketOut:
     """One ticket from the read model, with the live state of its workflow."""
     result = await tickets.read_view(runtime, principal.id, principal.role.value, ticket_id)
     if result.ticket.status != Status.CLOSED.value:
@@ -86,9 +132,14 @@ async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeD
 
 
 @router.put("/tickets/{ticket_id}", response_model=TicketOut)
-async def update_ticket(ticket_id: uuid.UUID, body: TicketUpdate, principal: AnyUser,
-                        runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
-                        ) -> TicketOut:
+async def update_ticket(
+    _slot: CommandSlot,
+    ticket_id: uuid.UUID,
+    body: TicketUpdate,
+    principal: AnyUser,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> TicketOut:
     """Edit a ticket. End users: title, description and tags of their own tickets (other
     fields → 422); staff: every field."""
     sent = sorted(body.model_fields_set)
@@ -98,46 +149,74 @@ async def update_ticket(ticket_id: uuid.UUID, body: TicketUpdate, principal: Any
             details={"fields": sorted(set(sent) - REQUESTER_EDITABLE)},
         )
     edits = TicketEdits(
-        fields=sent, title=body.title, description=body.description,
+        fields=sent,
+        title=body.title,
+        description=body.description,
         priority=body.priority.value if body.priority else None,
-        category_id=body.category_id, due_date=body.due_date,
+        category_id=body.category_id,
+        due_date=body.due_date,
         tags=list(body.tags) if body.tags is not None else None,
     )
     result = await tickets.edit(
-        runtime, principal.id, principal.role.value, ticket_id, edits=edits,
-        request_id=tickets.command_request_id(principal.id, idempotency_key))
+        runtime,
+        principal.id,
+        principal.role.value,
+        ticket_id,
+        edits=edits,
+        request_id=tickets.command_request_id(principal.id, idempotency_key),
+    )
     return _out(result)
 
 
 @router.post("/tickets/{ticket_id}/status", response_model=TicketOut)
-async def change_ticket_status(ticket_id: uuid.UUID, body: StatusChangeIn, principal: AnyUser,
-                               runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
-                               ) -> TicketOut:
+async def change_ticket_status(
+    _slot: CommandSlot,
+    ticket_id: uuid.UUID,
+    body: StatusChangeIn,
+    principal: AnyUser,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> TicketOut:
     """Move a ticket along OPEN → IN_PROGRESS → RESOLVED → CLOSED (or reopen a RESOLVED
     one). An illegal move → 409 with `details.allowed`; a move this caller may not make →
     403. End users may close or reopen their own RESOLVED tickets."""
     result = await tickets.change_status(
-        runtime, principal.id, principal.role.value, ticket_id,
-        status=Status(body.status.value), note=body.note,
-        request_id=tickets.command_request_id(principal.id, idempotency_key))
+        runtime,
+        principal.id,
+        principal.role.value,
+        ticket_id,
+        status=Status(body.status.value),
+        note=body.note,
+        request_id=tickets.command_request_id(principal.id, idempotency_key),
+    )
     return _out(result)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketOut)
-async def assign_ticket(ticket_id: uuid.UUID, body: AssignIn, principal: Staff,
-                        runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
-                        ) -> TicketOut:
+async def assign_ticket(
+    _slot: CommandSlot,
+    ticket_id: uuid.UUID,
+    body: AssignIn,
+    principal: Staff,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> TicketOut:
     """Assign to an agent, or `{"auto": true}` for the least-loaded support agent. Agents
     may assign only themselves (or auto); managers and administrators anyone on staff."""
     result = await tickets.assign(
-        runtime, principal.id, principal.role.value, ticket_id, agent_id=body.agent_id,
-        auto=body.auto, request_id=tickets.command_request_id(principal.id, idempotency_key))
+        runtime,
+        principal.id,
+        principal.role.value,
+        ticket_id,
+        agent_id=body.agent_id,
+        auto=body.auto,
+        request_id=tickets.command_request_id(principal.id, idempotency_key),
+    )
     return _out(result)
 
 
 @router.delete("/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_ticket(ticket_id: uuid.UUID, principal: Admin, runtime: RuntimeDep
-                        ) -> Response:
+async def delete_ticket(ticket_id: uuid.UUID, principal: Admin, runtime: RuntimeDep) -> Response:
     """Dispose of a ticket (administrators): its data key is destroyed (crypto-shredding),
     its workflow ends; later reads answer 410."""
     await tickets.dispose(runtime, principal.id, principal.role.value, ticket_id)
@@ -145,9 +224,14 @@ async def delete_ticket(ticket_id: uuid.UUID, principal: Admin, runtime: Runtime
 
 
 @router.get("/tickets/{ticket_id}/history", response_model=list[HistoryEntryOut])
-async def ticket_history(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep
-                         ) -> list[HistoryEntryOut]:
+async def ticket_history(
+    ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep
+) -> list[HistoryEntryOut]:
     """Who changed what and when, oldest first."""
     entries = await tickets.history(runtime, principal.id, principal.role.value, ticket_id)
-    return [HistoryEntryOut(id=e.id, at=e.at, actor_id=e.actor_id, action=e.action,
-                            changes=e.changes, note=e.note) for e in entries]
+    return [
+        HistoryEntryOut(
+            id=e.id, at=e.at, actor_id=e.actor_id, action=e.action, changes=e.changes, note=e.note
+        )
+        for e in entries
+    ]

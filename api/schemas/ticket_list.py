@@ -6,7 +6,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from models.enums import Priority, TicketStatus
 
@@ -63,6 +70,14 @@ class TicketQuery(BaseModel):
     @classmethod
     def _multi(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TicketQuery:
+        for start, end in (("created_from", "created_to"), ("updated_from", "updated_to")):
+            low, high = getattr(self, start), getattr(self, end)
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{start} is after {end}")
+        return self
 
     @field_validator("created_from", "created_to", "updated_from", "updated_to")
     @classmethod

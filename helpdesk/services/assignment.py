@@ -49,8 +49,9 @@ class AgentLoad:
 
 def choose_agent(loads: Iterable[AgentLoad]) -> uuid.UUID | None:
     """The least-loaded agent: least weighted load, then fewest open tickets, then id."""
-    best = min(loads, key=lambda a: (a.weighted_load, a.open_tickets, str(a.agent_id)),
-               default=None)
+    best = min(
+        loads, key=lambda a: (a.weighted_load, a.open_tickets, str(a.agent_id)), default=None
+    )
     return best.agent_id if best else None
 
 
@@ -72,9 +73,7 @@ async def agent_loads(
     session: AsyncSession, *, exclude_ticket: uuid.UUID | None = None
 ) -> list[AgentLoad]:
     """The open load of every active SUPPORT_AGENT (a ticket being re-assigned excluded)."""
-    weight = case(
-        *((Ticket.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0
-    )
+    weight = case(*((Ticket.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0)
     join_on = and_(
         Ticket.assignee_id == User.id,
         Ticket.status.in_(OPEN_LOAD_STATUSES),

@@ -186,7 +186,10 @@ async def update_category(
         category.updated_by = actor_id
         await _flush_unique(session)
         await runtime.audit.record(
-            session, "category.update", table=TABLE, record_id=category.id,
+            session,
+            "category.update",
+            table=TABLE,
+            record_id=category.id,
             details={"fields": changed},
         )
     return category
@@ -197,9 +200,7 @@ async def _check_parent_active(session: AsyncSession, category: Category) -> Non
         return
     parent = await session.get(Category, category.parent_id)
     if parent is not None and not parent.is_active:
-        raise Conflict(
-            "reactivate the parent category first", details={"field": "is_active"}
-        )
+        raise Conflict("reactivate the parent category first", details={"field": "is_active"})
 
 
 async def _subtree_ids(session: AsyncSession, root: uuid.UUID) -> list[uuid.UUID]:
@@ -231,16 +232,20 @@ async def delete_category(
     children, so nothing is left pointing at a missing category."""
     category = await get_category(session, category_id)
     in_use = await session.scalar(select(exists().where(Ticket.category_id == category_id)))
-    has_children = await session.scalar(
-        select(exists().where(Category.parent_id == category_id))
-    )
+    has_children = await session.scalar(select(exists().where(Category.parent_id == category_id)))
     if in_use or has_children:
         count = await _deactivate_subtree(session, category)
         category.updated_by = actor_id
         await runtime.audit.record(
-            session, "category.deactivate", table=TABLE, record_id=category.id,
-            details={"in_use": bool(in_use), "has_children": bool(has_children),
-                     "deactivated": count},
+            session,
+            "category.deactivate",
+            table=TABLE,
+            record_id=category.id,
+            details={
+                "in_use": bool(in_use),
+                "has_children": bool(has_children),
+                "deactivated": count,
+            },
         )
         return "deactivated", category
     await session.execute(delete(Category).where(Category.id == category_id))

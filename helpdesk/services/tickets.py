@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -82,8 +83,11 @@ TABLE = "tickets"
 HISTORY_TABLE = "ticket_history"
 PRIORITY_RANK: dict[str, int] = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "URGENT": 4}
 # Statuses whose ticket has a running workflow (CLOSED: the workflow has completed).
-LIVE_STATUSES = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value,
-                 TicketStatus.RESOLVED.value)
+LIVE_STATUSES = (
+    TicketStatus.OPEN.value,
+    TicketStatus.IN_PROGRESS.value,
+    TicketStatus.RESOLVED.value,
+)
 
 T = TypeVar("T")
 
@@ -102,8 +106,9 @@ class AgentNotAssignable(errors.ValidationFailed):
 def actor_of(user_id: uuid.UUID, role: str) -> Actor:
     """The command's actor: the caller plus where the request came from (for the audit)."""
     ctx = current_context()
-    return Actor(id=user_id, role=role, ip=ctx.ip, user_agent=ctx.user_agent,
-                 http_request_id=ctx.request_id)
+    return Actor(
+        id=user_id, role=role, ip=ctx.ip, user_agent=ctx.user_agent, http_request_id=ctx.request_id
+    )
 
 
 def command_request_id(user_id: uuid.UUID, idempotency_key: str | None) -> str:
@@ -129,7 +134,9 @@ class NewTicket:
     def fingerprint(self) -> str:
         """A digest of the request body, to refuse a reused Idempotency-Key."""
         body = {
-            "title": self.title, "description": self.description, "priority": self.priority,
+            "title": self.title,
+            "description": self.description,
+            "priority": self.priority,
             "category_id": str(self.category_id) if self.category_id else None,
             "tags": sorted(self.tags),
             "due_date": self.due_date.isoformat() if self.due_date else None,
@@ -140,8 +147,7 @@ class NewTicket:
 async def allocate_number(session: AsyncSession) -> int:
     """The next ticket number (a row lock on PostgreSQL, the write lock on SQLite)."""
     value = await session.scalar(
-        text("UPDATE counters SET value = value + 1 WHERE name = 'ticket_number' "
-             "RETURNING value")
+        text("UPDATE counters SET value = value + 1 WHERE name = 'ticket_number' RETURNING value")
     )
     if value is None:
         raise RuntimeError("the ticket_number counter row is missing (run the migrations)")
@@ -152,8 +158,9 @@ async def _idempotent_ticket(
     session: AsyncSession, user_id: uuid.UUID, key: str, fingerprint: str
 ) -> uuid.UUID | None:
     record = await session.scalar(
-        select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
-                                        IdempotencyRecord.key == key)
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key
+        )
     )
     if record is None:
         return None
@@ -202,8 +209,7 @@ async def insert_ticket(
     await session.flush()
     for tag in sorted({normalise_tag(t) for t in data.tags}):
         session.add(TicketTag(ticket_id=ticket_id, tag=tag))
-    await ticket_text.reindex(session, runtime.blind_index, ticket_id, data.title,
-                              data.description)
+    await ticket_text.reindex(session, runtime.blind_index, ticket_id, data.title, data.description)
     changes: dict[str, Any] = {
         "status": {"old": None, "new": TicketStatus.OPEN.value},
         "priority": {"old": None, "new": data.priority},
@@ -215,12 +221,26 @@ async def insert_ticket(
         changes["category_id"] = {"old": None, "new": str(data.category_id)}
     if assignee is not None:
         changes["assignee_id"] = {"old": None, "new": str(assignee), "auto": True}
-    session.add(TicketHistory(ticket_id=ticket_id, event_key="created", actor_id=requester_id,
-                              action="created", changes=changes))
+    session.add(
+        TicketHistory(
+            ticket_id=ticket_id,
+            event_key="created",
+            actor_id=requester_id,
+            action="created",
+            changes=changes,
+        )
+    )
     await runtime.audit.record(
-        session, "ticket.create", table=TABLE, record_id=ticket_id,
-        details={"number": number, "priority": data.priority, "auto_assigned": bool(assignee),
-                 "tags": len(data.tags)},
+        session,
+        "ticket.create",
+        table=TABLE,
+        record_id=ticket_id,
+        details={
+            "number": number,
+            "priority": data.priority,
+            "auto_assigned": bool(assignee),
+            "tags": len(data.tags),
+        },
     )
     return ticket
 
@@ -229,21 +249,28 @@ async def insert_ticket(
 
 
 def _seal_note(key: Any, ticket_id: uuid.UUID, event_key: str, note: str) -> str:
-    blob = encrypt_field(key, note, table=HISTORY_TABLE, column="note",
-                         row_id=f"{ticket_id}:{event_key}")
+    blob = encrypt_field(
+        key, note, table=HISTORY_TABLE, column="note", row_id=f"{ticket_id}:{event_key}"
+    )
     return base64.b64encode(blob).decode()
 
 
 def _open_note(key: Any, ticket_id: uuid.UUID, event_key: str, sealed: str) -> str | None:
     try:
-        return decrypt_field(key, base64.b64decode(sealed), table=HISTORY_TABLE, column="note",
-                             row_id=f"{ticket_id}:{event_key}")
+        return decrypt_field(
+            key,
+            base64.b64decode(sealed),
+            table=HISTORY_TABLE,
+            column="note",
+            row_id=f"{ticket_id}:{event_key}",
+        )
     except Exception:  # integrity failure or a shredded key: never garbled text
         return None
 
 
-async def apply_change(session: AsyncSession, runtime: Runtime, change: PersistChange
-                       ) -> PersistResult:
+async def apply_change(
+    session: AsyncSession, runtime: Runtime, change: PersistChange
+) -> PersistResult:
     """Write one accepted change: ticket row, history entry (unique per event key) and an
     audit row, in the caller's transaction. A repeat of the same event key writes nothing
     and answers as the first write did."""
@@ -251,8 +278,9 @@ async def apply_change(session: AsyncSession, runtime: Runtime, change: PersistC
     if ticket is None or ticket.deleted_at is not None:
         raise errors.Gone("the ticket was deleted")
     done = await session.scalar(
-        select(TicketHistory).where(TicketHistory.ticket_id == change.ticket_id,
-                                    TicketHistory.event_key == change.event_key)
+        select(TicketHistory).where(
+            TicketHistory.ticket_id == change.ticket_id, TicketHistory.event_key == change.event_key
+        )
     )
     if done is not None:
         return PersistResult(applied=False, assignee_id=ticket.assignee_id)
@@ -264,14 +292,13 @@ async def apply_change(session: AsyncSession, runtime: Runtime, change: PersistC
         picked = await assignment.assign_least_loaded_agent(session, exclude_ticket=ticket.id)
         if picked is None:
             raise NoAgentAvailable("no active support agent can take the ticket")
-        changes["assignee_id"] = {"old": _s(ticket.assignee_id), "new": str(picked),
-                                  "auto": True}
+        changes["assignee_id"] = {"old": _s(ticket.assignee_id), "new": str(picked), "auto": True}
         ticket.assignee_id = picked
     elif "assignee_id" in u.fields:
-        if u.assignee_id is not None and not await assignment.is_assignable(session,
-                                                                             u.assignee_id):
-            raise AgentNotAssignable("the assignee must be an active staff member",
-                                     details={"field": "agent_id"})
+        if u.assignee_id is not None and not await assignment.is_assignable(session, u.assignee_id):
+            raise AgentNotAssignable(
+                "the assignee must be an active staff member", details={"field": "agent_id"}
+            )
         ticket.assignee_id = u.assignee_id
     if "status" in u.fields and u.status is not None:
         ticket.status = u.status.value
@@ -297,8 +324,9 @@ async def apply_change(session: AsyncSession, runtime: Runtime, change: PersistC
     if "escalated_to" in u.fields:
         ticket.escalated_to = u.escalated_to
     if "tags" in u.fields:
-        old_tags = sorted(await session.scalars(
-            select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)))
+        old_tags = sorted(
+            await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))
+        )
         new_tags = sorted({normalise_tag(t) for t in (u.tags or [])})
         await session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket.id))
         for tag in new_tags:
@@ -311,8 +339,7 @@ async def apply_change(session: AsyncSession, runtime: Runtime, change: PersistC
         if "title" in u.fields and u.title is not None:
             ticket.title_enc = ticket_text.seal(key, ticket.id, "title", u.title)
         if "description" in u.fields:
-            ticket.description_enc = ticket_text.seal(key, ticket.id, "description",
-                                                       u.description)
+            ticket.description_enc = ticket_text.seal(key, ticket.id, "description", u.description)
         title = ticket_text.open_(key, ticket.id, "title", ticket.title_enc)
         description = ticket_text.open_(key, ticket.id, "description", ticket.description_enc)
         await ticket_text.reindex(session, runtime.blind_index, ticket.id, title, description)
@@ -321,16 +348,28 @@ async def apply_change(session: AsyncSession, runtime: Runtime, change: PersistC
     ticket.version = max(ticket.version, change.version)
     ticket.updated_by = change.actor.id
     ticket.updated_at = now
-    session.add(TicketHistory(ticket_id=ticket.id, event_key=change.event_key, at=now,
-                              actor_id=change.actor.id, action=change.action, changes=changes))
+    session.add(
+        TicketHistory(
+            ticket_id=ticket.id,
+            event_key=change.event_key,
+            at=now,
+            actor_id=change.actor.id,
+            action=change.action,
+            changes=changes,
+        )
+    )
     await session.flush()
     audit_details = {k: v for k, v in changes.items() if k != "note"}
     if "note" in changes:
         audit_details["note"] = {"changed": True}
     await runtime.audit.record(
-        session, f"ticket.{change.action}", table=TABLE, record_id=ticket.id,
+        session,
+        f"ticket.{change.action}",
+        table=TABLE,
+        record_id=ticket.id,
         details={"event_key": change.event_key, "changes": audit_details},
-        actor_id=change.actor.id, actor_role=change.actor.role,
+        actor_id=change.actor.id,
+        actor_role=change.actor.role,
     )
     return PersistResult(applied=True, assignee_id=ticket.assignee_id)
 
@@ -372,8 +411,11 @@ class TicketView:
 
 async def view(session: AsyncSession, runtime: Runtime, ticket: Ticket) -> TicketView:
     key = await runtime.keys.get(session, ticket.data_key_id)
-    tags = list(await session.scalars(
-        select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id).order_by(TicketTag.tag)))
+    tags = list(
+        await session.scalars(
+            select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id).order_by(TicketTag.tag)
+        )
+    )
     return TicketView(
         ticket=ticket,
         title=ticket_text.open_(key, ticket.id, "title", ticket.title_enc),
@@ -382,9 +424,14 @@ async def view(session: AsyncSession, runtime: Runtime, ticket: Ticket) -> Ticke
     )
 
 
-async def read_view(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
-                    ticket_id: uuid.UUID, *, audit_action: str | None = "ticket.read"
-                    ) -> TicketView:
+async def read_view(
+    runtime: Runtime,
+    caller_id: uuid.UUID,
+    caller_role: str,
+    ticket_id: uuid.UUID,
+    *,
+    audit_action: str | None = "ticket.read",
+) -> TicketView:
     """Load, authorise, decrypt and (optionally) audit the read, in one short transaction."""
     async with runtime.database.transaction() as session:
         ticket = await load_visible(session, caller_id, caller_role, ticket_id)
@@ -404,24 +451,29 @@ class HistoryEntry:
     note: str | None
 
 
-async def history(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
-                  ticket_id: uuid.UUID) -> list[HistoryEntry]:
+async def history(
+    runtime: Runtime, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID
+) -> list[HistoryEntry]:
     """A ticket's timeline, oldest first; notes decrypted under the ticket's key."""
     async with runtime.database.transaction() as session:
         ticket = await load_visible(session, caller_id, caller_role, ticket_id)
         key = await runtime.keys.get(session, ticket.data_key_id)
         rows = await session.scalars(
-            select(TicketHistory).where(TicketHistory.ticket_id == ticket_id)
-            .order_by(TicketHistory.at, TicketHistory.id))
+            select(TicketHistory)
+            .where(TicketHistory.ticket_id == ticket_id)
+            .order_by(TicketHistory.at, TicketHistory.id)
+        )
         entries = []
         for row in rows:
             changes = dict(row.changes or {})
             sealed = changes.pop("note", None)
-            note = (_open_note(key, ticket_id, row.event_key, sealed["sealed"])
-                    if isinstance(sealed, dict) and "sealed" in sealed else None)
+            note = (
+                _open_note(key, ticket_id, row.event_key, sealed["sealed"])
+                if isinstance(sealed, dict) and "sealed" in sealed
+                else None
+            )
             entries.append(HistoryEntry(row.id, row.at, row.actor_id, row.action, changes, note))
-        await runtime.audit.record(session, "ticket.history.read", table=TABLE,
-                                   record_id=ticket_id)
+        await runtime.audit.record(session, "ticket.history.read", table=TABLE, record_id=ticket_id)
         return entries
 
 
@@ -430,18 +482,25 @@ async def history(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
 
 def ticket_config(runtime: Runtime) -> TicketConfig:
     return TicketConfig(
-        continue_as_new_after_events=runtime.settings.ticket_continue_as_new_after_events)
+        continue_as_new_after_events=runtime.settings.ticket_continue_as_new_after_events
+    )
 
 
 def workflow_input(ticket: Ticket, config: TicketConfig) -> TicketInput:
     """A workflow's start input, from the ticket's row (creation and reconciliation alike)."""
     return TicketInput(
         state=TicketState(
-            ticket_id=ticket.id, number=ticket.number, requester_id=ticket.requester_id,
-            status=Status(ticket.status), priority=ticket.priority,
-            assignee_id=ticket.assignee_id, category_id=ticket.category_id,
-            due_date=ticket.due_date, escalated=ticket.escalated,
-            escalation_level=ticket.escalation_level, version=ticket.version,
+            ticket_id=ticket.id,
+            number=ticket.number,
+            requester_id=ticket.requester_id,
+            status=Status(ticket.status),
+            priority=ticket.priority,
+            assignee_id=ticket.assignee_id,
+            category_id=ticket.category_id,
+            due_date=ticket.due_date,
+            escalated=ticket.escalated,
+            escalation_level=ticket.escalation_level,
+            version=ticket.version,
         ),
         config=config,
     )
@@ -474,7 +533,7 @@ def start_operation(runtime: Runtime, inp: TicketInput) -> WithStartWorkflowOper
         search_attributes=initial_search_attributes(state),
         static_summary=f"Ticket #{state.number} · {state.priority}",  # never the title
         static_details="Help desk ticket: status, priority and assignment are its search "
-                       "attributes; the text is encrypted.",
+        "attributes; the text is encrypted.",
     )
 
 
@@ -499,11 +558,13 @@ async def _with_retries(runtime: Runtime, call: Callable[[], Awaitable[T]]) -> T
             async with asyncio.timeout(settings.ticket_command_timeout_seconds):
                 return await call()
         except TimeoutError:
-            raise errors.Unavailable("the ticket's workflow did not answer in time",
-                                     retry_after=5) from None
+            raise errors.Unavailable(
+                "the ticket's workflow did not answer in time", retry_after=5
+            ) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
-            raise errors.Unavailable("the ticket's workflow did not answer in time",
-                                     retry_after=5) from None
+            raise errors.Unavailable(
+                "the ticket's workflow did not answer in time", retry_after=5
+            ) from None
         except RPCError as err:
             if err.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED):
                 raise
@@ -558,15 +619,15 @@ async def ensure_workflow(runtime: Runtime, ticket: Ticket) -> TicketState | Non
         raise domain_error(err) from None
 
 
-async def send_update(runtime: Runtime, ticket_id: uuid.UUID, update: Any, request: Any
-                      ) -> TicketState:
+async def send_update(
+    runtime: Runtime, ticket_id: uuid.UUID, update: Any, request: Any
+) -> TicketState:
     """Send a ticket's workflow an update and return the state it answers with."""
     client = _client(runtime)
     handle = client.get_workflow_handle(ticket_workflow_id(ticket_id))
 
     async def call() -> TicketState:
-        state: TicketState = await handle.execute_update(update, request,
-                                                         result_type=TicketState)
+        state: TicketState = await handle.execute_update(update, request, result_type=TicketState)
         return state
 
     for attempt in range(2):
@@ -576,8 +637,9 @@ async def send_update(runtime: Runtime, ticket_id: uuid.UUID, update: Any, reque
             raise domain_error(err) from None
         except RPCError as err:
             if err.status is not RPCStatusCode.NOT_FOUND or attempt:
-                raise errors.Unavailable("the workflow engine refused the call",
-                                         retry_after=2) from None
+                raise errors.Unavailable(
+                    "the workflow engine refused the call", retry_after=2
+                ) from None
             # No running workflow: closed, deleted, or never started (a crash between
             # the row's commit and the start). Decide from the row.
             async with runtime.database.transaction() as session:
@@ -622,12 +684,24 @@ def _slots(runtime: Runtime, name: str, size: int) -> asyncio.Semaphore:
     return sem
 
 
-async def _shed(sem: asyncio.Semaphore) -> None:
-    """Refuse at once when the process already has as many commands in flight as it can
-    carry: queueing beyond that only makes every answer late (TEMPORAL.md)."""
+@contextlib.asynccontextmanager
+async def _slot(runtime: Runtime, name: str, size: int) -> AsyncIterator[None]:
+    """Refuse at once (503 + Retry-After) when the process already has as many of these
+    requests in flight as it carries: queueing beyond that only makes every answer late
+    (TEMPORAL.md). The API takes the slot before authenticating, so a flood costs nothing."""
+    sem = _slots(runtime, name, size)
     if sem.locked():
         raise errors.Unavailable("the help desk is busy; retry shortly", retry_after=1)
-    await sem.acquire()
+    async with sem:
+        yield
+
+
+def creation_slot(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
+    return _slot(runtime, "ticket_create_slots", runtime.settings.ticket_create_max_in_flight)
+
+
+def command_slot(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
+    return _slot(runtime, "ticket_command_slots", runtime.settings.ticket_command_max_in_flight)
 
 
 async def create(
@@ -639,102 +713,133 @@ async def create(
 ) -> TicketView:
     """Create a ticket: commit its row, then start its workflow (update-with-start) and
     answer once the workflow runs. The same Idempotency-Key answers with the same ticket."""
-    sem = _slots(runtime, "ticket_create_slots", runtime.settings.ticket_create_max_in_flight)
-    await _shed(sem)
+    fingerprint = data.fingerprint()
+    ticket: Ticket | None = None
+    replayed = False
     try:
-        fingerprint = data.fingerprint()
-        ticket: Ticket | None = None
-        replayed = False
-        try:
-            async with runtime.database.transaction() as session:
-                existing = (await _idempotent_ticket(session, requester_id, idempotency_key,
-                                                     fingerprint)
-                            if idempotency_key else None)
-                if existing is not None:
-                    ticket = await session.get(Ticket, existing)
-                    replayed = True
-                else:
-                    ticket = await insert_ticket(
-                        session, runtime, requester_id=requester_id, data=data,
-                        auto_assign=runtime.settings.auto_assign_on_create)
-                    if idempotency_key:
-                        session.add(IdempotencyRecord(user_id=requester_id, key=idempotency_key,
-                                                      request_hash=fingerprint,
-                                                      ticket_id=ticket.id))
-        except SAIntegrityError:
-            if not idempotency_key:
-                raise
-            # A concurrent request with the same key won the race (PostgreSQL): answer as
-            # its replay.
-            async with runtime.database.transaction() as session:
-                existing = await _idempotent_ticket(session, requester_id, idempotency_key,
-                                                    fingerprint)
-                ticket = await session.get(Ticket, existing) if existing else None
+        async with runtime.database.transaction() as session:
+            existing = (
+                await _idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
+                if idempotency_key
+                else None
+            )
+            if existing is not None:
+                ticket = await session.get(Ticket, existing)
                 replayed = True
-        if ticket is None:
-            raise errors.NotFound("ticket not found")
-        if ticket.deleted_at is not None:
-            raise errors.Gone("this ticket was deleted")
-        state = None
-        if ticket.status in LIVE_STATUSES:
-            state = await ensure_workflow(runtime, ticket)
+            else:
+                ticket = await insert_ticket(
+                    session,
+                    runtime,
+                    requester_id=requester_id,
+                    data=data,
+                    auto_assign=runtime.settings.auto_assign_on_create,
+                )
+                if idempotency_key:
+                    session.add(
+                        IdempotencyRecord(
+                            user_id=requester_id,
+                            key=idempotency_key,
+                            request_hash=fingerprint,
+                            ticket_id=ticket.id,
+                        )
+                    )
+    except SAIntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key won the race (PostgreSQL): answer as its
+        # replay.
+        async with runtime.database.transaction() as session:
+            existing = await _idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
+            ticket = await session.get(Ticket, existing) if existing else None
+            replayed = True
+    if ticket is None:
+        raise errors.NotFound("ticket not found")
+    if ticket.deleted_at is not None:
+        raise errors.Gone("this ticket was deleted")
+    state = None
+    if ticket.status in LIVE_STATUSES:
+        state = await ensure_workflow(runtime, ticket)
+    if replayed:
         async with runtime.database.transaction() as session:
             fresh = await session.get(Ticket, ticket.id)
             assert fresh is not None
             result = await view(session, runtime, fresh)
-        result.workflow = state
-        result.replayed = replayed
-        return result
-    finally:
-        sem.release()
+    else:
+        # The row as committed, and the text this request brought: no second read.
+        result = TicketView(
+            ticket=ticket,
+            title=data.title,
+            description=data.description,
+            tags=sorted({normalise_tag(t) for t in data.tags}),
+        )
+    result.workflow = state
+    result.replayed = replayed
+    return result
 
 
-async def _command(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
-                   ticket_id: uuid.UUID, update: Any, request: Any) -> TicketView:
+async def _command(
+    runtime: Runtime,
+    caller_id: uuid.UUID,
+    caller_role: str,
+    ticket_id: uuid.UUID,
+    update: Any,
+    request: Any,
+) -> TicketView:
     """Authorise against the row, send the update, answer with the row as the activity
     left it plus the state the workflow returned."""
-    sem = _slots(runtime, "ticket_command_slots", runtime.settings.ticket_command_max_in_flight)
-    await _shed(sem)
-    try:
-        async with runtime.database.transaction() as session:
-            await load_visible(session, caller_id, caller_role, ticket_id)
-        state = await send_update(runtime, ticket_id, update, request)
-        result = await read_view(runtime, caller_id, caller_role, ticket_id, audit_action=None)
-        result.workflow = state
-        return result
-    finally:
-        sem.release()
+    async with runtime.database.transaction() as session:
+        await load_visible(session, caller_id, caller_role, ticket_id)
+    state = await send_update(runtime, ticket_id, update, request)
+    result = await read_view(runtime, caller_id, caller_role, ticket_id, audit_action=None)
+    result.workflow = state
+    return result
 
 
-async def change_status(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
-                        ticket_id: uuid.UUID, *, status: Status, note: str | None,
-                        request_id: str) -> TicketView:
+async def change_status(
+    runtime: Runtime,
+    caller_id: uuid.UUID,
+    caller_role: str,
+    ticket_id: uuid.UUID,
+    *,
+    status: Status,
+    note: str | None,
+    request_id: str,
+) -> TicketView:
     from workflows.ticket import TicketWorkflow
 
-    req = StatusChange(request_id=request_id, actor=actor_of(caller_id, caller_role),
-                       status=status, note=note)
-    return await _command(runtime, caller_id, caller_role, ticket_id,
-                          TicketWorkflow.change_status, req)
+    req = StatusChange(
+        request_id=request_id, actor=actor_of(caller_id, caller_role), status=status, note=note
+    )
+    return await _command(
+        runtime, caller_id, caller_role, ticket_id, TicketWorkflow.change_status, req
+    )
 
 
-async def assign(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
-                 ticket_id: uuid.UUID, *, agent_id: uuid.UUID | None, auto: bool,
-                 request_id: str) -> TicketView:
+async def assign(
+    runtime: Runtime,
+    caller_id: uuid.UUID,
+    caller_role: str,
+    ticket_id: uuid.UUID,
+    *,
+    agent_id: uuid.UUID | None,
+    auto: bool,
+    request_id: str,
+) -> TicketView:
     from workflows.ticket import TicketWorkflow
 
     if agent_id is not None:
         async with runtime.database.transaction() as session:
             if not await assignment.is_assignable(session, agent_id):
-                raise AgentNotAssignable("the assignee must be an active staff member",
-                                         details={"field": "agent_id"})
-    req = AssignRequest(request_id=request_id, actor=actor_of(caller_id, caller_role),
-                        agent_id=agent_id, auto=auto)
-    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.assign,
-                          req)
+                raise AgentNotAssignable(
+                    "the assignee must be an active staff member", details={"field": "agent_id"}
+                )
+    req = AssignRequest(
+        request_id=request_id, actor=actor_of(caller_id, caller_role), agent_id=agent_id, auto=auto
+    )
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.assign, req)
 
 
-async def assign_system(runtime: Runtime, ticket_id: uuid.UUID, *, request_id: str
-                        ) -> TicketState:
+async def assign_system(runtime: Runtime, ticket_id: uuid.UUID, *, request_id: str) -> TicketState:
     """Automatic re-assignment by the help desk itself (an agent was deactivated)."""
     from workflows.ticket import TicketWorkflow
 
@@ -742,32 +847,49 @@ async def assign_system(runtime: Runtime, ticket_id: uuid.UUID, *, request_id: s
     return await send_update(runtime, ticket_id, TicketWorkflow.assign, req)
 
 
-async def edit(runtime: Runtime, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID,
-               *, edits: TicketEdits, request_id: str) -> TicketView:
+async def edit(
+    runtime: Runtime,
+    caller_id: uuid.UUID,
+    caller_role: str,
+    ticket_id: uuid.UUID,
+    *,
+    edits: TicketEdits,
+    request_id: str,
+) -> TicketView:
     from workflows.ticket import TicketWorkflow
 
     if "category_id" in edits.fields:
         async with runtime.database.transaction() as session:
             await ensure_usable(session, edits.category_id)
-    req = EditRequest(request_id=request_id, actor=actor_of(caller_id, caller_role),
-                      edits=edits)
+    req = EditRequest(request_id=request_id, actor=actor_of(caller_id, caller_role), edits=edits)
     return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.edit, req)
 
 
-async def escalate(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
-                   ticket_id: uuid.UUID, *, escalated_to: uuid.UUID | None, request_id: str,
-                   reason: str = "manual") -> TicketView:
+async def escalate(
+    runtime: Runtime,
+    caller_id: uuid.UUID,
+    caller_role: str,
+    ticket_id: uuid.UUID,
+    *,
+    escalated_to: uuid.UUID | None,
+    request_id: str,
+    reason: str = "manual",
+) -> TicketView:
     from workflows.ticket import TicketWorkflow
 
     # `reason` is a code (api.schemas.sla.EscalationReason), never free text.
-    req = EscalateRequest(request_id=request_id, actor=actor_of(caller_id, caller_role),
-                          escalated_to=escalated_to, reason=reason)
-    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.escalate,
-                          req)
+    req = EscalateRequest(
+        request_id=request_id,
+        actor=actor_of(caller_id, caller_role),
+        escalated_to=escalated_to,
+        reason=reason,
+    )
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.escalate, req)
 
 
-async def dispose(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
-                  ticket_id: uuid.UUID) -> None:
+async def dispose(
+    runtime: Runtime, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID
+) -> None:
     """Delete a ticket: destroy its data key (crypto-shredding: every copy of its text and
     notes becomes unreadable, backups included), drop text, tokens and tags, mark the row
     deleted (later reads answer 410), then end and delete its workflow execution."""
@@ -783,10 +905,22 @@ async def dispose(runtime: Runtime, caller_id: uuid.UUID, caller_role: str,
         await runtime.keys.destroy(session, key_id)
         await session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket_id))
         await ticket_text.reindex(session, runtime.blind_index, ticket_id, None, None)
-        session.add(TicketHistory(ticket_id=ticket_id, event_key="deleted", actor_id=caller_id,
-                                  action="deleted", changes={"deleted": True}))
-        await runtime.audit.record(session, "ticket.delete", table=TABLE, record_id=ticket_id,
-                                   details={"number": ticket.number, "crypto_shredded": True})
+        session.add(
+            TicketHistory(
+                ticket_id=ticket_id,
+                event_key="deleted",
+                actor_id=caller_id,
+                action="deleted",
+                changes={"deleted": True},
+            )
+        )
+        await runtime.audit.record(
+            session,
+            "ticket.delete",
+            table=TABLE,
+            record_id=ticket_id,
+            details={"number": ticket.number, "crypto_shredded": True},
+        )
     await end_workflow(runtime, ticket_id)
 
 
@@ -805,8 +939,9 @@ async def end_workflow(runtime: Runtime, ticket_id: uuid.UUID) -> None:
         workflow_execution=WorkflowExecution(workflow_id=ticket_workflow_id(ticket_id)),
     )
     try:
-        await _with_retries(runtime, lambda: client.workflow_service.delete_workflow_execution(
-            request))
+        await _with_retries(
+            runtime, lambda: client.workflow_service.delete_workflow_execution(request)
+        )
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             log.warning("workflow of deleted ticket %s not deleted: %s", ticket_id, err.status)
@@ -817,8 +952,9 @@ async def end_workflow(runtime: Runtime, ticket_id: uuid.UUID) -> None:
 # --- reconciliation ----------------------------------------------------------------------
 
 
-async def reconcile_workflows(runtime: Runtime, *, grace_seconds: float = 10.0,
-                              concurrency: int = 16) -> int:
+async def reconcile_workflows(
+    runtime: Runtime, *, grace_seconds: float = 10.0, concurrency: int = 16
+) -> int:
     """Start a workflow for every live ticket row of the recent window that has no running
     workflow (the API died between committing the row and starting the workflow, or the
     start failed). Returns how many were started. Safe to run anywhere, any time: starts
@@ -828,9 +964,16 @@ async def reconcile_workflows(runtime: Runtime, *, grace_seconds: float = 10.0,
     since = now - timedelta(hours=runtime.settings.ticket_reconcile_window_hours)
     until = now - timedelta(seconds=grace_seconds)
     async with runtime.database.transaction() as session:
-        rows = list(await session.scalars(
-            select(Ticket).where(Ticket.status.in_(LIVE_STATUSES), Ticket.deleted_at.is_(None),
-                                 Ticket.created_at >= since, Ticket.created_at <= until)))
+        rows = list(
+            await session.scalars(
+                select(Ticket).where(
+                    Ticket.status.in_(LIVE_STATUSES),
+                    Ticket.deleted_at.is_(None),
+                    Ticket.created_at >= since,
+                    Ticket.created_at <= until,
+                )
+            )
+        )
     if not rows:
         return 0
     running = await _running_ticket_workflows(client, since)
@@ -845,8 +988,7 @@ async def reconcile_workflows(runtime: Runtime, *, grace_seconds: float = 10.0,
                 await ensure_workflow(runtime, ticket)
                 started += 1
             except (errors.DomainError, RPCError) as exc:
-                log.warning("reconcile: ticket %s not started: %s", ticket.id,
-                            type(exc).__name__)
+                log.warning("reconcile: ticket %s not started: %s", ticket.id, type(exc).__name__)
 
     await asyncio.gather(*(one(t) for t in missing))
     if started:
@@ -857,8 +999,10 @@ async def reconcile_workflows(runtime: Runtime, *, grace_seconds: float = 10.0,
 async def _running_ticket_workflows(client: Client, since: datetime) -> set[str]:
     """Ids of running ticket workflows started since `since`, from visibility (eventually
     consistent: a workflow missing here is merely started again with USE_EXISTING)."""
-    query = (f"WorkflowType = 'TicketWorkflow' AND ExecutionStatus = 'Running' "
-             f"AND StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'")
+    query = (
+        f"WorkflowType = 'TicketWorkflow' AND ExecutionStatus = 'Running' "
+        f"AND StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+    )
     ids: set[str] = set()
     try:
         async for execution in client.list_workflows(query, page_size=1000):
@@ -879,8 +1023,9 @@ async def run_reconciler(runtime: Runtime, stop: asyncio.Event | None = None) ->
         except Exception as exc:  # keep reconciling: the next round may succeed
             log.warning("reconcile round failed: %s", type(exc).__name__)
         try:
-            await asyncio.wait_for(stop.wait(),
-                                   timeout=runtime.settings.ticket_reconcile_interval_seconds)
+            await asyncio.wait_for(
+                stop.wait(), timeout=runtime.settings.ticket_reconcile_interval_seconds
+            )
         except TimeoutError:
             pass
 

@@ -54,10 +54,18 @@ DEFAULT_RULES = (  # clock, percent, level, actions
 
 def _timestamps() -> list[sa.Column]:
     return [
-        sa.Column("created_at", sa.DateTime(timezone=True),
-                  server_default=sa.text("(CURRENT_TIMESTAMP)"), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True),
-                  server_default=sa.text("(CURRENT_TIMESTAMP)"), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
     ]
 
 
@@ -81,15 +89,21 @@ def upgrade() -> None:
         sa.Column("resolution_minutes", sa.Integer(), nullable=False),
         sa.Column("calendar_id", sa.Uuid(), nullable=True),
         *_timestamps(),
-        sa.CheckConstraint("priority IN ('LOW', 'MEDIUM', 'HIGH', 'URGENT')",
-                           name=op.f("ck_sla_policies_priority")),
-        sa.CheckConstraint("first_response_minutes > 0",
-                           name=op.f("ck_sla_policies_first_response_positive")),
-        sa.CheckConstraint("resolution_minutes > 0",
-                           name=op.f("ck_sla_policies_resolution_positive")),
-        sa.ForeignKeyConstraint(["calendar_id"], ["business_calendars.id"],
-                                name=op.f("fk_sla_policies_calendar_id_business_calendars"),
-                                ondelete="RESTRICT"),
+        sa.CheckConstraint(
+            "priority IN ('LOW', 'MEDIUM', 'HIGH', 'URGENT')", name=op.f("ck_sla_policies_priority")
+        ),
+        sa.CheckConstraint(
+            "first_response_minutes > 0", name=op.f("ck_sla_policies_first_response_positive")
+        ),
+        sa.CheckConstraint(
+            "resolution_minutes > 0", name=op.f("ck_sla_policies_resolution_positive")
+        ),
+        sa.ForeignKeyConstraint(
+            ["calendar_id"],
+            ["business_calendars.id"],
+            name=op.f("fk_sla_policies_calendar_id_business_calendars"),
+            ondelete="RESTRICT",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sla_policies")),
         sa.UniqueConstraint("priority", name=op.f("uq_sla_policies_priority")),
     )
@@ -104,32 +118,41 @@ def upgrade() -> None:
         sa.Column("target_user_id", sa.Uuid(), nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         *_timestamps(),
-        sa.CheckConstraint("priority IN ('LOW', 'MEDIUM', 'HIGH', 'URGENT')",
-                           name=op.f("ck_escalation_rules_priority")),
-        sa.CheckConstraint("clock IN ('first_response', 'resolution')",
-                           name=op.f("ck_escalation_rules_clock")),
-        sa.CheckConstraint("threshold_percent > 0 AND threshold_percent <= 1000",
-                           name=op.f("ck_escalation_rules_threshold")),
+        sa.CheckConstraint(
+            "priority IN ('LOW', 'MEDIUM', 'HIGH', 'URGENT')",
+            name=op.f("ck_escalation_rules_priority"),
+        ),
+        sa.CheckConstraint(
+            "clock IN ('first_response', 'resolution')", name=op.f("ck_escalation_rules_clock")
+        ),
+        sa.CheckConstraint(
+            "threshold_percent > 0 AND threshold_percent <= 1000",
+            name=op.f("ck_escalation_rules_threshold"),
+        ),
         sa.CheckConstraint("level > 0", name=op.f("ck_escalation_rules_level_positive")),
-        sa.ForeignKeyConstraint(["target_user_id"], ["users.id"],
-                                name=op.f("fk_escalation_rules_target_user_id_users"),
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["target_user_id"],
+            ["users.id"],
+            name=op.f("fk_escalation_rules_target_user_id_users"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_escalation_rules")),
         sa.UniqueConstraint("priority", "clock", "threshold_percent", name="uq_escalation_rule"),
     )
     with op.batch_alter_table("escalation_rules", schema=None) as batch_op:
-        batch_op.create_index("ix_escalation_rules_priority",
-                              ["priority", "clock", "threshold_percent"], unique=False)
+        batch_op.create_index(
+            "ix_escalation_rules_priority", ["priority", "clock", "threshold_percent"], unique=False
+        )
 
     with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("first_response_due_at", sa.DateTime(timezone=True),
-                                      nullable=True))
-        batch_op.add_column(sa.Column("resolution_due_at", sa.DateTime(timezone=True),
-                                      nullable=True))
-        batch_op.add_column(sa.Column("sla_at_risk_at", sa.DateTime(timezone=True),
-                                      nullable=True))
-        batch_op.add_column(sa.Column("sla_breached_at", sa.DateTime(timezone=True),
-                                      nullable=True))
+        batch_op.add_column(
+            sa.Column("first_response_due_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("resolution_due_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(sa.Column("sla_at_risk_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("sla_breached_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_tickets_sla_breached", ["sla_breached_at", "id"], unique=False)
         batch_op.create_index("ix_tickets_sla_at_risk", ["sla_at_risk_at", "id"], unique=False)
 
@@ -140,51 +163,87 @@ def _seed() -> None:
     now = datetime.now(UTC)
     calendars = sa.table(
         "business_calendars",
-        sa.column("id", sa.Uuid()), sa.column("name", sa.String()),
-        sa.column("time_zone", sa.String()), sa.column("weekly_hours", sa.JSON()),
+        sa.column("id", sa.Uuid()),
+        sa.column("name", sa.String()),
+        sa.column("time_zone", sa.String()),
+        sa.column("weekly_hours", sa.JSON()),
         sa.column("holidays", sa.JSON()),
         sa.column("created_at", sa.DateTime(timezone=True)),
         sa.column("updated_at", sa.DateTime(timezone=True)),
     )
-    op.bulk_insert(calendars, [{
-        "id": uuid.uuid5(_NS, "calendar:weekdays-utc"),
-        "name": "Weekdays 09:00-17:00 UTC",
-        "time_zone": "UTC",
-        "weekly_hours": {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
-        "holidays": [],
-        "created_at": now, "updated_at": now,
-    }])
+    op.bulk_insert(
+        calendars,
+        [
+            {
+                "id": uuid.uuid5(_NS, "calendar:weekdays-utc"),
+                "name": "Weekdays 09:00-17:00 UTC",
+                "time_zone": "UTC",
+                "weekly_hours": {
+                    d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")
+                },
+                "holidays": [],
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
+    )
     policies = sa.table(
         "sla_policies",
-        sa.column("id", sa.Uuid()), sa.column("priority", sa.String()),
+        sa.column("id", sa.Uuid()),
+        sa.column("priority", sa.String()),
         sa.column("first_response_minutes", sa.Integer()),
-        sa.column("resolution_minutes", sa.Integer()), sa.column("calendar_id", sa.Uuid()),
+        sa.column("resolution_minutes", sa.Integer()),
+        sa.column("calendar_id", sa.Uuid()),
         sa.column("created_at", sa.DateTime(timezone=True)),
         sa.column("updated_at", sa.DateTime(timezone=True)),
     )
-    op.bulk_insert(policies, [
-        {"id": uuid.uuid5(_NS, f"policy:{p}"), "priority": p,
-         "first_response_minutes": DEFAULT_TARGETS[p][0],
-         "resolution_minutes": DEFAULT_TARGETS[p][1], "calendar_id": None,
-         "created_at": now, "updated_at": now}
-        for p in PRIORITIES
-    ])
+    op.bulk_insert(
+        policies,
+        [
+            {
+                "id": uuid.uuid5(_NS, f"policy:{p}"),
+                "priority": p,
+                "first_response_minutes": DEFAULT_TARGETS[p][0],
+                "resolution_minutes": DEFAULT_TARGETS[p][1],
+                "calendar_id": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for p in PRIORITIES
+        ],
+    )
     rules = sa.table(
         "escalation_rules",
-        sa.column("id", sa.Uuid()), sa.column("priority", sa.String()),
-        sa.column("clock", sa.String()), sa.column("threshold_percent", sa.Integer()),
-        sa.column("actions", sa.JSON()), sa.column("level", sa.Integer()),
-        sa.column("target_user_id", sa.Uuid()), sa.column("enabled", sa.Boolean()),
+        sa.column("id", sa.Uuid()),
+        sa.column("priority", sa.String()),
+        sa.column("clock", sa.String()),
+        sa.column("threshold_percent", sa.Integer()),
+        sa.column("actions", sa.JSON()),
+        sa.column("level", sa.Integer()),
+        sa.column("target_user_id", sa.Uuid()),
+        sa.column("enabled", sa.Boolean()),
         sa.column("created_at", sa.DateTime(timezone=True)),
         sa.column("updated_at", sa.DateTime(timezone=True)),
     )
-    op.bulk_insert(rules, [
-        {"id": uuid.uuid5(_NS, f"rule:{p}:{clock}:{pct}"), "priority": p, "clock": clock,
-         "threshold_percent": pct, "actions": actions, "level": level,
-         "target_user_id": None, "enabled": True, "created_at": now, "updated_at": now}
-        for p in PRIORITIES
-        for clock, pct, level, actions in DEFAULT_RULES
-    ])
+    op.bulk_insert(
+        rules,
+        [
+            {
+                "id": uuid.uuid5(_NS, f"rule:{p}:{clock}:{pct}"),
+                "priority": p,
+                "clock": clock,
+                "threshold_percent": pct,
+                "actions": actions,
+                "level": level,
+                "target_user_id": None,
+                "enabled": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for p in PRIORITIES
+            for clock, pct, level, actions in DEFAULT_RULES
+        ],
+    )
 
 
 def downgrade() -> None:

@@ -1,0 +1,312 @@
+"""Ticket command benchmark: creation and status updates through the API, next to the raw
+Temporal figures on the same server.
+
+    python -m bench.tickets [--tickets 2000] [--clients 64] [--updates 200]
+
+Starts the embedded default's pieces: a Temporal dev server persisted to a file with the
+WAL pragmas (`helpdesk.devserver.TemporalDevServer`, the command `helpdesk dev` runs), a
+migrated SQLite database, and in this process the API under uvicorn on a loopback port with
+the worker beside it (as `helpdesk dev` hosts it). Then:
+
+- raw rate: `--tickets` trivial workflows (PingWorkflow) started and run to completion by
+  the same worker, `--clients` at a time;
+- API rate: `--tickets` tickets created by `--clients` concurrent HTTP clients (each 201
+  means the row is committed and the ticket's workflow runs); a client told 503/429 waits
+  Retry-After and tries again with the same Idempotency-Key;
+- update latency: `--updates` status changes through the API (one at a time) next to as
+  many raw `execute_update(TicketWorkflow.change_status)` calls on other tickets;
+- load shedding: a burst of 4x the in-flight limit of creations at once; past the limit
+  the API must answer 503 + Retry-After at once, not queue.
+
+Figures: create_ratio = API tickets/s ÷ raw workflows/s (target ≥ 0.7), update_p50_ratio =
+API p50 ÷ raw p50 (target ≤ 1.5). The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import types
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: Any) -> AsyncIterator[str]:
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=4096
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _raw_rate(client: Any, task_queue: str, count: int, clients: int) -> float:
+    """Trivial workflows started and run to completion per second."""
+    from workflows.ping import PingWorkflow
+
+    gate = asyncio.Semaphore(clients)
+
+    async def one(n: int) -> None:
+        async with gate:
+            await client.execute_workflow(
+                PingWorkflow.run, "x", id=f"ping-{uuid.uuid4()}", task_queue=task_queue
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def _api_rate(
+    http: httpx.AsyncClient, headers: dict[str, str], count: int, clients: int
+) -> tuple[float, list[str], int]:
+    """Tickets created (workflow running) per second; ids; 503/429 answers seen."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+    ids: list[str] = []
+    shed = 0
+
+    async def worker() -> None:
+        nonlocal shed
+        while True:
+            try:
+                n = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            key = f"bench-{n}-{uuid.uuid4().hex[:8]}"
+            body = {
+                "title": f"Bench ticket {n}",
+                "description": "Printer on floor 2 is jammed",
+                "priority": ("LOW", "MEDIUM", "HIGH", "URGENT")[n % 4],
+                "tags": ["bench"],
+            }
+            while True:
+                r = await http.post(
+                    "/api/v1/tickets", json=body, headers={**headers, "Idempotency-Key": key}
+                )
+                if r.status_code == 201:
+                    ids.append(r.json()["id"])
+                    break
+                if r.status_code in (429, 503):
+                    shed += 1
+                    await asyncio.sleep(min(float(r.headers.get("Retry-After", "1")), 1.0))
+                    continue
+                raise RuntimeError(f"create answered {r.status_code}: {r.text[:200]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return count / (time.perf_counter() - started), ids, shed
+
+
+async def run(tickets: int = 2000, clients: int = 64, updates: int = 200) -> dict[str, Any]:
+    """Run the benchmark; returns every figure (see the module docstring)."""
+    from api.app import create_app, prepare_runtime
+    from helpdesk.devserver import TemporalDevServer, temporal_binary
+    from helpdesk.migrate import upgrade
+    from helpdesk.runtime import build_runtime
+    from helpdesk.services import sessions, users
+    from helpdesk.settings import Settings
+    from models.enums import Role
+    from workers.worker import run_worker_in_background
+    from workflows.ticket import TicketWorkflow
+    from workflows.ticket_types import Actor, StatusChange
+    from workflows.transitions import Status
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tickets-"))
+    db = tmp / "helpdesk.db"
+    await asyncio.to_thread(upgrade, f"sqlite+aiosqlite:///{db}")
+    settings = Settings(
+        environment="test",
+        var_dir=tmp,
+        database_url=f"sqlite+aiosqlite:///{db}",
+        email_backend="file",
+        run_worker_in_api=True,
+        temporal_address=f"127.0.0.1:{_free_port()}",
+        temporal_ui_port=_free_port(),
+        temporal_task_queue="bench-tickets",
+        argon2_time_cost=1,
+        argon2_memory_cost=8192,
+        access_token_ttl_seconds=900,
+        session_idle_timeout_seconds=3600,
+    )  # type: ignore[call-arg]
+    server = TemporalDevServer(settings, temporal_binary())
+    server.start()
+    figures: dict[str, Any] = {"tickets_n": tickets, "tickets_clients": clients}
+    try:
+        client = await server.wait_ready(types.SimpleNamespace(stopping=False))
+        runtime = prepare_runtime(build_runtime(settings))
+        runtime.temporal = client
+        async with runtime.database.transaction() as session:
+            requester = await users.create_user(
+                session,
+                runtime,
+                email="bench-requester@example.test",
+                password="bench password 1234",
+                full_name="Bench Requester",
+                role=Role.END_USER,
+            )
+            manager = await users.create_user(
+                session,
+                runtime,
+                email="bench-agent@example.test",
+                password="bench password 1234",
+                full_name="Bench Agent",
+                role=Role.SUPPORT_AGENT,
+            )
+            for n in range(4):
+                await users.create_user(
+                    session,
+                    runtime,
+                    email=f"bench-agent{n}@example.test",
+                    password="bench password 1234",
+                    full_name=f"Agent {n}",
+                    role=Role.SUPPORT_AGENT,
+                )
+            r_tok = await sessions.start(
+                session, runtime, requester, mfa=False, ip="127.0.0.1", user_agent="bench"
+            )
+            m_tok = await sessions.start(
+                session, runtime, manager, mfa=False, ip="127.0.0.1", user_agent="bench"
+            )
+        requester_h = {"Authorization": f"Bearer {r_tok.access_token}"}
+        agent_h = {"Authorization": f"Bearer {m_tok.access_token}"}
+        app = create_app(runtime=runtime, temporal_client=client, run_worker=False)
+        limits = httpx.Limits(max_connections=clients * 4, max_keepalive_connections=clients * 4)
+        async with (
+            run_worker_in_background(runtime),
+            _serve(app) as base,
+            httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http,
+        ):
+            # Warm up both paths (sandbox imports, connection pools).
+            await _raw_rate(client, settings.temporal_task_queue, 20, 8)
+            await _api_rate(http, requester_h, 20, 8)
+
+            load0 = os.getloadavg()[0]
+            raw = await _raw_rate(client, settings.temporal_task_queue, tickets, clients)
+            api, ids, shed = await _api_rate(http, requester_h, tickets, clients)
+            figures.update(
+                raw_workflows_per_s=round(raw, 1),
+                api_tickets_per_s=round(api, 1),
+                create_ratio=round(api / raw, 3),
+                create_shed_answers=shed,
+                load_during_create=round(max(load0, os.getloadavg()[0]), 2),
+            )
+
+            # Status-update latency, one at a time: API vs raw execute_update.
+            api_ms: list[float] = []
+            for tid in ids[:updates]:
+                t0 = time.perf_counter()
+                r = await http.post(
+                    f"/api/v1/tickets/{tid}/status", json={"status": "IN_PROGRESS"}, headers=agent_h
+                )
+                api_ms.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    raise RuntimeError(f"status answered {r.status_code}: {r.text[:200]}")
+            raw_ms: list[float] = []
+            actor = Actor(id=manager.id, role=Role.SUPPORT_AGENT.value)
+            for tid in ids[updates : 2 * updates]:
+                handle = client.get_workflow_handle(f"ticket-{tid}")
+                t0 = time.perf_counter()
+                await handle.execute_update(
+                    TicketWorkflow.change_status,
+                    StatusChange(
+                        request_id=f"raw-{uuid.uuid4()}", actor=actor, status=Status.IN_PROGRESS
+                    ),
+                )
+                raw_ms.append((time.perf_counter() - t0) * 1000)
+            figures.update(
+                update_api_p50_ms=round(statistics.median(api_ms), 1),
+                update_api_p99_ms=round(_pct(api_ms, 0.99), 1),
+                update_raw_p50_ms=round(statistics.median(raw_ms), 1),
+                update_raw_p99_ms=round(_pct(raw_ms, 0.99), 1),
+                update_p50_ratio=round(statistics.median(api_ms) / statistics.median(raw_ms), 3),
+            )
+
+            # Load shedding: far more creations at once than the process carries.
+            limit = settings.ticket_create_max_in_flight
+            burst = limit * 4
+
+            async def one(n: int) -> tuple[int, float, str | None]:
+                t0 = time.perf_counter()
+                r = await http.post(
+                    "/api/v1/tickets", json={"title": f"Burst {n}"}, headers=requester_h
+                )
+                return (
+                    r.status_code,
+                    (time.perf_counter() - t0) * 1000,
+                    r.headers.get("Retry-After"),
+                )
+
+            answers = await asyncio.gather(*(one(n) for n in range(burst)))
+            shed_ms = [ms for code, ms, _ in answers if code in (429, 503)]
+            ok_ms = [ms for code, ms, _ in answers if code == 201]
+            figures.update(
+                shed_burst=burst,
+                shed_limit=limit,
+                shed_201=len(ok_ms),
+                shed_503=len(shed_ms),
+                shed_other=sum(1 for code, _, _ in answers if code not in (201, 429, 503)),
+                shed_with_retry_after=sum(
+                    1 for code, _, ra in answers if code in (429, 503) and ra
+                ),
+                shed_p50_ms=round(statistics.median(shed_ms), 1) if shed_ms else None,
+                shed_ok_p50_ms=round(statistics.median(ok_ms), 1) if ok_ms else None,
+            )
+        await runtime.close()
+    finally:
+        server.stop()
+    figures["load_after_tickets"] = round(os.getloadavg()[0], 2)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--updates", type=int, default=200)
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.tickets, args.clients, args.updates))
+    print(json.dumps(figures, sort_keys=True), flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # sdk-python#300: skip the interpreter finalisation that can crash
+
+
+if __name__ == "__main__":
+    main()

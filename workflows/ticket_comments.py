@@ -1,0 +1,317 @@
+"""Comments in the ticket workflow: the `add_comment` update, and the pure decision it runs.
+
+How a comment travels (no comment text ever enters workflow history):
+
+1. The API (`helpdesk.services.comments.add`) seals the body under the ticket's data key,
+   commits the `comments` row, then sends the ticket's workflow the update
+   ``add_comment(CommentAdded{request_id, comment_id, author_id, author_role, is_internal})``.
+2. The handler (`TicketCommentsMixin.add_comment`) deduplicates the request id, checks the
+   ticket is live, decides with `on_comment` (pure), records the timeline entry with ONE
+   activity (`activities.comments.CommentActivities.record_comment`: history + audit,
+   idempotent on the request id), and appends a `ChangeEvent("comment_added")` to the
+   outbox, which the SLA mixin reads (a public staff reply fulfils first response).
+3. A requester's public reply on a RESOLVED ticket reopens it (when the
+   ``reopen_on_requester_reply`` setting is on): a second change, `status_changed`
+   RESOLVED → OPEN with the event key ``<request id>:reopen``, written by the ticket's own
+   `persist_ticket_change` activity, so the SLA clocks resume exactly as for a manual reopen.
+4. The main loop's `_after_change` sends the notifications (`workflows.ticket_notify`).
+
+Wiring into `workflows/ticket.py` (the whole change; ready to paste)::
+
+    # 1. beside `from workflows.ticket_sla import TicketSlaMixin` (module level, outside
+    #    the imports_passed_through block, like the SLA mixin):
+    from workflows.ticket_comments import TicketCommentsMixin  # the add_comment update
+    from workflows.ticket_notify import NOTIFIED_BY_SLA, creation_events, notifications_for, send_all
+
+    # 2. the class line:
+    class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
+
+    # 3. in `run`, right after `await self._sla_begin()` (the first run of a ticket announces
+    #    its creation; a continued run does not; histories older than this change neither):
+            self._outbox.extend(creation_events())
+
+    # 4. in `_after_change`, after `await self._sla_after_change(event)`:
+            await send_all(notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA))
+
+Nothing else: the mixin's update is picked up by `@workflow.defn` from the base class, and
+`activities.registry` already registers `record_ticket_comment`. The mixin uses these members
+of TicketWorkflow: `_ticket`, `config`, `_lock`, `_seen`, `_persist`, `_accepted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.comments import COMMENT_ADDED, CommentActivities, CommentRecord
+    from workflows.sla import SlaClockKind
+    from workflows.ticket_types import SYSTEM_ROLE, Actor, FieldUpdates, TicketState
+    from workflows.transitions import STAFF, Status
+
+if TYPE_CHECKING:
+    from workflows.ticket_types import PersistResult, TicketConfig
+
+# The update's name (the API sends it by name: `helpdesk.services.comments`).
+ADD_COMMENT = "add_comment"
+REOPEN_REASON = "requester_reply"
+
+
+class CommentAdded(BaseModel):
+    """The `add_comment` update: ids and flags only. The body is already sealed in the
+    database; it never travels through the workflow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = Field(min_length=1, max_length=90)  # room for the ":reopen" suffix
+    comment_id: uuid.UUID
+    author_id: uuid.UUID
+    author_role: str
+    is_internal: bool
+    # The setting as the API read it when the comment was made: carried in the command so
+    # the workflow's decision is deterministic and visible in its history.
+    reopen_on_requester_reply: bool = True
+    # Where the request came from, for the audit rows the activities write.
+    ip: str | None = None
+    user_agent: str | None = None
+    http_request_id: str | None = None
+
+    def actor(self) -> Actor:
+        return Actor(
+            id=self.author_id,
+            role=self.author_role,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            http_request_id=self.http_request_id,
+        )
+
+
+# --- the pure decision -------------------------------------------------------------------
+
+
+class CommentedTicket(Protocol):
+    """What `on_comment` reads of the ticket's state (TicketState satisfies it)."""
+
+    @property
+    def requester_id(self) -> uuid.UUID: ...
+
+    @property
+    def status(self) -> Status: ...
+
+
+class CommentRules(Protocol):
+    """The setting `on_comment` follows (Settings and CommentAdded both carry it)."""
+
+    @property
+    def reopen_on_requester_reply(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommentEffects:
+    """What an accepted comment does to the ticket."""
+
+    internal: bool
+    # A public reply by staff (not the requester themself, not the system) while the
+    # first-response clock is still pending: it fulfils first response.
+    first_response: bool
+    # A public reply by the requester on a RESOLVED ticket, with the setting on.
+    reopen: bool
+    # The public side hears of it (email to the other party, push to the ticket room);
+    # an internal note reaches staff rooms only.
+    visible_to_requester: bool
+    # The ChangeEvent/history changes of `comment_added` (ids and flags, no text).
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def first_response_pending(state: object) -> bool:
+    """Whether the ticket still waits for its first response. A state without SLA clocks
+    (no policy) counts as pending: the activity sets `first_response_at` once anyway."""
+    sla = getattr(state, "sla", None)
+    if sla is None:
+        return True
+    clock = sla.clocks.get(SlaClockKind.FIRST_RESPONSE)
+    return clock is None or clock.phase not in ("fulfilled", "stopped")
+
+
+def on_comment(state: CommentedTicket, event: CommentAdded, rules: CommentRules) -> CommentEffects:
+    """Decide what a comment does: first response, reopen, who may hear of it.
+
+    - An internal note changes nothing for the requester: no first response, no reopen.
+    - A public reply by staff (SUPPORT_AGENT, MANAGER, ADMINISTRATOR; not SYSTEM) who is not
+      the ticket's requester fulfils first response while that clock is pending.
+    - A public reply by the requester on a RESOLVED ticket reopens it when
+      `rules.reopen_on_requester_reply` is on.
+    """
+    internal = event.is_internal
+    by_requester = event.author_id == state.requester_id
+    by_staff = event.author_role in STAFF and event.author_role != SYSTEM_ROLE
+    first_response = (
+        not internal and by_staff and not by_requester and first_response_pending(state)
+    )
+    reopen = (
+        not internal
+        and by_requester
+        and state.status is Status.RESOLVED
+        and rules.reopen_on_requester_reply
+    )
+    changes: dict[str, Any] = {
+        "comment_id": str(event.comment_id),
+        "author_id": str(event.author_id),
+        "author_role": event.author_role,
+        "internal": internal,
+        "first_response": first_response,
+    }
+    return CommentEffects(
+        internal=internal,
+        first_response=first_response,
+        reopen=reopen,
+        visible_to_requester=not internal,
+        changes=changes,
+    )
+
+
+def reopen_key(request_id: str) -> str:
+    """Event key of the reopen a requester's reply causes (its own history entry)."""
+    return f"{request_id}:reopen"
+
+
+def refusal(event: CommentAdded, state: TicketState) -> ApplicationError | None:
+    """Why the workflow refuses a comment (shared by the validator and the handler), or
+    None. The API checked the same before writing the row; this is the workflow's word."""
+    if state.gone:
+        return ApplicationError("the ticket was deleted", type="TicketGone", non_retryable=True)
+    if state.status is Status.CLOSED:
+        return ApplicationError(
+            "the ticket is closed",
+            {"current": Status.CLOSED.value, "allowed": []},
+            type="InvalidTransition",
+            non_retryable=True,
+        )
+    by_staff = event.author_role in STAFF and event.author_role != SYSTEM_ROLE
+    if event.is_internal and not by_staff:
+        return ApplicationError(
+            "only staff write internal notes", type="PermissionDenied", non_retryable=True
+        )
+    if not by_staff and event.author_id != state.requester_id:
+        return ApplicationError(
+            "you may not comment on this ticket", type="PermissionDenied", non_retryable=True
+        )
+    return None
+
+
+# --- the update handler ------------------------------------------------------------------
+
+
+_RECORD_RETRY = RetryPolicy(
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=["TicketGone", "ValidationFailed"],
+)
+
+
+class TicketCommentsMixin:
+    """The `add_comment` update of TicketWorkflow (see the module docstring)."""
+
+    # Provided by TicketWorkflow.
+    _ticket: TicketState
+    config: TicketConfig
+    _lock: asyncio.Lock
+
+    if TYPE_CHECKING:
+
+        def _seen(self, request_id: str) -> bool: ...
+
+        async def _persist(
+            self,
+            request_id: str,
+            actor: Any,
+            action: str,
+            updates: FieldUpdates,
+            changes: dict[str, Any],
+            *,
+            summary: str,
+            note: str | None = None,
+            auto_assign: bool = False,
+        ) -> PersistResult: ...
+
+        def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None: ...
+
+    @workflow.update(
+        name=ADD_COMMENT,
+        description="Put a comment on the ticket's timeline (its text stays in the database)",
+    )
+    async def add_comment(self, event: CommentAdded) -> TicketState:
+        async with self._lock:
+            if self._seen(event.request_id):
+                return self._ticket
+            problem = refusal(event, self._ticket)
+            if problem is not None:
+                raise problem
+            effects = on_comment(self._ticket, event, event)
+            actor = event.actor()
+            await self._record_comment(event, effects, actor)
+            self._accepted(event.request_id, COMMENT_ADDED, dict(effects.changes))
+            if effects.reopen:
+                key = reopen_key(event.request_id)
+                changes = {
+                    "status": {"old": Status.RESOLVED.value, "new": Status.OPEN.value},
+                    "reason": REOPEN_REASON,
+                }
+                await self._persist(
+                    key,
+                    actor,
+                    "status_changed",
+                    FieldUpdates(fields=["status"], status=Status.OPEN),
+                    changes,
+                    summary="Reopen: the requester replied",
+                )
+                self._ticket.status = Status.OPEN
+                self._accepted(key, "status_changed", {**changes, "actor_id": str(actor.id)})
+            return self._ticket
+
+    @add_comment.validator
+    def _validate_comment(self, event: CommentAdded) -> None:
+        if self._seen(event.request_id):
+            return
+        problem = refusal(event, self._ticket)
+        if problem is not None:
+            raise problem
+
+    async def _record_comment(
+        self, event: CommentAdded, effects: CommentEffects, actor: Actor
+    ) -> None:
+        record = CommentRecord(
+            ticket_id=self._ticket.ticket_id,
+            event_key=event.request_id,
+            comment_id=event.comment_id,
+            actor=actor,
+            internal=effects.internal,
+            first_response=effects.first_response,
+            version=self._ticket.version + 1,
+        )
+        try:
+            await workflow.execute_activity_method(
+                CommentActivities.record_comment,
+                record,
+                start_to_close_timeout=timedelta(seconds=self.config.activity_timeout_seconds),
+                retry_policy=_RECORD_RETRY,
+                summary="Internal note" if effects.internal else "Public reply",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type:
+                if cause.type == "TicketGone":
+                    self._ticket.gone = True
+                raise ApplicationError(
+                    cause.message, *cause.details, type=cause.type, non_retryable=True
+                ) from None
+            raise ApplicationError(
+                "the comment could not be recorded", type="PersistFailed", non_retryable=True
+            ) from None
