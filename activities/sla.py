@@ -10,7 +10,9 @@ writing them again is harmless.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -70,7 +72,7 @@ class SlaActivities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.load_sla_policy, self.record_sla, self.sla_recipients]
 
     @activity.defn(name="load_sla_policy")

@@ -24,7 +24,6 @@ from models.enums import PRIVILEGED_ROLES, STAFF_ROLES, Role
 from models.user import AuthSession, User
 
 
-
 def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -100,8 +99,11 @@ def _denied(principal: Principal, why: str, request: Request) -> PermissionDenie
         audit={
             "action": "access.denied",
             "outcome": "denied",
-            "details": {"route": request.scope.get("path", ""), "method": request.method,
-                        "why": why},
+            "details": {
+                "route": request.scope.get("path", ""),
+                "method": request.method,
+                "why": why,
+            },
         },
     )
 
@@ -136,8 +138,11 @@ def require_privileged(*roles: Role) -> Callable[..., Coroutine[Any, Any, Princi
         ):
             raise MfaRequired(
                 "this route needs a session verified with a TOTP code",
-                audit={"action": "access.denied", "outcome": "denied",
-                       "details": {"route": request.scope.get("path", ""), "why": "mfa"}},
+                audit={
+                    "action": "access.denied",
+                    "outcome": "denied",
+                    "details": {"route": request.scope.get("path", ""), "why": "mfa"},
+                },
             )
         return principal
 
@@ -160,9 +165,7 @@ Staff = Annotated[
     Principal,
     Depends(require_roles(Role.SUPPORT_AGENT, Role.MANAGER, Role.ADMINISTRATOR)),
 ]
-ManagerOrAdmin = Annotated[
-    Principal, Depends(require_privileged(Role.MANAGER, Role.ADMINISTRATOR))
-]
+ManagerOrAdmin = Annotated[Principal, Depends(require_privileged(Role.MANAGER, Role.ADMINISTRATOR))]
 Admin = Annotated[Principal, Depends(require_privileged(Role.ADMINISTRATOR))]
 
 

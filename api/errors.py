@@ -1,6 +1,6 @@
 """One JSON error shape for every error, and the table mapping domain errors to statuses.
 
-    {"error": {"code": "...", "message": "...", "details": {...}, "request_id": "..."}}
+{"error": {"code": "...", "message": "...", "details": {...}, "request_id": "..."}}
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _HTTP_CODES = {
 def status_for(exc: errors.DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 400
 
 
@@ -81,9 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if exc.audit is not None:
             runtime = request.app.state.runtime
-            await runtime.audit.record_separately(
-                runtime.database.sessionmaker, **exc.audit
-            )
+            await runtime.audit.record_separately(runtime.database.sessionmaker, **exc.audit)
         headers: dict[str, str] = {}
         if isinstance(exc, errors.RateLimited | errors.Unavailable):
             headers["Retry-After"] = str(exc.retry_after)
@@ -96,8 +94,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
-            error_body("validation_failed", "the request is not valid",
-                       {"errors": _safe_validation_errors(exc)}),
+            error_body(
+                "validation_failed",
+                "the request is not valid",
+                {"errors": _safe_validation_errors(exc)},
+            ),
             status_code=422,
         )
 
@@ -113,8 +114,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Logged with its type only: exception text may carry PHI. No stack trace leaves.
         where = "".join(traceback.format_tb(exc.__traceback__)[-4:])
-        log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method,
-                  request.scope.get("route_path", "?"), where)
+        log.error(
+            "unhandled %s on %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            request.scope.get("route_path", "?"),
+            where,
+        )
         return JSONResponse(
             error_body("internal_error", "an internal error occurred"), status_code=500
         )

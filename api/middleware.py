@@ -88,7 +88,9 @@ class RequestContextMiddleware:
                         raw.append((key, value))
                 raw.append((b"x-request-id", request_id.encode()))
                 if self.hsts:
-                    raw.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+                    raw.append(
+                        (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+                    )
                 message["headers"] = raw
             await send(message)
 

@@ -63,10 +63,36 @@ STATUSES = ("OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED")
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
 PRIORITY_WEIGHTS = (30, 45, 20, 5)
 TAGS = (
-    "billing", "vpn", "email", "hardware", "printer", "network", "password", "access",
-    "laptop", "phone", "software", "onboarding", "offboarding", "security", "wifi",
-    "monitor", "license", "portal", "appointment", "records", "pharmacy", "insurance",
-    "lab-results", "telehealth", "scheduling", "mobile-app", "sso", "mfa", "backup", "urgent",
+    "billing",
+    "vpn",
+    "email",
+    "hardware",
+    "printer",
+    "network",
+    "password",
+    "access",
+    "laptop",
+    "phone",
+    "software",
+    "onboarding",
+    "offboarding",
+    "security",
+    "wifi",
+    "monitor",
+    "license",
+    "portal",
+    "appointment",
+    "records",
+    "pharmacy",
+    "insurance",
+    "lab-results",
+    "telehealth",
+    "scheduling",
+    "mobile-app",
+    "sso",
+    "mfa",
+    "backup",
+    "urgent",
 )
 VOCABULARY_SIZE = 2000
 CHUNK = 20_000
@@ -76,8 +102,32 @@ CHUNK = 20_000
 
 
 def _vocabulary(rng: random.Random) -> list[str]:
-    syllables = ["ka", "to", "mi", "re", "su", "no", "va", "li", "po", "de", "ra", "ne",
-                 "shi", "bo", "tu", "ge", "fa", "zo", "me", "ri", "lu", "pa", "xe", "qui"]
+    syllables = [
+        "ka",
+        "to",
+        "mi",
+        "re",
+        "su",
+        "no",
+        "va",
+        "li",
+        "po",
+        "de",
+        "ra",
+        "ne",
+        "shi",
+        "bo",
+        "tu",
+        "ge",
+        "fa",
+        "zo",
+        "me",
+        "ri",
+        "lu",
+        "pa",
+        "xe",
+        "qui",
+    ]
     words: set[str] = set()
     while len(words) < VOCABULARY_SIZE:
         words.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))))
@@ -189,27 +239,33 @@ def generate_tickets(world: World, count: int, seed: int = 11) -> Iterator[list[
         key_index = n % len(world.keys)
         title = " ".join(world.vocabulary[w] for w in words)
         updated = min(NOW, created + timedelta(days=rng.random() * min(age, 30)))
-        chunk.append(TicketRow(
-            id=ticket_id,
-            number=n,
-            key=key_index,
-            title=ticket_text.seal(world.keys[key_index][0], ticket_id, "title", title) or b"",
-            description=os.urandom(60 + int(rng.random() * 140)),
-            status=status,
-            priority=priority,
-            rank=PRIORITIES.index(priority) + 1,
-            category=None if rng.random() < 0.05 else rng.choice(world.category_ids),
-            requester=requester,
-            assignee=assignee,
-            due=created + timedelta(hours=4 + rng.random() * 236) if rng.random() < 0.6 else None,
-            escalated=rng.random() < 0.03,
-            created=created,
-            updated=updated,
-            deleted=updated if rng.random() < 0.005 else None,
-            words=words,
-            tags=rng.sample(TAGS[: (5, 12, 30)[int(rng.random() * 3)]],
-                            (0, 1, 1, 2, 3)[int(rng.random() * 5)]),
-        ))
+        chunk.append(
+            TicketRow(
+                id=ticket_id,
+                number=n,
+                key=key_index,
+                title=ticket_text.seal(world.keys[key_index][0], ticket_id, "title", title) or b"",
+                description=os.urandom(60 + int(rng.random() * 140)),
+                status=status,
+                priority=priority,
+                rank=PRIORITIES.index(priority) + 1,
+                category=None if rng.random() < 0.05 else rng.choice(world.category_ids),
+                requester=requester,
+                assignee=assignee,
+                due=created + timedelta(hours=4 + rng.random() * 236)
+                if rng.random() < 0.6
+                else None,
+                escalated=rng.random() < 0.03,
+                created=created,
+                updated=updated,
+                deleted=updated if rng.random() < 0.005 else None,
+                words=words,
+                tags=rng.sample(
+                    TAGS[: (5, 12, 30)[int(rng.random() * 3)]],
+                    (0, 1, 1, 2, 3)[int(rng.random() * 5)],
+                ),
+            )
+        )
         if len(chunk) == CHUNK:
             yield chunk
             chunk = []
@@ -220,13 +276,39 @@ def generate_tickets(world: World, count: int, seed: int = 11) -> Iterator[list[
 # --- loading ---------------------------------------------------------------------------
 
 TICKET_COLUMNS = (
-    "id", "number", "data_key_id", "title_enc", "description_enc", "status", "priority",
-    "priority_rank", "category_id", "requester_id", "assignee_id", "due_date", "escalated",
-    "escalation_level", "version", "created_by", "created_at", "updated_at", "deleted_at",
+    "id",
+    "number",
+    "data_key_id",
+    "title_enc",
+    "description_enc",
+    "status",
+    "priority",
+    "priority_rank",
+    "category_id",
+    "requester_id",
+    "assignee_id",
+    "due_date",
+    "escalated",
+    "escalation_level",
+    "version",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "deleted_at",
 )
 USER_COLUMNS = (
-    "id", "data_key_id", "email_bidx", "email_enc", "role", "is_active", "password_hash",
-    "mfa_enabled", "failed_logins", "lockouts", "created_at", "updated_at",
+    "id",
+    "data_key_id",
+    "email_bidx",
+    "email_enc",
+    "role",
+    "is_active",
+    "password_hash",
+    "mfa_enabled",
+    "failed_logins",
+    "lockouts",
+    "created_at",
+    "updated_at",
 )
 CATEGORY_COLUMNS = ("id", "name", "parent_id", "is_active", "created_at", "updated_at")
 LOADED_TABLES = ("tickets", "ticket_tags", "ticket_search_tokens")
@@ -235,18 +317,35 @@ LOADED_TABLES = ("tickets", "ticket_tags", "ticket_search_tokens")
 def _user_rows(world: World) -> Iterator[tuple[uuid.UUID, str, bytes]]:
     """(id, role, email bytes) of every raw user: they never sign in and the list never
     decrypts a user, so the email column holds opaque bytes."""
-    for role, ids in ((Role.END_USER.value, world.end_user_ids),
-                      (Role.SUPPORT_AGENT.value, world.agent_ids)):
+    for role, ids in (
+        (Role.END_USER.value, world.end_user_ids),
+        (Role.SUPPORT_AGENT.value, world.agent_ids),
+    ):
         for user_id in ids:
             yield user_id, role, user_id.bytes * 3
 
 
 def _ticket_tuple(t: TicketRow, world: World, conv: Any) -> tuple[Any, ...]:
     return (
-        conv.id(t.id), t.number, conv.id(world.keys[t.key][0].key_id), t.title, t.description,
-        t.status, t.priority, t.rank, conv.id(t.category), conv.id(t.requester),
-        conv.id(t.assignee), conv.ts(t.due), conv.flag(t.escalated), 0, 0,
-        conv.id(t.requester), conv.ts(t.created), conv.ts(t.updated), conv.ts(t.deleted),
+        conv.id(t.id),
+        t.number,
+        conv.id(world.keys[t.key][0].key_id),
+        t.title,
+        t.description,
+        t.status,
+        t.priority,
+        t.rank,
+        conv.id(t.category),
+        conv.id(t.requester),
+        conv.id(t.assignee),
+        conv.ts(t.due),
+        conv.flag(t.escalated),
+        0,
+        0,
+        conv.id(t.requester),
+        conv.ts(t.created),
+        conv.ts(t.updated),
+        conv.ts(t.deleted),
     )
 
 
@@ -284,8 +383,20 @@ def _static_rows(world: World, conv: Any) -> dict[str, list[tuple[Any, ...]]]:
     now = conv.ts(NOW)
     keys = [(conv.id(w.key_id), w.kek_id, w.wrapped, now) for _, w in world.keys]
     users = [
-        (conv.id(uid), conv.id(world.keys[0][0].key_id), uid.hex + "0" * 32, blob, role,
-         conv.flag(True), "!bench-no-login", conv.flag(False), 0, 0, now, now)
+        (
+            conv.id(uid),
+            conv.id(world.keys[0][0].key_id),
+            uid.hex + "0" * 32,
+            blob,
+            role,
+            conv.flag(True),
+            "!bench-no-login",
+            conv.flag(False),
+            0,
+            0,
+            now,
+            now,
+        )
         for uid, role, blob in _user_rows(world)
     ]
     categories = [
@@ -306,24 +417,37 @@ def load_sqlite(path: Path, world: World, tickets: int) -> dict[str, float]:
     db.execute("PRAGMA foreign_keys=OFF")
     indexes = db.execute(
         "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
-        f"AND tbl_name IN ({','.join('?' * len(LOADED_TABLES))})", LOADED_TABLES
+        f"AND tbl_name IN ({','.join('?' * len(LOADED_TABLES))})",
+        LOADED_TABLES,
     ).fetchall()
     for name, _ in indexes:
         db.execute(f'DROP INDEX "{name}"')
     db.execute("BEGIN")
     static = _static_rows(world, SqliteForm)
-    db.executemany("INSERT INTO data_keys (id, kek_id, wrapped_key, created_at) "
-                   "VALUES (?, ?, ?, ?)", static["data_keys"])
-    db.executemany(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
-                   f"({', '.join('?' * len(USER_COLUMNS))})", static["users"])
-    db.executemany(f"INSERT INTO categories ({', '.join(CATEGORY_COLUMNS)}) VALUES "
-                   f"({', '.join('?' * len(CATEGORY_COLUMNS))})", static["categories"])
-    insert = (f"INSERT INTO tickets ({', '.join(TICKET_COLUMNS)}) VALUES "
-              f"({', '.join('?' * len(TICKET_COLUMNS))})")
+    db.executemany(
+        "INSERT INTO data_keys (id, kek_id, wrapped_key, created_at) VALUES (?, ?, ?, ?)",
+        static["data_keys"],
+    )
+    db.executemany(
+        f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
+        f"({', '.join('?' * len(USER_COLUMNS))})",
+        static["users"],
+    )
+    db.executemany(
+        f"INSERT INTO categories ({', '.join(CATEGORY_COLUMNS)}) VALUES "
+        f"({', '.join('?' * len(CATEGORY_COLUMNS))})",
+        static["categories"],
+    )
+    insert = (
+        f"INSERT INTO tickets ({', '.join(TICKET_COLUMNS)}) VALUES "
+        f"({', '.join('?' * len(TICKET_COLUMNS))})"
+    )
     for chunk in _chunks(world, tickets):
         db.executemany(insert, [_ticket_tuple(t, world, SqliteForm) for t in chunk])
-        db.executemany("INSERT INTO ticket_tags (ticket_id, tag) VALUES (?, ?)",
-                       [(t.id.hex, tag) for t in chunk for tag in t.tags])
+        db.executemany(
+            "INSERT INTO ticket_tags (ticket_id, tag) VALUES (?, ?)",
+            [(t.id.hex, tag) for t in chunk for tag in t.tags],
+        )
         db.executemany(
             "INSERT INTO ticket_search_tokens (ticket_id, token) VALUES (?, ?)",
             [(t.id.hex, world.tokens[w]) for t in chunk for w in t.words],
@@ -369,27 +493,39 @@ async def load_postgres(dsn: str, world: World, tickets: int) -> dict[str, float
         indexes = await conn.fetch(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
             "AND tablename = ANY($1::text[]) AND indexname NOT IN "
-            "(SELECT conname FROM pg_constraint)", list(LOADED_TABLES))
+            "(SELECT conname FROM pg_constraint)",
+            list(LOADED_TABLES),
+        )
         for row in indexes:
             await conn.execute(f'DROP INDEX "{row["indexname"]}"')
         static = _static_rows(world, PgForm)
-        await conn.copy_records_to_table("data_keys", records=static["data_keys"],
-                                         columns=["id", "kek_id", "wrapped_key", "created_at"])
-        await conn.copy_records_to_table("users", records=static["users"],
-                                         columns=list(USER_COLUMNS))
-        await conn.copy_records_to_table("categories", records=static["categories"],
-                                         columns=list(CATEGORY_COLUMNS))
+        await conn.copy_records_to_table(
+            "data_keys",
+            records=static["data_keys"],
+            columns=["id", "kek_id", "wrapped_key", "created_at"],
+        )
+        await conn.copy_records_to_table(
+            "users", records=static["users"], columns=list(USER_COLUMNS)
+        )
+        await conn.copy_records_to_table(
+            "categories", records=static["categories"], columns=list(CATEGORY_COLUMNS)
+        )
         for chunk in _chunks(world, tickets):
             await conn.copy_records_to_table(
-                "tickets", records=[_ticket_tuple(t, world, PgForm) for t in chunk],
-                columns=list(TICKET_COLUMNS))
+                "tickets",
+                records=[_ticket_tuple(t, world, PgForm) for t in chunk],
+                columns=list(TICKET_COLUMNS),
+            )
             await conn.copy_records_to_table(
-                "ticket_tags", records=[(t.id, tag) for t in chunk for tag in t.tags],
-                columns=["ticket_id", "tag"])
+                "ticket_tags",
+                records=[(t.id, tag) for t in chunk for tag in t.tags],
+                columns=["ticket_id", "tag"],
+            )
             await conn.copy_records_to_table(
                 "ticket_search_tokens",
                 records=[(t.id, world.tokens[w]) for t in chunk for w in t.words],
-                columns=["ticket_id", "token"])
+                columns=["ticket_id", "token"],
+            )
         phases["insert"] = time.perf_counter() - started
         for row in indexes:
             await conn.execute(row["indexdef"])
@@ -424,26 +560,34 @@ def scenarios(world: World, rng: random.Random, count: int) -> list[Scenario]:
         lambda: Scenario("queue", "agent", {"status": open_}),
         lambda: Scenario("queue_next_page", "agent", {"status": open_, "_next": True}),
         lambda: Scenario("my_queue", "agent", {"assignee_id": "me", "status": open_}),
-        lambda: Scenario("by_assignee", "agent",
-                         {"assignee_id": str(rng.choice(world.agent_ids)), "status": open_}),
-        lambda: Scenario("unassigned", "agent", {"assignee_id": "unassigned",
-                                                 "status": "OPEN"}),
-        lambda: Scenario("by_priority", "agent", {"priority": ["HIGH", "URGENT"],
-                                                  "status": open_}),
+        lambda: Scenario(
+            "by_assignee",
+            "agent",
+            {"assignee_id": str(rng.choice(world.agent_ids)), "status": open_},
+        ),
+        lambda: Scenario("unassigned", "agent", {"assignee_id": "unassigned", "status": "OPEN"}),
+        lambda: Scenario("by_priority", "agent", {"priority": ["HIGH", "URGENT"], "status": open_}),
         lambda: Scenario("sorted_by_priority", "agent", {"status": open_, "sort": "priority"}),
-        lambda: Scenario("due_soonest", "agent", {"status": open_, "sort": "due_date",
-                                                  "order": "asc"}),
+        lambda: Scenario(
+            "due_soonest", "agent", {"status": open_, "sort": "due_date", "order": "asc"}
+        ),
         lambda: Scenario("escalated", "agent", {"escalated": "true", "status": open_}),
         lambda: Scenario("end_user_own", "end_user", {}),
         lambda: Scenario("end_user_open", "end_user", {"status": open_}),
         lambda: Scenario("tag", "agent", {"tag": rng.choice(TAGS[:12])}),
         lambda: Scenario("tag_open", "agent", {"tag": rng.choice(TAGS[:12]), "status": open_}),
-        lambda: Scenario("category_recent", "agent", {
-            "category_id": str(rng.choice(world.category_ids)),
-            "created_from": (NOW - timedelta(days=90)).isoformat()}),
+        lambda: Scenario(
+            "category_recent",
+            "agent",
+            {
+                "category_id": str(rng.choice(world.category_ids)),
+                "created_from": (NOW - timedelta(days=90)).isoformat(),
+            },
+        ),
         lambda: Scenario("keyword", "agent", {"q": pick_word()}),
-        lambda: Scenario("two_keywords", "agent",
-                         {"q": f"{pick_word()} {words[rng.randint(0, 30)]}"}),
+        lambda: Scenario(
+            "two_keywords", "agent", {"q": f"{pick_word()} {words[rng.randint(0, 30)]}"}
+        ),
         lambda: Scenario("recently_updated", "agent", {"sort": "updated_at"}),
     ]
     return [makers[i % len(makers)]() for i in range(count)]
@@ -463,8 +607,9 @@ async def measure(runtime: Runtime, world: World, requests: int) -> dict[str, An
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         plan = scenarios(world, rng, requests)
         for warm in scenarios(world, random.Random(9), 40):  # warm caches and pools
-            await client.get("/api/v1/tickets", params=_params(warm.params),
-                             headers=actors[warm.actor].headers)
+            await client.get(
+                "/api/v1/tickets", params=_params(warm.params), headers=actors[warm.actor].headers
+            )
         next_cursor: str | None = None
         for scenario in plan:
             params = _params(scenario.params)
@@ -473,8 +618,9 @@ async def measure(runtime: Runtime, world: World, requests: int) -> dict[str, An
                     continue
                 params["cursor"] = next_cursor
             started = time.perf_counter()
-            response = await client.get("/api/v1/tickets", params=params,
-                                        headers=actors[scenario.actor].headers)
+            response = await client.get(
+                "/api/v1/tickets", params=params, headers=actors[scenario.actor].headers
+            )
             elapsed = (time.perf_counter() - started) * 1000
             if response.status_code != 200:
                 raise RuntimeError(f"{scenario.name}: {response.status_code} {response.text}")
@@ -522,11 +668,12 @@ async def _give_actor_rows(
     async with runtime.database.transaction() as session:
         requester = world.end_user_ids[0]
         await session.execute(
-            update(Ticket).where(Ticket.requester_id == requester)
-            .values(requester_id=end_user_id))
+            update(Ticket).where(Ticket.requester_id == requester).values(requester_id=end_user_id)
+        )
         other = world.agent_ids[0]
         await session.execute(
-            update(Ticket).where(Ticket.assignee_id == other).values(assignee_id=agent_id))
+            update(Ticket).where(Ticket.assignee_id == other).values(assignee_id=agent_id)
+        )
         await session.scalar(select(Ticket.id).limit(1))
 
 
@@ -535,8 +682,13 @@ async def _give_actor_rows(
 
 def _settings(var_dir: Path, url: str) -> Settings:
     return Settings(
-        environment="test", var_dir=var_dir, database_url=url, email_backend="file",
-        argon2_time_cost=1, argon2_memory_cost=8192, run_worker_in_api=False,
+        environment="test",
+        var_dir=var_dir,
+        database_url=url,
+        email_backend="file",
+        argon2_time_cost=1,
+        argon2_memory_cost=8192,
+        run_worker_in_api=False,
         auto_assign_on_create=False,
     )
 
@@ -549,7 +701,7 @@ async def run(
 ) -> dict[str, Any]:
     """Load, measure, clean up; returns every figure."""
     work = Path(tempfile.mkdtemp(prefix="helpdesk-bench-lists-"))
-    results: dict[str, Any] = {"tickets": tickets, "users": users}
+    results: dict[str, Any] = {"list_ticket_rows": tickets, "list_users": users}
     try:
         sqlite_url = f"sqlite+aiosqlite:///{work / 'lists.db'}"
         base = prepare_runtime(build_runtime(_settings(work, sqlite_url)))
@@ -557,7 +709,7 @@ async def run(
         await base.close()
         started = time.perf_counter()
         chunks = list(_chunks(world, tickets))
-        results["generate_seconds"] = round(time.perf_counter() - started, 1)
+        results["list_generate_seconds"] = round(time.perf_counter() - started, 1)
         del chunks
         for backend in backends:
             if backend == "sqlite":
@@ -572,20 +724,19 @@ async def run(
                 figures, load = await _run_postgres(work, world, tickets, requests)
             else:
                 raise ValueError(f"unknown backend {backend}")
-            results[f"load_seconds_{backend}"] = round(load["total"], 1)
-            results[f"load_phases_{backend}"] = {k: round(v, 1) for k, v in load.items()}
+            results[f"list_load_seconds_{backend}"] = round(load["total"], 1)
+            results[f"list_load_phases_{backend}"] = {k: round(v, 1) for k, v in load.items()}
             results[f"list_p50_ms_{backend}"] = figures["p50_ms"]
             results[f"list_p99_ms_{backend}"] = figures["p99_ms"]
             results[f"list_requests_{backend}"] = figures["requests"]
-            results[f"baseline_p50_ms_{backend}"] = figures["baseline_p50_ms"]
-            results[f"baseline_p99_ms_{backend}"] = figures["baseline_p99_ms"]
+            results[f"list_baseline_p50_ms_{backend}"] = figures["baseline_p50_ms"]
+            results[f"list_baseline_p99_ms_{backend}"] = figures["baseline_p99_ms"]
             results[f"list_p99_ms_by_scenario_{backend}"] = figures["by_scenario_p99_ms"]
             results[f"list_p50_ms_by_scenario_{backend}"] = figures["by_scenario_p50_ms"]
     finally:
         _CACHED.clear()
         shutil.rmtree(work, ignore_errors=True)
-    results["loadavg"] = [round(x, 2) for x in os.getloadavg()]
-    results["cpus"] = os.cpu_count()
+    results["list_loadavg"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
@@ -603,8 +754,7 @@ async def _run_postgres(
     try:
         url = f"postgresql+asyncpg://postgres@{PG_HOST}:5432/{name}"
         await asyncio.to_thread(upgrade, url)
-        load = await load_postgres(f"postgresql://postgres@{PG_HOST}:5432/{name}", world,
-                                   tickets)
+        load = await load_postgres(f"postgresql://postgres@{PG_HOST}:5432/{name}", world, tickets)
         rt = prepare_runtime(build_runtime(_settings(work, url)))
         try:
             return await measure(rt, world, requests), load
@@ -625,8 +775,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=680)
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
     args = parser.parse_args()
-    results = asyncio.run(run(args.tickets, args.users, args.requests,
-                              args.backend or ("sqlite", "postgres")))
+    results = asyncio.run(
+        run(args.tickets, args.users, args.requests, args.backend or ("sqlite", "postgres"))
+    )
     print(json.dumps(results))
 
 

@@ -29,7 +29,7 @@ def _last_json_line(output: str) -> dict[str, Any]:
 
 def run_one(name: str, timeout_s: int = 3600) -> dict[str, Any]:
     started = time.perf_counter()
-    proc = subprocess.run(  # noqa: S603 - our own module, fixed argv
+    proc = subprocess.run(
         [sys.executable, "-m", f"bench.{name}"],
         capture_output=True,
         text=True,

@@ -73,7 +73,9 @@ class AuditTrail:
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
         last = (
-            await session.execute(select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1))
+            await session.execute(
+                select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+            )
         ).first()
         prev_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
         row = AuditLog(
@@ -96,9 +98,7 @@ class AuditTrail:
         await session.flush()
         return row
 
-    async def record_separately(
-        self, sessionmaker: Any, action: str, **kwargs: Any
-    ) -> None:
+    async def record_separately(self, sessionmaker: Any, action: str, **kwargs: Any) -> None:
         """Audit in a transaction of its own: for failures whose request rolls back."""
         async with sessionmaker() as session, session.begin():
             await self.record(session, action, **kwargs)
@@ -132,8 +132,12 @@ class AuditTrail:
             if cp.seq == 0:
                 continue
             if heads.get(cp.seq) != cp.head:
-                return VerifyReport(False, report.rows_checked, cp.seq,
-                                    "row of a checkpoint is missing or differs (log truncated)")
+                return VerifyReport(
+                    False,
+                    report.rows_checked,
+                    cp.seq,
+                    "row of a checkpoint is missing or differs (log truncated)",
+                )
         return report
 
     async def _verify_chain(self, session: AsyncSession) -> VerifyReport:
@@ -142,10 +146,13 @@ class AuditTrail:
         checked = 0
         async for row in _stream(session):
             if row.seq != expected_seq:
-                return VerifyReport(False, checked, row.seq,
-                                    f"rows {expected_seq}..{row.seq - 1} are missing")
+                return VerifyReport(
+                    False, checked, row.seq, f"rows {expected_seq}..{row.seq - 1} are missing"
+                )
             if row.prev_hash != expected_prev:
-                return VerifyReport(False, checked, row.seq, "chain link broken (row removed or reordered)")
+                return VerifyReport(
+                    False, checked, row.seq, "chain link broken (row removed or reordered)"
+                )
             if not hmac.compare_digest(row.hash, chain_hash(self._key, expected_prev, row)):
                 return VerifyReport(False, checked, row.seq, "row content altered")
             expected_prev = row.hash

@@ -103,9 +103,7 @@ def encrypt_field(
     """AES-256-GCM ciphertext of one field: version, key id, nonce, sealed data."""
     data = plaintext.encode() if isinstance(plaintext, str) else plaintext
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = AESGCM(key.material).encrypt(
-        nonce, data, field_aad(table, column, row_id, key.key_id)
-    )
+    sealed = AESGCM(key.material).encrypt(nonce, data, field_aad(table, column, row_id, key.key_id))
     return _HEADER.pack(FORMAT_VERSION, key.key_id.bytes) + nonce + sealed
 
 

@@ -59,8 +59,14 @@ class MfaRequired(PermissionDenied):
 class RateLimited(DomainError):
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None,
-                 audit: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        details: dict[str, Any] | None = None,
+        audit: dict[str, Any] | None = None,
+    ):
         super().__init__(message, details=details, audit=audit)
         self.retry_after = max(1, int(retry_after))
 
@@ -78,7 +84,9 @@ class Unavailable(DomainError):
 
     code = "unavailable"
 
-    def __init__(self, message: str, *, retry_after: int = 2, details: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, retry_after: int = 2, details: dict[str, Any] | None = None
+    ):
         super().__init__(message, details=details)
         self.retry_after = retry_after
 

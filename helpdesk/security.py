@@ -147,7 +147,9 @@ def totp_now(secret: str, at: float | None = None) -> str:
     return totp_at(secret, int((time.time() if at is None else at) // TOTP_STEP_SECONDS))
 
 
-def totp_match(secret: str, code: str, *, last_step: int | None, at: float | None = None) -> int | None:
+def totp_match(
+    secret: str, code: str, *, last_step: int | None, at: float | None = None
+) -> int | None:
     """The step a code matches (±1 step of drift), or None. A step at or before
     `last_step` never matches again, so no code is accepted twice."""
     if not (code.isdigit() and len(code) == TOTP_DIGITS):

@@ -54,7 +54,9 @@ def search_attribute_cli_args() -> list[str]:
 class EncryptionCodec(PayloadCodec):
     """AES-256-GCM over whole payloads; the key id travels in the payload metadata."""
 
-    def __init__(self, key: bytes, key_id: str = "codec-1", old_keys: dict[str, bytes] | None = None):
+    def __init__(
+        self, key: bytes, key_id: str = "codec-1", old_keys: dict[str, bytes] | None = None
+    ):
         if len(key) != 32:
             raise ValueError("payload codec key must be 32 bytes")
         self._key_id = key_id.encode()

@@ -13,20 +13,25 @@ from tests.conftest import make_settings
 async def _append(runtime, n, action="test.event"):
     for i in range(n):
         async with runtime.database.transaction() as session:
-            await runtime.audit.record(session, action, table="users", record_id=str(i),
-                                       details={"i": i})
+            await runtime.audit.record(
+                session, action, table="users", record_id=str(i), details={"i": i}
+            )
 
 
 async def test_rows_carry_context_and_chain_verifies(runtime):
     set_context(RequestContext(request_id="rid-1", ip="192.0.2.4", user_agent="ua/1"))
     await _append(runtime, 5)
     async with runtime.database.transaction() as session:
-        rows = (await session.execute(text(
-            "SELECT seq, ip, user_agent, request_id, outcome FROM audit_log ORDER BY seq"))).all()
+        rows = (
+            await session.execute(
+                text("SELECT seq, ip, user_agent, request_id, outcome FROM audit_log ORDER BY seq")
+            )
+        ).all()
         report = await runtime.audit.verify(session)
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
     assert {(r.ip, r.user_agent, r.request_id, r.outcome) for r in rows} == {
-        ("192.0.2.4", "ua/1", "rid-1", "success")}
+        ("192.0.2.4", "ua/1", "rid-1", "success")
+    }
     assert report.ok and report.rows_checked == 5
 
 

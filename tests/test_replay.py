@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -24,6 +26,8 @@ from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
 from workers.worker import workflow_runner
 from workflows.registry import WORKFLOWS
+from workflows.ticket import TicketWorkflow
+from workflows.ticket_types import ChangeEvent, TicketInput, TicketState
 
 pytestmark = pytest.mark.temporal
 
@@ -74,8 +78,10 @@ async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type
             await set_status(http, requester, tid, "CLOSED"),
         ]
         assert [r.status_code for r in steps] == [200, 409, *([200] * 9)]
-    handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
-    await handle.result()  # closed: the workflow completed
+        handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
+        # Closed: the workflow completes once its worker has recorded the stopped SLA
+        # clocks, so wait while the worker still runs.
+        await handle.result()
     return await handle.fetch_history()
 
 
@@ -100,3 +106,29 @@ async def test_recorded_histories_replay(settings):
         history = WorkflowHistory.from_json(ticket_workflow_id("recorded"), path.read_text())
         result = await replay.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+@workflow.defn(name="TicketWorkflow", sandboxed=False)
+class ChangedTicketWorkflow(TicketWorkflow):
+    """Today's workflow plus one command more after each change (an extra timer)."""
+
+    async def _after_change(self, event: ChangeEvent) -> None:
+        await workflow.sleep(timedelta(milliseconds=1))
+        await super()._after_change(event)
+
+    @workflow.run
+    async def run(self, inp: TicketInput) -> TicketState:
+        return await super().run(inp)
+
+
+@pytest.mark.parametrize("settings", [FIXED], indirect=True)
+async def test_replay_catches_a_non_deterministic_change(settings):
+    """Negative control: the changed workflow fails replay of the recording, so the fixture
+    really guards determinism."""
+    others = [w for w in WORKFLOWS if w is not TicketWorkflow]
+    broken = Replayer(
+        workflows=[*others, ChangedTicketWorkflow], data_converter=data_converter(settings)
+    )
+    history = WorkflowHistory.from_json(ticket_workflow_id("recorded"), LIFECYCLE.read_text())
+    result = await broken.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None

@@ -16,7 +16,12 @@ RFC_SECRET = base64.b32encode(b"12345678901234567890").decode()
 
 @pytest.mark.parametrize(
     ("unix_time", "expected8"),
-    [(59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"), (2000000000, "69279037")],
+    [
+        (59, "94287082"),
+        (1111111109, "07081804"),
+        (1234567890, "89005924"),
+        (2000000000, "69279037"),
+    ],
 )
 def test_totp_matches_rfc6238_vectors(unix_time, expected8):
     assert totp_at(RFC_SECRET, unix_time // 30) == expected8[-6:]

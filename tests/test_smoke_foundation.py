@@ -1,5 +1,5 @@
-from tests.factories import make_user
 from models.enums import Role
+from tests.factories import make_user
 
 
 async def test_health_and_security_headers(client):

@@ -308,3 +308,43 @@ async def test_delete_shreds_and_later_reads_are_410(runtime, temporal_client):
 
     with pytest.raises(RPCError):
         await temporal_client.get_workflow_handle(f"ticket-{tid}").describe()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"ticket_create_max_in_flight": 1, "ticket_command_timeout_seconds": 3}],
+    indirect=True,
+)
+async def test_saturation_sheds_with_503_and_a_silent_engine_is_503_not_500(
+    runtime, temporal_client
+):
+    """Past the in-flight limit the API answers 503 + Retry-After at once; a workflow that
+    does not answer within the command timeout is a 503 too, never a 500 or a hang. The
+    ticket accepted meanwhile is still completed once a worker runs (same Idempotency-Key)."""
+    import asyncio
+    import time
+
+    from workers.worker import build_worker
+
+    requester = await make_user(runtime, Role.END_USER)
+    async with ticket_api(runtime, temporal_client, worker=False) as http:
+        headers = {**requester.headers, "Idempotency-Key": "slow-1"}
+        body = {"title": "No worker yet"}
+        first = asyncio.create_task(http.post("/api/v1/tickets", json=body, headers=headers))
+        await asyncio.sleep(0.5)  # the first holds the only slot, waiting on the workflow
+        started = time.perf_counter()
+        shed = await http.post("/api/v1/tickets", json={"title": "x"}, headers=requester.headers)
+        assert time.perf_counter() - started < 1.0
+        assert shed.status_code == 503
+        assert shed.headers["Retry-After"] == "1"
+        assert shed.json()["error"]["code"] == "unavailable"
+
+        timed_out = await first
+        assert timed_out.status_code == 503, timed_out.text
+        assert int(timed_out.headers["Retry-After"]) >= 1
+        async with build_worker(temporal_client, runtime):
+            again = await http.post("/api/v1/tickets", json=body, headers=headers)
+            assert again.status_code == 201, again.text
+            assert again.json()["workflow"]["status"] == "OPEN"
+    async with runtime.database.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Ticket)) == 1

@@ -41,7 +41,7 @@ def state(**overrides: object) -> TicketState:
         "priority": "HIGH",
     }
     values.update(overrides)
-    return TicketState(**values)  # type: ignore[arg-type]
+    return TicketState(**values)
 
 
 def emails(items: list[NotifyInput | PushInput]) -> list[NotifyInput]:
@@ -271,8 +271,10 @@ def test_an_end_user_never_hears_of_an_internal_note(
 )
 def test_internal_note_never_reaches_an_assignee_who_is_no_longer_staff() -> None:
     demoted = uuid.UUID(int=99)  # assigned while an agent, since demoted to END_USER
-    (item,) = notifications_for(
-        comment(AGENT, "SUPPORT_AGENT", internal=True), state(assignee_id=demoted)
+    (item,) = pushes(
+        notifications_for(
+            comment(AGENT, "SUPPORT_AGENT", internal=True), state(assignee_id=demoted)
+        )
     )
     rooms = push.rooms_for(
         item.event, ticket_id=TICKET, requester_id=REQUESTER, assignee_id=demoted, internal=True

@@ -11,11 +11,10 @@ from sqlalchemy import update
 
 from helpdesk.runtime import Runtime
 from helpdesk.services import ticket_text
+from helpdesk.services.ticket_list import PRIORITY_RANK
 from models.base import utcnow
 from models.enums import Priority, TicketStatus
 from models.ticket import Counter, Ticket, TicketTag
-
-PRIORITY_RANK = {Priority.LOW: 1, Priority.MEDIUM: 2, Priority.HIGH: 3, Priority.URGENT: 4}
 
 
 async def make_ticket(

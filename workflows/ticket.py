@@ -121,14 +121,20 @@ class TicketWorkflow(TicketSlaMixin):
             self._check_status(req)
             old = self._ticket.status
             await self._persist(
-                req.request_id, req.actor, "status_changed",
+                req.request_id,
+                req.actor,
+                "status_changed",
                 FieldUpdates(fields=["status"], status=req.status),
                 {"status": {"old": old.value, "new": req.status.value}},
-                note=req.note, summary=f"Status {old.value} → {req.status.value}",
+                note=req.note,
+                summary=f"Status {old.value} → {req.status.value}",
             )
             self._ticket.status = req.status
-            self._accepted(req.request_id, "status_changed",
-                           {"status": {"old": old.value, "new": req.status.value}})
+            self._accepted(
+                req.request_id,
+                "status_changed",
+                {"status": {"old": old.value, "new": req.status.value}},
+            )
             return self._ticket
 
     @change_status.validator
@@ -149,13 +155,20 @@ class TicketWorkflow(TicketSlaMixin):
             updates = FieldUpdates(fields=["assignee_id"], assignee_id=req.agent_id)
             changes = {"assignee_id": {"old": _s(old), "new": _s(req.agent_id)}}
             result = await self._persist(
-                req.request_id, req.actor, "assigned", updates, changes,
+                req.request_id,
+                req.actor,
+                "assigned",
+                updates,
+                changes,
                 auto_assign=req.auto,
                 summary="Auto-assign to the least-loaded agent" if req.auto else "Assign agent",
             )
             self._ticket.assignee_id = result.assignee_id
-            self._accepted(req.request_id, "assigned",
-                           {"assignee_id": {"old": _s(old), "new": _s(result.assignee_id)}})
+            self._accepted(
+                req.request_id,
+                "assigned",
+                {"assignee_id": {"old": _s(old), "new": _s(result.assignee_id)}},
+            )
             return self._ticket
 
     @assign.validator
@@ -180,8 +193,14 @@ class TicketWorkflow(TicketSlaMixin):
                 elif name in ("priority", "category_id", "due_date"):
                     changes[name] = {"old": _s(getattr(self._ticket, name)), "new": _s(value)}
                 # tags: the activity records old → new from the row.
-            await self._persist(req.request_id, req.actor, "edited", updates, changes,
-                                summary="Edit " + ", ".join(sorted(e.fields)))
+            await self._persist(
+                req.request_id,
+                req.actor,
+                "edited",
+                updates,
+                changes,
+                summary="Edit " + ", ".join(sorted(e.fields)),
+            )
             for name in ("priority", "category_id", "due_date"):
                 if name in e.fields:
                     setattr(self._ticket, name, getattr(e, name))
@@ -207,11 +226,17 @@ class TicketWorkflow(TicketSlaMixin):
                 "escalated_to": _s(req.escalated_to),  # who the SLA mixin notifies
             }
             await self._persist(
-                req.request_id, req.actor, "escalated",
-                FieldUpdates(fields=["escalated", "escalation_level", "escalated_to"],
-                             escalated=True, escalation_level=level,
-                             escalated_to=req.escalated_to),
-                changes, summary=f"Escalate to level {level}",
+                req.request_id,
+                req.actor,
+                "escalated",
+                FieldUpdates(
+                    fields=["escalated", "escalation_level", "escalated_to"],
+                    escalated=True,
+                    escalation_level=level,
+                    escalated_to=req.escalated_to,
+                ),
+                changes,
+                summary=f"Escalate to level {level}",
             )
             self._ticket.escalated = True
             self._ticket.escalation_level = level
@@ -229,8 +254,9 @@ class TicketWorkflow(TicketSlaMixin):
         if self._ticket.gone:
             raise _refuse("the ticket was deleted", "TicketGone")
         if self._ticket.status is Status.CLOSED:
-            raise _refuse("the ticket is closed", "InvalidTransition",
-                          current=Status.CLOSED.value, allowed=[])
+            raise _refuse(
+                "the ticket is closed", "InvalidTransition", current=Status.CLOSED.value, allowed=[]
+            )
 
     def _is_requester(self, actor_id: Any) -> bool:
         return actor_id is not None and actor_id == self._ticket.requester_id
@@ -241,15 +267,24 @@ class TicketWorkflow(TicketSlaMixin):
         verdict = judge(self._ticket.status, req.status, req.actor.role, is_requester=is_requester)
         if verdict is TransitionVerdict.ALLOWED:
             return
-        allowed = [s.value for s in
-                   allowed_next(self._ticket.status, req.actor.role, is_requester=is_requester)]
-        details = {"current": self._ticket.status.value, "requested": req.status.value,
-                   "allowed": allowed}
+        allowed = [
+            s.value
+            for s in allowed_next(self._ticket.status, req.actor.role, is_requester=is_requester)
+        ]
+        details = {
+            "current": self._ticket.status.value,
+            "requested": req.status.value,
+            "allowed": allowed,
+        }
         if verdict is TransitionVerdict.NOT_PERMITTED:
-            raise _refuse("you may not make this status change", "TransitionNotPermitted",
-                          **details)
-        raise _refuse(f"a ticket cannot go from {self._ticket.status.value} to "
-                      f"{req.status.value}", "InvalidTransition", **details)
+            raise _refuse(
+                "you may not make this status change", "TransitionNotPermitted", **details
+            )
+        raise _refuse(
+            f"a ticket cannot go from {self._ticket.status.value} to {req.status.value}",
+            "InvalidTransition",
+            **details,
+        )
 
     def _check_assign(self, req: AssignRequest) -> None:
         self._check_live()
@@ -274,8 +309,11 @@ class TicketWorkflow(TicketSlaMixin):
             if not self._is_requester(req.actor.id):
                 raise _refuse("you may not edit this ticket", "PermissionDenied")
             if not fields <= REQUESTER_EDITABLE:
-                raise _refuse("requesters may edit title, description and tags only",
-                              "PermissionDenied", fields=sorted(fields - REQUESTER_EDITABLE))
+                raise _refuse(
+                    "requesters may edit title, description and tags only",
+                    "PermissionDenied",
+                    fields=sorted(fields - REQUESTER_EDITABLE),
+                )
         if "priority" in fields and req.edits.priority not in PRIORITIES:
             raise _refuse("unknown priority", "ValidationFailed")
 
@@ -308,8 +346,14 @@ class TicketWorkflow(TicketSlaMixin):
         auto_assign: bool = False,
     ) -> PersistResult:
         change = PersistChange(
-            ticket_id=self._ticket.ticket_id, event_key=request_id, actor=actor, action=action,
-            updates=updates, changes=changes, note=note, auto_assign=auto_assign,
+            ticket_id=self._ticket.ticket_id,
+            event_key=request_id,
+            actor=actor,
+            action=action,
+            updates=updates,
+            changes=changes,
+            note=note,
+            auto_assign=auto_assign,
             version=self._ticket.version + 1,
         )
         try:
@@ -317,8 +361,9 @@ class TicketWorkflow(TicketSlaMixin):
                 TicketActivities.persist_change,
                 change,
                 start_to_close_timeout=timedelta(seconds=self.config.activity_timeout_seconds),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10),
-                                         non_retryable_error_types=NON_RETRYABLE),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=10), non_retryable_error_types=NON_RETRYABLE
+                ),
                 summary=summary,
             )
         except ActivityError as err:
@@ -326,8 +371,9 @@ class TicketWorkflow(TicketSlaMixin):
             if isinstance(cause, ApplicationError) and cause.type:
                 if cause.type == "TicketGone":
                     self._ticket.gone = True
-                raise ApplicationError(cause.message, *cause.details, type=cause.type,
-                                       non_retryable=True) from None
+                raise ApplicationError(
+                    cause.message, *cause.details, type=cause.type, non_retryable=True
+                ) from None
             raise _refuse("the change could not be saved", "PersistFailed") from None
         return result
 
@@ -344,14 +390,18 @@ class TicketWorkflow(TicketSlaMixin):
             TICKET_STATUS.value_set(s.status.value),
             TICKET_PRIORITY.value_set(s.priority),
             ESCALATED.value_set(s.escalated),
-            ASSIGNED_AGENT.value_set(str(s.assignee_id)) if s.assignee_id
+            ASSIGNED_AGENT.value_set(str(s.assignee_id))
+            if s.assignee_id
             else ASSIGNED_AGENT.value_unset(),
         ]
 
     def _describe(self) -> None:
         s = self._ticket
-        parts = [f"**{s.status.value}**", f"priority {s.priority}",
-                 "assigned" if s.assignee_id else "unassigned"]
+        parts = [
+            f"**{s.status.value}**",
+            f"priority {s.priority}",
+            "assigned" if s.assignee_id else "unassigned",
+        ]
         if s.escalated:
             parts.append(f"escalated (level {s.escalation_level})")
         workflow.set_current_details(" · ".join(parts))

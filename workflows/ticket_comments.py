@@ -21,7 +21,8 @@ Wiring into `workflows/ticket.py` (the whole change; ready to paste)::
     # 1. beside `from workflows.ticket_sla import TicketSlaMixin` (module level, outside
     #    the imports_passed_through block, like the SLA mixin):
     from workflows.ticket_comments import TicketCommentsMixin  # the add_comment update
-    from workflows.ticket_notify import NOTIFIED_BY_SLA, creation_events, notifications_for, send_all
+    from workflows.ticket_notify import (
+        NOTIFIED_BY_SLA, creation_events, notifications_for, send_all)
 
     # 2. the class line:
     class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):

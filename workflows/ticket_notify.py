@@ -110,6 +110,8 @@ def creation_events() -> list[ChangeEvent]:
     replay unchanged."""
     if workflow.info().continued_run_id is not None:
         return []
+    if not workflow.patched(PATCH_ID):
+        return []
     return [created_event()]
 
 
@@ -273,6 +275,8 @@ async def send_all(notifications: Sequence[Notification]) -> list[str]:
     (`workflow.patched`)."""
     if not notifications:
         return []
+    if not workflow.patched(PATCH_ID):
+        return ["skipped"] * len(notifications)
     return list(await asyncio.gather(*(_send_one(n) for n in notifications)))
 
 

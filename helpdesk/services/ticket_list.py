@@ -81,6 +81,8 @@ INTERSECT_CAP = 20_000
 MAX_OFFSET = 10_000
 MAX_TAG_LENGTH = 50
 
+# Order of priorities in the list (the same ranks as Ticket.priority_rank); sorting by
+# priority merges one branch per priority value, so the rank never needs an index.
 PRIORITY_RANK: dict[Priority, int] = {
     Priority.LOW: 1,
     Priority.MEDIUM: 2,
@@ -96,7 +98,6 @@ _COLUMNS = (
     Ticket.title_enc,
     Ticket.status,
     Ticket.priority,
-    Ticket.priority_rank,
     Ticket.category_id,
     Ticket.assignee_id,
     Ticket.requester_id,
@@ -221,7 +222,10 @@ def _plan(filters: TicketFilter, sort: SortField, direction: Direction) -> _Plan
             for p in wanted
         ]
         return _Plan(
-            branches, desc, lambda r: (int(r.priority_rank),), lambda r: (r.created_at, r.id)
+            branches,
+            desc,
+            lambda r: (PRIORITY_RANK[Priority(r.priority)],),
+            lambda r: (r.created_at, r.id),
         )
     if sort == "due_date":
         # Tickets without a due date come last in both directions. With a status filter,
