@@ -40,7 +40,7 @@ from tests.comment_workflow import WIRED, CommentedTicketWorkflow
 from tests.factories import Actor, make_user
 from tests.test_canary import assert_absent, database_files
 from tests.ticket_support import create_ticket, set_status
-from workers.worker import workflow_runner
+from workers.worker import GRACEFUL_SHUTDOWN, workflow_runner
 from workflows.registry import WORKFLOWS
 from workflows.sla import SlaPolicySnapshot, fulfil_first_response
 from workflows.sla import start as sla_start
@@ -567,6 +567,9 @@ def comment_worker(client: Client, runtime: Runtime) -> Worker:
         workflows=workflows,
         activities=build_activities(runtime),
         workflow_runner=workflow_runner(),
+        # As the app's worker: in-flight activities (notifications) finish their
+        # transaction instead of being cancelled inside it when the test's block ends.
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
@@ -774,6 +777,10 @@ async def test_a_comment_on_a_closed_ticket_is_409_and_leaves_nothing(
             assert (await set_status(http, agent, tid, status)).status_code == 200
         late = await post_comment(http, agent, tid, "too late")
         assert late.status_code == 409
+        # The CLOSED ticket's workflow has completed (its last notifications are out).
+        handle = temporal_client.get_workflow_handle(ticket_workflow_id(uuid.UUID(tid)))
+        async with asyncio.timeout(60):
+            await handle.result()
     async with runtime.database.transaction() as session:
         assert list(await session.scalars(select(Comment))) == []
 
@@ -847,15 +854,18 @@ async def test_the_wiring_replays_histories_recorded_before_it(
         for status in ("IN_PROGRESS", "RESOLVED", "OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED"):
             who = requester if status == "OPEN" else agent
             assert (await set_status(http, who, tid, status)).status_code == 200
-    handle = temporal_client.get_workflow_handle(ticket_workflow_id(uuid.UUID(tid)))
-    await handle.result()
+        # Wait for the run to complete while the worker still runs (it stops with the block).
+        handle = temporal_client.get_workflow_handle(ticket_workflow_id(uuid.UUID(tid)))
+        async with asyncio.timeout(60):
+            await handle.result()
     recorded = await handle.fetch_history()
     replayer = Replayer(
         workflows=[CommentedTicketWorkflow],
         data_converter=data_converter(settings),
         workflow_runner=workflow_runner(),
     )
-    result = await replayer.replay_workflow(recorded, raise_on_replay_failure=False)
+    async with asyncio.timeout(120):
+        result = await replayer.replay_workflow(recorded, raise_on_replay_failure=False)
     assert result.replay_failure is None
 
 

@@ -201,7 +201,7 @@ async def test_rows_without_a_workflow_are_reconciled(runtime, temporal_client):
                     data=tickets.NewTicket(title="Orphan", description=None),
                     auto_assign=False,
                 )
-                orphans.append(str(row.id))
+                orphans.append(str(row.ticket.id))
         # A command to a row without a workflow starts it first.
         moved = await set_status(http, manager, orphans[0], "IN_PROGRESS")
         assert moved.status_code == 200, moved.text
