@@ -177,7 +177,7 @@ class Settings(BaseSettings):
 
     # --- ticket commands and workflows: added by the tickets area ----------------------
     ticket_create_max_in_flight: int = Field(
-        128, gt=0, description="Ticket creations in flight per process; past it 503 at once"
+        32, gt=0, description="Ticket creations in flight per process; past it 503 at once"
     )
     ticket_command_max_in_flight: int = Field(
         256, gt=0, description="Ticket updates in flight per process; past it 503 at once"

@@ -3,6 +3,7 @@ gates, audit rows, the policy snapshot a workflow receives, and the `sla=` list 
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -328,6 +329,21 @@ async def test_sla_filter_reads_the_due_dates(runtime: Runtime):
         )
     assert breached == {overdue.id, answered_late.id}
     assert at_risk == {risky.id}
+
+    # The same through the API, as an agent's queue view and as the requester.
+    from api.app import create_app
+
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    app = create_app(runtime=runtime, run_worker=False)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        for who in (agent, requester):
+            for value, expected in (("breached", breached), ("at_risk", at_risk)):
+                page = await http.get(f"{API}/tickets", params={"sla": value}, headers=who.headers)
+                assert page.status_code == 200, page.text
+                assert {uuid.UUID(item["id"]) for item in page.json()["items"]} == expected
+        bad = await http.get(f"{API}/tickets", params={"sla": "late"}, headers=agent.headers)
+        assert bad.status_code == 422
 
 
 @pytest.mark.postgres

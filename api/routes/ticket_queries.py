@@ -42,6 +42,7 @@ async def list_tickets(
         updated_from=query.updated_from,
         updated_to=query.updated_to,
         q=query.q,
+        sla=query.sla,
     )
     page = ticket_list.PageRequest(
         sort=query.sort,

@@ -50,6 +50,9 @@ class TicketQuery(BaseModel):
     )
     tag: list[Tag] = Field(default_factory=list, max_length=10)
     escalated: bool | None = None
+    sla: Literal["breached", "at_risk"] | None = Field(
+        None, description="tickets whose SLA is breached, or at risk (past the at-risk mark)"
+    )
     created_from: datetime | None = None
     created_to: datetime | None = None
     updated_from: datetime | None = None

@@ -140,6 +140,7 @@ class TicketFilter:
     updated_from: datetime | None = None
     updated_to: datetime | None = None
     q: str | None = None
+    sla: str | None = None  # "breached" | "at_risk"
 
     def names(self) -> list[str]:
         """Names of the filters in use (for the audit row: never their values)."""
@@ -370,6 +371,10 @@ def _conditions(
         conds.append(Ticket.requester_id == filters.requester_id)
     if filters.escalated is not None:
         conds.append(Ticket.escalated == filters.escalated)  # `IS` would not use an index
+    if filters.sla is not None:
+        from helpdesk.services.sla import sla_condition
+
+        conds.append(sla_condition(filters.sla, datetime.now(UTC)))  # type: ignore[arg-type]
     if filters.created_from is not None:
         conds.append(Ticket.created_at >= filters.created_from)
     if filters.created_to is not None:

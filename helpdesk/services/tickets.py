@@ -653,8 +653,14 @@ async def send_update(
     client = _client(runtime)
     handle = client.get_workflow_handle(ticket_workflow_id(ticket_id))
 
+    # The update id is the request id too: the server then deduplicates a retried call
+    # within a run, and the workflow's own set covers continue-as-new.
+    update_id = getattr(request, "request_id", None)
+
     async def call() -> TicketState:
-        state: TicketState = await handle.execute_update(update, request, result_type=TicketState)
+        state: TicketState = await handle.execute_update(
+            update, request, id=update_id, result_type=TicketState
+        )
         return state
 
     for attempt in range(2):
