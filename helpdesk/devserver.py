@@ -363,7 +363,7 @@ async def run_dev(settings: Settings) -> int:
             tls_context(settings)  # a bad certificate stops us before anything starts
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         # Imported once the prerequisites hold: a missing one is reported at once.
-        from api.app import create_app
+        from api.app import create_asgi_app
         from helpdesk.migrate import upgrade_async
 
         client = None
@@ -385,7 +385,7 @@ async def run_dev(settings: Settings) -> int:
         if stop.stopping:
             return 0
 
-        server = uvicorn_server(settings, create_app(settings, temporal_client=client))
+        server = uvicorn_server(settings, create_asgi_app(settings, temporal_client=client))
         server.on_started = lambda: _banner(settings)
         started = await _serve_until_stopped(server, stop)
         if not started and not stop.stopping:
@@ -413,12 +413,12 @@ async def run_api(settings: Settings) -> int:
     except Prerequisite as exc:
         print(f"helpdesk api: {exc}", file=sys.stderr, flush=True)
         return 1
-    from api.app import create_app
+    from api.app import create_asgi_app
     from workers.worker import connect_or_explain
 
     client = await connect_or_explain(settings, "api")
     if client is None:
         return 1
-    server = uvicorn_server(settings, create_app(settings, temporal_client=client))
+    server = uvicorn_server(settings, create_asgi_app(settings, temporal_client=client))
     started = await _serve_until_stopped(server, stop)
     return 0 if started or stop.stopping else 1

@@ -172,6 +172,12 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
             # Query strings (search terms, e-mails) never reach the access log.
             assert (await http.get(f"{base}/docs?q={canary}")).status_code == 200
 
+            # Socket.IO is served beside the REST API (an Engine.IO handshake answers).
+            handshake = await http.get(
+                f"{base}/socket.io/", params={"EIO": "4", "transport": "polling"}
+            )
+            assert handshake.status_code == 200 and handshake.text.startswith("0{")
+
             # The Temporal UI was started with our codec endpoint.
             ui_settings = (await http.get(f"{ui}/api/v1/settings")).json()
             assert ui_settings["Codec"]["Endpoint"] == f"{base}/api/v1/temporal-codec"
