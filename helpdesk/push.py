@@ -130,9 +130,12 @@ def rooms_for(
     rooms = [ticket_staff_room(ticket_id)] if staff_only else [ticket_room(ticket_id)]
     if not staff_only and requester_id is not None:
         rooms.append(user_room(requester_id))
-    for staff_member in (assignee_id, escalated_to):
-        if staff_member is not None:
-            rooms.append(user_room(staff_member))
+    if not staff_only:
+        # A personal room is checked against nobody's current role: staff-only events go
+        # through the role rooms (agents, managers), which a demoted user has left.
+        for staff_member in (assignee_id, escalated_to):
+            if staff_member is not None:
+                rooms.append(user_room(staff_member))
     rooms.append(AGENTS)
     if event in _STAFF_ONLY:
         rooms.append(MANAGERS)

@@ -263,12 +263,6 @@ def test_an_end_user_never_hears_of_an_internal_note(
         assert push.ticket_room(TICKET) not in rooms
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="helpdesk.push.rooms_for sends staff-only events to the assignee's user room too; "
-    "an assignee later demoted to END_USER would still hear internal notes there (staff get "
-    "them through `agents` anyway). Fix in rooms_for: no user rooms for staff-only events.",
-)
 def test_internal_note_never_reaches_an_assignee_who_is_no_longer_staff() -> None:
     demoted = uuid.UUID(int=99)  # assigned while an agent, since demoted to END_USER
     (item,) = pushes(

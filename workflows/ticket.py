@@ -39,6 +39,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
 
+from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
+from workflows.ticket_notify import (  # email and push for every change
+    NOTIFIED_BY_SLA,
+    creation_events,
+    notifications_for,
+    send_all,
+)
 from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
@@ -54,7 +61,7 @@ def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
 
 
 @workflow.defn
-class TicketWorkflow(TicketSlaMixin):
+class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @workflow.init
     def __init__(self, inp: TicketInput) -> None:
         self._ticket: TicketState = inp.state.model_copy(deep=True)
@@ -68,6 +75,7 @@ class TicketWorkflow(TicketSlaMixin):
     async def run(self, inp: TicketInput) -> TicketState:
         self._describe()
         await self._sla_begin()
+        self._outbox.extend(creation_events())
         while True:
             # Sleeps until a change, or until the next SLA event is due (a durable timer).
             await self._sla_wait(
@@ -89,6 +97,7 @@ class TicketWorkflow(TicketSlaMixin):
         """Side effects of an accepted change, run outside the handler (SLA timers,
         notifications). The base workflow has none; features extend here."""
         await self._sla_after_change(event)
+        await send_all(notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA))
 
     def _finished(self) -> bool:
         return self._ticket.status is Status.CLOSED or self._ticket.gone

@@ -486,8 +486,12 @@ async def history(
             .order_by(TicketHistory.at, TicketHistory.id)
         )
         entries = []
+        from helpdesk.services.comments import history_entry_visible
+
         for row in rows:
             changes = dict(row.changes or {})
+            if not history_entry_visible(caller_role, row.action, changes):
+                continue  # internal-note entries are for staff only, on every channel
             sealed = changes.pop("note", None)
             note = (
                 _open_note(key, ticket_id, row.event_key, sealed["sealed"])
