@@ -9,6 +9,7 @@ encrypted payloads in it decode here. A change that breaks replay must be guarde
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -81,7 +82,8 @@ async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type
         handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
         # Closed: the workflow completes once its worker has recorded the stopped SLA
         # clocks, so wait while the worker still runs.
-        await handle.result()
+        async with asyncio.timeout(60):
+            await handle.result()
     return await handle.fetch_history()
 
 

@@ -36,6 +36,12 @@ async def test_create_get_status_assign_history(runtime, temporal_client):
         assert got.status_code == 200
         assert got.json()["description"] == "Password reset loops"
         assert got.json()["workflow"]["status"] == "OPEN"
+        # The live SLA clocks (default HIGH policy) and the attachments list ride along.
+        clocks = {c["clock"]: c for c in got.json()["sla"]}
+        assert set(clocks) == {"first_response", "resolution"}
+        assert all(not c["paused"] and not c["breached"] for c in clocks.values())
+        assert 0 < clocks["first_response"]["remaining_seconds"] <= 2 * 3600
+        assert got.json()["attachments"] == []
 
         taken = await http.post(
             f"/api/v1/tickets/{tid}/assign", json={"agent_id": str(agent.id)}, headers=agent.headers

@@ -72,6 +72,26 @@ def build_worker(client: Client, runtime: Runtime, *, task_queue: str | None = N
     )
 
 
+async def _resume_pending_scans(runtime: Runtime) -> None:
+    """Attachments left PENDING by an outage get their scans arranged again (idempotent:
+    a scan already running keeps its workflow id)."""
+    from helpdesk.services import attachments
+
+    try:
+        resumed = await attachments.resume_pending_scans(runtime)
+    except Exception as exc:  # start-up must not fail on it; the next start retries
+        log.warning("could not resume pending attachment scans: %s", type(exc).__name__)
+        return
+    if resumed:
+        log.info("resumed %d pending attachment scans", resumed)
+
+
+async def _close_stores(runtime: Runtime) -> None:
+    from helpdesk.services import attachments
+
+    await attachments.close(runtime)
+
+
 @contextlib.asynccontextmanager
 async def run_worker_in_background(
     runtime: Runtime, *, task_queue: str | None = None
@@ -81,11 +101,13 @@ async def run_worker_in_background(
         raise RuntimeError("the runtime has no Temporal client; connect before starting a worker")
     worker = build_worker(runtime.temporal, runtime, task_queue=task_queue)
     task = asyncio.create_task(worker.run(), name="temporal-worker")
+    await _resume_pending_scans(runtime)
     try:
         yield worker
     finally:
         if not task.done():
             await worker.shutdown()
+        await _close_stores(runtime)
         try:
             await task
         except asyncio.CancelledError:
@@ -107,6 +129,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
         runtime.temporal = await connect(runtime.settings)
     worker = build_worker(runtime.temporal, runtime)
     task = asyncio.create_task(worker.run(), name="temporal-worker")
+    await _resume_pending_scans(runtime)
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response, status
 
 from api.deps import Admin, AnyUser, RuntimeDep, Staff
+from api.schemas.attachments import AttachmentOut
 from api.schemas.tickets import (
     REQUESTER_EDITABLE,
     AssignIn,
@@ -26,8 +28,9 @@ from api.schemas.tickets import (
     WorkflowStateOut,
 )
 from helpdesk import errors
-from helpdesk.services import tickets
+from helpdesk.services import attachments, tickets
 from models.enums import Priority, TicketStatus
+from workflows.ticket_sla import live_clocks
 from workflows.ticket_types import TicketEdits
 from workflows.transitions import Status
 
@@ -91,6 +94,7 @@ def _out(v: tickets.TicketView) -> TicketOut:
         )
         if state is not None
         else None,
+        sla=live_clocks(state, datetime.now(UTC)),
     )
 
 
@@ -128,7 +132,11 @@ async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeD
     result = await tickets.read_view(runtime, principal.id, principal.role.value, ticket_id)
     if result.ticket.status != Status.CLOSED.value:
         result.workflow = await tickets.query_state(runtime, ticket_id)
-    return _out(result)
+    async with runtime.database.transaction() as session:
+        files = await attachments.list_for_ticket(session, runtime, principal, result.ticket)
+    out = _out(result)
+    out.attachments = [AttachmentOut.model_validate(info) for info in files]
+    return out
 
 
 @router.put("/tickets/{ticket_id}", response_model=TicketOut)

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from api.schemas.attachments import AttachmentOut
 from models.enums import Priority, TicketStatus
+from workflows.sla import SlaClockView
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=20_000)]
@@ -110,6 +112,12 @@ class TicketOut(BaseModel):
     closed_at: datetime | None
     version: int
     workflow: WorkflowStateOut | None = None
+    sla: list[SlaClockView] = Field(
+        default_factory=list, description="Each SLA clock, from the workflow's live state"
+    )
+    attachments: list[AttachmentOut] | None = Field(
+        None, description="On GET /tickets/{id}: attachments the caller may see, with scan state"
+    )
 
 
 class HistoryEntryOut(BaseModel):

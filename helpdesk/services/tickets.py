@@ -961,6 +961,10 @@ async def dispose(
             details={"number": ticket.number, "crypto_shredded": True},
         )
     await end_workflow(runtime, ticket_id)
+    # The attachments' bytes are unreadable already (their key is gone); remove them too.
+    from helpdesk.services import attachments
+
+    await attachments.delete_ticket_attachments(runtime, ticket_id)
 
 
 async def end_workflow(runtime: Runtime, ticket_id: uuid.UUID) -> None:
