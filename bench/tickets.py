@@ -61,7 +61,13 @@ async def _serve(app: Any) -> AsyncIterator[str]:
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=4096
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_keep_alive=60,
+            lifespan="off",
+            backlog=4096,
         )
     )
     task = asyncio.create_task(server.serve())
@@ -102,9 +108,10 @@ async def _api_rate(
         queue.put_nowait(n)
     ids: list[str] = []
     shed = 0
+    retried = 0
 
     async def worker() -> None:
-        nonlocal shed
+        nonlocal shed, retried
         while True:
             try:
                 n = queue.get_nowait()
@@ -118,9 +125,14 @@ async def _api_rate(
                 "tags": ["bench"],
             }
             while True:
-                r = await http.post(
-                    "/api/v1/tickets", json=body, headers={**headers, "Idempotency-Key": key}
-                )
+                try:
+                    r = await http.post(
+                        "/api/v1/tickets", json=body, headers={**headers, "Idempotency-Key": key}
+                    )
+                except httpx.TransportError:
+                    # A dropped keep-alive connection: retrying with the same key is safe.
+                    retried += 1
+                    continue
                 if r.status_code == 201:
                     ids.append(r.json()["id"])
                     break
