@@ -6,6 +6,7 @@ canary (absent from raw Temporal history and from the SQLite file and WAL)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -86,8 +87,13 @@ async def test_continue_as_new_keeps_state_and_deduplication(runtime, temporal_c
         assert again.version == state.version
         assert "dup-1" in again.seen_request_ids
 
-        described = await handle.describe()
-        assert described.run_id != first_run  # it continued as new (at least once)
+        # It continued as new (at least once): the main loop does so in the workflow task
+        # after the update that crossed the threshold, so give it a moment under load.
+        for _ in range(50):
+            if (await handle.describe()).run_id != first_run:
+                break
+            await asyncio.sleep(0.1)
+        assert (await handle.describe()).run_id != first_run
         live = await handle.query(TicketWorkflow.state)
         assert live.status is Status.RESOLVED
         assert live.priority == "HIGH"
@@ -134,7 +140,12 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
         assert "Secret" not in (summary or "")
 
 
-@pytest.mark.parametrize("settings", [{"auto_assign_on_create": True}], indirect=True)
+@pytest.mark.parametrize(
+    # All 40 at once: above the default in-flight cap, which would shed some with 503.
+    "settings",
+    [{"auto_assign_on_create": True, "ticket_create_max_in_flight": 64}],
+    indirect=True,
+)
 async def test_concurrent_creations_spread_the_load(runtime, temporal_client):
     requester = await make_user(runtime, Role.END_USER)
     agents = [await make_user(runtime, Role.SUPPORT_AGENT) for _ in range(4)]
@@ -279,7 +290,11 @@ async def test_canary_absent_from_raw_history_and_database_files(
     # hold only status, priority, flags and an agent id.
     plaintext = [p for p in payloads if p.metadata.get("encoding") != ENCODING]
     assert encrypted
-    assert all(b"type" in p.metadata for p in plaintext)
+    # Patch markers (workflow.patched) are written by the SDK core in plaintext too: they
+    # hold only the patch name.
+    markers = [p for p in plaintext if b"type" not in p.metadata]
+    assert all(json.loads(p.data).keys() == {"id", "deprecated"} for p in markers)
+    plaintext = [p for p in plaintext if b"type" in p.metadata]
     assert {p.data for p in plaintext} <= {
         b'"OPEN"',
         b'"IN_PROGRESS"',
@@ -287,6 +302,7 @@ async def test_canary_absent_from_raw_history_and_database_files(
         b'"MEDIUM"',
         b"false",
         b"",
+        b'["ticket-notifications-v1"]',  # TemporalChangeVersion, upserted by workflow.patched
     }
     decoded = b"".join(p.data for p in await codec(settings).decode(encrypted))
     assert canary_note.encode() in decoded and canary_edit.encode() in decoded
