@@ -104,6 +104,10 @@ class PushInput(BaseModel):
     comment_id: uuid.UUID | None = None
     internal: bool = False
     sla_clock: Literal["first_response", "resolution"] | None = None
+    # Attachment verdicts (attachment.blocked / attachment.ready): which file, and who
+    # uploaded it (a room, never put in the payload).
+    attachment_id: uuid.UUID | None = None
+    uploader_id: uuid.UUID | None = None
 
 
 class NotificationActivities:
@@ -235,6 +239,7 @@ class NotificationActivities:
             comment_id=event.comment_id,
             internal=event.internal if event.event is push.PushEvent.COMMENT_ADDED else None,
             sla_clock=event.sla_clock,
+            attachment_id=event.attachment_id,
             at=datetime.now(UTC),
         )
         rooms = push.rooms_for(
@@ -244,6 +249,7 @@ class NotificationActivities:
             assignee_id=assignee_id,
             escalated_to=event.escalated_to,
             internal=event.internal,
+            uploader_id=event.uploader_id,
         )
         await push.publisher_for(self.runtime).publish(
             event.event.value, payload.to_message(), rooms

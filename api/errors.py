@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from helpdesk import errors
@@ -108,6 +109,22 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return JSONResponse(
             error_body(code, message), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite's "database is locked" past its busy timeout, a PostgreSQL connection
+        # lost: the request did nothing durable; the caller may retry.
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.scope.get("route_path", "?"),
+            type(exc.orig).__name__,
+        )
+        return JSONResponse(
+            error_body("unavailable", "the database is busy; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(Exception)

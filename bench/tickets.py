@@ -147,7 +147,9 @@ async def _api_rate(
     return count / (time.perf_counter() - started), ids, shed
 
 
-async def run(tickets: int = 2000, clients: int = 64, updates: int = 200) -> dict[str, Any]:
+async def run(
+    tickets: int = 2000, clients: int = 64, updates: int = 200, single_connection: bool = False
+) -> dict[str, Any]:
     """Run the benchmark; returns every figure (see the module docstring)."""
     from api.app import create_app, prepare_runtime
     from helpdesk.devserver import TemporalDevServer, temporal_binary
@@ -185,6 +187,19 @@ async def run(tickets: int = 2000, clients: int = 64, updates: int = 200) -> dic
         client = await server.wait_ready(types.SimpleNamespace(stopping=False))
         runtime = prepare_runtime(build_runtime(settings))
         runtime.temporal = client
+        if single_connection:
+            # Experiment: one pooled SQLite connection, so writers queue FIFO on the pool
+            # instead of sleeping in SQLite's busy handler (see the closing note).
+            from sqlalchemy.ext.asyncio import async_sessionmaker
+
+            from helpdesk.db import create_engine
+
+            await runtime.database.engine.dispose()
+            engine = create_engine(settings.database_url)
+            engine.pool._pool.maxsize = 1  # type: ignore[attr-defined]
+            engine.pool._max_overflow = 0  # type: ignore[attr-defined]
+            runtime.database.engine = engine
+            runtime.database.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         async with runtime.database.transaction() as session:
             requester = await users.create_user(
                 session,
@@ -313,8 +328,11 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--sqlite-single-connection", action="store_true")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.tickets, args.clients, args.updates))
+    figures = asyncio.run(
+        run(args.tickets, args.clients, args.updates, args.sqlite_single_connection)
+    )
     print(json.dumps(figures, sort_keys=True), flush=True)
     sys.stdout.flush()
     os._exit(0)  # sdk-python#300: skip the interpreter finalisation that can crash

@@ -32,14 +32,14 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> AsyncEngine:
     """An async engine configured for the help desk on SQLite or PostgreSQL."""
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         path = _sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+        kwargs["connect_args"] = {"timeout": busy_timeout}
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         # Short OLTP queries: JIT compilation and parallel workers cost more than they save.
@@ -48,11 +48,11 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         }
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout)
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us emit BEGIN ourselves (pysqlite's implicit transactions are not enough).
@@ -62,7 +62,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA mmap_size=268435456")
         cursor.close()
 
@@ -74,9 +74,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """Owns the engine and hands out sessions: one transaction per request or activity."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo)
+        self.engine = create_engine(url, echo=echo, busy_timeout=busy_timeout)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -35,6 +35,7 @@ class NotificationKind(StrEnum):
     ESCALATED = "escalated"  # to whom the ticket was escalated
     SLA_WARNING = "sla_warning"  # to the agent / managers
     SLA_BREACH = "sla_breach"  # to the agent / managers
+    ATTACHMENT_BLOCKED = "attachment_blocked"  # to the uploader of an infected file
 
 
 class AccountEmailKind(StrEnum):
@@ -145,6 +146,15 @@ def _sla_breach(f: TicketFacts) -> tuple[str, str]:
     )
 
 
+def _attachment_blocked(f: TicketFacts) -> tuple[str, str]:
+    # Never the file's name (PHI): the uploader knows which file they added.
+    return (
+        f"Ticket #{f.number}: attachment blocked",
+        f"An attachment you added to ticket #{f.number} was blocked by the virus scanner "
+        "and has been removed. Please do not send that file again.",
+    )
+
+
 _TICKET_TEMPLATES: dict[NotificationKind, Callable[[TicketFacts], tuple[str, str]]] = {
     NotificationKind.TICKET_CREATED: _created,
     NotificationKind.TICKET_ASSIGNED: _assigned,
@@ -153,6 +163,7 @@ _TICKET_TEMPLATES: dict[NotificationKind, Callable[[TicketFacts], tuple[str, str
     NotificationKind.ESCALATED: _escalated,
     NotificationKind.SLA_WARNING: _sla_warning,
     NotificationKind.SLA_BREACH: _sla_breach,
+    NotificationKind.ATTACHMENT_BLOCKED: _attachment_blocked,
 }
 
 _FOOTER = (

@@ -26,6 +26,10 @@ out; every payload has ``event_id``, ``ticket_id``, ``number``, ``at``), and the
   internal: staff, assignee, agents (never a room an end user is in)
 - ``sla.warning`` / ``sla.breach``: sla_clock (first_response | resolution) → staff,
   assignee, agents, managers
+- ``attachment.blocked``: attachment_id (the virus scanner found it infected; its bytes are
+  destroyed) → staff, the uploader, agents
+- ``attachment.ready``: attachment_id (scanned clean; clients refresh the list) → ticket,
+  or staff only for an internal attachment
 
 Payloads carry ids, numbers and states only, never text a person wrote or personal data:
 a client that wants the comment fetches it over REST, where the access checks run again.
@@ -70,6 +74,8 @@ class PushEvent(StrEnum):
     COMMENT_ADDED = "comment.added"
     SLA_WARNING = "sla.warning"
     SLA_BREACH = "sla.breach"
+    ATTACHMENT_BLOCKED = "attachment.blocked"
+    ATTACHMENT_READY = "attachment.ready"
 
 
 def user_room(user_id: uuid.UUID | str) -> str:
@@ -105,6 +111,7 @@ class TicketEventPayload(BaseModel):
     comment_id: uuid.UUID | None = None
     internal: bool | None = None
     sla_clock: Literal["first_response", "resolution"] | None = None
+    attachment_id: uuid.UUID | None = None
     at: datetime | None = None
 
     def to_message(self) -> dict[str, Any]:
@@ -113,6 +120,8 @@ class TicketEventPayload(BaseModel):
 
 
 _STAFF_ONLY = frozenset({PushEvent.TICKET_ESCALATED, PushEvent.SLA_WARNING, PushEvent.SLA_BREACH})
+# Scan verdicts: their rooms follow the attachment (uploader, internal flag), not the ticket.
+ATTACHMENT_EVENTS = frozenset({PushEvent.ATTACHMENT_BLOCKED, PushEvent.ATTACHMENT_READY})
 
 
 def rooms_for(
@@ -123,9 +132,15 @@ def rooms_for(
     assignee_id: uuid.UUID | None = None,
     escalated_to: uuid.UUID | None = None,
     internal: bool = False,
+    uploader_id: uuid.UUID | None = None,
 ) -> list[str]:
     """Who hears an event. Internal notes, escalations and SLA alarms reach staff rooms only:
-    never the requester's rooms, never the ticket room an end user may have joined."""
+    never the requester's rooms, never the ticket room an end user may have joined.
+    Attachment verdicts: see `attachment_rooms`."""
+    if event in ATTACHMENT_EVENTS:
+        return attachment_rooms(
+            event, ticket_id=ticket_id, uploader_id=uploader_id, internal=internal
+        )
     staff_only = internal or event in _STAFF_ONLY
     rooms = [ticket_staff_room(ticket_id)] if staff_only else [ticket_room(ticket_id)]
     if not staff_only and requester_id is not None:
@@ -140,6 +155,26 @@ def rooms_for(
     if event in _STAFF_ONLY:
         rooms.append(MANAGERS)
     return list(dict.fromkeys(rooms))
+
+
+def attachment_rooms(
+    event: PushEvent,
+    *,
+    ticket_id: uuid.UUID,
+    uploader_id: uuid.UUID | None,
+    internal: bool = False,
+) -> list[str]:
+    """A blocked (infected) attachment: the ticket's staff room, the uploader (told about
+    their own upload) and the agents. A released one: the ticket room, where clients that
+    show the ticket refresh; an internal attachment's release only the staff room, so an
+    end user never learns it exists."""
+    if event is PushEvent.ATTACHMENT_BLOCKED:
+        rooms = [ticket_staff_room(ticket_id)]
+        if uploader_id is not None:
+            rooms.append(user_room(uploader_id))
+        rooms.append(AGENTS)
+        return rooms
+    return [ticket_staff_room(ticket_id) if internal else ticket_room(ticket_id)]
 
 
 class SessionAwareRedisManager(socketio.AsyncRedisManager):

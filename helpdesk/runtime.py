@@ -38,7 +38,11 @@ def build_runtime(settings: Settings) -> Runtime:
     keyring = KeyRing(settings.kek_id, settings.key_encryption_keys())
     return Runtime(
         settings=settings,
-        database=Database(settings.database_url, echo=settings.database_echo),
+        database=Database(
+            settings.database_url,
+            echo=settings.database_echo,
+            busy_timeout=settings.database_busy_timeout_seconds,
+        ),
         keys=KeyStore(keyring),
         blind_index=BlindIndex(settings.secret_bytes("blind_index_key")),
         audit=AuditTrail(settings.secret_bytes("audit_key")),

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # --- database --------------------------------------------------------------------
     database_url: str = Field("", description="SQLAlchemy async URL; default SQLite under var/")
     database_echo: bool = Field(False, description="Log SQL statements (never in production)")
+    database_busy_timeout_seconds: float = Field(
+        30.0, gt=0, description="SQLite: wait this long for a lock, then answer 503"
+    )
 
     # --- temporal --------------------------------------------------------------------
     temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port")
@@ -276,8 +279,9 @@ class Settings(BaseSettings):
         """Directory of the local attachment store."""
         return self.attachments_dir or self.var_dir / "attachments"
 
-    @field_validator("cors_origins", "trusted_proxies", "admin_ip_allowlist", "previous_keks",
-                     mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "admin_ip_allowlist", "previous_keks", mode="before"
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)

@@ -21,7 +21,10 @@ import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from api.app import create_app
+from activities.notifications import NotifyInput, PushInput
+from api.app import create_app, create_asgi_app
+from helpdesk import push
+from helpdesk.email import FileEmailBackend
 from helpdesk.runtime import Runtime
 from helpdesk.services import attachments as service
 from helpdesk.sniff import (
@@ -40,10 +43,16 @@ from helpdesk.storage import LocalEncryptedStore
 from models.attachment import Attachment
 from models.audit import AuditLog
 from models.enums import Role
-from models.ticket import Ticket
+from models.ticket import NotificationLog, Ticket
 from tests.clamd import EICAR, EICAR_SIGNATURES, ClamdProcess, clamd, clamd_factory  # noqa: F401
+from tests.comm_support import connect, serve
 from tests.factories import Actor, make_user
-from workflows.attachment_scan import AttachmentScanWorkflow, attachment_scan_workflow_id
+from workflows.attachment_scan import (
+    AttachmentScanWorkflow,
+    ScanResult,
+    attachment_scan_workflow_id,
+    scan_notifications,
+)
 
 API = "/api/v1"
 PNG_1X1 = bytes.fromhex(
@@ -82,7 +91,7 @@ async def make_ticket(runtime: Runtime, requester: Actor) -> uuid.UUID:
     """A ticket row as the ticket workflow would leave it (data key, number, requester)."""
     async with runtime.database.transaction() as session:
         key = await runtime.keys.create(session)
-        number = int(await session.scalar(select(func.coalesce(func.max(Ticket.number), 0))))
+        number = int(await session.scalar(select(func.coalesce(func.max(Ticket.number), 0))) or 0)
         ticket = Ticket(
             id=uuid.uuid4(),
             number=number + 1,
@@ -194,6 +203,109 @@ async def test_eicar_is_found_infected_destroyed_and_refused(
             {"ticket_id": str(ticket_id), "scan_status": "INFECTED", "signature": result.signature},
         )
     ]
+
+
+async def test_verdicts_are_announced_to_the_uploader_and_the_agents(
+    runtime: Runtime, temporal_client: Any, clamd: ClamdProcess
+) -> None:
+    """EICAR: the uploader gets exactly one "blocked" email (ticket number, never the file
+    name) and the uploader's and an agent's real Socket.IO clients get `attachment.blocked`
+    (ids only). A clean file: `attachment.ready` in the ticket room, no email."""
+    from workers.worker import run_worker_in_background
+
+    runtime.settings.clamd_address = clamd.tcp_address
+    runtime.temporal = temporal_client
+    patient = await make_user(runtime, Role.END_USER)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    ticket_id = await make_ticket(runtime, patient)
+    async with runtime.database.transaction() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        assert ticket is not None
+        number = ticket.number
+    canary = f"CanaryLabResult{secrets.token_hex(6)}"
+    events = [e.value for e in push.PushEvent]
+    asgi = create_asgi_app(runtime=runtime, temporal_client=temporal_client, run_worker=False)
+    async with (
+        serve(asgi, asgi.other_asgi_app) as server,
+        run_worker_in_background(runtime),
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        agent_socket = await connect(server.url, agent.token, events)
+        patient_socket = await connect(server.url, patient.token, events)
+        try:
+            joined = await patient_socket.client.call(
+                "join_ticket", {"ticket_id": str(ticket_id)}, timeout=5
+            )
+            assert joined["ok"] is True
+            infected = await upload(http, patient, ticket_id, EICAR, f"{canary}.txt")
+            assert infected.status_code == 201, infected.text
+            infected_id = infected.json()["id"]
+            assert (await scan_result(runtime, infected_id)).scan_status == "INFECTED"
+
+            expected = {
+                "event_id": f"attachment:{infected_id}:blocked",
+                "ticket_id": str(ticket_id),
+                "number": number,
+                "attachment_id": infected_id,
+            }
+            for listener in (agent_socket, patient_socket):
+                payload = await listener.wait_for("attachment.blocked", timeout=15)
+                assert set(payload) == {*expected, "at"}  # ids only
+                assert {k: payload[k] for k in expected} == expected
+            assert canary not in str(agent_socket.events + patient_socket.events)
+
+            mailbox = runtime.email
+            assert isinstance(mailbox, FileEmailBackend)
+            (mail,) = mailbox.messages()
+            assert mail["to"] == patient.email
+            text = mail["subject"] + mail["body"]
+            assert "blocked" in mail["subject"]
+            assert f"An attachment you added to ticket #{number} was blocked" in text
+            assert canary not in text and ".txt" not in text
+
+            clean = await upload(http, patient, ticket_id, b"all fine\n", f"{canary}-2.txt")
+            clean_id = clean.json()["id"]
+            assert (await scan_result(runtime, clean_id)).scan_status == "CLEAN"
+            ready = await patient_socket.wait_for(
+                "attachment.ready", lambda p: p["attachment_id"] == clean_id, timeout=15
+            )
+            assert ready["event_id"] == f"attachment:{clean_id}:ready"
+            assert len(mailbox.messages()) == 1  # a clean file mails nobody
+            # The agent did not join the ticket: the ready push is for ticket viewers only.
+            await asyncio.sleep(0.3)
+            assert "attachment.ready" not in agent_socket.names()
+        finally:
+            await agent_socket.close()
+            await patient_socket.close()
+    async with runtime.database.transaction() as session:
+        logged = [
+            (row.channel, row.kind, row.recipient_id)
+            for row in await session.scalars(select(NotificationLog))
+        ]
+    assert logged == [("email", "attachment_blocked", patient.id)]
+    await service.close(runtime)
+
+
+def test_scan_notifications_use_stable_keys_and_ids_only() -> None:
+    ids = {name: uuid.uuid4() for name in ("attachment", "ticket", "uploader")}
+    verdict = ScanResult(
+        attachment_id=ids["attachment"],
+        ticket_id=ids["ticket"],
+        uploader_id=ids["uploader"],
+        scan_status="INFECTED",
+        is_internal=False,
+        signature="Eicar-Test-Signature",
+    )
+    email, blocked = scan_notifications(verdict)
+    assert isinstance(email, NotifyInput) and isinstance(blocked, PushInput)
+    assert scan_notifications(verdict) == [email, blocked]  # the same on every replay
+    assert email.event_key == blocked.event_id == f"attachment:{ids['attachment']}:blocked"
+    assert "Eicar" not in str(email) + str(blocked)
+    (ready,) = scan_notifications(verdict.model_copy(update={"scan_status": "CLEAN"}))
+    assert isinstance(ready, PushInput) and ready.event is push.PushEvent.ATTACHMENT_READY
+    assert ready.event_id == f"attachment:{ids['attachment']}:ready"
+    assert scan_notifications(verdict.model_copy(update={"deleted": True})) == []
+    assert scan_notifications(verdict.model_copy(update={"scan_status": "PENDING"})) == []
 
 
 async def test_clean_pdf_is_released_with_identical_bytes(

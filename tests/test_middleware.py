@@ -1,8 +1,13 @@
 """Client IP resolution trusts X-Forwarded-For only from configured proxies."""
 
 import ipaddress
+import sqlite3
+
+import pytest
 
 from api.middleware import client_ip
+from models.enums import Role
+from tests.factories import make_user
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8")]
 
@@ -38,3 +43,23 @@ async def test_unknown_route_has_the_error_shape(client):
     body = response.json()
     assert body["error"]["code"] == "not_found"
     assert body["error"]["request_id"]
+
+
+@pytest.mark.parametrize("settings", [{"database_busy_timeout_seconds": 0.3}], indirect=True)
+async def test_a_locked_database_is_a_503_with_retry_after_not_a_500(client, runtime, settings):
+    """Another process holds SQLite's write lock past the busy timeout: the caller is told to
+    retry, with the one error shape, and nothing half-done is left."""
+    actor = await make_user(runtime, Role.END_USER)
+    path = settings.database_url.split("///", 1)[1]
+    blocker = sqlite3.connect(path, timeout=1)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        response = await client.get("/api/v1/users/me", headers=actor.headers)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["error"]["code"] == "unavailable"
+    again = await client.get("/api/v1/users/me", headers=actor.headers)
+    assert again.status_code == 200

@@ -268,6 +268,8 @@ async def test_status_change_event_reaches_requester_and_agents(
 def test_rooms_keep_staff_only_events_away_from_end_user_rooms() -> None:
     ticket_id, requester, agent = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for event in PushEvent:
+        if event in push.ATTACHMENT_EVENTS:
+            continue  # rooms follow the attachment: test_attachment_verdict_rooms
         for internal in (False, True):
             rooms = push.rooms_for(
                 event,
@@ -291,6 +293,34 @@ def test_rooms_keep_staff_only_events_away_from_end_user_rooms() -> None:
                 assert push.user_room(requester) in rooms
                 assert push.user_room(agent) in rooms
             assert push.AGENTS in rooms
+
+
+def test_attachment_verdict_rooms() -> None:
+    """Blocked: staff of the ticket, the uploader, agents (never the ticket room nor the
+    requester's room). Ready: the ticket room; an internal file's only the staff room."""
+    ticket_id, requester, uploader = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for internal in (False, True):
+        blocked = push.rooms_for(
+            PushEvent.ATTACHMENT_BLOCKED,
+            ticket_id=ticket_id,
+            requester_id=requester,
+            uploader_id=uploader,
+            internal=internal,
+        )
+        assert blocked == [
+            push.ticket_staff_room(ticket_id),
+            push.user_room(uploader),
+            push.AGENTS,
+        ]
+        ready = push.rooms_for(
+            PushEvent.ATTACHMENT_READY,
+            ticket_id=ticket_id,
+            requester_id=requester,
+            uploader_id=uploader,
+            internal=internal,
+        )
+        expected = push.ticket_staff_room(ticket_id) if internal else push.ticket_room(ticket_id)
+        assert ready == [expected]
 
 
 async def test_publish_to_no_room_reaches_nobody(

@@ -5,6 +5,13 @@ the scan itself on its `attachment_added` signal; both use `scan_activity_option
 behaviour is the same: retry with backoff (1 s, doubling, at most 60 s apart, without limit)
 while the scanner is unreachable, so the file stays quarantined and is released as soon
 as clamd answers again.
+
+After the verdict (histories made since `NOTIFY_PATCH_ID` only): INFECTED emails the
+uploader (kind ``attachment_blocked``: the ticket number, never the file's name) and pushes
+``attachment.blocked`` to the ticket's staff room, the uploader and the agents; CLEAN pushes
+``attachment.ready`` so clients showing the ticket refresh. Keys derive from the attachment
+id (``attachment:<id>:blocked``), so a retried activity or a replay sends nothing twice; a
+notification that cannot be delivered is logged and never fails the scan.
 """
 
 from __future__ import annotations
@@ -18,13 +25,19 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.attachments import FATAL_SCAN_ERRORS, ScanRequest, ScanResult
+    from activities.notifications import NotifyInput, PushInput
+    from helpdesk.notifications import NotificationKind
+    from helpdesk.push import PushEvent
+    from workflows.ticket_notify import Notification, send_each
 
 __all__ = [
+    "NOTIFY_PATCH_ID",
     "AttachmentScanWorkflow",
     "ScanRequest",
     "ScanResult",
     "attachment_scan_workflow_id",
     "scan_activity_options",
+    "scan_notifications",
 ]
 
 SCAN_RETRY_POLICY = RetryPolicy(
@@ -34,6 +47,10 @@ SCAN_RETRY_POLICY = RetryPolicy(
     maximum_attempts=0,  # unlimited: fail closed, never give up and release
     non_retryable_error_types=list(FATAL_SCAN_ERRORS),
 )
+
+
+# `workflow.patched` id: scans recorded before the verdict was announced replay unchanged.
+NOTIFY_PATCH_ID = "attachment-scan-notify-v1"
 
 
 def attachment_scan_workflow_id(attachment_id: uuid.UUID | str) -> str:
@@ -50,6 +67,42 @@ def scan_activity_options() -> dict[str, Any]:
     }
 
 
+def scan_notifications(result: ScanResult) -> list[Notification]:
+    """The emails and pushes a verdict causes (pure). Nothing for a deleted attachment or
+    one still without a verdict."""
+    if result.deleted:
+        return []
+    key = f"attachment:{result.attachment_id}"
+    if result.scan_status == "INFECTED":
+        return [
+            NotifyInput(
+                kind=NotificationKind.ATTACHMENT_BLOCKED,
+                event_key=f"{key}:blocked",
+                recipient_id=result.uploader_id,
+                ticket_id=result.ticket_id,
+            ),
+            PushInput(
+                event=PushEvent.ATTACHMENT_BLOCKED,
+                event_id=f"{key}:blocked",
+                ticket_id=result.ticket_id,
+                attachment_id=result.attachment_id,
+                uploader_id=result.uploader_id,
+                internal=result.is_internal,
+            ),
+        ]
+    if result.scan_status == "CLEAN":
+        return [
+            PushInput(
+                event=PushEvent.ATTACHMENT_READY,
+                event_id=f"{key}:ready",
+                ticket_id=result.ticket_id,
+                attachment_id=result.attachment_id,
+                internal=result.is_internal,
+            )
+        ]
+    return []
+
+
 @workflow.defn(name="AttachmentScan")
 class AttachmentScanWorkflow:
     """Run the scan activity until it gives a verdict; return it."""
@@ -61,4 +114,7 @@ class AttachmentScanWorkflow:
             "scan_attachment", request, result_type=ScanResult, **scan_activity_options()
         )
         workflow.set_current_details(f"Scan finished: {result.scan_status}")
+        if workflow.patched(NOTIFY_PATCH_ID):
+            # `send_each` catches ActivityError: a bad address never fails the scan.
+            await send_each(scan_notifications(result))
         return result
