@@ -86,6 +86,11 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             await self._sla_fire_due()
             if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                # A change accepted while we waited still has its effects (histories made
+                # before this fix dropped them, so they replay without it).
+                if self._outbox and workflow.patched("drain-outbox-before-close-v1"):
+                    while self._outbox:
+                        await self._after_change(self._outbox.pop(0))
                 return self._ticket
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
