@@ -28,7 +28,7 @@ from api.schemas.tickets import (
     WorkflowStateOut,
 )
 from helpdesk import errors
-from helpdesk.services import attachments, tickets
+from helpdesk.services import tickets
 from models.enums import Priority, TicketStatus
 from workflows.ticket_sla import live_clocks
 from workflows.ticket_types import TicketEdits
@@ -129,13 +129,13 @@ async def create_ticket(
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
 async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep) -> TicketOut:
     """One ticket from the read model, with the live state of its workflow."""
-    result = await tickets.read_view(runtime, principal.id, principal.role.value, ticket_id)
+    result = await tickets.read_view(
+        runtime, principal.id, principal.role.value, ticket_id, attachments_for=principal
+    )
     if result.ticket.status != Status.CLOSED.value:
         result.workflow = await tickets.query_state(runtime, ticket_id)
-    async with runtime.database.transaction() as session:
-        files = await attachments.list_for_ticket(session, runtime, principal, result.ticket)
     out = _out(result)
-    out.attachments = [AttachmentOut.model_validate(info) for info in files]
+    out.attachments = [AttachmentOut.model_validate(i) for i in result.extra["attachments"]]
     return out
 
 

@@ -453,13 +453,22 @@ async def read_view(
     ticket_id: uuid.UUID,
     *,
     audit_action: str | None = "ticket.read",
+    attachments_for: Any = None,
 ) -> TicketView:
-    """Load, authorise, decrypt and (optionally) audit the read, in one short transaction."""
+    """Load, authorise, decrypt and (optionally) audit the read, in one short transaction.
+    With `attachments_for` (the caller), the attachments that caller may see are listed in
+    the same transaction, into `extra["attachments"]`."""
     async with runtime.database.transaction() as session:
         ticket = await load_visible(session, caller_id, caller_role, ticket_id)
         result = await view(session, runtime, ticket)
         if audit_action:
             await runtime.audit.record(session, audit_action, table=TABLE, record_id=ticket.id)
+        if attachments_for is not None:
+            from helpdesk.services import attachments
+
+            result.extra["attachments"] = await attachments.list_for_ticket(
+                session, runtime, attachments_for, ticket
+            )
         return result
 
 
