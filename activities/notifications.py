@@ -159,24 +159,28 @@ class NotificationActivities:
         """Commit the send-once claim and return (address, ticket number), or the reason
         there is nothing to send."""
         runtime = self.runtime
+        # Look-ups and decryption on a read snapshot, outside the database's write queue.
+        async with runtime.database.read() as session:
+            if await session.get(NotificationLog, key) is not None:
+                return NotifyResult(outcome="duplicate")
+            user = await session.get(User, notify.recipient_id)
+            ticket = await session.get(Ticket, notify.ticket_id)
+            if (
+                user is None
+                or not user.is_active
+                or user.disposed_at is not None
+                or ticket is None
+                or ticket.deleted_at is not None
+            ):
+                return NotifyResult(outcome="skipped")
+            try:
+                address = (await users.view(session, runtime, user)).email
+            except DomainError:  # the user's data key was shredded
+                return NotifyResult(outcome="skipped")
+            number = ticket.number
         try:
+            # The claim itself: its primary key makes a concurrent attempt a duplicate.
             async with runtime.database.transaction() as session:
-                if await session.get(NotificationLog, key) is not None:
-                    return NotifyResult(outcome="duplicate")
-                user = await session.get(User, notify.recipient_id)
-                ticket = await session.get(Ticket, notify.ticket_id)
-                if (
-                    user is None
-                    or not user.is_active
-                    or user.disposed_at is not None
-                    or ticket is None
-                    or ticket.deleted_at is not None
-                ):
-                    return NotifyResult(outcome="skipped")
-                try:
-                    address = (await users.view(session, runtime, user)).email
-                except DomainError:  # the user's data key was shredded
-                    return NotifyResult(outcome="skipped")
                 session.add(
                     NotificationLog(
                         key=key,
@@ -187,7 +191,6 @@ class NotificationActivities:
                         sent_at=datetime.now(UTC),
                     )
                 )
-                # The address was decrypted to send this: a PHI read by the system.
                 await runtime.audit.record(
                     session,
                     "notification.email",
@@ -195,10 +198,9 @@ class NotificationActivities:
                     record_id=notify.recipient_id,
                     details={"kind": notify.kind.value, "ticket_id": str(notify.ticket_id)},
                 )
-                return address, ticket.number
         except IntegrityError:
-            # A concurrent attempt committed the same claim first.
             return NotifyResult(outcome="duplicate")
+        return address, number
 
     async def _release(self, notify: NotifyInput, key: str, error_type: str) -> None:
         """Nothing was handed over: drop the claim so a retry may send, and audit why."""
@@ -220,38 +222,51 @@ class NotificationActivities:
     @activity.defn(name="publish_event")
     async def publish_event(self, event: PushInput) -> list[str]:
         """Push a ticket event to the sockets that may hear it; returns the rooms."""
-        async with self.runtime.database.transaction() as session:
+        async with self.runtime.database.read() as session:
             ticket = await session.get(Ticket, event.ticket_id)
             if ticket is None or ticket.deleted_at is not None:
                 return []
             number, requester_id = ticket.number, ticket.requester_id
             assignee_id = event.assignee_id or ticket.assignee_id
-        payload = push.TicketEventPayload(
-            event_id=event.event_id,
-            ticket_id=event.ticket_id,
-            number=number,
-            status=event.status,
-            previous_status=event.previous_status,
-            priority=event.priority,
-            assignee_id=event.assignee_id,
-            escalation_level=event.escalation_level,
-            escalated_to=event.escalated_to,
-            comment_id=event.comment_id,
-            internal=event.internal if event.event is push.PushEvent.COMMENT_ADDED else None,
-            sla_clock=event.sla_clock,
-            attachment_id=event.attachment_id,
-            at=datetime.now(UTC),
+        return await publish(
+            self.runtime, event, number=number, requester_id=requester_id, assignee_id=assignee_id
         )
-        rooms = push.rooms_for(
-            event.event,
-            ticket_id=event.ticket_id,
-            requester_id=requester_id,
-            assignee_id=assignee_id,
-            escalated_to=event.escalated_to,
-            internal=event.internal,
-            uploader_id=event.uploader_id,
-        )
-        await push.publisher_for(self.runtime).publish(
-            event.event.value, payload.to_message(), rooms
-        )
-        return rooms
+
+
+async def publish(
+    runtime: Runtime,
+    event: PushInput,
+    *,
+    number: int,
+    requester_id: uuid.UUID,
+    assignee_id: uuid.UUID | None,
+) -> list[str]:
+    """Publish one ticket event, given what the row says (number, requester, assignee), to
+    the rooms `helpdesk.push.rooms_for` picks; returns the rooms."""
+    payload = push.TicketEventPayload(
+        event_id=event.event_id,
+        ticket_id=event.ticket_id,
+        number=number,
+        status=event.status,
+        previous_status=event.previous_status,
+        priority=event.priority,
+        assignee_id=event.assignee_id,
+        escalation_level=event.escalation_level,
+        escalated_to=event.escalated_to,
+        comment_id=event.comment_id,
+        internal=event.internal if event.event is push.PushEvent.COMMENT_ADDED else None,
+        sla_clock=event.sla_clock,
+        attachment_id=event.attachment_id,
+        at=datetime.now(UTC),
+    )
+    rooms = push.rooms_for(
+        event.event,
+        ticket_id=event.ticket_id,
+        requester_id=requester_id,
+        assignee_id=assignee_id,
+        escalated_to=event.escalated_to,
+        internal=event.internal,
+        uploader_id=event.uploader_id,
+    )
+    await push.publisher_for(runtime).publish(event.event.value, payload.to_message(), rooms)
+    return rooms

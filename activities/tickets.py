@@ -7,6 +7,8 @@ no-op that answers like the first run.
 
 from __future__ import annotations
 
+import uuid
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -14,7 +16,8 @@ from helpdesk import errors
 from helpdesk.context import RequestContext, set_context
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
-from workflows.ticket_types import PersistChange, PersistResult
+from models.ticket import Ticket
+from workflows.ticket_types import ChangeEvent, PersistChange, PersistResult
 
 # Domain errors that no retry can fix, by the ApplicationError type the workflow sees.
 _NON_RETRYABLE: tuple[tuple[type[errors.DomainError], str], ...] = (
@@ -48,7 +51,7 @@ class TicketActivities:
         )
         try:
             async with self.runtime.database.transaction() as session:
-                return await tickets.apply_change(session, self.runtime, change)
+                result, row = await tickets.apply_change_to_row(session, self.runtime, change)
         except errors.DomainError as exc:
             for kind, type_ in _NON_RETRYABLE:
                 if isinstance(exc, kind):
@@ -56,3 +59,52 @@ class TicketActivities:
                         exc.message, exc.details, type=type_, non_retryable=True
                     ) from None
             raise
+        if change.push:
+            # Also on a retry that found the change written: the first attempt may have
+            # died before its push, and clients drop a repeated event id.
+            result.pushed = await self._push(change, result, row)
+        return result
+
+    async def _push(self, change: PersistChange, result: PersistResult, row: Ticket) -> bool:
+        """The change's Socket.IO push, as the main loop would send it, published after the
+        commit. False when it could not go out: the workflow then sends it the old way."""
+        from activities.notifications import PushInput, publish
+        from workflows.ticket_notify import NOTIFIED_BY_SLA, notifications_for
+
+        changes = dict(change.changes)
+        if change.action == "assigned":
+            old = changes.get("assignee_id")
+            old_value = old.get("old") if isinstance(old, dict) else None
+            changes["assignee_id"] = {"old": old_value, "new": _s(result.assignee_id)}
+        event = ChangeEvent(action=change.action, request_id=change.event_key, changes=changes)
+        state = _RowState(row)
+        try:
+            for item in notifications_for(event, state, skip=NOTIFIED_BY_SLA):
+                if isinstance(item, PushInput):
+                    await publish(
+                        self.runtime,
+                        item,
+                        number=row.number,
+                        requester_id=row.requester_id,
+                        assignee_id=item.assignee_id or row.assignee_id,
+                    )
+        except Exception as exc:  # the change is saved; the push is best-effort here
+            activity.logger.warning("push after %s failed: %s", change.action, type(exc).__name__)
+            return False
+        return True
+
+
+class _RowState:
+    """The ticket row as `notifications_for` reads a state (no PHI)."""
+
+    def __init__(self, row: Ticket) -> None:
+        self.ticket_id = row.id
+        self.requester_id = row.requester_id
+        self.assignee_id = row.assignee_id
+        self.status = row.status
+        self.priority = row.priority
+        self.escalation_level = row.escalation_level
+
+
+def _s(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None

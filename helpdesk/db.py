@@ -8,6 +8,7 @@ snapshot under concurrency; PostgreSQL uses its default READ COMMITTED isolation
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+# Execution option marking a read-only unit of work (`Database.read`).
+READONLY_OPTION = "helpdesk_readonly"
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -68,7 +72,10 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only unit of work takes a WAL snapshot (plain BEGIN): it neither waits for
+        # nor blocks the one writer.
+        readonly = conn.get_execution_options().get(READONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -76,17 +83,52 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> None:
         self.url = url
+        self.is_sqlite = url.startswith("sqlite")
         self.engine = create_engine(url, echo=echo, busy_timeout=busy_timeout)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        options: dict[str, Any] = {READONLY_OPTION: True}
+        if not self.is_sqlite:
+            options["postgresql_readonly"] = True
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**options), expire_on_commit=False
+        )
+        # SQLite has one writer. Every transaction here is BEGIN IMMEDIATE, so two in this
+        # process would otherwise meet in SQLite's busy handler, which polls with sleeps of
+        # up to 100 ms: queue them FIFO on the event loop instead (one lock per loop).
+        # Other processes (a separate worker) still meet in the busy handler.
+        self._write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.startswith("sqlite")
+    def _write_lock(self) -> asyncio.Lock | None:
+        if not self.is_sqlite:
+            return None
+        loop = asyncio.get_running_loop()
+        lock = self._write_locks.get(loop)
+        if lock is None:
+            for old in [lp for lp in self._write_locks if lp.is_closed()]:
+                del self._write_locks[old]
+            lock = self._write_locks[loop] = asyncio.Lock()
+        return lock
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose work commits at the end of the block, or rolls back on error."""
-        async with self.sessionmaker() as session, session.begin():
+        lock = self._write_lock()
+        if lock is None:
+            async with self.sessionmaker() as session, session.begin():
+                yield session
+            return
+        async with lock, self.sessionmaker() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session: one consistent snapshot, never waiting for writers.
+
+        On SQLite it begins a deferred transaction outside the write queue, so it must not
+        write (PostgreSQL refuses it; SQLite would drop it). The block ends by closing the
+        session, which rolls the transaction back and detaches what it loaded, unexpired,
+        for the caller to read."""
+        async with self.read_sessionmaker() as session:
             yield session
 
     async def dispose(self) -> None:

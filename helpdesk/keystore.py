@@ -22,11 +22,15 @@ class KeyStore:
 
     async def create(self, session: AsyncSession) -> DataKey:
         key, wrapped = self.keyring.new_data_key()
+        self.add(session, wrapped)
+        await session.flush()
+        return key
+
+    def add(self, session: AsyncSession, wrapped: WrappedKey) -> None:
+        """Store a key made beforehand with `keyring.new_data_key()` (the caller flushes)."""
         session.add(
             DataKeyRow(id=wrapped.key_id, kek_id=wrapped.kek_id, wrapped_key=wrapped.wrapped)
         )
-        await session.flush()
-        return key
 
     async def get(self, session: AsyncSession, key_id: uuid.UUID | None) -> DataKey:
         if key_id is None:

@@ -22,6 +22,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notifications import PushInput
     from activities.tickets import TicketActivities
     from helpdesk.temporal import ASSIGNED_AGENT, ESCALATED, TICKET_PRIORITY, TICKET_STATUS
     from workflows.ticket_types import (
@@ -54,6 +55,9 @@ REQUESTER_EDITABLE = frozenset({"title", "description", "tags"})
 EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
 NON_RETRYABLE = ["TicketGone", "NoAgentAvailable", "AgentNotAssignable", "ValidationFailed"]
+# `workflow.patched` id: the persist activity publishes the change's push after its commit
+# (before the update answers) instead of the main loop running a push activity afterwards.
+PUSH_PATCH = "push-with-persist-v1"
 
 
 def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
@@ -68,6 +72,8 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self.config = inp.config
         self._lock = asyncio.Lock()
         self._outbox: list[ChangeEvent] = []
+        # Request ids whose push the persist activity already published (PUSH_PATCH).
+        self._pushed: set[str] = set()
 
     # --- main loop -------------------------------------------------------------------
 
@@ -102,7 +108,11 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         """Side effects of an accepted change, run outside the handler (SLA timers,
         notifications). The base workflow has none; features extend here."""
         await self._sla_after_change(event)
-        await send_all(notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA))
+        notifications = notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA)
+        if event.request_id in self._pushed:
+            self._pushed.discard(event.request_id)
+            notifications = [n for n in notifications if not isinstance(n, PushInput)]
+        await send_all(notifications)
 
     def _finished(self) -> bool:
         return self._ticket.status is Status.CLOSED or self._ticket.gone
@@ -369,6 +379,8 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             note=note,
             auto_assign=auto_assign,
             version=self._ticket.version + 1,
+            # Histories made before the activity pushed replay with the main loop's push.
+            push=workflow.patched(PUSH_PATCH),
         )
         try:
             result: PersistResult = await workflow.execute_activity_method(
@@ -389,6 +401,8 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                     cause.message, *cause.details, type=cause.type, non_retryable=True
                 ) from None
             raise _refuse("the change could not be saved", "PersistFailed") from None
+        if result.pushed:
+            self._pushed.add(request_id)
         return result
 
     def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:

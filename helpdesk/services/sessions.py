@@ -100,25 +100,43 @@ def session_problem(auth_session: AuthSession, runtime: Runtime, now: datetime) 
 
 
 async def load_active(runtime: Runtime, claims: AccessClaims) -> Principal:
-    """The principal behind an access token, if its session and user are still good."""
+    """The principal behind an access token, if its session and user are still good.
+
+    Checked on every request, so the common case is a read-only snapshot that never waits
+    for the database's writer; only an idle session's revocation, or a last-seen stamp
+    older than `LAST_SEEN_GRANULARITY`, takes a write transaction."""
     from api.deps import Principal
 
     now = _now()
-    async with runtime.database.transaction() as session:
+    async with runtime.database.read() as session:
         auth_session = await session.get(AuthSession, claims.session_id)
         if auth_session is None or auth_session.user_id != claims.user_id:
             raise AuthenticationFailed("session not found")
         problem = session_problem(auth_session, runtime, now)
-        if problem == "idle":
-            await _end(session, runtime, auth_session, "idle_timeout")
-        if problem is None:
-            user = await session.get(User, claims.user_id)
-            if user is None or not user.is_active:
-                problem = "user_inactive"
-            else:
-                if now - auth_session.last_seen_at >= LAST_SEEN_GRANULARITY:
-                    auth_session.last_seen_at = now
-                return Principal(user=user, session=auth_session, claims=claims)
+        user = await session.get(User, claims.user_id) if problem is None else None
+        if problem is None and (user is None or not user.is_active):
+            problem = "user_inactive"
+        stale = now - auth_session.last_seen_at >= LAST_SEEN_GRANULARITY
+    if problem is None and not stale:
+        assert user is not None
+        return Principal(user=user, session=auth_session, claims=claims)
+    if problem in (None, "idle"):
+        async with runtime.database.transaction() as session:
+            # Judged again under the write lock: a logout may have committed meanwhile.
+            auth_session = await session.get(AuthSession, claims.session_id)
+            if auth_session is None:
+                raise AuthenticationFailed("session not found")
+            problem = session_problem(auth_session, runtime, now)
+            if problem == "idle":
+                await _end(session, runtime, auth_session, "idle_timeout")
+            if problem is None:
+                user = await session.get(User, claims.user_id)
+                if user is None or not user.is_active:
+                    problem = "user_inactive"
+                else:
+                    if now - auth_session.last_seen_at >= LAST_SEEN_GRANULARITY:
+                        auth_session.last_seen_at = now
+                    return Principal(user=user, session=auth_session, claims=claims)
     # Raised after the block so that an idle revocation above is committed.
     raise AuthenticationFailed(f"session {(problem or 'invalid').replace('_', ' ')}")
 
@@ -223,8 +241,12 @@ async def _rotate(
     row.replaced_by = replacement.id
     auth_session.last_seen_at = now
     await runtime.audit.record(
-        session, "auth.refresh", table="auth_sessions", record_id=auth_session.id,
-        actor_id=user.id, actor_role=user.role,
+        session,
+        "auth.refresh",
+        table="auth_sessions",
+        record_id=auth_session.id,
+        actor_id=user.id,
+        actor_role=user.role,
     )
     tokens = access_tokens(runtime)
     return IssuedTokens(

@@ -46,7 +46,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from helpdesk import errors
 from helpdesk.context import current_context
-from helpdesk.crypto import decrypt_field, encrypt_field
+from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, ticket_text
 from helpdesk.services.categories import ensure_usable
@@ -63,7 +63,7 @@ from models.base import utcnow
 from models.enums import Priority, TicketStatus
 from models.ticket import IdempotencyRecord, Ticket, TicketHistory, TicketTag
 from workflows import sla as sla_rules
-from workflows.sla import SlaState
+from workflows.sla import SlaPolicySnapshot, SlaState
 from workflows.ticket_types import (
     Actor,
     AssignRequest,
@@ -183,6 +183,38 @@ class Inserted:
     sla: SlaState
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedTicket:
+    """What a new ticket needs that takes time but no write: checks, the policy in force,
+    a fresh data key and the sealed text. Made before the write transaction, so the one
+    SQLite writer is held only for the inserts."""
+
+    ticket_id: uuid.UUID
+    key: DataKey
+    wrapped: WrappedKey
+    title_enc: bytes | None
+    description_enc: bytes | None
+    policy: SlaPolicySnapshot
+
+
+async def prepare_ticket(
+    session: AsyncSession, runtime: Runtime, data: NewTicket
+) -> PreparedTicket:
+    """Validate and pre-compute a new ticket (reads only: a `Database.read()` session)."""
+    await ensure_usable(session, data.category_id)
+    policy = await policy_snapshot(session, runtime.settings, data.priority)
+    key, wrapped = runtime.keys.keyring.new_data_key()
+    ticket_id = uuid.uuid4()
+    return PreparedTicket(
+        ticket_id=ticket_id,
+        key=key,
+        wrapped=wrapped,
+        title_enc=ticket_text.seal(key, ticket_id, "title", data.title),
+        description_enc=ticket_text.seal(key, ticket_id, "description", data.description),
+        policy=policy,
+    )
+
+
 async def insert_ticket(
     session: AsyncSession,
     runtime: Runtime,
@@ -190,26 +222,28 @@ async def insert_ticket(
     requester_id: uuid.UUID,
     data: NewTicket,
     auto_assign: bool,
+    prepared: PreparedTicket | None = None,
 ) -> Inserted:
     """The ticket row with sealed text, search tokens, tags, its 'created' history entry
     and audit row, in the caller's transaction. With `auto_assign` the least-loaded agent
     is picked under the assignment lock in this same transaction.
 
-    The SLA clocks start here too (the policy snapshot is read in this transaction and the
-    due columns written with the row), and the workflow receives them in its input: its
-    first task then only sets a timer instead of running two activities, which is what
+    The SLA clocks start here too (from the policy snapshot `prepare_ticket` read), the due
+    columns are written with the row, and the workflow receives the clocks in its input:
+    its first task then only sets a timer instead of running two activities, which is what
     bounds the creation rate (bench/tickets.py)."""
-    await ensure_usable(session, data.category_id)
+    if prepared is None:
+        prepared = await prepare_ticket(session, runtime, data)
     number = await allocate_number(session)
-    key = await runtime.keys.create(session)
-    ticket_id = uuid.uuid4()
+    runtime.keys.add(session, prepared.wrapped)
+    ticket_id = prepared.ticket_id
     assignee = await assignment.assign_least_loaded_agent(session) if auto_assign else None
     ticket = Ticket(
         id=ticket_id,
         number=number,
-        data_key_id=key.key_id,
-        title_enc=ticket_text.seal(key, ticket_id, "title", data.title),
-        description_enc=ticket_text.seal(key, ticket_id, "description", data.description),
+        data_key_id=prepared.key.key_id,
+        title_enc=prepared.title_enc,
+        description_enc=prepared.description_enc,
         status=TicketStatus.OPEN.value,
         priority=data.priority,
         priority_rank=PRIORITY_RANK[data.priority],
@@ -221,7 +255,7 @@ async def insert_ticket(
         created_by=requester_id,
         updated_by=requester_id,
     )
-    sla = sla_rules.start(await policy_snapshot(session, runtime.settings, data.priority), utcnow())
+    sla = sla_rules.start(prepared.policy, utcnow())
     due = sla_rules.due_dates(sla)
     ticket.due_date = due.due_date
     ticket.first_response_due_at = due.first_response_due_at
@@ -296,6 +330,13 @@ async def apply_change(
     """Write one accepted change: ticket row, history entry (unique per event key) and an
     audit row, in the caller's transaction. A repeat of the same event key writes nothing
     and answers as the first write did."""
+    return (await apply_change_to_row(session, runtime, change))[0]
+
+
+async def apply_change_to_row(
+    session: AsyncSession, runtime: Runtime, change: PersistChange
+) -> tuple[PersistResult, Ticket]:
+    """`apply_change`, also handing back the ticket row as the change left it."""
     ticket = await session.get(Ticket, change.ticket_id, with_for_update=True)
     if ticket is None or ticket.deleted_at is not None:
         raise errors.Gone("the ticket was deleted")
@@ -305,7 +346,7 @@ async def apply_change(
         )
     )
     if done is not None:
-        return PersistResult(applied=False, assignee_id=ticket.assignee_id)
+        return PersistResult(applied=False, assignee_id=ticket.assignee_id), ticket
 
     u = change.updates
     changes = dict(change.changes)
@@ -393,7 +434,7 @@ async def apply_change(
         actor_id=change.actor.id,
         actor_role=change.actor.role,
     )
-    return PersistResult(applied=True, assignee_id=ticket.assignee_id)
+    return PersistResult(applied=True, assignee_id=ticket.assignee_id), ticket
 
 
 def _s(value: Any) -> Any:
@@ -763,13 +804,22 @@ async def create(
     ticket: Ticket | None = None
     sla: SlaState | None = None
     replayed = False
+    prepared: PreparedTicket | None = None
+    async with runtime.database.read() as session:
+        existing = (
+            await _idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
+            if idempotency_key
+            else None
+        )
+        if existing is None:
+            prepared = await prepare_ticket(session, runtime, data)
     try:
         async with runtime.database.transaction() as session:
-            existing = (
-                await _idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
-                if idempotency_key
-                else None
-            )
+            if existing is None and idempotency_key:
+                # Judged again under the write lock (a concurrent retry may have won).
+                existing = await _idempotent_ticket(
+                    session, requester_id, idempotency_key, fingerprint
+                )
             if existing is not None:
                 ticket = await session.get(Ticket, existing)
                 replayed = True
@@ -780,6 +830,7 @@ async def create(
                     requester_id=requester_id,
                     data=data,
                     auto_assign=runtime.settings.auto_assign_on_create,
+                    prepared=prepared,
                 )
                 ticket, sla = inserted.ticket, inserted.sla
                 if idempotency_key:

@@ -1,0 +1,109 @@
+"""A change's Socket.IO push leaves with the change itself: the persist activity publishes it
+right after its commit, before the update (and so the REST call) answers, instead of the
+workflow's main loop running a separate push activity afterwards (bench/push.py measures
+the latency this removes). If that publish fails, the main loop still sends it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from api.app import create_asgi_app
+from helpdesk import push
+from helpdesk.runtime import Runtime
+from helpdesk.temporal import ticket_workflow_id
+from models.enums import Role
+from tests.comm_support import connect, serve
+from tests.factories import make_user
+from tests.test_comments import comment_worker
+from tests.ticket_support import create_ticket, set_status
+
+pytestmark = pytest.mark.temporal
+
+
+async def _push_activities(client: Client, ticket_id: str) -> list[str]:
+    """The summaries of the ticket's push activities, in history order."""
+    history = await client.get_workflow_handle(ticket_workflow_id(ticket_id)).fetch_history()
+    names = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name == "publish_event":
+                names.append(attrs.activity_id)
+    return names
+
+
+class _FailingOnce:
+    """A publisher that refuses its first status push (a Redis outage, say), then delivers
+    through the real one."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.refused = 0
+
+    async def publish(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        if event == push.PushEvent.TICKET_STATUS_CHANGED.value and not self.refused:
+            self.refused += 1
+            raise ConnectionError("fan-out unavailable")
+        await self.real.publish(event, data, rooms)
+
+
+async def test_a_status_push_is_published_by_the_change_and_arrives_once(
+    runtime: Runtime, temporal_client: Client
+) -> None:
+    requester = await make_user(runtime)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    runtime.temporal = temporal_client
+    asgi = create_asgi_app(runtime=runtime, temporal_client=temporal_client, run_worker=False)
+    async with (
+        serve(asgi, asgi.other_asgi_app) as server,
+        comment_worker(temporal_client, runtime),
+        httpx.AsyncClient(base_url=server.url, timeout=60) as http,
+    ):
+        tid = (await create_ticket(http, requester))["id"]
+        socket = await connect(server.url, requester.token, ["ticket.status_changed"])
+        try:
+            joined = await socket.client.call("join_ticket", {"ticket_id": tid}, timeout=5)
+            assert joined["ok"] is True
+            moved = await set_status(http, agent, tid, "IN_PROGRESS")
+            assert moved.status_code == 200, moved.text
+            got = await socket.wait_for("ticket.status_changed", timeout=20)
+            assert got["status"] == "IN_PROGRESS" and got["previous_status"] == "OPEN"
+            assert got["number"] == moved.json()["number"]
+            # Only the creation's push ran as an activity of its own.
+            assert len(await _push_activities(temporal_client, tid)) == 1
+            assert [p["status"] for _, p in socket.events] == ["IN_PROGRESS"]
+        finally:
+            await socket.close()
+
+
+async def test_when_the_changes_publish_fails_the_workflow_sends_the_push_itself(
+    runtime: Runtime, temporal_client: Client
+) -> None:
+    requester = await make_user(runtime)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    runtime.temporal = temporal_client
+    asgi = create_asgi_app(runtime=runtime, temporal_client=temporal_client, run_worker=False)
+    async with (
+        serve(asgi, asgi.other_asgi_app) as server,
+        comment_worker(temporal_client, runtime),
+        httpx.AsyncClient(base_url=server.url, timeout=60) as http,
+    ):
+        failing = _FailingOnce(push.publisher_for(runtime))
+        runtime.extras["push"] = failing
+        tid = (await create_ticket(http, requester))["id"]
+        socket = await connect(server.url, requester.token, ["ticket.status_changed"])
+        try:
+            await socket.client.call("join_ticket", {"ticket_id": tid}, timeout=5)
+            assert (await set_status(http, agent, tid, "IN_PROGRESS")).status_code == 200
+            got = await socket.wait_for("ticket.status_changed", timeout=20)
+            assert got["status"] == "IN_PROGRESS"
+            assert failing.refused == 1
+            # The creation's push and the fallback for the status change.
+            assert len(await _push_activities(temporal_client, tid)) == 2
+        finally:
+            await socket.close()
