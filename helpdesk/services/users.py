@@ -50,8 +50,13 @@ def _open(key: DataKey, user_id: uuid.UUID, column: str, blob: bytes | None) -> 
         # Audited in a transaction of its own (the request's rolls back); no value leaves.
         raise DataIntegrityError(
             "stored user data failed its integrity check",
-            audit={"action": "integrity.failure", "outcome": "failure", "table": TABLE,
-                   "record_id": user_id, "details": {"column": column}},
+            audit={
+                "action": "integrity.failure",
+                "outcome": "failure",
+                "table": TABLE,
+                "record_id": user_id,
+                "details": {"column": column},
+            },
         ) from exc
 
 
@@ -151,9 +156,7 @@ async def view(session: AsyncSession, runtime: Runtime, user: User) -> UserView:
     return view_with_key(user, await runtime.keys.get(session, user.data_key_id))
 
 
-async def views(
-    session: AsyncSession, runtime: Runtime, users: Sequence[User]
-) -> list[UserView]:
+async def views(session: AsyncSession, runtime: Runtime, users: Sequence[User]) -> list[UserView]:
     """Decrypted views of many users with one key lookup."""
     keys = await runtime.keys.get_many(session, [u.data_key_id for u in users])
     return [view_with_key(u, keys[u.data_key_id]) for u in users if u.data_key_id in keys]
@@ -188,8 +191,11 @@ async def list_page(
         conditions.append(User.is_active.is_(active))
     total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
     rows = await session.scalars(
-        select(User).where(*conditions).order_by(User.created_at, User.id)
-        .offset(offset).limit(limit)
+        select(User)
+        .where(*conditions)
+        .order_by(User.created_at, User.id)
+        .offset(offset)
+        .limit(limit)
     )
     return list(rows), int(total or 0)
 
@@ -205,7 +211,11 @@ async def active_agents(session: AsyncSession) -> list[User]:
 
 
 async def change_role(
-    session: AsyncSession, runtime: Runtime, *, actor_id: uuid.UUID, user_id: uuid.UUID,
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    actor_id: uuid.UUID,
+    user_id: uuid.UUID,
     role: Role,
 ) -> User:
     """Give a user another role (administrators only; never one's own). The change is
@@ -222,7 +232,10 @@ async def change_role(
     user.updated_by = actor_id
     revoked = await sessions.revoke_all_for_user(session, runtime, user.id, "role_change")
     await runtime.audit.record(
-        session, "user.role_change", table=TABLE, record_id=user.id,
+        session,
+        "user.role_change",
+        table=TABLE,
+        record_id=user.id,
         details={"before": before, "after": role.value, "sessions_revoked": revoked},
     )
     return user
@@ -245,7 +258,10 @@ async def deactivate(
         user.updated_by = actor_id
     revoked = await sessions.revoke_all_for_user(session, runtime, user.id, "deactivated")
     await runtime.audit.record(
-        session, "user.deactivate", table=TABLE, record_id=user.id,
+        session,
+        "user.deactivate",
+        table=TABLE,
+        record_id=user.id,
         details={"sessions_revoked": revoked, "already_inactive": already},
     )
     return user, revoked
