@@ -12,7 +12,9 @@ the worker beside it (as `helpdesk dev` hosts it). Then:
   the same worker, `--clients` at a time;
 - API rate: `--tickets` tickets created by `--clients` concurrent HTTP clients (each 201
   means the row is committed and the ticket's workflow runs); a client told 503/429 waits
-  Retry-After and tries again with the same Idempotency-Key;
+  Retry-After and tries again with the same Idempotency-Key. The clients run in a process
+  of their own (bench/http_load.py): in the API's process they would take a share of the
+  GIL the server needs (profiled: about a tenth of the samples);
 - update latency: `--updates` status changes through the API (one at a time) next to as
   many raw `execute_update(TicketWorkflow.change_status)` calls on other tickets;
 - load shedding: a burst of 4x the in-flight limit of creations at once; past the limit
@@ -41,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def _free_port() -> int:
@@ -100,51 +104,31 @@ async def _raw_rate(client: Any, task_queue: str, count: int, clients: int) -> f
 
 
 async def _api_rate(
-    http: httpx.AsyncClient, headers: dict[str, str], count: int, clients: int
+    base: str, headers: dict[str, str], count: int, clients: int
 ) -> tuple[float, list[str], int]:
-    """Tickets created (workflow running) per second; ids; 503/429 answers seen."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(count):
-        queue.put_nowait(n)
-    ids: list[str] = []
-    shed = 0
-    retried = 0
-
-    async def worker() -> None:
-        nonlocal shed, retried
-        while True:
-            try:
-                n = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            key = f"bench-{n}-{uuid.uuid4().hex[:8]}"
-            body = {
-                "title": f"Bench ticket {n}",
-                "description": "Printer on floor 2 is jammed",
-                "priority": ("LOW", "MEDIUM", "HIGH", "URGENT")[n % 4],
-                "tags": ["bench"],
-            }
-            while True:
-                try:
-                    r = await http.post(
-                        "/api/v1/tickets", json=body, headers={**headers, "Idempotency-Key": key}
-                    )
-                except httpx.TransportError:
-                    # A dropped keep-alive connection: retrying with the same key is safe.
-                    retried += 1
-                    continue
-                if r.status_code == 201:
-                    ids.append(r.json()["id"])
-                    break
-                if r.status_code in (429, 503):
-                    shed += 1
-                    await asyncio.sleep(min(float(r.headers.get("Retry-After", "1")), 1.0))
-                    continue
-                raise RuntimeError(f"create answered {r.status_code}: {r.text[:200]}")
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return count / (time.perf_counter() - started), ids, shed
+    """Tickets created (workflow running) per second; ids; 503/429 answers seen. The
+    clients run in a process of their own (bench/http_load.py), as real clients would."""
+    token = headers["Authorization"].removeprefix("Bearer ")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.http_load",
+        "--base",
+        base,
+        "--token",
+        token,
+        "--count",
+        str(count),
+        "--clients",
+        str(clients),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({proc.returncode})")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    return float(result["per_s"]), list(result["ids"]), int(result["shed"])
 
 
 async def run(
@@ -243,11 +227,11 @@ async def run(
         ):
             # Warm up both paths (sandbox imports, connection pools).
             await _raw_rate(client, settings.temporal_task_queue, 20, 8)
-            await _api_rate(http, requester_h, 20, 8)
+            await _api_rate(base, requester_h, 20, 8)
 
             load0 = os.getloadavg()[0]
             raw = await _raw_rate(client, settings.temporal_task_queue, tickets, clients)
-            api, ids, shed = await _api_rate(http, requester_h, tickets, clients)
+            api, ids, shed = await _api_rate(base, requester_h, tickets, clients)
             figures.update(
                 raw_workflows_per_s=round(raw, 1),
                 api_tickets_per_s=round(api, 1),

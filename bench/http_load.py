@@ -1,0 +1,96 @@
+"""The HTTP load generator of bench/tickets.py, in a process of its own.
+
+    python -m bench.http_load --base URL --token TOKEN --count N --clients C
+
+A real client population does not share the server's interpreter: run in the API's process,
+64 httpx clients take a good share of the one GIL that the API, the worker's activities and
+its workflow tasks also need, and the benchmark would measure its own client. Creates
+`--count` tickets with `--clients` concurrent connections (each 503/429 waits Retry-After,
+at most 1 s, and retries with the same Idempotency-Key) and prints one JSON line:
+``{"per_s": ..., "ids": [...], "shed": ..., "retried": ..., "latency_p50_ms": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+
+import httpx
+
+
+async def create_many(base: str, token: str, count: int, clients: int) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {token}"}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+    ids: list[str] = []
+    latencies: list[float] = []
+    shed = retried = 0
+    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+
+        async def worker() -> None:
+            nonlocal shed, retried
+            while True:
+                try:
+                    n = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                key = f"bench-{n}-{uuid.uuid4().hex[:8]}"
+                body = {
+                    "title": f"Bench ticket {n}",
+                    "description": "Printer on floor 2 is jammed",
+                    "priority": ("LOW", "MEDIUM", "HIGH", "URGENT")[n % 4],
+                    "tags": ["bench"],
+                }
+                t0 = time.perf_counter()
+                while True:
+                    try:
+                        r = await http.post(
+                            "/api/v1/tickets",
+                            json=body,
+                            headers={**headers, "Idempotency-Key": key},
+                        )
+                    except httpx.TransportError:
+                        retried += 1  # a dropped keep-alive connection: same key, safe
+                        continue
+                    if r.status_code == 201:
+                        ids.append(r.json()["id"])
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                        break
+                    if r.status_code in (429, 503):
+                        shed += 1
+                        await asyncio.sleep(min(float(r.headers.get("Retry-After", "1")), 1.0))
+                        continue
+                    raise RuntimeError(f"create answered {r.status_code}: {r.text[:200]}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {
+        "per_s": count / elapsed,
+        "ids": ids,
+        "shed": shed,
+        "retried": retried,
+        "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--clients", type=int, required=True)
+    args = parser.parse_args()
+    result = asyncio.run(create_many(args.base, args.token, args.count, args.clients))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
