@@ -110,6 +110,15 @@ class PushInput(BaseModel):
     uploader_id: uuid.UUID | None = None
 
 
+class NotifyBatch(BaseModel):
+    """Every email and push of one change, for one `notify_change` activity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    emails: list[NotifyInput] = Field(default_factory=list)
+    pushes: list[PushInput] = Field(default_factory=list)
+
+
 class NotificationActivities:
     """Email and push activities around the process's Runtime."""
 
@@ -218,6 +227,34 @@ class NotificationActivities:
                     "error": error_type,
                 },
             )
+
+    @activity.defn(name="notify_change")
+    async def notify_change(self, batch: NotifyBatch) -> list[str]:
+        """Every notification of one change in one activity (one task instead of one per
+        email and push): pushes first, then each email at most once (`send_email`).
+
+        Outcomes, pushes then emails in input order: ``pushed`` / ``failed`` for a push,
+        ``sent`` / ``duplicate`` / ``skipped`` / ``uncertain`` / ``failed`` (a permanent
+        refusal, not retried) for an email. A transient email error fails the activity so
+        Temporal retries it: what already went out answers ``duplicate`` the second time
+        (its claim stays), and a repeated push carries the same event id, which clients
+        drop."""
+        outcomes: list[str] = []
+        for event in batch.pushes:
+            try:
+                await self.publish_event(event)
+                outcomes.append("pushed")
+            except Exception as exc:  # a push is best-effort; the emails still go out
+                log.warning("push %s failed: %s", event.event.value, type(exc).__name__)
+                outcomes.append("failed")
+        for notify in batch.emails:
+            try:
+                outcomes.append((await self.send_email(notify)).outcome)
+            except ApplicationError as err:
+                if err.type != PERMANENT_EMAIL_ERROR:
+                    raise
+                outcomes.append("failed")
+        return outcomes
 
     @activity.defn(name="publish_event")
     async def publish_event(self, event: PushInput) -> list[str]:

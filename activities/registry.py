@@ -15,7 +15,11 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     from activities.notifications import NotificationActivities
 
     notifications = NotificationActivities(runtime)
-    activities += [notifications.send_email, notifications.publish_event]
+    activities += [
+        notifications.send_email,
+        notifications.publish_event,
+        notifications.notify_change,
+    ]
     # Attachments: the clamd scan activity.
     from activities.attachments import AttachmentActivities
 

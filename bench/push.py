@@ -12,9 +12,11 @@ IN_PROGRESS → RESOLVED → OPEN → ... through ``POST /tickets/{id}/status``,
 time, and each change is timed from the moment the REST call returns to the moment the
 client receives its ``ticket.status_changed`` push. The push is matched by its
 ``event_id`` (``<ticket id>:<request id>``, the request id derived from the call's
-Idempotency-Key by `helpdesk.services.tickets.command_request_id`). The workflow pushes
-from its main loop right after the update, so a push can beat the REST response home:
-those count as 0 ms and are reported as ``push_before_return``.
+Idempotency-Key by `helpdesk.services.tickets.command_request_id`). The change's persist
+activity publishes the push right after its commit, before the workflow update (and so
+the REST call) answers, so the push normally beats the REST response home: those count as
+0 ms and are reported as ``push_before_return``; ``push_from_call_p50/p99_ms`` time the
+same pushes from the moment the REST call was sent.
 
 On the same server the publish-only figure follows: `helpdesk.push`'s publisher in the API
 process → client (``push_publish_*``), the transport alone.
@@ -97,13 +99,14 @@ async def measure_push_latency(
         url, auth={"token": token}, transports=["websocket"], socketio_path="socket.io"
     )
     latencies: list[float] = []
+    from_call: list[float] = []  # the REST call's start → receipt, whatever clock_from says
     before_return = 0
     missed = 0
     try:
         if on_connected is not None:
             await on_connected(client)
         for i in range(warmup + count):
-            started = time.perf_counter()
+            started = called = time.perf_counter()
             key = await make_change(i)
             if clock_from == "return":
                 started = time.perf_counter()
@@ -126,6 +129,7 @@ async def measure_push_latency(
             if received < started:
                 before_return += 1
             latencies.append(max(0.0, received - started) * 1000)
+            from_call.append((received - called) * 1000)
     finally:
         await client.disconnect()
     return {
@@ -135,6 +139,9 @@ async def measure_push_latency(
         "push_events": float(len(latencies)),
         "push_before_return": float(before_return),
         "push_missed": float(missed),
+        # From the start of the change (the REST call sent) to the client's receipt.
+        "push_from_call_p50_ms": round(statistics.median(from_call), 2) if from_call else -1,
+        "push_from_call_p99_ms": round(_percentile(from_call, 0.99), 2) if from_call else -1,
     }
 
 

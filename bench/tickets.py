@@ -12,9 +12,10 @@ the worker beside it (as `helpdesk dev` hosts it). Then:
   the same worker, `--clients` at a time;
 - API rate: `--tickets` tickets created by `--clients` concurrent HTTP clients (each 201
   means the row is committed and the ticket's workflow runs); a client told 503/429 waits
-  Retry-After and tries again with the same Idempotency-Key. The clients run in a process
-  of their own (bench/http_load.py): in the API's process they would take a share of the
-  GIL the server needs (profiled: about a tenth of the samples);
+  Retry-After (the server sets it to about one creation's duration) and tries again with
+  the same Idempotency-Key. The clients run in a process of their own (bench/http_load.py):
+  in the API's process they would take a share of the GIL the server needs (profiled:
+  about a tenth of the samples);
 - update latency: `--updates` status changes through the API (one at a time) next to as
   many raw `execute_update(TicketWorkflow.change_status)` calls on other tickets;
 - load shedding: a burst of 4x the in-flight limit of creations at once; past the limit

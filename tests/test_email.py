@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.notifications import NotificationActivities, NotifyInput
+from activities.notifications import NotificationActivities, NotifyBatch, NotifyInput, PushInput
 from helpdesk.email import (
     EmailMessage,
     EmailPermanentError,
@@ -32,6 +33,7 @@ from helpdesk.notifications import (
     render_account_email,
     render_ticket_email,
 )
+from helpdesk.push import PushEvent
 from helpdesk.runtime import Runtime
 from helpdesk.settings import Settings
 from models.audit import AuditLog
@@ -460,3 +462,73 @@ async def test_smtp_550_is_not_retried_and_connection_refused_is(
             )
         )
     assert failures == MAX_ATTEMPTS
+
+
+# --- one activity for all of a change's notifications ---------------------------------------
+
+
+def _push(ticket: Ticket) -> PushInput:
+    return PushInput(
+        event=PushEvent.TICKET_STATUS_CHANGED,
+        event_id=f"{ticket.id}:batch",
+        ticket_id=ticket.id,
+        status=TicketStatus.IN_PROGRESS,
+    )
+
+
+async def test_a_batch_goes_on_past_a_permanent_refusal(runtime: Runtime) -> None:
+    """`notify_change`: a refused address is `failed` (not retried) and the other email of
+    the same change still goes out; the push goes first."""
+    requester = await make_user(runtime)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    ticket = await _ticket(runtime, requester)
+    batch = NotifyBatch(
+        emails=[
+            _notify(NotificationKind.STATUS_CHANGED, ticket, requester, "batch:1"),
+            _notify(NotificationKind.STATUS_CHANGED, ticket, agent, "batch:1"),
+        ],
+        pushes=[_push(ticket)],
+    )
+    with sendgrid_server() as fake:
+        runtime.email = SendGridEmailBackend(
+            api_key=fake.api_key, host=fake.url, sender="helpdesk@clinic.example"
+        )
+        fake.script = [400]
+        outcomes = await ActivityEnvironment().run(
+            NotificationActivities(runtime).notify_change, batch
+        )
+        assert outcomes == ["pushed", "failed", "sent"]
+        assert len(fake.requests) == 2
+    assert await _log_rows(runtime, batch.emails[0].notification_key) == 0
+    assert await _log_rows(runtime, batch.emails[1].notification_key) == 1
+
+
+async def test_a_batch_retried_after_a_transient_error_sends_each_email_once(
+    runtime: Runtime,
+) -> None:
+    requester = await make_user(runtime)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    ticket = await _ticket(runtime, requester)
+    batch = NotifyBatch(
+        emails=[
+            _notify(NotificationKind.TICKET_CREATED, ticket, requester, "created"),
+            _notify(NotificationKind.TICKET_ASSIGNED, ticket, agent, "created"),
+        ]
+    )
+    activities = NotificationActivities(runtime)
+    with sendgrid_server() as fake:
+        runtime.email = SendGridEmailBackend(
+            api_key=fake.api_key, host=fake.url, sender="helpdesk@clinic.example"
+        )
+        fake.script = [202, 503]
+        with pytest.raises(ApplicationError) as refused:
+            await ActivityEnvironment().run(activities.notify_change, batch)
+        assert refused.value.type == "EmailTransientError" and not refused.value.non_retryable
+        # Temporal's retry of the same activity: the first email is not sent again.
+        assert await ActivityEnvironment().run(activities.notify_change, batch) == [
+            "duplicate",
+            "sent",
+        ]
+        assert len(fake.requests) == 3
+    for notify in batch.emails:
+        assert await _log_rows(runtime, notify.notification_key) == 1

@@ -5,6 +5,7 @@ the latency this removes). If that publish fails, the main loop still sends it."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from temporalio.client import Client
 from api.app import create_asgi_app
 from helpdesk import push
 from helpdesk.runtime import Runtime
-from helpdesk.temporal import ticket_workflow_id
+from helpdesk.temporal import codec, ticket_workflow_id
 from models.enums import Role
 from tests.comm_support import connect, serve
 from tests.factories import make_user
@@ -25,16 +26,23 @@ from tests.ticket_support import create_ticket, set_status
 pytestmark = pytest.mark.temporal
 
 
-async def _push_activities(client: Client, ticket_id: str) -> list[str]:
-    """The summaries of the ticket's push activities, in history order."""
+async def _pushes_run_by_activities(client: Client, runtime: Runtime, ticket_id: str) -> list[str]:
+    """The push events the ticket's notification activities were asked to publish (their
+    inputs decoded with our codec), in history order."""
     history = await client.get_workflow_handle(ticket_workflow_id(ticket_id)).fetch_history()
-    names = []
+    events: list[str] = []
     for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attrs = event.activity_task_scheduled_event_attributes
-            if attrs.activity_type.name == "publish_event":
-                names.append(attrs.activity_id)
-    return names
+        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            continue
+        attrs = event.activity_task_scheduled_event_attributes
+        name = attrs.activity_type.name
+        if name not in ("publish_event", "notify_change"):
+            continue
+        (payload,) = await codec(runtime.settings).decode(list(attrs.input.payloads))
+        data = json.loads(payload.data)
+        pushes = data["pushes"] if name == "notify_change" else [data]
+        events += [p["event"] for p in pushes]
+    return events
 
 
 class _FailingOnce:
@@ -74,8 +82,10 @@ async def test_a_status_push_is_published_by_the_change_and_arrives_once(
             got = await socket.wait_for("ticket.status_changed", timeout=20)
             assert got["status"] == "IN_PROGRESS" and got["previous_status"] == "OPEN"
             assert got["number"] == moved.json()["number"]
-            # Only the creation's push ran as an activity of its own.
-            assert len(await _push_activities(temporal_client, tid)) == 1
+            # Only the creation's push ran in a notification activity.
+            assert await _pushes_run_by_activities(temporal_client, runtime, tid) == [
+                "ticket.created"
+            ]
             assert [p["status"] for _, p in socket.events] == ["IN_PROGRESS"]
         finally:
             await socket.close()
@@ -104,6 +114,9 @@ async def test_when_the_changes_publish_fails_the_workflow_sends_the_push_itself
             assert got["status"] == "IN_PROGRESS"
             assert failing.refused == 1
             # The creation's push and the fallback for the status change.
-            assert len(await _push_activities(temporal_client, tid)) == 2
+            assert await _pushes_run_by_activities(temporal_client, runtime, tid) == [
+                "ticket.created",
+                "ticket.status_changed",
+            ]
         finally:
             await socket.close()

@@ -68,7 +68,8 @@ def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
 class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @workflow.init
     def __init__(self, inp: TicketInput) -> None:
-        self._ticket: TicketState = inp.state.model_copy(deep=True)
+        # The input was decoded for this run alone: owning it needs no (costly) deep copy.
+        self._ticket: TicketState = inp.state
         self.config = inp.config
         self._lock = asyncio.Lock()
         self._outbox: list[ChangeEvent] = []

@@ -47,7 +47,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notifications import NotificationActivities, NotifyInput, PushInput
+    from activities.notifications import (
+        NotificationActivities,
+        NotifyBatch,
+        NotifyInput,
+        PushInput,
+    )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
     from models.enums import Priority, TicketStatus
@@ -60,6 +65,9 @@ Notification = NotifyInput | PushInput
 NOTIFIED_BY_SLA: frozenset[str] = frozenset({"escalated"})
 # `workflow.patched` id: histories recorded before notifications existed replay unchanged.
 PATCH_ID = "ticket-notifications-v1"
+# `workflow.patched` id: a change's notifications run as ONE activity (`notify_change`)
+# instead of one per email and push; older histories replay with one each.
+BATCH_PATCH_ID = "notify-batch-v1"
 CREATED = "created"
 
 
@@ -277,7 +285,33 @@ async def send_all(notifications: Sequence[Notification]) -> list[str]:
         return []
     if not workflow.patched(PATCH_ID):
         return ["skipped"] * len(notifications)
+    if workflow.patched(BATCH_PATCH_ID):
+        return await send_batch(notifications)
     return await send_each(notifications)
+
+
+async def send_batch(notifications: Sequence[Notification]) -> list[str]:
+    """All of one change's notifications in one `notify_change` activity. Outcomes in
+    input order, as `send_each` gives them; never raises."""
+    pushes = [n for n in notifications if isinstance(n, PushInput)]
+    emails = [n for n in notifications if isinstance(n, NotifyInput)]
+    kinds = sorted({n.kind.value for n in emails} | {n.event.value for n in pushes})
+    try:
+        outcomes: list[str] = await workflow.execute_activity_method(
+            NotificationActivities.notify_change,
+            NotifyBatch(emails=emails, pushes=pushes),
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(minutes=2),
+            retry_policy=EMAIL_RETRY,
+            summary="Notify: " + ", ".join(kinds),
+        )
+    except ActivityError as err:
+        cause = err.cause
+        reason = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
+        workflow.logger.warning("notifications %s not delivered: %s", kinds, reason)
+        return ["failed"] * len(notifications)
+    by_input = dict(zip([id(n) for n in pushes + emails], outcomes, strict=False))
+    return [by_input.get(id(n), "failed") for n in notifications]
 
 
 async def send_each(notifications: Sequence[Notification]) -> list[str]:

@@ -20,6 +20,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -763,24 +765,45 @@ async def query_state(runtime: Runtime, ticket_id: uuid.UUID) -> TicketState | N
 # --- command entry points (what the routes call) ---------------------------------------
 
 
-def _slots(runtime: Runtime, name: str, size: int) -> asyncio.Semaphore:
-    sem = runtime.extras.get(name)
-    if sem is None:
-        sem = runtime.extras[name] = asyncio.Semaphore(size)
-    assert isinstance(sem, asyncio.Semaphore)
-    return sem
+@dataclass
+class _Slots:
+    """A kind of request's in-flight slots, and how long an admitted one takes lately."""
+
+    semaphore: asyncio.Semaphore
+    seconds: float = 1.0  # moving average of an admitted request's duration
+
+    def retry_after(self) -> int:
+        """Whole seconds a refused client should wait: about one request's duration, by
+        which time a slot has most likely come free (1 s at least, 30 at most)."""
+        return max(1, min(30, math.ceil(self.seconds)))
+
+
+def _slots(runtime: Runtime, name: str, size: int) -> _Slots:
+    slots = runtime.extras.get(name)
+    if slots is None:
+        slots = runtime.extras[name] = _Slots(asyncio.Semaphore(size))
+    assert isinstance(slots, _Slots)
+    return slots
 
 
 @contextlib.asynccontextmanager
 async def _slot(runtime: Runtime, name: str, size: int) -> AsyncIterator[None]:
     """Refuse at once (503 + Retry-After) when the process already has as many of these
     requests in flight as it carries: queueing beyond that only makes every answer late
-    (TEMPORAL.md). The API takes the slot before authenticating, so a flood costs nothing."""
-    sem = _slots(runtime, name, size)
-    if sem.locked():
-        raise errors.Unavailable("the help desk is busy; retry shortly", retry_after=1)
-    async with sem:
-        yield
+    (TEMPORAL.md). The API takes the slot before authenticating, so a flood costs little.
+    Retry-After follows how long admitted requests take, so well-behaved clients do not
+    come back sooner than a slot can free up."""
+    slots = _slots(runtime, name, size)
+    if slots.semaphore.locked():
+        raise errors.Unavailable(
+            "the help desk is busy; retry shortly", retry_after=slots.retry_after()
+        )
+    async with slots.semaphore:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            slots.seconds += 0.1 * (time.monotonic() - started - slots.seconds)
 
 
 def creation_slot(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
