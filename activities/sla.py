@@ -5,6 +5,12 @@ history + audit, with the ticket row's due dates kept current in the same transa
 Idempotent: each history entry has its (ticket, event key) unique; a retried activity finds
 its entries and writes nothing twice. The due-date columns are set to the values given, so
 writing them again is harmless.
+
+`record_sla_then_push` is the same write followed, after the commit, by the event's Socket.IO
+push (a breach: record and push in one activity instead of two). The push is best-effort
+there: a push that fails never fails the record, the workflow then sends it with its own
+push activity. A retry that finds the entries written pushes again (clients drop a repeated
+event id), since the attempt before may have died between commit and push.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notifications import PushInput, publish
 from helpdesk.context import RequestContext, set_context
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
@@ -58,6 +65,22 @@ class SlaWrite(BaseModel):
     breached_at: datetime | None = None
 
 
+class SlaWriteAndPush(BaseModel):
+    """An SLA write, then (after its commit) one push about the ticket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    write: SlaWrite
+    push: PushInput
+
+
+class SlaRecorded(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    new: int  # history entries that were new (0: a retry found them written)
+    pushed: bool  # False: the push could not go out; the workflow sends it itself
+
+
 class RecipientsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,7 +96,12 @@ class SlaActivities:
         self.runtime = runtime
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.load_sla_policy, self.record_sla, self.sla_recipients]
+        return [
+            self.load_sla_policy,
+            self.record_sla,
+            self.record_sla_then_push,
+            self.sla_recipients,
+        ]
 
     @activity.defn(name="load_sla_policy")
     async def load_sla_policy(self, query: LoadPolicy) -> SlaPolicySnapshot:
@@ -85,6 +113,29 @@ class SlaActivities:
     async def record_sla(self, write: SlaWrite) -> int:
         """Write SLA history entries once each, an audit row for each new one, and the
         ticket's due dates. Returns how many entries were new."""
+        new, _ = await self._record(write)
+        return new
+
+    @activity.defn(name="record_sla_then_push")
+    async def record_sla_then_push(self, work: SlaWriteAndPush) -> SlaRecorded:
+        """`record_sla`, then publish `work.push` once the write has committed."""
+        new, ticket = await self._record(work.write)
+        push = work.push
+        try:
+            await publish(
+                self.runtime,
+                push,
+                number=ticket.number,
+                requester_id=ticket.requester_id,
+                assignee_id=push.assignee_id or ticket.assignee_id,
+            )
+        except Exception as exc:  # the record is saved; the push is best-effort here
+            activity.logger.warning("push %s failed: %s", push.event.value, type(exc).__name__)
+            return SlaRecorded(new=new, pushed=False)
+        return SlaRecorded(new=new, pushed=True)
+
+    async def _record(self, write: SlaWrite) -> tuple[int, Ticket]:
+        """The write of `record_sla`, committed; returns the new entries and the row."""
         set_context(
             RequestContext(request_id=f"sla:{write.ticket_id}"[:64], actor_role=SYSTEM_ROLE)
         )
@@ -153,7 +204,7 @@ class SlaActivities:
                 ):
                     ticket.first_response_at = entry.at
             await session.flush()
-            return new
+        return new, ticket
 
     @activity.defn(name="sla_recipients")
     async def sla_recipients(self, query: RecipientsQuery) -> list[uuid.UUID]:

@@ -1,8 +1,17 @@
 """List benchmark: GET /tickets with realistic filters over 1,000,000 tickets, on a
 temporary SQLite file and a temporary PostgreSQL database.
 
-    python -m bench.lists [--tickets 1000000] [--users 50000] [--requests 600]
+    python -m bench.lists [--tickets 1000000] [--users 50000] [--requests 680]
                           [--backend sqlite --backend postgres]
+                          [--keep DIR] [--scenario NAME ...] [--breakdown]
+
+``--keep DIR`` keeps the loaded databases (the SQLite file and the secrets in DIR, the
+PostgreSQL database ``helpdesk_bench_keep``) and reuses them on the next run with the same
+``--keep``: pending migrations are applied to the loaded data (then planner statistics are
+refreshed) instead of loading again. ``--scenario`` measures only the named scenarios.
+``--breakdown`` adds, per scenario, p50/p99 of where a request's time goes: the SQL of the
+authentication (session and user), of the list service, of the audit row, the list
+service as a whole, and the rest (routing, transactions' BEGIN/COMMIT, serialisation).
 
 Rows are bulk-loaded straight into the read-model tables (multi-row executemany on SQLite,
 binary COPY on PostgreSQL, secondary indexes dropped during the load and rebuilt after):
@@ -449,8 +458,9 @@ def load_sqlite(path: Path, world: World, tickets: int) -> dict[str, float]:
             [(t.id.hex, tag) for t in chunk for tag in t.tags],
         )
         db.executemany(
-            "INSERT INTO ticket_search_tokens (ticket_id, token) VALUES (?, ?)",
-            [(t.id.hex, world.tokens[w]) for t in chunk for w in t.words],
+            "INSERT INTO ticket_search_tokens (ticket_id, token, ticket_created_at) "
+            "VALUES (?, ?, ?)",
+            [(t.id.hex, world.tokens[w], SqliteForm.ts(t.created)) for t in chunk for w in t.words],
         )
     db.execute("COMMIT")
     phases["insert"] = time.perf_counter() - started
@@ -523,8 +533,8 @@ async def load_postgres(dsn: str, world: World, tickets: int) -> dict[str, float
             )
             await conn.copy_records_to_table(
                 "ticket_search_tokens",
-                records=[(t.id, world.tokens[w]) for t in chunk for w in t.words],
-                columns=["ticket_id", "token"],
+                records=[(t.id, world.tokens[w], t.created) for t in chunk for w in t.words],
+                columns=["ticket_id", "token", "ticket_created_at"],
             )
         phases["insert"] = time.perf_counter() - started
         for row in indexes:
@@ -593,7 +603,96 @@ def scenarios(world: World, rng: random.Random, count: int) -> list[Scenario]:
     return [makers[i % len(makers)]() for i in range(count)]
 
 
-async def measure(runtime: Runtime, world: World, requests: int) -> dict[str, Any]:
+class Breakdown:
+    """Where one request's time goes: SQL statements by what they touch (timed around the
+    driver's execute, the fetch included); the authentication (token, session check), the
+    audit row and the list service (audit included) as wholes; and what lies outside the
+    service (authentication, the request's transaction, routing, serialisation)."""
+
+    CATEGORIES = ("auth_sql", "list_sql", "audit_sql", "keys_sql", "auth", "audit", "service")
+
+    def __init__(self, runtime: Runtime) -> None:
+        from sqlalchemy import event
+
+        import api.deps
+        from helpdesk.services import ticket_list
+
+        self.current: dict[str, float] = {}
+        self._started: list[float] = []
+        self.by_scenario: dict[str, dict[str, list[float]]] = {}
+        engine = runtime.database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+        self._restores: list[Any] = []
+        self._time(ticket_list, "list_tickets", "service")
+        self._time(api.deps, "authenticate_token", "auth")
+        self._time(runtime.audit, "record", "audit")
+
+    def _time(self, owner: Any, attribute: str, name: str) -> None:
+        original = getattr(owner, attribute)
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                self._add(name, time.perf_counter() - started)
+
+        setattr(owner, attribute, timed)
+        self._restores.append(lambda: setattr(owner, attribute, original))
+
+    def close(self) -> None:
+        for restore in self._restores:
+            restore()
+
+    def _add(self, name: str, seconds: float) -> None:
+        self.current[name] = self.current.get(name, 0.0) + seconds * 1000
+
+    def _before(self, *_: Any) -> None:
+        self._started.append(time.perf_counter())
+
+    def _after(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        elapsed = time.perf_counter() - self._started.pop()
+        sql = statement.lower()
+        if "audit_log" in sql or "pg_advisory" in sql:
+            name = "audit_sql"
+        elif "auth_sessions" in sql or "from users" in sql:
+            name = "auth_sql"
+        elif "data_keys" in sql and "tickets" not in sql:
+            name = "keys_sql"
+        else:
+            name = "list_sql"
+        self._add(name, elapsed)
+
+    def start(self) -> None:
+        self.current = {}
+
+    def finish(self, scenario: str, total_ms: float) -> None:
+        figures = self.by_scenario.setdefault(scenario, {})
+        for name in self.CATEGORIES:
+            figures.setdefault(name, []).append(self.current.get(name, 0.0))
+        figures.setdefault("outside_service", []).append(
+            total_ms - self.current.get("service", 0.0)
+        )
+
+    def summary(self) -> dict[str, dict[str, list[float]]]:
+        """Per scenario and part: [p50, p99] in ms."""
+        return {
+            scenario: {
+                name: [round(statistics.median(v), 2), round(_percentile(v, 99), 2)]
+                for name, v in parts.items()
+            }
+            for scenario, parts in self.by_scenario.items()
+        }
+
+
+async def measure(
+    runtime: Runtime,
+    world: World,
+    requests: int,
+    only: Sequence[str] = (),
+    breakdown: bool = False,
+) -> dict[str, Any]:
     from tests.factories import make_user
 
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
@@ -604,8 +703,13 @@ async def measure(runtime: Runtime, world: World, requests: int) -> dict[str, An
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     rng = random.Random(5)
     timings: dict[str, list[float]] = {}
+    parts = Breakdown(runtime) if breakdown else None
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         plan = scenarios(world, rng, requests)
+        if only:
+            # The page after the queue needs the queue's cursor.
+            keep = {*only, "queue"} if "queue_next_page" in only else set(only)
+            plan = [s for s in plan if s.name in keep]
         for warm in scenarios(world, random.Random(9), 40):  # warm caches and pools
             await client.get(
                 "/api/v1/tickets", params=_params(warm.params), headers=actors[warm.actor].headers
@@ -617,6 +721,8 @@ async def measure(runtime: Runtime, world: World, requests: int) -> dict[str, An
                 if next_cursor is None:
                     continue
                 params["cursor"] = next_cursor
+            if parts is not None:
+                parts.start()
             started = time.perf_counter()
             response = await client.get(
                 "/api/v1/tickets", params=params, headers=actors[scenario.actor].headers
@@ -626,7 +732,11 @@ async def measure(runtime: Runtime, world: World, requests: int) -> dict[str, An
                 raise RuntimeError(f"{scenario.name}: {response.status_code} {response.text}")
             if scenario.name == "queue":
                 next_cursor = response.json()["next_cursor"]
+            if only and scenario.name not in only:
+                continue
             timings.setdefault(scenario.name, []).append(elapsed)
+            if parts is not None:
+                parts.finish(scenario.name, elapsed)
         # Reference: the fixed cost of any authenticated request (token, session, user,
         # a small read, no audit row) on the same stack.
         baseline: list[float] = []
@@ -635,7 +745,12 @@ async def measure(runtime: Runtime, world: World, requests: int) -> dict[str, An
             await client.get("/api/v1/categories", headers=agent.headers)
             baseline.append((time.perf_counter() - started) * 1000)
     every = [t for values in timings.values() for t in values]
+    extra: dict[str, Any] = {}
+    if parts is not None:
+        parts.close()
+        extra["breakdown_p50_p99_ms"] = parts.summary()
     return {
+        **extra,
         "baseline_p50_ms": round(statistics.median(baseline), 2),
         "baseline_p99_ms": round(_percentile(baseline, 99), 2),
         "p50_ms": round(statistics.median(every), 2),
@@ -660,19 +775,28 @@ async def _give_actor_rows(
     runtime: Runtime, world: World, agent_id: uuid.UUID, end_user_id: uuid.UUID
 ) -> None:
     """The signed-in bench actors take over some generated tickets: the end user becomes
-    the requester of 25, the agent the assignee of 1 in 200."""
-    from sqlalchemy import select, update
+    the requester of 25, the agent the assignee of 1 in 200 (on a reused database, from
+    the actors of the previous run, who are the only users able to sign in)."""
+    from sqlalchemy import or_, select, update
 
     from models.ticket import Ticket
+    from models.user import User
 
     async with runtime.database.transaction() as session:
+        earlier = select(User.id).where(
+            User.password_hash != "!bench-no-login", User.id.not_in([agent_id, end_user_id])
+        )
         requester = world.end_user_ids[0]
         await session.execute(
-            update(Ticket).where(Ticket.requester_id == requester).values(requester_id=end_user_id)
+            update(Ticket)
+            .where(or_(Ticket.requester_id == requester, Ticket.requester_id.in_(earlier)))
+            .values(requester_id=end_user_id)
         )
         other = world.agent_ids[0]
         await session.execute(
-            update(Ticket).where(Ticket.assignee_id == other).values(assignee_id=agent_id)
+            update(Ticket)
+            .where(or_(Ticket.assignee_id == other, Ticket.assignee_id.in_(earlier)))
+            .values(assignee_id=agent_id)
         )
         await session.scalar(select(Ticket.id).limit(1))
 
@@ -693,35 +817,123 @@ def _settings(var_dir: Path, url: str) -> Settings:
     )
 
 
-async def run(
-    tickets: int = 1_000_000,
-    users: int = 50_000,
-    requests: int = 680,
-    backends: Sequence[str] = ("sqlite", "postgres"),
-) -> dict[str, Any]:
-    """Load, measure, clean up; returns every figure."""
-    work = Path(tempfile.mkdtemp(prefix="helpdesk-bench-lists-"))
+KEEP_PG_DATABASE = "helpdesk_bench_keep"
+
+
+@dataclass
+class Options:
+    tickets: int = 1_000_000
+    users: int = 50_000
+    requests: int = 680
+    backends: Sequence[str] = ("sqlite", "postgres")
+    keep: Path | None = None
+    only: Sequence[str] = ()
+    breakdown: bool = False
+
+
+def _marker(work: Path, backend: str) -> Path:
+    return work / f"loaded-{backend}.json"
+
+
+def _loaded(work: Path, backend: str, options: Options) -> bool:
+    """Whether a kept database of this backend holds the same bench data."""
+    marker = _marker(work, backend)
+    if options.keep is None or not marker.exists():
+        return False
+    wanted = {"tickets": options.tickets, "users": options.users}
+    return bool(json.loads(marker.read_text()) == wanted)
+
+
+def _mark(work: Path, backend: str, options: Options) -> None:
+    if options.keep is not None:
+        marker = _marker(work, backend)
+        marker.write_text(json.dumps({"tickets": options.tickets, "users": options.users}))
+
+
+async def _migrate_kept(url: str, backend: str, sqlite_path: Path | None = None) -> bool:
+    """Apply pending migrations to a kept database; refresh statistics if any ran."""
+    before = await asyncio.to_thread(_revision, url)
+    await asyncio.to_thread(upgrade, url)
+    after = await asyncio.to_thread(_revision, url)
+    if before == after:
+        return False
+    if backend == "sqlite" and sqlite_path is not None:
+        db = sqlite3.connect(sqlite_path)
+        try:
+            db.execute("ANALYZE")
+        finally:
+            db.close()
+    else:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            for table in ("users", "categories", *LOADED_TABLES):
+                await conn.execute(f"VACUUM ANALYZE {table}")
+        finally:
+            await conn.close()
+    return True
+
+
+def _revision(url: str) -> str | None:
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(url.split(":///", 1)[1])
+        try:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            db.close()
+        return str(row[0]) if row else None
+
+    async def read() -> str | None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            value = await conn.fetchval("SELECT version_num FROM alembic_version")
+        finally:
+            await conn.close()
+        return str(value) if value is not None else None
+
+    return asyncio.run(read())
+
+
+async def run(options: Options) -> dict[str, Any]:
+    """Load (or reuse what --keep kept), measure, clean up; returns every figure."""
+    tickets, users, requests = options.tickets, options.users, options.requests
+    if options.keep is not None:
+        options.keep.mkdir(parents=True, exist_ok=True)
+        work = options.keep
+    else:
+        work = Path(tempfile.mkdtemp(prefix="helpdesk-bench-lists-"))
     results: dict[str, Any] = {"list_ticket_rows": tickets, "list_users": users}
     try:
         sqlite_url = f"sqlite+aiosqlite:///{work / 'lists.db'}"
         base = prepare_runtime(build_runtime(_settings(work, sqlite_url)))
         world = make_world(base, users)
         await base.close()
-        started = time.perf_counter()
-        chunks = list(_chunks(world, tickets))
-        results["list_generate_seconds"] = round(time.perf_counter() - started, 1)
-        del chunks
-        for backend in backends:
+        if not all(_loaded(work, b, options) for b in options.backends):
+            started = time.perf_counter()
+            chunks = list(_chunks(world, tickets))
+            results["list_generate_seconds"] = round(time.perf_counter() - started, 1)
+            del chunks
+        for backend in options.backends:
             if backend == "sqlite":
-                await asyncio.to_thread(upgrade, sqlite_url)
-                load = await asyncio.to_thread(load_sqlite, work / "lists.db", world, tickets)
+                if _loaded(work, "sqlite", options):
+                    started = time.perf_counter()
+                    await _migrate_kept(sqlite_url, "sqlite", work / "lists.db")
+                    load = {"reused_migrate": time.perf_counter() - started, "total": 0.0}
+                else:
+                    (work / "lists.db").unlink(missing_ok=True)
+                    await asyncio.to_thread(upgrade, sqlite_url)
+                    load = await asyncio.to_thread(load_sqlite, work / "lists.db", world, tickets)
+                    _mark(work, "sqlite", options)
                 rt = prepare_runtime(build_runtime(_settings(work, sqlite_url)))
                 try:
-                    figures = await measure(rt, world, requests)
+                    figures = await measure(rt, world, requests, options.only, options.breakdown)
                 finally:
                     await rt.close()
             elif backend == "postgres":
-                figures, load = await _run_postgres(work, world, tickets, requests)
+                figures, load = await _run_postgres(work, world, options)
             else:
                 raise ValueError(f"unknown backend {backend}")
             results[f"list_load_seconds_{backend}"] = round(load["total"], 1)
@@ -733,39 +945,61 @@ async def run(
             results[f"list_baseline_p99_ms_{backend}"] = figures["baseline_p99_ms"]
             results[f"list_p99_ms_by_scenario_{backend}"] = figures["by_scenario_p99_ms"]
             results[f"list_p50_ms_by_scenario_{backend}"] = figures["by_scenario_p50_ms"]
+            if "breakdown_p50_p99_ms" in figures:
+                results[f"list_breakdown_p50_p99_ms_{backend}"] = figures["breakdown_p50_p99_ms"]
     finally:
         _CACHED.clear()
-        shutil.rmtree(work, ignore_errors=True)
+        if options.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
     results["list_loadavg"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
 async def _run_postgres(
-    work: Path, world: World, tickets: int, requests: int
+    work: Path, world: World, options: Options
 ) -> tuple[dict[str, Any], dict[str, float]]:
     import asyncpg
 
-    name = f"helpdesk_bench_{uuid.uuid4().hex[:10]}"
+    reuse = _loaded(work, "postgres", options)
+    name = (
+        KEEP_PG_DATABASE if options.keep is not None else f"helpdesk_bench_{uuid.uuid4().hex[:10]}"
+    )
     admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if reuse and not exists:
+            reuse = False
+        if not reuse:
+            if exists:
+                await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
     try:
         url = f"postgresql+asyncpg://postgres@{PG_HOST}:5432/{name}"
-        await asyncio.to_thread(upgrade, url)
-        load = await load_postgres(f"postgresql://postgres@{PG_HOST}:5432/{name}", world, tickets)
+        if reuse:
+            started = time.perf_counter()
+            await _migrate_kept(url, "postgres")
+            load = {"reused_migrate": time.perf_counter() - started, "total": 0.0}
+        else:
+            await asyncio.to_thread(upgrade, url)
+            load = await load_postgres(
+                f"postgresql://postgres@{PG_HOST}:5432/{name}", world, options.tickets
+            )
+            _mark(work, "postgres", options)
         rt = prepare_runtime(build_runtime(_settings(work, url)))
         try:
-            return await measure(rt, world, requests), load
+            figures = await measure(rt, world, options.requests, options.only, options.breakdown)
+            return figures, load
         finally:
             await rt.close()
     finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        if options.keep is None:
+            admin = await asyncpg.connect(PG_ADMIN_DSN)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
 
 
 def main() -> None:
@@ -774,11 +1008,22 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--requests", type=int, default=680)
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
-    args = parser.parse_args()
-    results = asyncio.run(
-        run(args.tickets, args.users, args.requests, args.backend or ("sqlite", "postgres"))
+    parser.add_argument(
+        "--keep", type=Path, help="keep the loaded databases here and reuse them next time"
     )
-    print(json.dumps(results))
+    parser.add_argument("--scenario", action="append", help="measure only these scenarios")
+    parser.add_argument("--breakdown", action="store_true", help="where each scenario's time goes")
+    args = parser.parse_args()
+    options = Options(
+        tickets=args.tickets,
+        users=args.users,
+        requests=args.requests,
+        backends=args.backend or ("sqlite", "postgres"),
+        keep=args.keep,
+        only=args.scenario or (),
+        breakdown=args.breakdown,
+    )
+    print(json.dumps(asyncio.run(run(options))))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,13 @@ Escalation rules of that priority are removed, so what is measured is the timer 
 Lateness of one breach = the workflow time at which the workflow handled it (its task's
 start, `workflow.now()`) minus its deadline, as the workflow wrote it into the breach's
 history entry. Also reported: the wall time from the shared deadline until the last breach
-row was committed. The last line printed is one JSON object:
+row was committed, and, from each workflow's history, where the lateness comes from
+(`bench.timer_floor` measures the same parts for a bare timer): how long after its task
+started the server took the breach timer (the timer runs from then, not from the
+`workflow.now()` it was computed at), how late the server fired it, how long the fired
+timer's workflow task waited for the worker; and the CPU seconds worker (this process) and
+dev server spent from the deadline until the last breach row. The last line printed is one
+JSON object:
 ``{"sla_lateness_p50_s": ..., "sla_lateness_p99_s": ..., "sla_lateness_max_s": ..., ...}``
 (target: p99 <= 1 s), with the load average of the machine during the run.
 """
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +50,71 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> list[int]:
+    """This process's child processes (the dev server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.append(int(entry.name))
+    return found
+
+
+@dataclass(frozen=True)
+class BreachTimeline:
+    """The breach timer of one ticket workflow, from its history (epoch seconds)."""
+
+    task_started_before_timer: float  # the task that set the timer (its workflow.now())
+    timer_started: float  # when the server took the timer (that task's completion)
+    timer_due: float  # timer_started + its duration: when the server means to fire it
+    fired: float
+    task_started: float | None  # the task that handled the breach (its workflow.now())
+
+
+async def _breach_timeline(handle: Any, deadline: float) -> BreachTimeline | None:
+    """The first timer fired at or after the shared deadline (no other SLA event is due
+    then: the bench removes the escalation rules)."""
+    task_started: float | None = None
+    timers: dict[str, tuple[float, float, float]] = {}
+    breach: tuple[tuple[float, float, float], float] | None = None
+    async for event in handle.fetch_history_events():
+        name = event.WhichOneof("attributes")
+        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+        if name == "workflow_task_started_event_attributes":
+            if breach is not None:
+                return BreachTimeline(*breach[0], breach[1], at)
+            task_started = at
+        elif name == "timer_started_event_attributes" and task_started is not None:
+            attrs = event.timer_started_event_attributes
+            due = at + attrs.start_to_fire_timeout.ToTimedelta().total_seconds()
+            timers[attrs.timer_id] = (task_started, at, due)
+        elif name == "timer_fired_event_attributes" and at >= deadline - 0.5:
+            set_by = timers.get(event.timer_fired_event_attributes.timer_id)
+            if set_by is not None:
+                breach = (set_by, at)
+    return BreachTimeline(*breach[0], breach[1], None) if breach is not None else None
+
+
+def _summary(prefix: str, values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {f"{prefix}_p50_s": None, f"{prefix}_p99_s": None, f"{prefix}_max_s": None}
+    return {
+        f"{prefix}_p50_s": round(statistics.median(values), 3),
+        f"{prefix}_p99_s": round(_percentile(values, 0.99), 3),
+        f"{prefix}_max_s": round(max(values), 3),
+    }
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -67,7 +139,7 @@ async def run(
     from helpdesk.services import tickets as ticket_service
     from helpdesk.services import users
     from helpdesk.settings import Settings
-    from helpdesk.temporal import SEARCH_ATTRIBUTES, connect
+    from helpdesk.temporal import SEARCH_ATTRIBUTES, connect, ticket_workflow_id
     from models.enums import Priority, Role
     from models.sla import EscalationRule, SlaPolicy
     from models.ticket import TicketHistory
@@ -165,11 +237,15 @@ async def run(
             creation_s = time.monotonic() - started
             created_before_opening = datetime.now(UTC) < opening
             load_before = os.getloadavg()
+            pids = [os.getpid(), *_children()]
+            await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+            cpu_at_deadline = [_cpu_seconds(pid) for pid in pids]
 
-            # Wait for every breach to be recorded.
+            # Wait for every breach to be recorded (a read snapshot: it does not queue with
+            # the worker's writes).
             count = 0
             while True:
-                async with runtime.database.transaction() as session:
+                async with runtime.database.read() as session:
                     count = int(
                         await session.scalar(
                             select(func.count())
@@ -184,13 +260,25 @@ async def run(
                     break
                 await asyncio.sleep(0.1)
             all_recorded = datetime.now(UTC)
+            cpu_used = [
+                _cpu_seconds(pid) - at for pid, at in zip(pids, cpu_at_deadline, strict=True)
+            ]
             load_after = os.getloadavg()
-            async with runtime.database.transaction() as session:
+            async with runtime.database.read() as session:
                 rows = list(
                     await session.scalars(
                         select(TicketHistory).where(TicketHistory.action == "sla.breached")
                     )
                 )
+        fetch = asyncio.Semaphore(16)
+
+        async def timeline(ticket_id: uuid.UUID) -> BreachTimeline | None:
+            async with fetch:
+                handle = client.get_workflow_handle(ticket_workflow_id(ticket_id))
+                return await _breach_timeline(handle, deadline.timestamp())
+
+        found = await asyncio.gather(*(timeline(r.ticket_id) for r in rows))
+        timelines = [t for t in found if t is not None]
         lateness = [float(r.changes["lateness_seconds"]) for r in rows]
         shared = sum(
             1
@@ -208,6 +296,18 @@ async def run(
             "sla_all_recorded_after_deadline_s": round(
                 (all_recorded - deadline).total_seconds(), 3
             ),
+            **_summary(
+                "sla_timer_set_offset",
+                [t.timer_started - t.task_started_before_timer for t in timelines],
+            ),
+            **_summary("sla_timer_fired_after_due", [t.fired - t.timer_due for t in timelines]),
+            **_summary(
+                "sla_fired_to_task_started",
+                [t.task_started - t.fired for t in timelines if t.task_started is not None],
+            ),
+            "sla_timelines": len(timelines),
+            "sla_cpu_worker_s": round(cpu_used[0], 2),
+            "sla_cpu_server_s": round(sum(cpu_used[1:]), 2),
             "sla_creation_s": round(creation_s, 1),
             "sla_created_before_opening": created_before_opening,
             "loadavg_1m_before": round(load_before[0], 2),

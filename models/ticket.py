@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -47,6 +48,14 @@ class Ticket(Timestamps, Base):
         Index("ix_tickets_status_due", "status", "due_date", "id"),
         Index("ix_tickets_sla_breached", "sla_breached_at", "id"),  # SLA area (0002)
         Index("ix_tickets_sla_at_risk", "sla_at_risk_at", "id"),  # SLA area (0002)
+        # Ticket list area (0003): "is this ticket live?" answered from a small index, for
+        # each row a keyword search walks or counts (not from the table's big rows).
+        Index(
+            "ix_tickets_live",
+            "id",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -97,12 +106,17 @@ class TicketSearchToken(Base):
     """Keyed hashes of the words of a ticket's title and description (blind search index)."""
 
     __tablename__ = "ticket_search_tokens"
-    __table_args__ = (Index("ix_ticket_search_tokens_token", "token", "ticket_id"),)
+    __table_args__ = (
+        # Keyword search newest first: one range per word, in list order (migration 0003).
+        Index("ix_ticket_search_tokens_token_created", "token", "ticket_created_at", "ticket_id"),
+    )
 
     ticket_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
     )
     token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # A copy of the ticket's created_at (which never changes): the list's default order.
+    ticket_created_at: Mapped[datetime]
 
 
 class TicketHistory(Base):

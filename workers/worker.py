@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -75,6 +76,10 @@ def worker_tuning(settings: Settings) -> dict[str, Any]:
         # More workflow-task pollers measurably raise throughput here (TEMPORAL.md).
         "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(
             maximum=settings.workflow_task_pollers
+        ),
+        "max_concurrent_workflow_tasks": settings.workflow_task_slots,
+        "workflow_task_executor": ThreadPoolExecutor(
+            max_workers=settings.workflow_task_threads, thread_name_prefix="workflow-activation"
         ),
     }
 

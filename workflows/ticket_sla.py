@@ -33,7 +33,9 @@ with workflow.unsafe.imports_passed_through():
         RecipientsQuery,
         SlaActivities,
         SlaHistoryEntry,
+        SlaRecorded,
         SlaWrite,
+        SlaWriteAndPush,
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
@@ -98,6 +100,9 @@ _NOTIFY_RETRY = RetryPolicy(
     maximum_attempts=20,
     non_retryable_error_types=["EmailPermanentError"],
 )
+# `workflow.patched` id: a breach is recorded and pushed by ONE activity (the push after the
+# commit), not by a record and a push activity side by side; older histories replay with two.
+BREACH_PATCH = "sla-breach-record-then-push-v1"
 # Below this a timer is pointless (and a zero timeout is refused): handle the event now.
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
@@ -168,17 +173,16 @@ class TicketSlaMixin:
             summary=f"Load SLA policy {priority}",
         )
 
-    async def _sla_write(
+    def _sla_write_input(
         self,
         records: list[SlaRecord],
-        *,
-        extra: list[SlaHistoryEntry] | None = None,
-        breached_at: datetime | None = None,
-        summary: str,
-    ) -> None:
+        extra: list[SlaHistoryEntry] | None,
+        breached_at: datetime | None,
+    ) -> SlaWrite | None:
+        """What `record_sla` writes: the entries and the due dates now (kept in state)."""
         s = self._ticket.sla
         if s is None:
-            return
+            return None
         entries = [
             SlaHistoryEntry(
                 event_key=r.key,
@@ -190,14 +194,51 @@ class TicketSlaMixin:
         ] + (extra or [])
         due = sla_due_dates(s)
         self._ticket.due_date = due.due_date
+        return SlaWrite(
+            ticket_id=self._ticket.ticket_id, entries=entries, due=due, breached_at=breached_at
+        )
+
+    async def _sla_write(
+        self,
+        records: list[SlaRecord],
+        *,
+        extra: list[SlaHistoryEntry] | None = None,
+        breached_at: datetime | None = None,
+        summary: str,
+    ) -> None:
+        write = self._sla_write_input(records, extra, breached_at)
+        if write is None:
+            return
         try:
             await workflow.execute_activity_method(
                 SlaActivities.record_sla,
-                SlaWrite(
-                    ticket_id=self._ticket.ticket_id,
-                    entries=entries,
-                    due=due,
-                    breached_at=breached_at,
+                write,
+                start_to_close_timeout=self._sla_timeout_s(),
+                retry_policy=_RETRY,
+                summary=summary,
+            )
+        except ActivityError as err:
+            self._sla_gone(err)
+
+    async def _sla_write_then_push(
+        self,
+        entry: SlaHistoryEntry,
+        *,
+        breached_at: datetime,
+        push: PushEvent,
+        clock: ClockName | None,
+        summary: str,
+    ) -> None:
+        """Record one SLA fact and push it, in one activity (BREACH_PATCH). A push that did
+        not go out after the commit is sent by the push activity, as before the patch."""
+        write = self._sla_write_input([], [entry], breached_at)
+        if write is None:
+            return
+        try:
+            recorded: SlaRecorded = await workflow.execute_activity_method(
+                SlaActivities.record_sla_then_push,
+                SlaWriteAndPush(
+                    write=write, push=self._sla_push_input(push, entry.event_key, clock)
                 ),
                 start_to_close_timeout=self._sla_timeout_s(),
                 retry_policy=_RETRY,
@@ -205,6 +246,9 @@ class TicketSlaMixin:
             )
         except ActivityError as err:
             self._sla_gone(err)
+            return
+        if not recorded.pushed:
+            await self._sla_push(push, entry.event_key, clock)
 
     def _sla_gone(self, err: Exception) -> None:
         cause = getattr(err, "cause", None)
@@ -297,6 +341,17 @@ class TicketSlaMixin:
                     "lateness_seconds": lateness,
                 },
             )
+            if workflow.patched(BREACH_PATCH):
+                # One activity: half the activity tasks and workflow tasks per breach, which
+                # is what many breaches at once queue behind.
+                await self._sla_write_then_push(
+                    entry,
+                    breached_at=event.due_at,
+                    push=PushEvent.SLA_BREACH,
+                    clock=clock,
+                    summary=f"SLA {clock} breached",
+                )
+                return
             # Record and push together: one round trip instead of two when many breach.
             await asyncio.gather(
                 self._sla_write(
@@ -552,18 +607,23 @@ class TicketSlaMixin:
         except ActivityError as err:
             workflow.logger.warning("SLA push not sent: %s", _error_type(err))
 
+    def _sla_push_input(
+        self, event: PushEvent, event_id: str, clock: ClockName | None
+    ) -> PushInput:
+        return PushInput(
+            event=event,
+            event_id=f"{self._ticket.ticket_id}:{event_id}"[:200],
+            ticket_id=self._ticket.ticket_id,
+            escalation_level=self._ticket.escalation_level,
+            sla_clock=clock,
+        )
+
     async def _sla_push_once(
         self, event: PushEvent, event_id: str, clock: ClockName | None
     ) -> None:
         await workflow.execute_activity_method(
             NotificationActivities.publish_event,
-            PushInput(
-                event=event,
-                event_id=f"{self._ticket.ticket_id}:{event_id}"[:200],
-                ticket_id=self._ticket.ticket_id,
-                escalation_level=self._ticket.escalation_level,
-                sla_clock=clock,
-            ),
+            self._sla_push_input(event, event_id, clock),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5),
             summary=f"Push {event.value}",

@@ -7,12 +7,12 @@ import re
 import unicodedata
 import uuid
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.crypto import BlindIndex, DataKey, IntegrityError, decrypt_field, encrypt_field
-from helpdesk.errors import DataIntegrityError
-from models.ticket import TicketSearchToken
+from helpdesk.errors import DataIntegrityError, NotFound
+from models.ticket import Ticket, TicketSearchToken
 
 TABLE = "tickets"
 _WORD = re.compile(r"[\w]+", re.UNICODE)
@@ -65,8 +65,16 @@ async def reindex(
     title: str | None,
     description: str | None,
 ) -> None:
-    """Replace a ticket's search tokens (idempotent)."""
+    """Replace a ticket's search tokens (idempotent). The ticket row must be flushed: each
+    token carries its creation time, the order keyword search reads them in."""
     await session.execute(delete(TicketSearchToken).where(TicketSearchToken.ticket_id == ticket_id))
-    for token in sorted(search_tokens(index, title, description)):
-        session.add(TicketSearchToken(ticket_id=ticket_id, token=token))
+    tokens = sorted(search_tokens(index, title, description))
+    if tokens:
+        created_at = await session.scalar(select(Ticket.created_at).where(Ticket.id == ticket_id))
+        if created_at is None:
+            raise NotFound("ticket not found")
+        for token in tokens:
+            session.add(
+                TicketSearchToken(ticket_id=ticket_id, token=token, ticket_created_at=created_at)
+            )
     await session.flush()

@@ -1,0 +1,155 @@
+"""A breach is recorded and pushed by ONE activity (`record_sla_then_push`, patched
+`sla-breach-record-then-push-v1`): the history entry, the audit row and the ticket's
+breach column commit first, then `sla.breach` goes to the staff rooms. A push that fails
+there never fails the record: the workflow sends it with its own push activity.
+
+`tests/histories/ticket_sla_breach.json` was recorded before the patch (a record and a
+push activity side by side) with `record_breach` below and the fixed codec key of
+tests/test_replay.py, which replays every stored history against today's workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+
+from helpdesk import push
+from helpdesk.runtime import Runtime
+from helpdesk.settings import Settings
+from helpdesk.temporal import ticket_workflow_id
+from models.audit import AuditLog
+from models.enums import Role
+from tests.factories import make_user
+from tests.test_replay import FIXED, replayer
+from tests.test_sla_workflow import FAST, eventually, history, row, set_targets
+from tests.ticket_support import create_ticket, set_status, ticket_api
+
+pytestmark = pytest.mark.temporal
+
+
+class _Recording:
+    """A publisher that keeps what it was asked to send; it refuses the first `refuse`
+    pushes of `sla.breach` (a Redis outage, say)."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.sent: list[tuple[str, dict[str, Any], list[str]]] = []
+        self.refuse = refuse
+
+    async def publish(self, event: str, payload: dict[str, Any], rooms: list[str]) -> None:
+        if event == push.PushEvent.SLA_BREACH.value and self.refuse:
+            self.refuse -= 1
+            raise ConnectionError("fan-out unavailable")
+        self.sent.append((event, payload, rooms))
+
+    async def disconnect_session(self, session_id: uuid.UUID) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def breaches(self) -> list[tuple[dict[str, Any], list[str]]]:
+        return [(p, r) for e, p, r in self.sent if e == push.PushEvent.SLA_BREACH.value]
+
+
+async def _activities(client: Client, ticket_id: str) -> list[str]:
+    history = await client.get_workflow_handle(ticket_workflow_id(ticket_id)).fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def _breach(runtime: Runtime, temporal_client: Client, publisher: _Recording) -> str:
+    """An URGENT ticket whose first response breaches 2 s after creation; its id."""
+    await set_targets(runtime, "URGENT", 2, 100, rules=[])
+    requester = await make_user(runtime, Role.END_USER)
+    runtime.extras["push"] = publisher
+    async with ticket_api(runtime, temporal_client) as http:
+        tid: str = (await create_ticket(http, requester, priority="URGENT"))["id"]
+        await eventually(lambda: history(runtime, tid, "sla.breached"))
+        await eventually(lambda: asyncio.sleep(0, publisher.breaches()))
+        await asyncio.sleep(1)  # time for a duplicate to show up, if there were one
+    return tid
+
+
+@pytest.mark.parametrize("settings", [FAST], indirect=True)
+async def test_a_breach_is_recorded_then_pushed_by_one_activity(
+    runtime: Runtime, temporal_client: Client
+) -> None:
+    publisher = _Recording()
+    tid = await _breach(runtime, temporal_client, publisher)
+
+    (breach,) = await history(runtime, tid, "sla.breached")
+    assert breach.changes["clock"] == "first_response"
+    t = await row(runtime, tid)
+    assert t.sla_breached_at is not None
+    async with runtime.database.transaction() as session:
+        audits = list(
+            await session.scalars(select(AuditLog.action).where(AuditLog.record_id == tid))
+        )
+    assert audits.count("ticket.sla.breached") == 1
+
+    ((payload, rooms),) = publisher.breaches()
+    assert payload["ticket_id"] == tid and payload["number"] == t.number
+    assert payload["sla_clock"] == "first_response"
+    assert payload["event_id"] == f"{tid}:{breach.event_key}"
+    assert push.MANAGERS in rooms and push.ticket_staff_room(tid) in rooms
+    assert push.user_room(t.requester_id) not in rooms  # an SLA breach is staff business
+
+    scheduled = await _activities(temporal_client, tid)
+    assert scheduled.count("record_sla_then_push") == 1
+    assert "publish_event" not in scheduled  # no separate push activity for the breach
+
+
+@pytest.mark.parametrize("settings", [FAST], indirect=True)
+async def test_a_failed_push_keeps_the_record_and_the_workflow_sends_it(
+    runtime: Runtime, temporal_client: Client
+) -> None:
+    publisher = _Recording(refuse=1)
+    tid = await _breach(runtime, temporal_client, publisher)
+
+    assert len(await history(runtime, tid, "sla.breached")) == 1
+    assert (await row(runtime, tid)).sla_breached_at is not None
+    assert publisher.refuse == 0  # the activity's push was refused...
+    assert len(publisher.breaches()) == 1  # ...and the workflow's push activity sent it
+    scheduled = await _activities(temporal_client, tid)
+    assert scheduled.count("record_sla_then_push") == 1  # not retried for the push
+    assert scheduled.count("publish_event") == 1
+
+
+async def record_breach(runtime: Runtime, temporal_client: Client) -> WorkflowHistory:
+    """A ticket whose first response breaches, then resolved and closed: its history."""
+    await set_targets(runtime, "URGENT", 2, 100, rules=[])
+    requester = await make_user(runtime, Role.END_USER)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    async with ticket_api(runtime, temporal_client) as http:
+        tid = (await create_ticket(http, requester, priority="URGENT"))["id"]
+        await eventually(lambda: history(runtime, tid, "sla.breached"))
+        for actor, status in ((agent, "IN_PROGRESS"), (agent, "RESOLVED"), (requester, "CLOSED")):
+            assert (await set_status(http, actor, tid, status)).status_code == 200
+        handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
+        async with asyncio.timeout(60):
+            await handle.result()
+    return await handle.fetch_history()
+
+
+@pytest.mark.parametrize("settings", [{**FAST, **FIXED}], indirect=True)
+async def test_a_fresh_breach_history_replays(
+    runtime: Runtime, temporal_client: Client, settings: Settings
+) -> None:
+    history_now = await record_breach(runtime, temporal_client)
+    names = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history_now.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert "record_sla_then_push" in names
+    result = await replayer(settings).replay_workflow(history_now)
+    assert result.replay_failure is None
