@@ -116,15 +116,6 @@ class Settings(BaseSettings):
         True, description="Host the Temporal worker inside the API process"
     )
     workflow_task_pollers: int = Field(20, description="Workflow task pollers of the worker")
-    workflow_task_slots: int = Field(
-        100, gt=0, description="Workflow tasks a worker runs at once (SDK default 100)"
-    )
-    workflow_task_threads: int = Field(
-        500,
-        gt=0,
-        description="Threads running workflow activations; queueing counts toward the 2 s "
-        "deadlock timeout (SDK default 500)",
-    )
 
     # --- secrets ---------------------------------------------------------------------
     jwt_secret: SecretStr | None = Field(None, description="HS256 key for access tokens")
