@@ -307,3 +307,23 @@ async def publish(
     )
     await push.publisher_for(runtime).publish(event.event.value, payload.to_message(), rooms)
     return rooms
+
+
+async def publish_for_row(runtime: Runtime, events: list[PushInput], row: Ticket) -> bool:
+    """Publish `events` about a ticket whose row the caller has just committed (so no
+    second read), best-effort: False, logged, when one could not go out; the caller's
+    workflow then sends them the old way."""
+    try:
+        for event in events:
+            await publish(
+                runtime,
+                event,
+                number=row.number,
+                requester_id=row.requester_id,
+                assignee_id=event.assignee_id or row.assignee_id,
+            )
+    except Exception as exc:  # the change is saved; the push is best-effort here
+        kinds = ",".join(e.event.value for e in events)
+        log.warning("push %s after commit failed: %s", kinds, type(exc).__name__)
+        return False
+    return True

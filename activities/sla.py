@@ -25,7 +25,7 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.notifications import PushInput, publish
+from activities.notifications import PushInput, publish_for_row
 from helpdesk.context import RequestContext, set_context
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
@@ -120,19 +120,8 @@ class SlaActivities:
     async def record_sla_then_push(self, work: SlaWriteAndPush) -> SlaRecorded:
         """`record_sla`, then publish `work.push` once the write has committed."""
         new, ticket = await self._record(work.write)
-        push = work.push
-        try:
-            await publish(
-                self.runtime,
-                push,
-                number=ticket.number,
-                requester_id=ticket.requester_id,
-                assignee_id=push.assignee_id or ticket.assignee_id,
-            )
-        except Exception as exc:  # the record is saved; the push is best-effort here
-            activity.logger.warning("push %s failed: %s", push.event.value, type(exc).__name__)
-            return SlaRecorded(new=new, pushed=False)
-        return SlaRecorded(new=new, pushed=True)
+        pushed = await publish_for_row(self.runtime, [work.push], ticket)
+        return SlaRecorded(new=new, pushed=pushed)
 
     async def _record(self, write: SlaWrite) -> tuple[int, Ticket]:
         """The write of `record_sla`, committed; returns the new entries and the row."""

@@ -68,7 +68,7 @@ class TicketActivities:
     async def _push(self, change: PersistChange, result: PersistResult, row: Ticket) -> bool:
         """The change's Socket.IO push, as the main loop would send it, published after the
         commit. False when it could not go out: the workflow then sends it the old way."""
-        from activities.notifications import PushInput, publish
+        from activities.notifications import PushInput, publish_for_row
         from workflows.ticket_notify import NOTIFIED_BY_SLA, notifications_for
 
         changes = dict(change.changes)
@@ -77,21 +77,12 @@ class TicketActivities:
             old_value = old.get("old") if isinstance(old, dict) else None
             changes["assignee_id"] = {"old": old_value, "new": _s(result.assignee_id)}
         event = ChangeEvent(action=change.action, request_id=change.event_key, changes=changes)
-        state = _RowState(row)
-        try:
-            for item in notifications_for(event, state, skip=NOTIFIED_BY_SLA):
-                if isinstance(item, PushInput):
-                    await publish(
-                        self.runtime,
-                        item,
-                        number=row.number,
-                        requester_id=row.requester_id,
-                        assignee_id=item.assignee_id or row.assignee_id,
-                    )
-        except Exception as exc:  # the change is saved; the push is best-effort here
-            activity.logger.warning("push after %s failed: %s", change.action, type(exc).__name__)
-            return False
-        return True
+        pushes = [
+            item
+            for item in notifications_for(event, _RowState(row), skip=NOTIFIED_BY_SLA)
+            if isinstance(item, PushInput)
+        ]
+        return await publish_for_row(self.runtime, pushes, row)
 
 
 class _RowState:
