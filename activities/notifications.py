@@ -36,12 +36,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from helpdesk import push
+from helpdesk.audit import AuditEntry
 from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
 from helpdesk.errors import DomainError
 from helpdesk.notifications import NotificationKind, TicketFacts, render_ticket_email
@@ -55,6 +57,8 @@ log = logging.getLogger("helpdesk.activities.notifications")
 
 PERMANENT_EMAIL_ERROR = "EmailPermanentError"
 TRANSIENT_EMAIL_ERROR = "EmailTransientError"
+# A batch's email whose claim was released because an earlier one failed transiently.
+NOT_ATTEMPTED = "NotAttempted"
 
 
 class NotifyInput(BaseModel):
@@ -133,6 +137,14 @@ class NotificationActivities:
         if isinstance(claimed, NotifyResult):
             return claimed
         address, number = claimed
+        return NotifyResult(outcome=await self._deliver(notify, address, number))
+
+    async def _deliver(
+        self, notify: NotifyInput, address: str, number: int
+    ) -> Literal["sent", "uncertain"]:
+        """Render and hand over one claimed email: ``sent`` or ``uncertain``. A refusal
+        releases the claim and raises the ApplicationError the module docstring names."""
+        key = notify.notification_key
         facts = TicketFacts(
             ticket_id=notify.ticket_id,
             number=number,
@@ -156,13 +168,13 @@ class NotificationActivities:
         except EmailTransientError as exc:
             if exc.maybe_delivered:
                 log.warning("email %s: connection lost after hand-over; not resent", key)
-                return NotifyResult(outcome="uncertain")
+                return "uncertain"
             await self._release(notify, key, TRANSIENT_EMAIL_ERROR)
             delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
             raise ApplicationError(
                 str(exc), type=TRANSIENT_EMAIL_ERROR, next_retry_delay=delay
             ) from None
-        return NotifyResult(outcome="sent")
+        return "sent"
 
     async def _claim(self, notify: NotifyInput, key: str) -> NotifyResult | tuple[str, int]:
         """Commit the send-once claim and return (address, ticket number), or the reason
@@ -231,30 +243,150 @@ class NotificationActivities:
     @activity.defn(name="notify_change")
     async def notify_change(self, batch: NotifyBatch) -> list[str]:
         """Every notification of one change in one activity (one task instead of one per
-        email and push): pushes first, then each email at most once (`send_email`).
+        email and push): pushes first, then each email at most once.
 
         Outcomes, pushes then emails in input order: ``pushed`` / ``failed`` for a push,
         ``sent`` / ``duplicate`` / ``skipped`` / ``uncertain`` / ``failed`` (a permanent
         refusal, not retried) for an email. A transient email error fails the activity so
         Temporal retries it: what already went out answers ``duplicate`` the second time
-        (its claim stays), and a repeated push carries the same event id, which clients
-        drop."""
+        (its claim stays), what was not attempted yet has its claim released, and a
+        repeated push carries the same event id, which clients drop.
+
+        The whole change costs one read snapshot (its ticket, the recipients and their
+        keys, earlier claims) and one write transaction (every claim and its audit row),
+        however many recipients it has; `send_email` is the same contract for one email."""
+        runtime = self.runtime
+        ticket_ids = {e.ticket_id for e in batch.pushes} | {n.ticket_id for n in batch.emails}
+        async with runtime.database.read() as session:
+            rows = {
+                t.id: t
+                for t in (
+                    await session.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids)))
+                ).all()
+            }
+            plans = await self._plan_emails(session, batch.emails, rows)
         outcomes: list[str] = []
         for event in batch.pushes:
+            row = rows.get(event.ticket_id)
             try:
-                await self.publish_event(event)
+                if row is not None and row.deleted_at is None:
+                    await publish(
+                        runtime,
+                        event,
+                        number=row.number,
+                        requester_id=row.requester_id,
+                        assignee_id=event.assignee_id or row.assignee_id,
+                    )
                 outcomes.append("pushed")
             except Exception as exc:  # a push is best-effort; the emails still go out
                 log.warning("push %s failed: %s", event.event.value, type(exc).__name__)
                 outcomes.append("failed")
-        for notify in batch.emails:
+        to_send = [
+            (notify, plan)
+            for notify, plan in zip(batch.emails, plans, strict=True)
+            if not isinstance(plan, str)
+        ]
+        if to_send and not await self._claim_many([notify for notify, _ in to_send]):
+            # A concurrent attempt claimed one of them first: decide each on its own.
+            for notify in batch.emails:
+                outcomes.append(await self._send_one_of_batch(notify))
+            return outcomes
+        sent: dict[str, str] = {}
+        for index, (notify, (address, number)) in enumerate(to_send):
             try:
-                outcomes.append((await self.send_email(notify)).outcome)
+                sent[notify.notification_key] = await self._deliver(notify, address, number)
             except ApplicationError as err:
-                if err.type != PERMANENT_EMAIL_ERROR:
-                    raise
-                outcomes.append("failed")
+                if err.type == PERMANENT_EMAIL_ERROR:
+                    sent[notify.notification_key] = "failed"
+                    continue
+                # Transient: this one's claim was released; so are the ones not attempted
+                # yet, so that the retry sends them.
+                for later, _ in to_send[index + 1 :]:
+                    await self._release(later, later.notification_key, NOT_ATTEMPTED)
+                raise
+        for notify, plan in zip(batch.emails, plans, strict=True):
+            outcomes.append(plan if isinstance(plan, str) else sent[notify.notification_key])
         return outcomes
+
+    async def _send_one_of_batch(self, notify: NotifyInput) -> str:
+        try:
+            return (await self.send_email(notify)).outcome
+        except ApplicationError as err:
+            if err.type != PERMANENT_EMAIL_ERROR:
+                raise
+            return "failed"
+
+    async def _plan_emails(
+        self, session: AsyncSession, emails: list[NotifyInput], tickets: dict[uuid.UUID, Ticket]
+    ) -> list[tuple[str, int] | str]:
+        """For each email, (address, ticket number) to send to, or the outcome when there
+        is nothing to send (``duplicate``: claimed before; ``skipped``: the recipient or
+        the ticket is gone or inactive, or the recipient's key was shredded)."""
+        if not emails:
+            return []
+        keys = [n.notification_key for n in emails]
+        claimed = set(
+            (
+                await session.scalars(
+                    select(NotificationLog.key).where(NotificationLog.key.in_(keys))
+                )
+            ).all()
+        )
+        recipients = {n.recipient_id for n in emails}
+        found = (await session.scalars(select(User).where(User.id.in_(recipients)))).all()
+        live = [u for u in found if u.is_active and u.disposed_at is None]
+        addresses = {v.id: v.email for v in await users.views(session, self.runtime, live)}
+        plans: list[tuple[str, int] | str] = []
+        for notify in emails:
+            ticket = tickets.get(notify.ticket_id)
+            address = addresses.get(notify.recipient_id)
+            if notify.notification_key in claimed:
+                plans.append("duplicate")
+            elif ticket is None or ticket.deleted_at is not None or address is None:
+                plans.append("skipped")
+            else:
+                plans.append((address, ticket.number))
+        return plans
+
+    async def _claim_many(self, emails: list[NotifyInput]) -> bool:
+        """Commit the send-once claims of `emails` and their audit rows in one transaction;
+        False (nothing committed) when one was claimed concurrently."""
+        runtime = self.runtime
+        now = datetime.now(UTC)
+        try:
+            async with runtime.database.transaction() as session:
+                session.add_all(
+                    [
+                        NotificationLog(
+                            key=notify.notification_key,
+                            channel="email",
+                            ticket_id=notify.ticket_id,
+                            recipient_id=notify.recipient_id,
+                            kind=notify.kind.value,
+                            sent_at=now,
+                        )
+                        for notify in emails
+                    ]
+                )
+                await session.flush()
+                await runtime.audit.record_many(
+                    session,
+                    [
+                        AuditEntry(
+                            "notification.email",
+                            table="users",
+                            record_id=notify.recipient_id,
+                            details={
+                                "kind": notify.kind.value,
+                                "ticket_id": str(notify.ticket_id),
+                            },
+                        )
+                        for notify in emails
+                    ],
+                )
+        except IntegrityError:
+            return False
+        return True
 
     @activity.defn(name="publish_event")
     async def publish_event(self, event: PushInput) -> list[str]:

@@ -119,8 +119,13 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID",
-                           "X-Namespace"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Request-ID",
+                "X-Namespace",
+            ],
         )
     app.add_middleware(
         RequestContextMiddleware,
@@ -159,6 +164,7 @@ def create_asgi_app(
     from api.socketio import mount_socketio
 
     settings = settings or (runtime.settings if runtime else get_settings())
-    app = create_app(settings, runtime=runtime, temporal_client=temporal_client,
-                     run_worker=run_worker)
+    app = create_app(
+        settings, runtime=runtime, temporal_client=temporal_client, run_worker=run_worker
+    )
     return mount_socketio(app, settings)

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -51,6 +51,20 @@ def chain_hash(key: bytes, prev_hash: str, row: AuditLog) -> str:
     return hmac.new(key, prev_hash.encode() + b"|" + canonical(row), hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row to append (`AuditTrail.record_many`); the request context fills in
+    who, from where and the request id unless the entry says who."""
+
+    action: str
+    outcome: Outcome = "success"
+    table: str | None = None
+    record_id: uuid.UUID | str | None = None
+    details: dict[str, Any] | None = None
+    actor_id: uuid.UUID | None = None
+    actor_role: str | None = None
+
+
 class AuditTrail:
     """Appends audit rows in the caller's transaction (they commit or roll back with it)."""
 
@@ -69,6 +83,29 @@ class AuditTrail:
         actor_id: uuid.UUID | None = None,
         actor_role: str | None = None,
     ) -> AuditLog:
+        (row,) = await self.record_many(
+            session,
+            [
+                AuditEntry(
+                    action,
+                    outcome=outcome,
+                    table=table,
+                    record_id=record_id,
+                    details=details,
+                    actor_id=actor_id,
+                    actor_role=actor_role,
+                )
+            ],
+        )
+        return row
+
+    async def record_many(
+        self, session: AsyncSession, entries: Sequence[AuditEntry]
+    ) -> list[AuditLog]:
+        """Append `entries` to the chain, in order, in the caller's transaction: one read of
+        the chain head and one flush for all of them."""
+        if not entries:
+            return []
         ctx = current_context()
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
@@ -78,25 +115,29 @@ class AuditTrail:
             )
         ).first()
         prev_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
-        row = AuditLog(
-            seq=prev_seq + 1,
-            at=datetime.now(UTC),
-            actor_id=actor_id if actor_id is not None else ctx.actor_id,
-            actor_role=actor_role if actor_role is not None else ctx.actor_role,
-            action=action,
-            table_name=table,
-            record_id=str(record_id) if record_id is not None else None,
-            outcome=outcome,
-            ip=ctx.ip,
-            user_agent=(ctx.user_agent or None) and ctx.user_agent[:255],
-            request_id=ctx.request_id,
-            details=details or {},
-            prev_hash=prev_hash,
-        )
-        row.hash = chain_hash(self._key, prev_hash, row)
-        session.add(row)
+        rows: list[AuditLog] = []
+        for entry in entries:
+            row = AuditLog(
+                seq=prev_seq + 1,
+                at=datetime.now(UTC),
+                actor_id=entry.actor_id if entry.actor_id is not None else ctx.actor_id,
+                actor_role=entry.actor_role if entry.actor_role is not None else ctx.actor_role,
+                action=entry.action,
+                table_name=entry.table,
+                record_id=str(entry.record_id) if entry.record_id is not None else None,
+                outcome=entry.outcome,
+                ip=ctx.ip,
+                user_agent=(ctx.user_agent or None) and ctx.user_agent[:255],
+                request_id=ctx.request_id,
+                details=entry.details or {},
+                prev_hash=prev_hash,
+            )
+            row.hash = chain_hash(self._key, prev_hash, row)
+            session.add(row)
+            rows.append(row)
+            prev_seq, prev_hash = row.seq, row.hash
         await session.flush()
-        return row
+        return rows
 
     async def record_separately(self, sessionmaker: Any, action: str, **kwargs: Any) -> None:
         """Audit in a transaction of its own: for failures whose request rolls back."""

@@ -20,7 +20,9 @@ from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.settings import Settings
 
-PG_ADMIN_URL = os.environ.get("HELPDESK_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "HELPDESK_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 def free_port() -> int:
@@ -71,8 +73,12 @@ def settings(var_dir: Path, template_db: Path, request: pytest.FixtureRequest) -
     db = var_dir / "helpdesk.db"
     shutil.copy(template_db, db)
     overrides = getattr(request, "param", {}) or {}
-    return make_settings(var_dir, database_url=f"sqlite+aiosqlite:///{db}",
-                         temporal_task_queue=f"tq-{uuid.uuid4().hex[:8]}", **overrides)
+    return make_settings(
+        var_dir,
+        database_url=f"sqlite+aiosqlite:///{db}",
+        temporal_task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        **overrides,
+    )
 
 
 @pytest_asyncio.fixture

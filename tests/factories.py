@@ -54,8 +54,12 @@ async def make_user(
     secret = new_totp_secret() if with_mfa else None
     async with runtime.database.transaction() as session:
         user = await users.create_user(
-            session, runtime, email=email, password=password,
-            full_name=full_name or f"Test Person {n}", role=role,
+            session,
+            runtime,
+            email=email,
+            password=password,
+            full_name=full_name or f"Test Person {n}",
+            role=role,
         )
         if secret:
             await users.seal_mfa_secret(session, runtime, user, secret)
@@ -63,5 +67,6 @@ async def make_user(
         issued = await sessions.start(
             session, runtime, user, mfa=with_mfa, ip="127.0.0.1", user_agent="pytest"
         )
-    return Actor(user, email, password, issued.access_token, issued.refresh_token,
-                 issued.session_id, secret)
+    return Actor(
+        user, email, password, issued.access_token, issued.refresh_token, issued.session_id, secret
+    )

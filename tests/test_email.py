@@ -532,3 +532,99 @@ async def test_a_batch_retried_after_a_transient_error_sends_each_email_once(
         assert len(fake.requests) == 3
     for notify in batch.emails:
         assert await _log_rows(runtime, notify.notification_key) == 1
+
+
+async def test_a_transient_error_releases_the_claims_not_attempted_yet(runtime: Runtime) -> None:
+    """The batch claims every email in one transaction; when the first is refused for now,
+    the later ones were never handed over: their claims are released (and audited as such)
+    so the retry sends all three, each once, and the audit chain still verifies."""
+    requester = await make_user(runtime)
+    agents = [await make_user(runtime, Role.SUPPORT_AGENT) for _ in range(2)]
+    ticket = await _ticket(runtime, requester)
+    batch = NotifyBatch(
+        emails=[
+            _notify(NotificationKind.STATUS_CHANGED, ticket, person, "batch:7")
+            for person in (requester, *agents)
+        ]
+    )
+    activities = NotificationActivities(runtime)
+    with sendgrid_server() as fake:
+        runtime.email = SendGridEmailBackend(
+            api_key=fake.api_key, host=fake.url, sender="helpdesk@clinic.example"
+        )
+        fake.script = [503]
+        with pytest.raises(ApplicationError):
+            await ActivityEnvironment().run(activities.notify_change, batch)
+        assert len(fake.requests) == 1
+        for notify in batch.emails:
+            assert await _log_rows(runtime, notify.notification_key) == 0
+        assert await ActivityEnvironment().run(activities.notify_change, batch) == ["sent"] * 3
+        assert sorted(
+            r.body["personalizations"][0]["to"][0]["email"] for r in fake.requests[1:]
+        ) == (sorted(p.email for p in (requester, *agents)))
+    async with runtime.database.read() as session:
+        reasons = (
+            await session.scalars(
+                select(AuditLog.details["error"].as_string()).where(
+                    AuditLog.action == "notification.email", AuditLog.outcome == "failure"
+                )
+            )
+        ).all()
+        assert sorted(reasons) == ["EmailTransientError", "NotAttempted", "NotAttempted"]
+        assert (await runtime.audit.verify(session)).ok
+
+
+async def test_a_batch_reports_skipped_and_duplicate_recipients_in_input_order(
+    runtime: Runtime,
+) -> None:
+    requester = await make_user(runtime)
+    gone = await make_user(runtime, Role.SUPPORT_AGENT)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    ticket = await _ticket(runtime, requester)
+    async with runtime.database.transaction() as session:
+        user = await session.get(type(gone.user), gone.id)
+        assert user is not None
+        user.is_active = False
+    first = _notify(NotificationKind.STATUS_CHANGED, ticket, agent, "batch:8")
+    activities = NotificationActivities(runtime)
+    assert (await ActivityEnvironment().run(activities.send_email, first)).outcome == "sent"
+    batch = NotifyBatch(
+        emails=[
+            _notify(NotificationKind.STATUS_CHANGED, ticket, requester, "batch:8"),
+            _notify(NotificationKind.STATUS_CHANGED, ticket, gone, "batch:8"),
+            first,
+        ]
+    )
+    outcomes = await ActivityEnvironment().run(activities.notify_change, batch)
+    assert outcomes == ["sent", "skipped", "duplicate"]
+    assert [m["to"] for m in runtime.email.messages()] == [agent.email, requester.email]
+
+
+async def test_a_claim_won_by_a_concurrent_attempt_is_not_sent_twice(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the batch's look-ups and its claims another attempt claims one email: the
+    batch's claim transaction fails as a whole and each email is decided on its own."""
+    requester = await make_user(runtime)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    ticket = await _ticket(runtime, requester)
+    mine = _notify(NotificationKind.STATUS_CHANGED, ticket, requester, "batch:9")
+    raced = _notify(NotificationKind.STATUS_CHANGED, ticket, agent, "batch:9")
+    activities = NotificationActivities(runtime)
+    plan = activities._plan_emails
+
+    async def plan_then_race(*args: object) -> object:
+        plans = await plan(*args)  # type: ignore[arg-type]
+        assert (await activities.send_email(raced)).outcome == "sent"  # the other attempt
+        return plans
+
+    monkeypatch.setattr(activities, "_plan_emails", plan_then_race)
+    outcomes = await ActivityEnvironment().run(
+        activities.notify_change, NotifyBatch(emails=[mine, raced])
+    )
+    assert outcomes == ["sent", "duplicate"]
+    assert sorted(m["to"] for m in runtime.email.messages()) == sorted(
+        [requester.email, agent.email]
+    )
+    for notify in (mine, raced):
+        assert await _log_rows(runtime, notify.notification_key) == 1

@@ -38,6 +38,18 @@ from workflows.ticket import PUSH_PATCH, TicketWorkflow
 from workflows.ticket_types import Actor, StatusChange
 from workflows.transitions import Status
 
+# What the SDK core writes, in plaintext, into a local activity's marker (no input, no PHI).
+LOCAL_ACTIVITY_MARKER_KEYS = {
+    "activation_index",
+    "activity_id",
+    "activity_type",
+    "attempt",
+    "backoff",
+    "complete_time",
+    "original_schedule_time",
+    "seq",
+}
+
 pytestmark = pytest.mark.temporal
 
 
@@ -291,10 +303,16 @@ async def test_canary_absent_from_raw_history_and_database_files(
     # hold only status, priority, flags and an agent id.
     plaintext = [p for p in payloads if p.metadata.get("encoding") != ENCODING]
     assert encrypted
-    # Patch markers (workflow.patched) are written by the SDK core in plaintext too: they
-    # hold only the patch name.
+    # Patch markers (workflow.patched) and local activity markers are written by the SDK
+    # core in plaintext too: they hold only the patch name, or the activity's type, id,
+    # attempt and times (its input is not recorded, its result is encrypted).
     markers = [p for p in plaintext if b"type" not in p.metadata]
-    assert all(json.loads(p.data).keys() == {"id", "deprecated"} for p in markers)
+    patch_keys = {"id", "deprecated"}
+    assert all(
+        json.loads(p.data).keys() in (patch_keys, LOCAL_ACTIVITY_MARKER_KEYS) for p in markers
+    ), [sorted(json.loads(p.data)) for p in markers]
+    local = [json.loads(p.data) for p in markers if "activity_type" in json.loads(p.data)]
+    assert [m["activity_type"] for m in local] == ["notify_change"]
     plaintext = [p for p in plaintext if b"type" in p.metadata]
     # TemporalChangeVersion, upserted by workflow.patched: the patch names, nothing else.
     versions = [p for p in plaintext if p.data.startswith(b"[")]

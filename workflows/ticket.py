@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
 from workflows.ticket_notify import (  # email and push for every change
+    CREATED,
     NOTIFIED_BY_SLA,
     creation_events,
     notifications_for,
@@ -113,7 +114,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if event.request_id in self._pushed:
             self._pushed.discard(event.request_id)
             notifications = [n for n in notifications if not isinstance(n, PushInput)]
-        await send_all(notifications)
+        await send_all(notifications, created=event.action == CREATED)
 
     def _finished(self) -> bool:
         return self._ticket.status is Status.CLOSED or self._ticket.gone

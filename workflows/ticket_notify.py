@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import (
@@ -68,6 +68,16 @@ PATCH_ID = "ticket-notifications-v1"
 # `workflow.patched` id: a change's notifications run as ONE activity (`notify_change`)
 # instead of one per email and push; older histories replay with one each.
 BATCH_PATCH_ID = "notify-batch-v1"
+# `workflow.patched` id: a new ticket's notifications run as a LOCAL activity inside its first
+# workflow task (no activity task, no second workflow task: creation costs the Temporal
+# server one workflow task, as a trivial workflow does); a failed local attempt falls back
+# to the `notify_change` activity with its retries. Older histories replay with the activity.
+LOCAL_CREATED_PATCH_ID = "notify-created-local-v1"
+# How long the local attempt may take: as long as one attempt of the activity (a cut-off
+# send keeps its claim, at most once, so a shorter limit would lose slow providers' mail).
+# A local activity running past ~8 s makes the SDK complete the workflow task anyway (its
+# heartbeat), so the creation answers by then.
+LOCAL_NOTIFY_TIMEOUT = timedelta(seconds=30)
 CREATED = "created"
 
 
@@ -273,7 +283,7 @@ PUSH_RETRY = RetryPolicy(
 )
 
 
-async def send_all(notifications: Sequence[Notification]) -> list[str]:
+async def send_all(notifications: Sequence[Notification], *, created: bool = False) -> list[str]:
     """Run the notification activities of one change, concurrently, from workflow code.
 
     Returns one outcome per input (``sent``/``duplicate``/``skipped``/``uncertain`` for an
@@ -286,20 +296,67 @@ async def send_all(notifications: Sequence[Notification]) -> list[str]:
     if not workflow.patched(PATCH_ID):
         return ["skipped"] * len(notifications)
     if workflow.patched(BATCH_PATCH_ID):
+        if created and workflow.patched(LOCAL_CREATED_PATCH_ID):
+            outcomes = await send_batch_local(notifications)
+            if outcomes is not None:
+                return outcomes
         return await send_batch(notifications)
     return await send_each(notifications)
+
+
+def _batch(notifications: Sequence[Notification]) -> tuple[NotifyBatch, list[str], list[int]]:
+    """The activity input for one change, its kinds (for the summary) and the inputs' ids
+    in the order the activity answers (pushes, then emails)."""
+    pushes = [n for n in notifications if isinstance(n, PushInput)]
+    emails = [n for n in notifications if isinstance(n, NotifyInput)]
+    kinds = sorted({n.kind.value for n in emails} | {n.event.value for n in pushes})
+    return NotifyBatch(emails=emails, pushes=pushes), kinds, [id(n) for n in pushes + emails]
+
+
+def _in_input_order(
+    notifications: Sequence[Notification], order: list[int], outcomes: list[str]
+) -> list[str]:
+    by_input = dict(zip(order, outcomes, strict=False))
+    return [by_input.get(id(n), "failed") for n in notifications]
+
+
+async def send_batch_local(notifications: Sequence[Notification]) -> list[str] | None:
+    """`send_batch` as ONE local activity attempt (bounded by LOCAL_NOTIFY_TIMEOUT), run by
+    this worker inside the current workflow task. None when it did not succeed: the caller
+    then runs the regular activity, which retries (what already went out answers
+    ``duplicate``; a repeated push carries the same event id)."""
+    batch, kinds, order = _batch(notifications)
+    try:
+        outcomes: list[str] = await workflow.execute_local_activity_method(
+            NotificationActivities.notify_change,
+            batch,
+            start_to_close_timeout=LOCAL_NOTIFY_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_attempts=1),
+            summary="Notify: " + ", ".join(kinds),
+        )
+    except CancelledError:
+        raise
+    except FailureError as err:
+        # A local activity's failure may arrive unwrapped (the activity's own error, or a
+        # timeout), not as an ActivityError.
+        cause = err.cause if isinstance(err, ActivityError) else err
+        reason = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
+        if isinstance(cause, ApplicationError) and cause.non_retryable:
+            workflow.logger.warning("notifications %s not delivered: %s", kinds, reason)
+            return ["failed"] * len(notifications)
+        workflow.logger.info("local notification attempt failed (%s); retrying", reason)
+        return None
+    return _in_input_order(notifications, order, outcomes)
 
 
 async def send_batch(notifications: Sequence[Notification]) -> list[str]:
     """All of one change's notifications in one `notify_change` activity. Outcomes in
     input order, as `send_each` gives them; never raises."""
-    pushes = [n for n in notifications if isinstance(n, PushInput)]
-    emails = [n for n in notifications if isinstance(n, NotifyInput)]
-    kinds = sorted({n.kind.value for n in emails} | {n.event.value for n in pushes})
+    batch, kinds, order = _batch(notifications)
     try:
         outcomes: list[str] = await workflow.execute_activity_method(
             NotificationActivities.notify_change,
-            NotifyBatch(emails=emails, pushes=pushes),
+            batch,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=2),
             retry_policy=EMAIL_RETRY,
@@ -310,8 +367,7 @@ async def send_batch(notifications: Sequence[Notification]) -> list[str]:
         reason = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
         workflow.logger.warning("notifications %s not delivered: %s", kinds, reason)
         return ["failed"] * len(notifications)
-    by_input = dict(zip([id(n) for n in pushes + emails], outcomes, strict=False))
-    return [by_input.get(id(n), "failed") for n in notifications]
+    return _in_input_order(notifications, order, outcomes)
 
 
 async def send_each(notifications: Sequence[Notification]) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,13 +65,22 @@ async def reindex(
     ticket_id: uuid.UUID,
     title: str | None,
     description: str | None,
+    *,
+    created_at: datetime | None = None,
 ) -> None:
     """Replace a ticket's search tokens (idempotent). The ticket row must be flushed: each
-    token carries its creation time, the order keyword search reads them in."""
-    await session.execute(delete(TicketSearchToken).where(TicketSearchToken.ticket_id == ticket_id))
+    token carries its creation time, the order keyword search reads them in. A ticket being
+    created passes `created_at` (it has no tokens yet, and its time is known)."""
+    if created_at is None:
+        await session.execute(
+            delete(TicketSearchToken).where(TicketSearchToken.ticket_id == ticket_id)
+        )
     tokens = sorted(search_tokens(index, title, description))
     if tokens:
-        created_at = await session.scalar(select(Ticket.created_at).where(Ticket.id == ticket_id))
+        if created_at is None:
+            created_at = await session.scalar(
+                select(Ticket.created_at).where(Ticket.id == ticket_id)
+            )
         if created_at is None:
             raise NotFound("ticket not found")
         for token in tokens:

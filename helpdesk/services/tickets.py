@@ -257,7 +257,9 @@ async def insert_ticket(
         created_by=requester_id,
         updated_by=requester_id,
     )
-    sla = sla_rules.start(prepared.policy, utcnow())
+    now = utcnow()
+    ticket.created_at = ticket.updated_at = now
+    sla = sla_rules.start(prepared.policy, now)
     due = sla_rules.due_dates(sla)
     ticket.due_date = due.due_date
     ticket.first_response_due_at = due.first_response_due_at
@@ -267,7 +269,9 @@ async def insert_ticket(
     await session.flush()
     for tag in sorted({normalise_tag(t) for t in data.tags}):
         session.add(TicketTag(ticket_id=ticket_id, tag=tag))
-    await ticket_text.reindex(session, runtime.blind_index, ticket_id, data.title, data.description)
+    await ticket_text.reindex(
+        session, runtime.blind_index, ticket_id, data.title, data.description, created_at=now
+    )
     changes: dict[str, Any] = {
         "status": {"old": None, "new": TicketStatus.OPEN.value},
         "priority": {"old": None, "new": data.priority},
