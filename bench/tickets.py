@@ -22,7 +22,9 @@ the worker beside it (as `helpdesk dev` hosts it). Then:
   the API must answer 503 + Retry-After at once, not queue.
 
 Figures: create_ratio = API tickets/s ÷ raw workflows/s (target ≥ 0.7), update_p50_ratio =
-API p50 ÷ raw p50 (target ≤ 1.5). The last line printed is one JSON object.
+API p50 ÷ raw p50 (target ≤ 1.5); raw_cpu_ms_* and create_cpu_ms_* say where each workflow's
+and each ticket's CPU went (this process: API, worker and Socket.IO under one GIL; the dev
+server). The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from helpdesk import eventloop
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -85,6 +89,26 @@ async def _serve(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+class _CpuMeter:
+    """CPU seconds this process and the dev server spend from now on (Linux /proc)."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.start = (time.process_time(), self._server())
+
+    def _server(self) -> float:
+        if self.server_pid is None:
+            return 0.0
+        fields = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def per_item(self, count: int) -> tuple[float, float]:
+        """(this process, dev server) CPU milliseconds per item since the meter started."""
+        python = (time.process_time() - self.start[0]) * 1000 / count
+        server = (self._server() - self.start[1]) * 1000 / count
+        return round(python, 1), round(server, 1)
 
 
 async def _raw_rate(client: Any, task_queue: str, count: int, clients: int) -> float:
@@ -231,14 +255,25 @@ async def run(
             await _api_rate(base, requester_h, 20, 8)
 
             load0 = os.getloadavg()[0]
+            server_pid = server.process.pid if server.process is not None else None
+            cpu = _CpuMeter(server_pid)
             raw = await _raw_rate(client, settings.temporal_task_queue, tickets, clients)
+            raw_cpu = cpu.per_item(tickets)
+            cpu = _CpuMeter(server_pid)
             api, ids, shed = await _api_rate(base, requester_h, tickets, clients)
+            api_cpu = cpu.per_item(tickets)
             figures.update(
                 raw_workflows_per_s=round(raw, 1),
                 api_tickets_per_s=round(api, 1),
                 create_ratio=round(api / raw, 3),
                 create_shed_answers=shed,
                 load_during_create=round(max(load0, os.getloadavg()[0]), 2),
+                # Where each one's CPU goes: this process (API + worker: one GIL) and the
+                # Temporal dev server, in ms per workflow / per ticket.
+                raw_cpu_ms_python=raw_cpu[0],
+                raw_cpu_ms_server=raw_cpu[1],
+                create_cpu_ms_python=api_cpu[0],
+                create_cpu_ms_server=api_cpu[1],
             )
 
             # Status-update latency, one at a time: API vs raw execute_update.
@@ -315,7 +350,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--sqlite-single-connection", action="store_true")
     args = parser.parse_args()
-    figures = asyncio.run(
+    # The event loop `helpdesk dev` runs on (helpdesk.eventloop).
+    figures = eventloop.run(
         run(args.tickets, args.clients, args.updates, args.sqlite_single_connection)
     )
     print(json.dumps(figures, sort_keys=True), flush=True)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from helpdesk import eventloop
 from helpdesk.settings import Settings
 
 # The API's minimum for every account (api/schemas/auth.py).
@@ -47,14 +48,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from helpdesk.devserver import run_dev
 
     _configure_logging()
-    return asyncio.run(run_dev(_settings()))
+    return eventloop.run(run_dev(_settings()))
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     from helpdesk.devserver import run_api
 
     _configure_logging()
-    return asyncio.run(run_api(_settings()))
+    return eventloop.run(run_api(_settings()))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from helpdesk import eventloop
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from helpdesk.settings import Settings
@@ -226,4 +227,4 @@ async def _main() -> int:
 def main() -> int:
     """`helpdesk worker`: a standalone worker process until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return asyncio.run(_main())
+    return eventloop.run(_main())

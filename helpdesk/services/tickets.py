@@ -1093,10 +1093,12 @@ async def reconcile_workflows(
     now = datetime.now(UTC)
     since = now - timedelta(hours=runtime.settings.ticket_reconcile_window_hours)
     until = now - timedelta(seconds=grace_seconds)
-    async with runtime.database.transaction() as session:
-        rows = list(
+    # Ids only, on a read snapshot (the window can hold many thousands of tickets, and this
+    # runs every minute beside the API); whole rows only for the few without a workflow.
+    async with runtime.database.read() as session:
+        ids = list(
             await session.scalars(
-                select(Ticket).where(
+                select(Ticket.id).where(
                     Ticket.status.in_(LIVE_STATUSES),
                     Ticket.deleted_at.is_(None),
                     Ticket.created_at >= since,
@@ -1104,10 +1106,25 @@ async def reconcile_workflows(
                 )
             )
         )
-    if not rows:
+    if not ids:
         return 0
     running = await _running_ticket_workflows(client, since)
-    missing = [t for t in rows if ticket_workflow_id(t.id) not in running]
+    missing_ids = [i for i in ids if ticket_workflow_id(i) not in running]
+    if not missing_ids:
+        return 0
+    missing: list[Ticket] = []
+    async with runtime.database.read() as session:
+        for start in range(0, len(missing_ids), 500):
+            chunk = missing_ids[start : start + 500]
+            missing += list(
+                await session.scalars(
+                    select(Ticket).where(
+                        Ticket.id.in_(chunk),
+                        Ticket.status.in_(LIVE_STATUSES),
+                        Ticket.deleted_at.is_(None),
+                    )
+                )
+            )
     gate = asyncio.Semaphore(concurrency)
     started = 0
 
