@@ -109,11 +109,18 @@ async def load_active(runtime: Runtime, claims: AccessClaims) -> Principal:
 
     now = _now()
     async with runtime.database.read() as session:
-        auth_session = await session.get(AuthSession, claims.session_id)
-        if auth_session is None or auth_session.user_id != claims.user_id:
+        # Session and user in one statement: this runs before every request.
+        found = (
+            await session.execute(
+                select(AuthSession, User)
+                .outerjoin(User, User.id == AuthSession.user_id)
+                .where(AuthSession.id == claims.session_id)
+            )
+        ).first()
+        if found is None or found[0].user_id != claims.user_id:
             raise AuthenticationFailed("session not found")
+        auth_session, user = found[0], found[1]
         problem = session_problem(auth_session, runtime, now)
-        user = await session.get(User, claims.user_id) if problem is None else None
         if problem is None and (user is None or not user.is_active):
             problem = "user_inactive"
         stale = now - auth_session.last_seen_at >= LAST_SEEN_GRANULARITY
