@@ -119,7 +119,9 @@ async def load_active(runtime: Runtime, claims: AccessClaims) -> Principal:
         ).first()
         if found is None or found[0].user_id != claims.user_id:
             raise AuthenticationFailed("session not found")
-        auth_session, user = found[0], found[1]
+        auth_session: AuthSession | None = found[0]
+        user: User | None = found[1]
+        assert auth_session is not None
         problem = session_problem(auth_session, runtime, now)
         if problem is None and (user is None or not user.is_active):
             problem = "user_inactive"
