@@ -24,7 +24,9 @@ from models.enums import PRIVILEGED_ROLES, STAFF_ROLES, Role
 from models.user import AuthSession, User
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    # hop on every request for what is an attribute read.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
