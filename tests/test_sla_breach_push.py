@@ -1,9 +1,7 @@
 """A breach is recorded and pushed by ONE activity (`record_sla_then_push`, patched
-`sla-breach-record-then-push-v1`), run first as a local activity in the workflow task the
-timer woke (patched `sla-breach-local-v1`; a failed local attempt falls back to the
-activity): the history entry, the audit row and the ticket's breach column commit first,
-then `sla.breach` goes to the staff rooms. A push that fails there never fails the record:
-the workflow sends it with its own push activity.
+`sla-breach-record-then-push-v1`): the history entry, the audit row and the ticket's
+breach column commit first, then `sla.breach` goes to the staff rooms. A push that fails
+there never fails the record: the workflow sends it with its own push activity.
 
 `tests/histories/ticket_sla_breach.json` was recorded before the patch (a record and a
 push activity side by side) with `record_breach` below and the fixed codec key of
@@ -13,7 +11,6 @@ tests/test_replay.py, which replays every stored history against today's workflo
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any
 
@@ -60,42 +57,13 @@ class _Recording:
         return [(p, r) for e, p, r in self.sent if e == push.PushEvent.SLA_BREACH.value]
 
 
-def _activity_names(history: WorkflowHistory) -> list[str]:
-    """Activities the history ran, in order; a local activity (whose marker records its
-    type, not its input) as ``local:<type>``."""
-    names: list[str] = []
-    for e in history.events:
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            names.append(e.activity_task_scheduled_event_attributes.activity_type.name)
-        elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-            marker = e.marker_recorded_event_attributes
-            if marker.marker_name == "core_local_activity":
-                data = json.loads(marker.details["data"].payloads[0].data)
-                names.append(f"local:{data['activity_type']}")
-    return names
-
-
 async def _activities(client: Client, ticket_id: str) -> list[str]:
     history = await client.get_workflow_handle(ticket_workflow_id(ticket_id)).fetch_history()
-    return _activity_names(history)
-
-
-class _AuditFailingOnce:
-    """The real audit trail, except that recording the first breach fails (a database
-    error inside the breach's write, say)."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.failed = 0
-
-    async def record(self, session: Any, action: str, **kwargs: Any) -> Any:
-        if action == "ticket.sla.breached" and not self.failed:
-            self.failed += 1
-            raise RuntimeError("the disk hiccuped")
-        return await self.real.record(session, action, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
 
 
 async def _breach(runtime: Runtime, temporal_client: Client, publisher: _Recording) -> str:
@@ -136,9 +104,7 @@ async def test_a_breach_is_recorded_then_pushed_by_one_activity(
     assert push.user_room(t.requester_id) not in rooms  # an SLA breach is staff business
 
     scheduled = await _activities(temporal_client, tid)
-    # Run locally in the workflow task the timer woke: no activity task for the breach.
-    assert scheduled.count("local:record_sla_then_push") == 1
-    assert "record_sla_then_push" not in scheduled
+    assert scheduled.count("record_sla_then_push") == 1
     assert "publish_event" not in scheduled  # no separate push activity for the breach
 
 
@@ -154,27 +120,8 @@ async def test_a_failed_push_keeps_the_record_and_the_workflow_sends_it(
     assert publisher.refuse == 0  # the activity's push was refused...
     assert len(publisher.breaches()) == 1  # ...and the workflow's push activity sent it
     scheduled = await _activities(temporal_client, tid)
-    assert scheduled.count("local:record_sla_then_push") == 1  # not retried for the push
-    assert "record_sla_then_push" not in scheduled
+    assert scheduled.count("record_sla_then_push") == 1  # not retried for the push
     assert scheduled.count("publish_event") == 1
-
-
-@pytest.mark.parametrize("settings", [FAST], indirect=True)
-async def test_a_failed_local_record_is_retried_by_the_activity_and_recorded_once(
-    runtime: Runtime, temporal_client: Client
-) -> None:
-    failing = _AuditFailingOnce(runtime.audit)
-    runtime.audit = failing  # type: ignore[assignment]
-    publisher = _Recording()
-    tid = await _breach(runtime, temporal_client, publisher)
-
-    assert failing.failed == 1  # the local attempt failed (and rolled back)...
-    assert len(await history(runtime, tid, "sla.breached")) == 1  # ...the activity recorded it
-    assert (await row(runtime, tid)).sla_breached_at is not None
-    assert len(publisher.breaches()) == 1
-    scheduled = await _activities(temporal_client, tid)
-    assert scheduled.count("local:record_sla_then_push") == 1
-    assert scheduled.count("record_sla_then_push") == 1
 
 
 async def record_breach(runtime: Runtime, temporal_client: Client) -> WorkflowHistory:
@@ -198,6 +145,11 @@ async def test_a_fresh_breach_history_replays(
     runtime: Runtime, temporal_client: Client, settings: Settings
 ) -> None:
     history_now = await record_breach(runtime, temporal_client)
-    assert "local:record_sla_then_push" in _activity_names(history_now)
+    names = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history_now.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert "record_sla_then_push" in names
     result = await replayer(settings).replay_workflow(history_now)
     assert result.replay_failure is None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities, NotifyInput, PushInput
@@ -103,9 +103,6 @@ _NOTIFY_RETRY = RetryPolicy(
 # `workflow.patched` id: a breach is recorded and pushed by ONE activity (the push after the
 # commit), not by a record and a push activity side by side; older histories replay with two.
 BREACH_PATCH = "sla-breach-record-then-push-v1"
-# `workflow.patched` id: that activity runs first as a local activity (see
-# `_sla_write_then_push`); histories made before replay with the activity alone.
-BREACH_LOCAL_PATCH = "sla-breach-local-v1"
 # Below this a timer is pointless (and a zero timeout is refused): handle the event now.
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
@@ -237,41 +234,19 @@ class TicketSlaMixin:
         write = self._sla_write_input([], [entry], breached_at)
         if write is None:
             return
-        arg = SlaWriteAndPush(write=write, push=self._sla_push_input(push, entry.event_key, clock))
-        recorded: SlaRecorded | None = None
-        if workflow.patched(BREACH_LOCAL_PATCH):
-            # First as a local activity, inside the workflow task the timer woke: no activity
-            # task and no second workflow task, which is what 500 breaches at once queue
-            # behind. One attempt; the regular activity (and its retries) takes over if it
-            # fails. The activity is idempotent (event key), so a repeat records nothing twice.
-            try:
-                recorded = await workflow.execute_local_activity_method(
-                    SlaActivities.record_sla_then_push,
-                    arg,
-                    start_to_close_timeout=self._sla_timeout_s(),
-                    retry_policy=RetryPolicy(maximum_attempts=1),
-                    summary=summary,
-                )
-            except CancelledError:
-                raise
-            except FailureError as err:
-                # A local activity's failure may arrive unwrapped, not as an ActivityError.
-                cause = err.cause if isinstance(err, ActivityError) else err
-                if isinstance(cause, ApplicationError) and cause.type == "TicketGone":
-                    self._ticket.gone = True
-                    return
-        if recorded is None:
-            try:
-                recorded = await workflow.execute_activity_method(
-                    SlaActivities.record_sla_then_push,
-                    arg,
-                    start_to_close_timeout=self._sla_timeout_s(),
-                    retry_policy=_RETRY,
-                    summary=summary,
-                )
-            except ActivityError as err:
-                self._sla_gone(err)
-                return
+        try:
+            recorded: SlaRecorded = await workflow.execute_activity_method(
+                SlaActivities.record_sla_then_push,
+                SlaWriteAndPush(
+                    write=write, push=self._sla_push_input(push, entry.event_key, clock)
+                ),
+                start_to_close_timeout=self._sla_timeout_s(),
+                retry_policy=_RETRY,
+                summary=summary,
+            )
+        except ActivityError as err:
+            self._sla_gone(err)
+            return
         if not recorded.pushed:
             await self._sla_push(push, entry.event_key, clock)
 
