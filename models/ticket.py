@@ -38,8 +38,6 @@ class Ticket(Timestamps, Base):
         Index("ix_tickets_created", "created_at", "id"),
         Index("ix_tickets_requester_created", "requester_id", "created_at", "id"),
         Index("ix_tickets_assignee_status", "assignee_id", "status", "created_at"),
-        # Automatic assignment's load query reads only these columns (0004).
-        Index("ix_tickets_assignee_load", "assignee_id", "status", "deleted_at", "priority"),
         Index("ix_tickets_priority_created", "priority", "created_at", "id"),
         Index("ix_tickets_category_created", "category_id", "created_at", "id"),
         Index("ix_tickets_updated", "updated_at", "id"),

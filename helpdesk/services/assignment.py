@@ -82,9 +82,7 @@ async def agent_loads(
     if exclude_ticket is not None:
         join_on = and_(join_on, Ticket.id != exclude_ticket)
     rows = await session.execute(
-        # count(priority), not count(id): priority is in ix_tickets_assignee_load, so the
-        # query never leaves that index (the outer join's no-ticket row counts 0 either way).
-        select(User.id, func.coalesce(func.sum(weight), 0), func.count(Ticket.priority))
+        select(User.id, func.coalesce(func.sum(weight), 0), func.count(Ticket.id))
         .outerjoin(Ticket, join_on)
         .where(User.role == Role.SUPPORT_AGENT.value, User.is_active.is_(True))
         .group_by(User.id)
