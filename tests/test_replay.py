@@ -2,9 +2,11 @@
 
 `tests/histories/ticket_lifecycle.json` was recorded from a real run (create, assign,
 status changes with a note, edit, escalation, close) with the fixed codec key below, so the
-encrypted payloads in it decode here. A change that breaks replay must be guarded with
-`workflow.patched(...)`. Re-record deliberately (after an intended, patched change) with
-`HELPDESK_RECORD_HISTORIES=1 pytest tests/test_replay.py`.
+encrypted payloads in it decode here; `ticket_lifecycle_local_notify.json` is the same run
+recorded after a new ticket's notifications became a local activity (notify-created-local-v1).
+A change that breaks replay must be guarded with `workflow.patched(...)`. Record deliberately
+(after an intended, patched change) with `HELPDESK_RECORD_HISTORIES=<name> pytest
+tests/test_replay.py -k fresh` (a new fixture beside the others; `1` replaces the original).
 """
 
 from __future__ import annotations
@@ -94,9 +96,13 @@ async def test_a_fresh_history_replays(runtime, temporal_client, settings):
     history = await record_lifecycle(runtime, temporal_client)
     result = await replayer(settings).replay_workflow(history)
     assert result.replay_failure is None
-    if os.environ.get("HELPDESK_RECORD_HISTORIES") == "1":
+    record = os.environ.get("HELPDESK_RECORD_HISTORIES")
+    if record:
+        # "1" replaces the original fixture; any other value adds histories/<value>.json
+        # beside the older ones (each keeps the code paths of its time under test).
         HISTORIES.mkdir(exist_ok=True)
-        LIFECYCLE.write_text(json.dumps(history.to_json_dict(), indent=1))
+        target = LIFECYCLE if record == "1" else HISTORIES / f"{record}.json"
+        target.write_text(json.dumps(history.to_json_dict(), indent=1))
 
 
 @pytest.mark.parametrize("settings", [FIXED], indirect=True)
