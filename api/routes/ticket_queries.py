@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AnyUser, Principal, RuntimeDep, SessionDep
+from api.deps import AnyUser, Principal, RuntimeDep
 from api.schemas.ticket_list import TicketListItem, TicketListPage, TicketQuery
 from helpdesk.services import ticket_list
 
@@ -24,7 +24,6 @@ def _user(value: uuid.UUID | str | None, principal: Principal) -> uuid.UUID | No
 async def list_tickets(
     query: Annotated[TicketQuery, Query()],
     principal: AnyUser,
-    session: SessionDep,
     runtime: RuntimeDep,
 ) -> TicketListPage:
     """Tickets the caller may see (an end user: only their own), filtered, sorted and paged."""
@@ -51,7 +50,15 @@ async def list_tickets(
         page_size=query.page_size,
         cursor=query.cursor,
     )
-    result = await ticket_list.list_tickets(session, runtime, principal, filters, page)
+    # The list reads a snapshot: on SQLite it then neither waits for nor holds up the one
+    # writer (creations, changes). Its audit row commits in a short write of its own
+    # before the page is answered: no page leaves unaudited.
+    async with runtime.database.read() as snapshot:
+        result = await ticket_list.list_tickets(
+            snapshot, runtime, principal, filters, page, audit=False
+        )
+    async with runtime.database.transaction() as session:
+        await ticket_list.audit_list_read(session, runtime, len(result.items), filters, page)
     return TicketListPage(
         items=[TicketListItem.model_validate(i, from_attributes=True) for i in result.items],
         total=result.total,

@@ -636,9 +636,14 @@ async def list_tickets(
     viewer: Caller,
     filters: TicketFilter,
     page: PageRequest,
+    *,
+    audit: bool = True,
 ) -> TicketPage:
     """One page of the tickets `viewer` may see that match `filters`, audited as a PHI
-    read (the number of records and the names of the filters, never their values)."""
+    read (the number of records and the names of the filters, never their values) in
+    `session`. With ``audit=False`` the caller records it with `audit_list_read` in a
+    transaction of its own: `session` may then be a read-only snapshot (`Database.read`),
+    which on SQLite lets the list run without holding the database's one writer lock."""
     if page.page_size < 1 or page.page_size > runtime.settings.max_page_size:
         raise ValidationFailed(
             f"page_size must be between 1 and {runtime.settings.max_page_size}",
@@ -672,7 +677,7 @@ async def list_tickets(
         counts = await _probe(session, memberships, cap)
         rarest = min(range(len(counts)), key=counts.__getitem__)
         if counts[rarest] == 0:
-            return await _empty(session, runtime, filters, page)
+            return await _empty(session, runtime, filters, page, audit=audit)
         if counts[rarest] <= cap:
             drive = memberships[rarest]
         else:
@@ -777,12 +782,8 @@ async def list_tickets(
         next_cursor = encode_cursor(
             page.sort, page.direction, plan.prefix_of(last), plan.inner_of(last)
         )
-    await runtime.audit.record(
-        session,
-        "ticket.list",
-        table="tickets",
-        details={"count": len(items), "filters": filters.names(), "sort": page.sort},
-    )
+    if audit:
+        await audit_list_read(session, runtime, len(items), filters, page)
     return TicketPage(
         items=items,
         total=total,
@@ -794,15 +795,28 @@ async def list_tickets(
     )
 
 
-async def _empty(
-    session: AsyncSession, runtime: Runtime, filters: TicketFilter, page: PageRequest
-) -> TicketPage:
+async def audit_list_read(
+    session: AsyncSession, runtime: Runtime, count: int, filters: TicketFilter, page: PageRequest
+) -> None:
+    """The audit row of one list read, in `session` (a write transaction)."""
     await runtime.audit.record(
         session,
         "ticket.list",
         table="tickets",
-        details={"count": 0, "filters": filters.names(), "sort": page.sort},
+        details={"count": count, "filters": filters.names(), "sort": page.sort},
     )
+
+
+async def _empty(
+    session: AsyncSession,
+    runtime: Runtime,
+    filters: TicketFilter,
+    page: PageRequest,
+    *,
+    audit: bool,
+) -> TicketPage:
+    if audit:
+        await audit_list_read(session, runtime, 0, filters, page)
     return TicketPage(
         items=[],
         total=0,
