@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from api.app import create_app, prepare_runtime
 from helpdesk.runtime import Runtime, build_runtime
@@ -477,6 +478,39 @@ async def test_list_read_is_audited_without_values(client: httpx.AsyncClient, ru
     assert row.actor_id == agent.id and row.outcome == "success"
     assert row.details == {"count": 1, "filters": ["q", "statuses", "tags"], "sort": "created_at"}
     assert "vpn" not in str(row.details).lower()
+
+
+async def test_a_list_in_progress_does_not_hold_up_writers(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+):
+    """While a list reads (paused here inside its snapshot), a write commits at once: on
+    SQLite the list does not hold the one writer lock. Its audit row still commits before
+    the page is answered."""
+    w = await _world(runtime)
+    agent: Actor = w["agent"]  # type: ignore[assignment]
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = ticket_list.list_tickets
+
+    async def paused(session: Any, *args: Any, **kwargs: Any) -> Any:
+        await session.execute(text("SELECT 1"))  # the snapshot has begun
+        entered.set()
+        await release.wait()
+        return await real(session, *args, **kwargs)
+
+    monkeypatch.setattr(ticket_list, "list_tickets", paused)
+    listing = asyncio.create_task(client.get(URL, headers=agent.headers))
+    async with asyncio.timeout(10):
+        await entered.wait()
+    async with asyncio.timeout(5), runtime.database.transaction() as session:
+        await runtime.audit.record(session, "test.concurrent_write", table="tickets")
+    release.set()
+    response = await listing
+    assert response.status_code == 200 and len(response.json()["items"]) == 4
+    async with runtime.database.read() as session:
+        actions = list(
+            await session.scalars(select(AuditLog.action).order_by(AuditLog.seq.desc()).limit(2))
+        )
+    assert actions == ["ticket.list", "test.concurrent_write"]
 
 
 async def test_anonymous_is_refused(client: httpx.AsyncClient):
