@@ -12,6 +12,7 @@ big-endian integer, then a zero-length chunk; clamd answers one NUL-terminated l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
@@ -121,25 +122,38 @@ class ClamdClient:
         """Stream the bytes to clamd with INSTREAM and return its verdict.
 
         The timeout covers the whole exchange. clamd may answer before the stream ends (its
-        StreamMaxLength was reached): that answer is read and judged like any other."""
+        StreamMaxLength was reached) and close the connection: the answer is read by a
+        reader that waits from the start, so a write failing against the closed socket
+        afterwards cannot hide it (a read begun after that failure raises it instead of
+        returning the bytes already received), and it is judged like any other."""
         try:
             async with asyncio.timeout(self.timeout):
                 reader, writer = await self._connect()
+                answer = asyncio.ensure_future(_read_reply(reader))
                 try:
                     writer.write(b"zINSTREAM\0")
                     try:
                         async for chunk in chunks:
                             for start in range(0, len(chunk), CHUNK_BYTES):
+                                if answer.done():  # clamd answered early: stop sending
+                                    break
                                 piece = chunk[start : start + CHUNK_BYTES]
                                 writer.write(struct.pack(">I", len(piece)) + piece)
                                 await writer.drain()
-                        writer.write(struct.pack(">I", 0))
-                        await writer.drain()
+                            if answer.done():
+                                break
+                        if not answer.done():
+                            writer.write(struct.pack(">I", 0))
+                            await writer.drain()
                     except (ConnectionResetError, BrokenPipeError):
                         # clamd stopped reading: it may have said why before closing.
                         pass
-                    reply = await _read_reply(reader)
+                    reply = await answer
                 finally:
+                    if not answer.done():
+                        answer.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, OSError):
+                            await answer
                     await _close(writer)
         except TimeoutError as exc:
             raise ScannerUnavailable("clamd timed out") from exc
