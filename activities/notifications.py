@@ -199,27 +199,8 @@ class NotificationActivities:
             except DomainError:  # the user's data key was shredded
                 return NotifyResult(outcome="skipped")
             number = ticket.number
-        try:
-            # The claim itself: its primary key makes a concurrent attempt a duplicate.
-            async with runtime.database.transaction() as session:
-                session.add(
-                    NotificationLog(
-                        key=key,
-                        channel="email",
-                        ticket_id=notify.ticket_id,
-                        recipient_id=notify.recipient_id,
-                        kind=notify.kind.value,
-                        sent_at=datetime.now(UTC),
-                    )
-                )
-                await runtime.audit.record(
-                    session,
-                    "notification.email",
-                    table="users",
-                    record_id=notify.recipient_id,
-                    details={"kind": notify.kind.value, "ticket_id": str(notify.ticket_id)},
-                )
-        except IntegrityError:
+        # The claim itself: its primary key makes a concurrent attempt a duplicate.
+        if not await self._claim_many([notify]):
             return NotifyResult(outcome="duplicate")
         return address, number
 
@@ -267,20 +248,14 @@ class NotificationActivities:
             plans = await self._plan_emails(session, batch.emails, rows)
         outcomes: list[str] = []
         for event in batch.pushes:
+            # Best-effort (logged): a failed push does not stop the emails. A deleted
+            # ticket's event goes nowhere and counts as pushed, as `publish_event` does.
             row = rows.get(event.ticket_id)
-            try:
-                if row is not None and row.deleted_at is None:
-                    await publish(
-                        runtime,
-                        event,
-                        number=row.number,
-                        requester_id=row.requester_id,
-                        assignee_id=event.assignee_id or row.assignee_id,
-                    )
+            if row is None or row.deleted_at is not None:
                 outcomes.append("pushed")
-            except Exception as exc:  # a push is best-effort; the emails still go out
-                log.warning("push %s failed: %s", event.event.value, type(exc).__name__)
-                outcomes.append("failed")
+                continue
+            pushed = await publish_for_row(runtime, [event], row)
+            outcomes.append("pushed" if pushed else "failed")
         to_send = [
             (notify, plan)
             for notify, plan in zip(batch.emails, plans, strict=True)

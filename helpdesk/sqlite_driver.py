@@ -123,23 +123,16 @@ class Cursor:
             connection._pending_begin = sql
             self.description, self._rows, self.rowcount = None, [], -1
             return self
-        begin, connection._pending_begin = connection._pending_begin, None
-
-        def run() -> Cursor:
-            conn = connection._require()
-            if begin:
-                conn.execute(begin)
-            cursor = conn.cursor()
-            try:
-                cursor.execute(sql, () if parameters is None else parameters)
-                return self._take(cursor)
-            except BaseException:
-                cursor.close()
-                raise
-
-        return await connection._run(run)
+        return await self._hop(
+            lambda cursor: cursor.execute(sql, () if parameters is None else parameters)
+        )
 
     async def executemany(self, sql: str, seq_of_parameters: Iterable[Any]) -> Cursor:
+        return await self._hop(lambda cursor: cursor.executemany(sql, seq_of_parameters))
+
+    async def _hop(self, statement: Callable[[sqlite3.Cursor], Any]) -> Cursor:
+        """Run `statement` on a fresh cursor in one hop, after the pending BEGIN if any,
+        and take its rows, description, rowcount and lastrowid."""
         connection = self._connection
         begin, connection._pending_begin = connection._pending_begin, None
 
@@ -149,7 +142,7 @@ class Cursor:
                 conn.execute(begin)
             cursor = conn.cursor()
             try:
-                cursor.executemany(sql, seq_of_parameters)
+                statement(cursor)
                 return self._take(cursor)
             except BaseException:
                 cursor.close()
