@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import socket
 import struct
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 # clamd's default StreamMaxLength is 25 MiB; chunks well under its buffer are the norm.
 CHUNK_BYTES = 64 * 1024
@@ -98,7 +101,7 @@ class ClamdClient:
                 try:
                     writer.write(b"z" + command + b"\0")
                     await writer.drain()
-                    return await _read_reply(reader)
+                    return await _read_reply(reader.read)
                 finally:
                     await _close(writer)
         except TimeoutError as exc:
@@ -118,33 +121,60 @@ class ClamdClient:
         reply = await self._command(b"VERSION")
         return reply.rstrip(b"\0\r\n").decode("utf-8", errors="replace")
 
+    async def _open_socket(self) -> socket.socket:
+        """A connected non-blocking socket. The stream path reads and writes it with the
+        loop's sock_* calls rather than a transport: a transport that fails a write closes
+        itself and drops whatever the peer sent before resetting, while the socket still
+        hands over the bytes the kernel has already received."""
+        loop = asyncio.get_running_loop()
+        targets: list[tuple[int, int, int, Any]]
+        if self._unix_path is not None:
+            targets = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, self._unix_path)]
+        else:
+            infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+            targets = [(family, kind, proto, addr) for family, kind, proto, _, addr in infos]
+        error: OSError = OSError("clamd address resolved to nothing")
+        for family, kind, proto, target in targets:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, target)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        raise error
+
     async def scan_stream(self, chunks: AsyncIterable[bytes]) -> ScanVerdict:
         """Stream the bytes to clamd with INSTREAM and return its verdict.
 
         The timeout covers the whole exchange. clamd may answer before the stream ends (its
-        StreamMaxLength was reached) and close the connection: the answer is read by a
-        reader that waits from the start, so a write failing against the closed socket
-        afterwards cannot hide it (a read begun after that failure raises it instead of
-        returning the bytes already received), and it is judged like any other."""
+        StreamMaxLength was reached) and reset the connection, so a later write fails: the
+        answer is read from the socket by a reader waiting from the start, and a failed
+        write only stops the sending. The answer already received is then judged like any
+        other; with none, the failure is "unreachable"."""
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await self._connect()
-                answer = asyncio.ensure_future(_read_reply(reader))
+                sock = await self._open_socket()
+                answer = asyncio.ensure_future(_read_reply(functools.partial(loop.sock_recv, sock)))
                 try:
-                    writer.write(b"zINSTREAM\0")
                     try:
+                        await loop.sock_sendall(sock, b"zINSTREAM\0")
                         async for chunk in chunks:
                             for start in range(0, len(chunk), CHUNK_BYTES):
                                 if answer.done():  # clamd answered early: stop sending
                                     break
                                 piece = chunk[start : start + CHUNK_BYTES]
-                                writer.write(struct.pack(">I", len(piece)) + piece)
-                                await writer.drain()
+                                await loop.sock_sendall(sock, struct.pack(">I", len(piece)) + piece)
                             if answer.done():
                                 break
                         if not answer.done():
-                            writer.write(struct.pack(">I", 0))
-                            await writer.drain()
+                            await loop.sock_sendall(sock, struct.pack(">I", 0))
                     except (ConnectionResetError, BrokenPipeError):
                         # clamd stopped reading: it may have said why before closing.
                         pass
@@ -154,7 +184,7 @@ class ClamdClient:
                         answer.cancel()
                         with contextlib.suppress(asyncio.CancelledError, OSError):
                             await answer
-                    await _close(writer)
+                    sock.close()
         except TimeoutError as exc:
             raise ScannerUnavailable("clamd timed out") from exc
         except OSError as exc:
@@ -162,10 +192,10 @@ class ClamdClient:
         return parse_reply(reply)
 
 
-async def _read_reply(reader: asyncio.StreamReader) -> bytes:
+async def _read_reply(read: Callable[[int], Awaitable[bytes]]) -> bytes:
     data = bytearray()
     while b"\0" not in data:
-        piece = await reader.read(_MAX_REPLY)
+        piece = await read(_MAX_REPLY)
         if not piece:
             break
         data += piece

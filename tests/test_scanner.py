@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import struct
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -136,3 +139,59 @@ def test_address_forms() -> None:
         ClamdClient("localhost")
     with pytest.raises(ValueError):
         ClamdClient("localhost:http")
+
+
+def _answer_then_reset(reply: bytes, *, accepts: int) -> tuple[socket.socket, threading.Thread]:
+    """A blocking peer on its own thread, as clamd at its StreamMaxLength: it reads a few
+    bytes of each request, answers `reply`, and closes with unread data pending, which the
+    kernel turns into a reset. The client's next write then fails while the answer is
+    already waiting in its receive buffer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for _ in range(accepts):
+            conn, _addr = listener.accept()
+            with conn:
+                conn.recv(16)
+                conn.sendall(reply)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_an_answer_before_a_reset_is_never_lost(loop_kind: str) -> None:
+    """Failed a clean-clone CI run: clamd answered "size limit exceeded" and reset the
+    connection; the client's next write failed before its loop had read the answer, and the
+    answer was reported as "clamd is unreachable" (a retryable outage, not the limit)."""
+    rounds = 20
+    listener, thread = _answer_then_reset(b"INSTREAM size limit exceeded. ERROR\0", accepts=rounds)
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+
+    async def scan_all() -> list[str]:
+        outcomes = []
+        for _ in range(rounds):
+            try:
+                await ClamdClient(address, timeout=10).scan_stream(
+                    _chunks(*[os.urandom(256 * 1024)] * 16)
+                )
+                outcomes.append("verdict")
+            except ScanLimitExceeded:
+                outcomes.append("limit")
+            except ScannerUnavailable as exc:
+                outcomes.append(str(exc))
+        return outcomes
+
+    try:
+        if loop_kind == "uvloop":
+            import uvloop
+
+            outcomes = uvloop.run(scan_all())
+        else:
+            outcomes = asyncio.run(scan_all())
+    finally:
+        listener.close()
+        thread.join(timeout=10)
+    assert outcomes == ["limit"] * rounds
