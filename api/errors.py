@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from helpdesk import errors
@@ -112,7 +112,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def _database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_busy(request: Request, exc: DBAPIError) -> JSONResponse:
         # SQLite's "database is locked" past its busy timeout, a PostgreSQL connection
         # lost: the request did nothing durable; the caller may retry.
         log.warning(
@@ -126,6 +126,15 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "2"},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A PostgreSQL connection that died under a statement (the server restarted, the
+        # network dropped it) surfaces as an InterfaceError; SQLAlchemy has already thrown
+        # the pool's connections away, so a retry gets a fresh one.
+        if exc.connection_invalidated:
+            return await _database_busy(request, exc)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 import uvicorn
 
+from helpdesk import heap
 from helpdesk.settings import Settings
 
 TEMPORAL_READY_TIMEOUT = 90.0
@@ -148,8 +149,10 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started and not self.should_exit and self.on_started is not None:
-            self.on_started()
+        if self.started and not self.should_exit:
+            heap.settle()  # start-up's objects out of every later GC walk (helpdesk.heap)
+            if self.on_started is not None:
+                self.on_started()
 
 
 def uvicorn_server(settings: Settings, app: Any) -> _Server:

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from helpdesk import eventloop
+from helpdesk import eventloop, heap
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from helpdesk.settings import Settings
@@ -152,8 +152,10 @@ async def run_worker_in_background(
             log.exception("the Temporal worker had stopped with an error")
 
 
-async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run a worker until `stop` is set, then shut it down gracefully.
+async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = False) -> None:
+    """Run a worker until `stop` is set, then shut it down gracefully. `settle_heap`: once
+    it polls, freeze start-up's objects out of the GC's walks (`helpdesk.heap`; the
+    standalone worker process, whose start-up this is).
 
     Raises if the worker dies on its own (the process should exit non-zero and be restarted
     by its supervisor rather than linger without polling)."""
@@ -166,6 +168,8 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     await _resume_pending_scans(runtime)
     # Rows whose workflow never started (a crash between commit and start) get one.
     reconciler = asyncio.create_task(tickets.run_reconciler(runtime, stop), name="reconciler")
+    if settle_heap:
+        heap.settle()
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
@@ -215,7 +219,7 @@ async def _main() -> int:
         runtime.temporal = await connect_or_explain(settings, "worker")
         if runtime.temporal is None:
             return 1
-        await serve(runtime, stop)
+        await serve(runtime, stop, settle_heap=True)
     except RuntimeError as exc:
         log.error("worker stopped: %s", exc)
         return 1
