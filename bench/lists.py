@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -718,6 +719,7 @@ async def measure(
         # As `helpdesk api` does once it listens (helpdesk.heap): start-up's objects, and
         # here the generated world's, out of every later collection's walk.
         heap.settle()
+        pauses = _GcPauses()
         next_cursor: str | None = None
         for scenario in plan:
             params = _params(scenario.params)
@@ -748,8 +750,9 @@ async def measure(
             started = time.perf_counter()
             await client.get("/api/v1/categories", headers=agent.headers)
             baseline.append((time.perf_counter() - started) * 1000)
+    pauses.close()
     every = [t for values in timings.values() for t in values]
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"gc_pauses": pauses.summary()}
     if parts is not None:
         parts.close()
         extra["breakdown_p50_p99_ms"] = parts.summary()
@@ -763,6 +766,31 @@ async def measure(
         "by_scenario_p99_ms": {k: round(_percentile(v, 99), 2) for k, v in timings.items()},
         "by_scenario_p50_ms": {k: round(statistics.median(v), 2) for k, v in timings.items()},
     }
+
+
+class _GcPauses:
+    """The cyclic collector's pauses while the requests run, per generation."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started is not None:
+            self.pauses[info["generation"]].append((time.perf_counter() - self.started) * 1000)
+            self.started = None
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            f"gen{g}": {"count": len(p), "max_ms": round(max(p), 2) if p else 0.0}
+            for g, p in self.pauses.items()
+        }
 
 
 def _params(raw: dict[str, Any]) -> dict[str, Any]:
@@ -949,6 +977,7 @@ async def run(options: Options) -> dict[str, Any]:
             results[f"list_baseline_p99_ms_{backend}"] = figures["baseline_p99_ms"]
             results[f"list_p99_ms_by_scenario_{backend}"] = figures["by_scenario_p99_ms"]
             results[f"list_p50_ms_by_scenario_{backend}"] = figures["by_scenario_p50_ms"]
+            results[f"list_gc_pauses_{backend}"] = figures["gc_pauses"]
             if "breakdown_p50_p99_ms" in figures:
                 results[f"list_breakdown_p50_p99_ms_{backend}"] = figures["breakdown_p50_p99_ms"]
     finally:
