@@ -19,6 +19,7 @@ from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import ticket_list
 from models.audit import AuditLog
 from models.enums import Priority, Role, TicketStatus
+from models.ticket import Ticket
 from tests.conftest import make_settings
 from tests.factories import Actor, make_user
 from tests.ticket_rows import make_ticket
@@ -562,3 +563,44 @@ async def test_core_list_queries_on_postgresql(pg_client: tuple[httpx.AsyncClien
     )
     assert second["next_cursor"] is None
     assert _numbers(first) + _numbers(second) == _n(w, "b2", "a2", "a1")
+
+
+async def test_a_commands_reads_do_not_queue_behind_the_writer(runtime: Runtime):
+    """A status change authorises against the row and answers with it as the workflow's
+    activity left it. Those two reads are snapshots: while another unit of work holds
+    SQLite's one writer (as the ticket's own activities do), they still answer; a read
+    that audits waits for the writer, as every write does."""
+    from helpdesk.services import tickets
+
+    w = await _world(runtime)
+    agent: Actor = w["agent"]  # type: ignore[assignment]
+    async with runtime.database.read() as session:
+        ticket_id = (await session.scalars(select(Ticket.id).limit(1))).one()
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with runtime.database.transaction() as session:
+            await runtime.audit.record(session, "test.long_write", table="tickets")
+            holding.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    try:
+        async with asyncio.timeout(10):
+            await holding.wait()
+        async with asyncio.timeout(5):
+            result = await tickets.read_view(
+                runtime, agent.id, "SUPPORT_AGENT", ticket_id, audit_action=None
+            )
+        assert result.ticket.id == ticket_id and result.title
+        audited = asyncio.create_task(
+            tickets.read_view(runtime, agent.id, "SUPPORT_AGENT", ticket_id)
+        )
+        await asyncio.sleep(0.3)
+        assert not audited.done()  # its audit row waits for the writer
+        release.set()
+        async with asyncio.timeout(10):
+            assert (await audited).ticket.id == ticket_id
+    finally:
+        release.set()
+        await task

@@ -502,10 +502,12 @@ async def read_view(
     audit_action: str | None = "ticket.read",
     attachments_for: Any = None,
 ) -> TicketView:
-    """Load, authorise, decrypt and (optionally) audit the read, in one short transaction.
-    With `attachments_for` (the caller), the attachments that caller may see are listed in
-    the same transaction, into `extra["attachments"]`."""
-    async with runtime.database.transaction() as session:
+    """Load, authorise, decrypt and (optionally) audit the read, in one short transaction
+    (a read snapshot when there is nothing to audit). With `attachments_for` (the caller),
+    the attachments that caller may see are listed in the same transaction, into
+    `extra["attachments"]`."""
+    unit = runtime.database.transaction() if audit_action else runtime.database.read()
+    async with unit as session:
         ticket = await load_visible(session, caller_id, caller_role, ticket_id)
         result = await view(session, runtime, ticket)
         if audit_action:
@@ -912,8 +914,9 @@ async def _command(
     request: Any,
 ) -> TicketView:
     """Authorise against the row, send the update, answer with the row as the activity
-    left it plus the state the workflow returned."""
-    async with runtime.database.transaction() as session:
+    left it plus the state the workflow returned. Both reads are snapshots: on SQLite they
+    neither wait behind nor hold up the one writer (the workflow's own activities)."""
+    async with runtime.database.read() as session:
         await load_visible(session, caller_id, caller_role, ticket_id)
     state = await send_update(runtime, ticket_id, update, request)
     result = await read_view(runtime, caller_id, caller_role, ticket_id, audit_action=None)
@@ -954,7 +957,7 @@ async def assign(
     from workflows.ticket import TicketWorkflow
 
     if agent_id is not None:
-        async with runtime.database.transaction() as session:
+        async with runtime.database.read() as session:
             if not await assignment.is_assignable(session, agent_id):
                 raise AgentNotAssignable(
                     "the assignee must be an active staff member", details={"field": "agent_id"}
