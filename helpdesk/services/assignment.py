@@ -14,12 +14,14 @@ PostgreSQL: a transaction-scoped advisory lock), so concurrent creations spread 
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, text
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.runtime import Runtime
@@ -69,24 +71,35 @@ async def lock_assignment(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ASSIGN_LOCK})
 
 
-async def agent_loads(
-    session: AsyncSession, *, exclude_ticket: uuid.UUID | None = None
-) -> list[AgentLoad]:
-    """The open load of every active SUPPORT_AGENT (a ticket being re-assigned excluded)."""
+@functools.cache
+def _loads_statement(excluding: bool) -> Select[Any]:
+    """Built once per shape: run before every automatic assignment (every creation), its
+    construction cost more Python time than its execution. The excluded ticket is a bound
+    parameter (`:excluded_ticket`)."""
     weight = case(*((Ticket.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0)
     join_on = and_(
         Ticket.assignee_id == User.id,
         Ticket.status.in_(OPEN_LOAD_STATUSES),
         Ticket.deleted_at.is_(None),
     )
-    if exclude_ticket is not None:
-        join_on = and_(join_on, Ticket.id != exclude_ticket)
-    rows = await session.execute(
+    if excluding:
+        join_on = and_(join_on, Ticket.id != bindparam("excluded_ticket", type_=Ticket.id.type))
+    return (
         select(User.id, func.coalesce(func.sum(weight), 0), func.count(Ticket.id))
         .outerjoin(Ticket, join_on)
         .where(User.role == Role.SUPPORT_AGENT.value, User.is_active.is_(True))
         .group_by(User.id)
     )
+
+
+async def agent_loads(
+    session: AsyncSession, *, exclude_ticket: uuid.UUID | None = None
+) -> list[AgentLoad]:
+    """The open load of every active SUPPORT_AGENT (a ticket being re-assigned excluded)."""
+    if exclude_ticket is None:
+        rows = await session.execute(_loads_statement(False))
+    else:
+        rows = await session.execute(_loads_statement(True), {"excluded_ticket": exclude_ticket})
     return [AgentLoad(agent_id, int(load), int(count)) for agent_id, load, count in rows]
 
 
