@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from helpdesk.settings import Environment, Settings
+from tests.conftest import make_settings
 
 KEY32 = base64.b64encode(b"k" * 32).decode()
 PRODUCTION_SECRETS = {
@@ -181,3 +182,15 @@ def test_readme_table_matches_the_code() -> None:
         "README.md's settings table is stale: "
         "run .venv/bin/python scripts/settings_table.py --write"
     )
+
+
+def test_the_worker_cache_follows_the_setting(tmp_path: Path) -> None:
+    """HELPDESK_WORKFLOW_CACHE_SIZE sizes the worker's workflow cache (default 3000, for a
+    help desk's open tickets; the SDK's own default is 1000)."""
+    from workers.worker import worker_tuning
+
+    assert Settings(var_dir=tmp_path).workflow_cache_size == 3000  # type: ignore[call-arg]
+    tuned = worker_tuning(make_settings(tmp_path, workflow_cache_size=250))
+    assert tuned["max_cached_workflows"] == 250
+    with pytest.raises(ValidationError):
+        make_settings(tmp_path, workflow_cache_size=-1)
