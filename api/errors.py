@@ -111,10 +111,14 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(code, message), status_code=exc.status_code, headers=exc.headers
         )
 
-    @app.exception_handler(OperationalError)
-    async def _database_busy(request: Request, exc: DBAPIError) -> JSONResponse:
-        # SQLite's "database is locked" past its busy timeout, a PostgreSQL connection
-        # lost: the request did nothing durable; the caller may retry.
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Retryable, and the request did nothing durable: SQLite's "database is locked"
+        # past its busy timeout (OperationalError), or a PostgreSQL connection that died
+        # under a statement (SQLAlchemy has already thrown the pool's connections away, so
+        # a retry gets a fresh one). Any other database error is unexpected.
+        if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+            return await _unexpected(request, exc)
         log.warning(
             "database unavailable on %s %s: %s",
             request.method,
@@ -126,15 +130,6 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "2"},
         )
-
-    @app.exception_handler(DBAPIError)
-    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        # A PostgreSQL connection that died under a statement (the server restarted, the
-        # network dropped it) surfaces as an InterfaceError; SQLAlchemy has already thrown
-        # the pool's connections away, so a retry gets a fresh one.
-        if exc.connection_invalidated:
-            return await _database_busy(request, exc)
-        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import socket
 import struct
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,21 +88,16 @@ class ClamdClient:
             self._host = host.strip("[]") or "127.0.0.1"
             self._port = int(port)
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._unix_path is not None:
-            return await asyncio.open_unix_connection(self._unix_path)
-        return await asyncio.open_connection(self._host, self._port)
-
     async def _command(self, command: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await self._connect()
+                sock = await self._open_socket()
                 try:
-                    writer.write(b"z" + command + b"\0")
-                    await writer.drain()
-                    return await _read_reply(reader.read)
+                    await loop.sock_sendall(sock, b"z" + command + b"\0")
+                    return await _read_reply(sock)
                 finally:
-                    await _close(writer)
+                    sock.close()
         except TimeoutError as exc:
             raise ScannerUnavailable("clamd timed out") from exc
         except OSError as exc:
@@ -122,10 +116,10 @@ class ClamdClient:
         return reply.rstrip(b"\0\r\n").decode("utf-8", errors="replace")
 
     async def _open_socket(self) -> socket.socket:
-        """A connected non-blocking socket. The stream path reads and writes it with the
-        loop's sock_* calls rather than a transport: a transport that fails a write closes
-        itself and drops whatever the peer sent before resetting, while the socket still
-        hands over the bytes the kernel has already received."""
+        """A connected non-blocking socket, read and written with the loop's sock_* calls
+        rather than through a transport: a transport that fails a write closes itself and
+        drops whatever the peer sent before resetting, while the socket still hands over
+        the bytes the kernel has already received."""
         loop = asyncio.get_running_loop()
         targets: list[tuple[int, int, int, Any]]
         if self._unix_path is not None:
@@ -161,7 +155,7 @@ class ClamdClient:
         try:
             async with asyncio.timeout(self.timeout):
                 sock = await self._open_socket()
-                answer = asyncio.ensure_future(_read_reply(functools.partial(loop.sock_recv, sock)))
+                answer = asyncio.ensure_future(_read_reply(sock))
                 try:
                     try:
                         await loop.sock_sendall(sock, b"zINSTREAM\0")
@@ -192,10 +186,11 @@ class ClamdClient:
         return parse_reply(reply)
 
 
-async def _read_reply(read: Callable[[int], Awaitable[bytes]]) -> bytes:
+async def _read_reply(sock: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
     data = bytearray()
     while b"\0" not in data:
-        piece = await read(_MAX_REPLY)
+        piece = await loop.sock_recv(sock, _MAX_REPLY)
         if not piece:
             break
         data += piece
@@ -204,11 +199,3 @@ async def _read_reply(read: Callable[[int], Awaitable[bytes]]) -> bytes:
     if not data:
         raise ScannerUnavailable("clamd closed the connection without an answer")
     return bytes(data.split(b"\0", 1)[0])
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        await writer.wait_closed()
-    except OSError:
-        pass

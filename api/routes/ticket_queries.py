@@ -54,9 +54,7 @@ async def list_tickets(
     # writer (creations, changes). Its audit row commits in a short write of its own
     # before the page is answered: no page leaves unaudited.
     async with runtime.database.read() as snapshot:
-        result = await ticket_list.list_tickets(
-            snapshot, runtime, principal, filters, page, audit=False
-        )
+        result = await ticket_list.list_tickets(snapshot, runtime, principal, filters, page)
     async with runtime.database.transaction() as session:
         await ticket_list.audit_list_read(session, runtime, len(result.items), filters, page)
     return TicketListPage(

@@ -636,14 +636,11 @@ async def list_tickets(
     viewer: Caller,
     filters: TicketFilter,
     page: PageRequest,
-    *,
-    audit: bool = True,
 ) -> TicketPage:
-    """One page of the tickets `viewer` may see that match `filters`, audited as a PHI
-    read (the number of records and the names of the filters, never their values) in
-    `session`. With ``audit=False`` the caller records it with `audit_list_read` in a
-    transaction of its own: `session` may then be a read-only snapshot (`Database.read`),
-    which on SQLite lets the list run without holding the database's one writer lock."""
+    """One page of the tickets `viewer` may see that match `filters`. It only reads:
+    `session` may be a read-only snapshot (`Database.read`), which on SQLite lets the list
+    run without holding the database's one writer lock. The caller records the PHI read
+    with `audit_list_read` in a write transaction of its own."""
     if page.page_size < 1 or page.page_size > runtime.settings.max_page_size:
         raise ValidationFailed(
             f"page_size must be between 1 and {runtime.settings.max_page_size}",
@@ -677,7 +674,7 @@ async def list_tickets(
         counts = await _probe(session, memberships, cap)
         rarest = min(range(len(counts)), key=counts.__getitem__)
         if counts[rarest] == 0:
-            return await _empty(session, runtime, filters, page, audit=audit)
+            return _empty(page)
         if counts[rarest] <= cap:
             drive = memberships[rarest]
         else:
@@ -782,8 +779,6 @@ async def list_tickets(
         next_cursor = encode_cursor(
             page.sort, page.direction, plan.prefix_of(last), plan.inner_of(last)
         )
-    if audit:
-        await audit_list_read(session, runtime, len(items), filters, page)
     return TicketPage(
         items=items,
         total=total,
@@ -807,16 +802,7 @@ async def audit_list_read(
     )
 
 
-async def _empty(
-    session: AsyncSession,
-    runtime: Runtime,
-    filters: TicketFilter,
-    page: PageRequest,
-    *,
-    audit: bool,
-) -> TicketPage:
-    if audit:
-        await audit_list_read(session, runtime, 0, filters, page)
+def _empty(page: PageRequest) -> TicketPage:
     return TicketPage(
         items=[],
         total=0,
