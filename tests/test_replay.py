@@ -69,7 +69,7 @@ async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type
                 headers=requester.headers,
             ),
             await http.put(
-                f"/api/v1/tickets/{tid}", json={"priority": "URGENT"}, headers=manager.headers
+                f"/api/v1/tickets/{tid}", json={"priority": "CRITICAL"}, headers=manager.headers
             ),
             await set_status(http, agent, tid, "RESOLVED", note="Reinstalled the client"),
             await set_status(http, requester, tid, "OPEN"),

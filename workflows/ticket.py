@@ -50,7 +50,7 @@ from workflows.ticket_notify import (  # email and push for every change
 )
 from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
 
-PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
+PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 # Fields a requester may edit on their own ticket; staff edit every field.
 REQUESTER_EDITABLE = frozenset({"title", "description", "tags"})
 EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})

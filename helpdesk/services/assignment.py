@@ -3,9 +3,9 @@
 An agent's load is the sum of the weights of their open tickets (OPEN or IN_PROGRESS;
 RESOLVED tickets wait on the requester and weigh nothing). Weights by priority:
 
-    LOW 1 · MEDIUM 2 · HIGH 4 · URGENT 8
+    LOW 1 · MEDIUM 2 · HIGH 4 · CRITICAL 8
 
-so one urgent ticket counts as much as eight low ones. Automatic assignment picks the
+so one critical ticket counts as much as eight low ones. Automatic assignment picks the
 active SUPPORT_AGENT with the least load; ties go to the agent with the fewest open tickets,
 then to the smallest id (deterministic). The pick and the ticket row's update happen in ONE
 transaction that holds the assignment lock (SQLite: BEGIN IMMEDIATE serialises writers;
@@ -35,7 +35,7 @@ PRIORITY_WEIGHT: dict[str, int] = {
     Priority.LOW.value: 1,
     Priority.MEDIUM.value: 2,
     Priority.HIGH.value: 4,
-    Priority.URGENT.value: 8,
+    Priority.CRITICAL.value: 8,
 }
 OPEN_LOAD_STATUSES = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
 # Serialises picks across processes on PostgreSQL ("HDASGN").

@@ -104,7 +104,7 @@ PRIORITY_RANK: dict[Priority, int] = {
     Priority.LOW: 1,
     Priority.MEDIUM: 2,
     Priority.HIGH: 3,
-    Priority.URGENT: 4,
+    Priority.CRITICAL: 4,
 }
 
 # Only these columns are read: never the description, never more than a page needs.

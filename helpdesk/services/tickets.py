@@ -86,7 +86,7 @@ log = logging.getLogger("helpdesk.tickets")
 
 TABLE = "tickets"
 HISTORY_TABLE = "ticket_history"
-PRIORITY_RANK: dict[str, int] = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "URGENT": 4}
+PRIORITY_RANK: dict[str, int] = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 # Statuses whose ticket has a running workflow (CLOSED: the workflow has completed).
 LIVE_STATUSES = (
     TicketStatus.OPEN.value,
