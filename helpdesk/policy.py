@@ -35,6 +35,23 @@ def can_see_internal(role: Role | str) -> bool:
     return is_staff(role)
 
 
+def can_see_escalation_target(role: Role | str) -> bool:
+    """Who a ticket was escalated to is internal routing, for staff only (escalation pushes
+    go to staff rooms only, too); an end user sees that and when it was escalated."""
+    return is_staff(role)
+
+
+# Fields a requester may change on their own ticket; staff change every field.
+REQUESTER_EDITABLE = frozenset({"title", "description", "tags"})
+STAFF_ONLY_FIELDS_MESSAGE = "these fields are for staff only"
+
+
+def fields_refused_to(role: Role | str, fields: set[str] | frozenset[str]) -> list[str]:
+    """The fields of a ticket edit a caller of `role` may not change (none for staff). The
+    API and the ticket workflow both refuse such an edit with 403 (PermissionDenied)."""
+    return [] if is_staff(role) else sorted(set(fields) - REQUESTER_EDITABLE)
+
+
 def can_edit_ticket_fields(caller: Caller, ticket: TicketLike) -> bool:
     """Staff edit any ticket; a requester edits their own."""
     return can_view_ticket(caller, ticket)

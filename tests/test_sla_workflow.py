@@ -164,6 +164,10 @@ async def test_breach_fires_once_on_time_and_escalates(runtime, temporal_client)
 
         t = await row(runtime, tid)
         assert t.escalated and t.escalation_level == 2 and t.escalated_at is not None
+        # The rule names nobody: the escalation went to the (only) active manager.
+        assert t.escalated_to == manager.id
+        escalated = (await history(runtime, tid, "escalated"))[0]
+        assert escalated.changes["escalated_to"] == str(manager.id)
         assert t.sla_breached_at is not None
         described = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).describe()
         assert described.typed_search_attributes.get(ESCALATED) is True

@@ -217,7 +217,9 @@ async def test_edit_rules_and_history_without_phi(runtime, temporal_client):
         staff_only = await http.put(
             f"/api/v1/tickets/{tid}", json={"priority": "CRITICAL"}, headers=requester.headers
         )
-        assert staff_only.status_code == 422
+        # A field refused for the caller's role: 403 (the seed's contract), not 422.
+        assert staff_only.status_code == 403
+        assert staff_only.json()["error"]["code"] == "permission_denied"
         assert staff_only.json()["error"]["details"]["fields"] == ["priority"]
         unknown = await http.put(
             f"/api/v1/tickets/{tid}", json={"status": "CLOSED"}, headers=requester.headers

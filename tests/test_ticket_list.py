@@ -128,9 +128,14 @@ async def test_staff_list_items_and_default_order(client: httpx.AsyncClient, run
         "requester_id",
         "tags",
         "escalated",
+        "escalation_level",
+        "escalated_at",
+        "escalated_to",
         "due_date",
         "created_at",
         "updated_at",
+        "resolved_at",
+        "closed_at",
     }
     assert "description" not in str(page)
 

@@ -120,6 +120,31 @@ async def is_assignable(session: AsyncSession, agent_id: uuid.UUID) -> bool:
     return role is not None and Role(role) in STAFF_ROLES
 
 
+async def escalation_manager(session: AsyncSession, ticket: Ticket) -> uuid.UUID | None:
+    """Who an escalation that names nobody goes to (the ticket's `escalated_to`): the
+    manager it already went to, while still active; else the active MANAGER holding the
+    fewest open escalated tickets (ties: the smallest id); None when there is none."""
+    manager = select(User.id).where(User.role == Role.MANAGER.value, User.is_active.is_(True))
+    if ticket.escalated_to is not None:
+        current = await session.scalar(manager.where(User.id == ticket.escalated_to))
+        if current is not None:
+            return current
+    held = (
+        select(func.count(Ticket.id))
+        .where(
+            Ticket.escalated_to == User.id,
+            Ticket.escalated.is_(True),
+            Ticket.status.in_(OPEN_LOAD_STATUSES),
+            Ticket.deleted_at.is_(None),
+            Ticket.id != ticket.id,
+        )
+        .correlate(User)
+        .scalar_subquery()
+    )
+    picked: uuid.UUID | None = await session.scalar(manager.order_by(held, User.id).limit(1))
+    return picked
+
+
 async def reassign_open_tickets_of(runtime: Runtime, agent_id: uuid.UUID) -> int:
     """Send every open ticket of a (deactivated) agent an automatic re-assignment through its
     workflow. Call after the deactivation is committed. Returns the tickets re-assigned;

@@ -236,7 +236,7 @@ async def prepare_upload(
     async with runtime.database.transaction() as session:
         ticket = await visible_ticket(session, caller, ticket_id)
         if is_internal and not policy.can_see_internal(caller.role):
-            raise ValidationFailed(
+            raise PermissionDenied(  # refused for the role: 403, like internal notes
                 "only staff may add internal attachments",
                 details={"field": "is_internal"},
                 audit={
