@@ -56,6 +56,12 @@ async def test_escalation_fields_on_the_ticket_and_the_list(runtime, temporal_cl
             str(manager.id),
         ]
         assert escalations[0]["changes"]["reason"] == "manual"
+        own_history = (
+            await http.get(f"/api/v1/tickets/{tid}/history", headers=requester.headers)
+        ).json()
+        own_escalations = [e for e in own_history if e["action"] == "escalated"]
+        assert len(own_escalations) == 3
+        assert all("escalated_to" not in e["changes"] for e in own_escalations)
 
         assert (await set_status(http, agent, tid, "IN_PROGRESS")).status_code == 200
         assert (await set_status(http, agent, tid, "RESOLVED")).status_code == 200

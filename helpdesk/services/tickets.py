@@ -558,12 +558,15 @@ async def history(
             .order_by(TicketHistory.at, TicketHistory.id)
         )
         entries = []
+        from helpdesk.policy import can_see_escalation_target
         from helpdesk.services.comments import history_entry_visible
 
         for row in rows:
             changes = dict(row.changes or {})
             if not history_entry_visible(caller_role, row.action, changes):
                 continue  # internal-note entries are for staff only, on every channel
+            if not can_see_escalation_target(caller_role):
+                changes.pop("escalated_to", None)  # internal routing, like on the ticket
             sealed = changes.pop("note", None)
             note = (
                 _open_note(key, ticket_id, row.event_key, sealed["sealed"])
