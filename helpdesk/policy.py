@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 from models.enums import STAFF_ROLES, Role
 
@@ -33,6 +33,16 @@ def can_view_ticket(caller: Caller, ticket: TicketLike) -> bool:
 def can_see_internal(role: Role | str) -> bool:
     """Internal notes (and internal attachments) are for staff only, on every channel."""
     return is_staff(role)
+
+
+def history_entry_visible(role: Role | str, action: str, changes: dict[str, Any]) -> bool:
+    """Whether a ticket history entry may be shown to a caller of `role`: entries about an
+    internal note (added, edited, deleted) or an internal attachment (uploaded, released,
+    blocked, deleted) are for those who may see internal notes."""
+    about = action.startswith(("comment_", "attachment_"))
+    if about and changes.get("internal") is not False:
+        return can_see_internal(role)
+    return True
 
 
 def can_see_escalation_target(role: Role | str) -> bool:

@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from activities.registry import build_activities
 from api.app import create_app
+from helpdesk import policy
 from helpdesk.runtime import Runtime
 from helpdesk.services import comments, tickets
 from helpdesk.temporal import ticket_workflow_id
@@ -197,11 +198,11 @@ def test_the_workflow_refuses_what_the_api_refuses() -> None:
 def test_history_entries_about_internal_notes_are_for_staff() -> None:
     internal = {"comment_id": "x", "internal": True}
     public = {"comment_id": "x", "internal": False}
-    assert comments.history_entry_visible(Role.END_USER, "comment_added", internal) is False
-    assert comments.history_entry_visible(Role.END_USER, "comment_deleted", internal) is False
-    assert comments.history_entry_visible(Role.END_USER, "comment_added", public) is True
-    assert comments.history_entry_visible(Role.SUPPORT_AGENT, "comment_edited", internal) is True
-    assert comments.history_entry_visible(Role.END_USER, "status_changed", {}) is True
+    assert policy.history_entry_visible(Role.END_USER, "comment_added", internal) is False
+    assert policy.history_entry_visible(Role.END_USER, "comment_deleted", internal) is False
+    assert policy.history_entry_visible(Role.END_USER, "comment_added", public) is True
+    assert policy.history_entry_visible(Role.SUPPORT_AGENT, "comment_edited", internal) is True
+    assert policy.history_entry_visible(Role.END_USER, "status_changed", {}) is True
 
 
 # --- database level: visibility, authorship, history, audit (no Temporal) -------------------

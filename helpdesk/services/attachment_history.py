@@ -3,7 +3,7 @@ uploaded, released by the virus scan, blocked by it, or deleted.
 
 An entry holds ids and flags only (attachment id, internal or not), never the file's name,
 type or content: history is shown to the requester. Entries about an internal attachment
-are for staff only, like internal notes' (`comments.history_entry_visible`). Each entry is
+are for staff only, like internal notes' (`policy.history_entry_visible`). Each entry is
 written in the transaction of the attachment's own change, keyed by attachment and event,
 so a retried scan activity writes it once.
 """

@@ -79,16 +79,6 @@ def may_delete(caller: policy.Caller, comment: Comment) -> bool:
     return comment.author_id == caller.id or Role(caller.role) is Role.ADMINISTRATOR
 
 
-def history_entry_visible(role: Role | str, action: str, changes: dict[str, Any]) -> bool:
-    """Whether a ticket history entry may be shown to a caller of `role`: entries about an
-    internal note (added, edited, deleted) or an internal attachment (uploaded, released,
-    blocked, deleted) are for those who may see internal notes."""
-    about = action.startswith(("comment_", "attachment_"))
-    if about and changes.get("internal") is not False:
-        return policy.can_see_internal(role)
-    return True
-
-
 # --- sealing -----------------------------------------------------------------------------
 
 

@@ -558,8 +558,7 @@ async def history(
             .order_by(TicketHistory.at, TicketHistory.id)
         )
         entries = []
-        from helpdesk.policy import can_see_escalation_target
-        from helpdesk.services.comments import history_entry_visible
+        from helpdesk.policy import can_see_escalation_target, history_entry_visible
 
         for row in rows:
             changes = dict(row.changes or {})
