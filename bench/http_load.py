@@ -45,7 +45,7 @@ async def create_many(base: str, token: str, count: int, clients: int) -> dict[s
                 body = {
                     "title": f"Bench ticket {n}",
                     "description": "Printer on floor 2 is jammed",
-                    "priority": ("LOW", "MEDIUM", "HIGH", "URGENT")[n % 4],
+                    "priority": ("LOW", "MEDIUM", "HIGH", "CRITICAL")[n % 4],
                     "tags": ["bench"],
                 }
                 t0 = time.perf_counter()

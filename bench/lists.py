@@ -19,7 +19,7 @@ binary COPY on PostgreSQL, secondary indexes dropped during the load and rebuilt
 * 50,000 requesters, 200 agents, 40 categories in a two-level tree;
 * created_at spread over two years; status follows age (recent tickets open, old ones
   closed: about 2% OPEN, 3% IN_PROGRESS, 5% RESOLVED overall), priority 30/45/20/5 %
-  LOW/MEDIUM/HIGH/URGENT, 10% of open tickets unassigned, 3% escalated, 60% with a due
+  LOW/MEDIUM/HIGH/CRITICAL, 10% of open tickets unassigned, 3% escalated, 60% with a due
   date, 0.5% deleted;
 * titles of 3-7 words drawn (Zipf) from a 2,000-word vocabulary, sealed with AES-GCM under
   one of 16 shared data keys (the real format and associated data, so the list decrypts
@@ -71,7 +71,7 @@ PG_ADMIN_DSN = os.environ.get("HELPDESK_BENCH_PG", f"postgresql://postgres@{PG_H
 NOW = datetime.now(UTC).replace(microsecond=0)
 SPAN = timedelta(days=730)
 STATUSES = ("OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED")
-PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
+PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 PRIORITY_WEIGHTS = (30, 45, 20, 5)
 TAGS = (
     "billing",
@@ -581,7 +581,9 @@ def scenarios(world: World, rng: random.Random, count: int) -> list[Scenario]:
             {"assignee_id": str(rng.choice(world.agent_ids)), "status": open_},
         ),
         lambda: Scenario("unassigned", "agent", {"assignee_id": "unassigned", "status": "OPEN"}),
-        lambda: Scenario("by_priority", "agent", {"priority": ["HIGH", "URGENT"], "status": open_}),
+        lambda: Scenario(
+            "by_priority", "agent", {"priority": ["HIGH", "CRITICAL"], "status": open_}
+        ),
         lambda: Scenario("sorted_by_priority", "agent", {"status": open_, "sort": "priority"}),
         lambda: Scenario(
             "due_soonest", "agent", {"status": open_, "sort": "due_date", "order": "asc"}

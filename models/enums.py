@@ -27,7 +27,7 @@ class Priority(StrEnum):
     LOW = "LOW"
     MEDIUM = "MEDIUM"
     HIGH = "HIGH"
-    URGENT = "URGENT"
+    CRITICAL = "CRITICAL"
 
 
 class TokenPurpose(StrEnum):

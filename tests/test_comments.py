@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from activities.registry import build_activities
 from api.app import create_app
+from helpdesk import policy
 from helpdesk.runtime import Runtime
 from helpdesk.services import comments, tickets
 from helpdesk.temporal import ticket_workflow_id
@@ -197,11 +198,11 @@ def test_the_workflow_refuses_what_the_api_refuses() -> None:
 def test_history_entries_about_internal_notes_are_for_staff() -> None:
     internal = {"comment_id": "x", "internal": True}
     public = {"comment_id": "x", "internal": False}
-    assert comments.history_entry_visible(Role.END_USER, "comment_added", internal) is False
-    assert comments.history_entry_visible(Role.END_USER, "comment_deleted", internal) is False
-    assert comments.history_entry_visible(Role.END_USER, "comment_added", public) is True
-    assert comments.history_entry_visible(Role.SUPPORT_AGENT, "comment_edited", internal) is True
-    assert comments.history_entry_visible(Role.END_USER, "status_changed", {}) is True
+    assert policy.history_entry_visible(Role.END_USER, "comment_added", internal) is False
+    assert policy.history_entry_visible(Role.END_USER, "comment_deleted", internal) is False
+    assert policy.history_entry_visible(Role.END_USER, "comment_added", public) is True
+    assert policy.history_entry_visible(Role.SUPPORT_AGENT, "comment_edited", internal) is True
+    assert policy.history_entry_visible(Role.END_USER, "status_changed", {}) is True
 
 
 # --- database level: visibility, authorship, history, audit (no Temporal) -------------------
@@ -241,17 +242,18 @@ async def test_an_end_user_never_sees_internal_notes_staff_see_both(client, runt
     assert [r.details["internal_included"] for r in reads] == [False, True, True]
 
 
-async def test_an_end_user_asking_for_an_internal_note_gets_422_and_nothing_is_written(
+async def test_an_end_user_asking_for_an_internal_note_gets_403_and_nothing_is_written(
     client, runtime
 ) -> None:
     requester = await make_user(runtime)
     ticket = await insert_ticket(runtime, requester.id)
     response = await client.post(
         f"{API}/tickets/{ticket.id}/comments",
-        json={"body": "sneaky", "is_internal": True},
+        json={"content": "sneaky", "is_internal": True},
         headers=requester.headers,
     )
-    assert response.status_code == 422
+    # Refused for the caller's role (issue 11): 403, and the refusal is audited.
+    assert response.status_code == 403
     assert response.json()["error"]["details"] == {"field": "is_internal"}
     async with runtime.database.transaction() as session:
         assert list(await session.scalars(select(Comment))) == []
@@ -288,7 +290,7 @@ async def test_a_body_past_the_configured_length_is_422(client, runtime) -> None
     )
     for response in (post, put):
         assert response.status_code == 422
-        assert response.json()["error"]["details"] == {"field": "body", "max_chars": 20}
+        assert response.json()["error"]["details"] == {"field": "content", "max_chars": 20}
 
 
 async def test_someone_elses_ticket_and_its_comments_are_404_and_audited(client, runtime) -> None:

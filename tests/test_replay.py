@@ -4,6 +4,8 @@
 status changes with a note, edit, escalation, close) with the fixed codec key below, so the
 encrypted payloads in it decode here; `ticket_lifecycle_local_notify.json` is the same run
 recorded after a new ticket's notifications became a local activity (notify-created-local-v1).
+Both were recorded again when CRITICAL replaced URGENT (issue 11, before any release): the
+older recordings held an edit to URGENT, which today's workflow refuses.
 A change that breaks replay must be guarded with `workflow.patched(...)`. Record deliberately
 (after an intended, patched change) with `HELPDESK_RECORD_HISTORIES=<name> pytest
 tests/test_replay.py -k fresh` (a new fixture beside the others; `1` replaces the original).
@@ -69,7 +71,7 @@ async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type
                 headers=requester.headers,
             ),
             await http.put(
-                f"/api/v1/tickets/{tid}", json={"priority": "URGENT"}, headers=manager.headers
+                f"/api/v1/tickets/{tid}", json={"priority": "CRITICAL"}, headers=manager.headers
             ),
             await set_status(http, agent, tid, "RESOLVED", note="Reinstalled the client"),
             await set_status(http, requester, tid, "OPEN"),

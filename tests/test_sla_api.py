@@ -35,11 +35,11 @@ async def test_fresh_install_has_the_documented_defaults(client: httpx.AsyncClie
         ("LOW", 1440, 7200, None),
         ("MEDIUM", 480, 4320, None),
         ("HIGH", 120, 480, None),
-        ("URGENT", 30, 240, None),
+        ("CRITICAL", 30, 240, None),
     ]
     rules = (
         await client.get(
-            f"{API}/escalation-rules", params={"priority": "URGENT"}, headers=manager.headers
+            f"{API}/escalation-rules", params={"priority": "CRITICAL"}, headers=manager.headers
         )
     ).json()
     assert [(r["clock"], r["threshold_percent"], r["level"], r["actions"]) for r in rules] == [
@@ -56,17 +56,17 @@ async def test_fresh_install_has_the_documented_defaults(client: httpx.AsyncClie
 async def test_admin_edits_a_policy_and_the_snapshot_follows(client: httpx.AsyncClient, runtime):
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     policies = (await client.get(f"{API}/sla-policies", headers=admin.headers)).json()
-    urgent = next(p for p in policies if p["priority"] == "URGENT")
+    critical = next(p for p in policies if p["priority"] == "CRITICAL")
     response = await client.put(
-        f"{API}/sla-policies/{urgent['id']}",
+        f"{API}/sla-policies/{critical['id']}",
         headers=admin.headers,
-        json={"priority": "URGENT", "first_response_minutes": 15, "resolution_minutes": 120},
+        json={"priority": "CRITICAL", "first_response_minutes": 15, "resolution_minutes": 120},
     )
     assert response.status_code == 200, response.text
     assert response.json()["first_response_minutes"] == 15
 
     async with runtime.database.transaction() as session:
-        snap = await sla_service.policy_snapshot(session, runtime.settings, Priority.URGENT)
+        snap = await sla_service.policy_snapshot(session, runtime.settings, Priority.CRITICAL)
         audit = list(
             await session.scalars(select(AuditLog).where(AuditLog.action == "sla_policy.update"))
         )

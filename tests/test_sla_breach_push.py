@@ -67,12 +67,12 @@ async def _activities(client: Client, ticket_id: str) -> list[str]:
 
 
 async def _breach(runtime: Runtime, temporal_client: Client, publisher: _Recording) -> str:
-    """An URGENT ticket whose first response breaches 2 s after creation; its id."""
-    await set_targets(runtime, "URGENT", 2, 100, rules=[])
+    """An CRITICAL ticket whose first response breaches 2 s after creation; its id."""
+    await set_targets(runtime, "CRITICAL", 2, 100, rules=[])
     requester = await make_user(runtime, Role.END_USER)
     runtime.extras["push"] = publisher
     async with ticket_api(runtime, temporal_client) as http:
-        tid: str = (await create_ticket(http, requester, priority="URGENT"))["id"]
+        tid: str = (await create_ticket(http, requester, priority="CRITICAL"))["id"]
         await eventually(lambda: history(runtime, tid, "sla.breached"))
         await eventually(lambda: asyncio.sleep(0, publisher.breaches()))
         await asyncio.sleep(1)  # time for a duplicate to show up, if there were one
@@ -126,11 +126,11 @@ async def test_a_failed_push_keeps_the_record_and_the_workflow_sends_it(
 
 async def record_breach(runtime: Runtime, temporal_client: Client) -> WorkflowHistory:
     """A ticket whose first response breaches, then resolved and closed: its history."""
-    await set_targets(runtime, "URGENT", 2, 100, rules=[])
+    await set_targets(runtime, "CRITICAL", 2, 100, rules=[])
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
-        tid = (await create_ticket(http, requester, priority="URGENT"))["id"]
+        tid = (await create_ticket(http, requester, priority="CRITICAL"))["id"]
         await eventually(lambda: history(runtime, tid, "sla.breached"))
         for actor, status in ((agent, "IN_PROGRESS"), (agent, "RESOLVED"), (requester, "CLOSED")):
             assert (await set_status(http, actor, tid, status)).status_code == 200

@@ -140,9 +140,9 @@ def test_pause_extends_the_deadline_by_the_waiting_time() -> None:
 def test_priority_change_keeps_elapsed_and_fires_overdue_marks_at_once() -> None:
     state = sla.start(policy("LOW", fr=100, res=400), T0)
     sla.fulfil_first_response(state, at(5))
-    urgent = policy("URGENT", fr=20, res=200)
-    records = sla.change_policy(state, urgent, at(180))
-    assert records[0].details["to_priority"] == "URGENT"
+    critical = policy("CRITICAL", fr=20, res=200)
+    records = sla.change_policy(state, critical, at(180))
+    assert records[0].details["to_priority"] == "CRITICAL"
     assert state.clocks[RES].elapsed_seconds == 180
     assert sla.deadline(state, RES) == at(200)
     # 75% of 200 = 150 s already passed: due immediately, at the change.
@@ -198,7 +198,7 @@ def test_business_hours_policy_deadline() -> None:
 
 
 def test_escalation_plans() -> None:
-    plan = sla.plan_escalation(steps()[4], "URGENT")
+    plan = sla.plan_escalation(steps()[4], "CRITICAL")
     assert plan.escalate and plan.level == 3 and plan.new_priority is None
     plan = sla.plan_escalation(steps()[4], "MEDIUM")
     assert plan.new_priority == "HIGH"
@@ -250,7 +250,7 @@ def test_any_sequence_fires_each_event_at_most_once_and_never_early(
             sla.resume(state, now)
         else:
             sla.change_policy(
-                state, policy("URGENT" if step % 2 else "LOW", fr=step, res=4 * step), now
+                state, policy("CRITICAL" if step % 2 else "LOW", fr=step, res=4 * step), now
             )
         # The clock never runs backwards and a paused clock does not move.
         for kind in SlaClockKind:

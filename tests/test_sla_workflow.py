@@ -164,6 +164,10 @@ async def test_breach_fires_once_on_time_and_escalates(runtime, temporal_client)
 
         t = await row(runtime, tid)
         assert t.escalated and t.escalation_level == 2 and t.escalated_at is not None
+        # The rule names nobody: the escalation went to the (only) active manager.
+        assert t.escalated_to == manager.id
+        escalated = (await history(runtime, tid, "escalated"))[0]
+        assert escalated.changes["escalated_to"] == str(manager.id)
         assert t.sla_breached_at is not None
         described = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).describe()
         assert described.typed_search_attributes.get(ESCALATED) is True
@@ -222,7 +226,7 @@ async def test_waiting_on_the_requester_extends_the_deadline(runtime, temporal_c
 async def test_worker_restart_mid_clock_fires_the_breach_exactly_once(runtime, temporal_client):
     await set_targets(
         runtime,
-        "URGENT",
+        "CRITICAL",
         3,
         100,
         rules=[
@@ -231,7 +235,7 @@ async def test_worker_restart_mid_clock_fires_the_breach_exactly_once(runtime, t
     )
     requester = await make_user(runtime, Role.END_USER)
     async with ticket_api(runtime, temporal_client) as http:
-        tid = (await create_ticket(http, requester, priority="URGENT"))["id"]
+        tid = (await create_ticket(http, requester, priority="CRITICAL"))["id"]
     # The worker is gone; the deadline passes while nobody runs the workflow.
     await asyncio.sleep(4)
     assert await history(runtime, tid, "sla.breached") == []
@@ -249,7 +253,7 @@ async def test_worker_restart_mid_clock_fires_the_breach_exactly_once(runtime, t
 @pytest.mark.parametrize("settings", [FAST], indirect=True)
 async def test_priority_change_recomputes_keeping_elapsed_time(runtime, temporal_client):
     await set_targets(runtime, "LOW", 100, 400, rules=[])
-    await set_targets(runtime, "URGENT", 5, 20, rules=[])
+    await set_targets(runtime, "CRITICAL", 5, 20, rules=[])
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
@@ -257,11 +261,11 @@ async def test_priority_change_recomputes_keeping_elapsed_time(runtime, temporal
         created = (await row(runtime, tid)).created_at
         await asyncio.sleep(1)
         edited = await http.put(
-            f"/api/v1/tickets/{tid}", json={"priority": "URGENT"}, headers=agent.headers
+            f"/api/v1/tickets/{tid}", json={"priority": "CRITICAL"}, headers=agent.headers
         )
         assert edited.status_code == 200, edited.text
         recomputed = await eventually(lambda: history(runtime, tid, "sla.recomputed"))
-        assert recomputed[0].changes["to_priority"] == "URGENT"
+        assert recomputed[0].changes["to_priority"] == "CRITICAL"
         t = await row(runtime, tid)
         assert t.first_response_due_at is not None
         # Five seconds from creation, not from the change: the elapsed second is kept.

@@ -215,9 +215,11 @@ async def test_edit_rules_and_history_without_phi(runtime, temporal_client):
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester))["id"]
         staff_only = await http.put(
-            f"/api/v1/tickets/{tid}", json={"priority": "URGENT"}, headers=requester.headers
+            f"/api/v1/tickets/{tid}", json={"priority": "CRITICAL"}, headers=requester.headers
         )
-        assert staff_only.status_code == 422
+        # A field refused for the caller's role: 403 (the seed's contract), not 422.
+        assert staff_only.status_code == 403
+        assert staff_only.json()["error"]["code"] == "permission_denied"
         assert staff_only.json()["error"]["details"]["fields"] == ["priority"]
         unknown = await http.put(
             f"/api/v1/tickets/{tid}", json={"status": "CLOSED"}, headers=requester.headers
@@ -236,12 +238,12 @@ async def test_edit_rules_and_history_without_phi(runtime, temporal_client):
         assert own.json()["tags"] == ["vpn"]
         staff = await http.put(
             f"/api/v1/tickets/{tid}",
-            json={"priority": "URGENT", "due_date": "2031-01-02T03:04:05Z"},
+            json={"priority": "CRITICAL", "due_date": "2031-01-02T03:04:05Z"},
             headers=agent.headers,
         )
         assert staff.status_code == 200, staff.text
-        assert staff.json()["priority"] == "URGENT"
-        assert staff.json()["workflow"]["priority"] == "URGENT"
+        assert staff.json()["priority"] == "CRITICAL"
+        assert staff.json()["workflow"]["priority"] == "CRITICAL"
         history = [
             e
             for e in (
@@ -253,7 +255,7 @@ async def test_edit_rules_and_history_without_phi(runtime, temporal_client):
         assert edit["changes"]["title"] == {"changed": True}
         assert edit["changes"]["tags"] == {"old": [], "new": ["vpn"]}
         assert "VPN" not in str(history)
-        assert history[2]["changes"]["priority"] == {"old": "MEDIUM", "new": "URGENT"}
+        assert history[2]["changes"]["priority"] == {"old": "MEDIUM", "new": "CRITICAL"}
 
 
 async def test_assignment_rules(runtime, temporal_client):

@@ -76,7 +76,7 @@ async def _world(runtime: Runtime) -> dict[str, object]:
         title="Password reset",
         description="Locked out of VPN",
         status=TicketStatus.RESOLVED,
-        priority=Priority.URGENT,
+        priority=Priority.CRITICAL,
         tags=("vpn", "account"),
         created_at=T0 + timedelta(days=2),
         due_date=T0 + timedelta(days=1),
@@ -128,9 +128,14 @@ async def test_staff_list_items_and_default_order(client: httpx.AsyncClient, run
         "requester_id",
         "tags",
         "escalated",
+        "escalation_level",
+        "escalated_at",
+        "escalated_to",
         "due_date",
         "created_at",
         "updated_at",
+        "resolved_at",
+        "closed_at",
     }
     assert "description" not in str(page)
 
@@ -143,7 +148,7 @@ async def test_filters(client: httpx.AsyncClient, runtime: Runtime):
     cases: list[tuple[dict[str, object], list[str]]] = [
         ({"status": ["OPEN", "IN_PROGRESS"]}, ["a2", "a1"]),
         ({"status": "OPEN,RESOLVED"}, ["b1", "a1"]),
-        ({"priority": ["URGENT", "LOW"]}, ["b1", "a2"]),
+        ({"priority": ["CRITICAL", "LOW"]}, ["b1", "a2"]),
         ({"assignee_id": str(agent.id)}, ["b2", "a1"]),
         ({"assignee_id": "me"}, ["b2", "a1"]),
         ({"assignee_id": str(other.id), "status": "IN_PROGRESS"}, ["a2"]),
@@ -199,7 +204,7 @@ async def test_end_user_only_ever_sees_own_tickets(client: httpx.AsyncClient, ru
         {"q": "password"},
         {"status": "RESOLVED"},
         {"assignee_id": str(agent.id)},
-        {"priority": "URGENT", "sort": "priority"},
+        {"priority": "CRITICAL", "sort": "priority"},
         {"sort": "due_date", "order": "asc"},
         {"sort": "updated_at"},
     ]

@@ -121,7 +121,7 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     async with ticket_api(runtime, temporal_client) as http:
-        ticket = await create_ticket(http, requester, title="Secret title", priority="URGENT")
+        ticket = await create_ticket(http, requester, title="Secret title", priority="CRITICAL")
         tid = ticket["id"]
         handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
 
@@ -145,11 +145,11 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
         description = await handle.describe()
         attrs = description.typed_search_attributes
         assert attrs.get(TICKET_STATUS) == "IN_PROGRESS"
-        assert attrs.get(TICKET_PRIORITY) == "URGENT"
+        assert attrs.get(TICKET_PRIORITY) == "CRITICAL"
         assert attrs.get(ASSIGNED_AGENT) == str(agent.id)
         assert attrs.get(ESCALATED) is False
         summary = await description.static_summary()
-        assert summary == f"Ticket #{ticket['number']} · URGENT"
+        assert summary == f"Ticket #{ticket['number']} · CRITICAL"
         assert "Secret" not in (summary or "")
 
 
@@ -162,7 +162,7 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
 async def test_concurrent_creations_spread_the_load(runtime, temporal_client):
     requester = await make_user(runtime, Role.END_USER)
     agents = [await make_user(runtime, Role.SUPPORT_AGENT) for _ in range(4)]
-    priorities = ["LOW", "MEDIUM", "HIGH", "URGENT"]
+    priorities = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
     async with ticket_api(runtime, temporal_client) as http:
         created = await asyncio.gather(
             *(create_ticket(http, requester, priority=priorities[i % 4]) for i in range(40))
@@ -173,7 +173,7 @@ async def test_concurrent_creations_spread_the_load(runtime, temporal_client):
         loads = await assignment.agent_loads(session)
     assert {a.agent_id for a in loads} == {a.id for a in agents}
     # 40 tickets weighing 150 across 4 agents: greedy least-load keeps them within one
-    # URGENT ticket (8) of each other, whatever order the creations commit in.
+    # CRITICAL ticket (8) of each other, whatever order the creations commit in.
     assert assignment.spread(loads) <= 8
     assert sum(a.weighted_load for a in loads) == 10 * (1 + 2 + 4 + 8)
 

@@ -98,7 +98,7 @@ def _load(agent: str, weighted: int, count: int) -> AgentLoad:
 
 
 def test_choose_agent_takes_least_weighted_load() -> None:
-    # B carries one URGENT (8); A four LOW (4): A is less loaded despite more tickets.
+    # B carries one CRITICAL (8); A four LOW (4): A is less loaded despite more tickets.
     picked = choose_agent([_load(A, 4, 4), _load(B, 8, 1), _load(C, 6, 3)])
     assert str(picked) == A
 

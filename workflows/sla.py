@@ -35,7 +35,7 @@ class EscalationAction(StrEnum):
     REASSIGN = "reassign"
 
 
-PRIORITY_ORDER: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "URGENT")
+PRIORITY_ORDER: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 
 
 # --- the policy snapshot a workflow runs under -----------------------------------------
@@ -412,7 +412,7 @@ def mark_fired(state: SlaState, event: SlaEvent) -> None:
 
 
 def raised_priority(priority: str) -> str:
-    """One step up (URGENT stays URGENT)."""
+    """One step up (CRITICAL stays CRITICAL)."""
     index = PRIORITY_ORDER.index(priority)
     return PRIORITY_ORDER[min(index + 1, len(PRIORITY_ORDER) - 1)]
 

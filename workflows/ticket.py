@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import PushInput
     from activities.tickets import TicketActivities
+    from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
     from helpdesk.temporal import ASSIGNED_AGENT, ESCALATED, TICKET_PRIORITY, TICKET_STATUS
     from workflows.ticket_types import (
         AssignRequest,
@@ -50,9 +51,7 @@ from workflows.ticket_notify import (  # email and push for every change
 )
 from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
 
-PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
-# Fields a requester may edit on their own ticket; staff edit every field.
-REQUESTER_EDITABLE = frozenset({"title", "description", "tags"})
+PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
 NON_RETRYABLE = ["TicketGone", "NoAgentAvailable", "AgentNotAssignable", "ValidationFailed"]
@@ -251,7 +250,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 "reason": req.reason or "manual",
                 "escalated_to": _s(req.escalated_to),  # who the SLA mixin notifies
             }
-            await self._persist(
+            result = await self._persist(
                 req.request_id,
                 req.actor,
                 "escalated",
@@ -264,6 +263,8 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 changes,
                 summary=f"Escalate to level {level}",
             )
+            # Named nobody: the activity picked the manager it went to (notified, pushed).
+            changes["escalated_to"] = _s(result.escalated_to)
             self._ticket.escalated = True
             self._ticket.escalation_level = level
             self._accepted(req.request_id, "escalated", changes)
@@ -331,15 +332,13 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             raise _refuse("nothing to change", "ValidationFailed")
         if not fields <= EDITABLE:
             raise _refuse("unknown fields", "ValidationFailed", fields=sorted(fields - EDITABLE))
-        if req.actor.role not in STAFF:
+        if req.actor.role not in STAFF:  # (STAFF includes the help desk's own SYSTEM actor)
             if not self._is_requester(req.actor.id):
                 raise _refuse("you may not edit this ticket", "PermissionDenied")
-            if not fields <= REQUESTER_EDITABLE:
-                raise _refuse(
-                    "requesters may edit title, description and tags only",
-                    "PermissionDenied",
-                    fields=sorted(fields - REQUESTER_EDITABLE),
-                )
+            # The one rule the API applies too (helpdesk.policy): same 403, same details.
+            refused = fields_refused_to(req.actor.role, fields)
+            if refused:
+                raise _refuse(STAFF_ONLY_FIELDS_MESSAGE, "PermissionDenied", fields=refused)
         if "priority" in fields and req.edits.priority not in PRIORITIES:
             raise _refuse("unknown priority", "ValidationFailed")
 

@@ -470,7 +470,7 @@ class TicketSlaMixin:
         """Escalate like `POST /tickets/{id}/escalate` does: the `escalated` change."""
         level = max(self._ticket.escalation_level, plan.level)
         target = uuid.UUID(plan.escalated_to) if plan.escalated_to else None
-        changes = {
+        changes: dict[str, Any] = {
             "escalated": {"old": self._ticket.escalated, "new": True},
             "escalation_level": {"old": self._ticket.escalation_level, "new": level},
             "escalated_to": str(target) if target else None,
@@ -478,9 +478,14 @@ class TicketSlaMixin:
             "notify": list(plan.notify),
         }
 
-        def escalated(_: PersistResult) -> None:
+        def escalated(result: PersistResult) -> None:
             self._ticket.escalated = True
             self._ticket.escalation_level = level
+            # The rule named nobody: the activity picked a manager, who hears of it too.
+            if result.escalated_to is not None and target is None:
+                changes["escalated_to"] = str(result.escalated_to)
+                if "escalated_to" not in changes["notify"]:
+                    changes["notify"].append("escalated_to")
 
         await self._sla_apply(
             f"{key}:escalate",

@@ -165,6 +165,9 @@ class PersistResult(_Model):
     applied: bool  # False when the event was already written (a retried activity)
     assignee_id: uuid.UUID | None = None
     pushed: bool = False  # the change's push went out from the activity (PersistChange.push)
+    # Who an escalation went to, as written on the row (the activity picks a manager when
+    # the escalation named nobody).
+    escalated_to: uuid.UUID | None = None
 
 
 class ChangeEvent(_Model):

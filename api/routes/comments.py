@@ -38,6 +38,7 @@ def _out(view: comments.CommentView) -> CommentOut:
         id=view.id,
         ticket_id=view.ticket_id,
         author_id=view.author_id,
+        content=view.body or "",
         body=view.body or "",
         is_internal=view.is_internal,
         created_at=view.created_at,
@@ -51,7 +52,7 @@ def _check_length(runtime: Runtime, body: str) -> None:
     limit = runtime.settings.comment_max_chars
     if len(body) > limit:
         raise errors.ValidationFailed(
-            "the comment is too long", details={"field": "body", "max_chars": limit}
+            "the comment is too long", details={"field": "content", "max_chars": limit}
         )
 
 
@@ -88,13 +89,14 @@ async def add_comment(
 ) -> CommentOut:
     """Reply on a ticket, or (staff) add an internal note. A public staff reply fulfils
     first response; the requester's reply reopens a RESOLVED ticket (setting
-    `reopen_on_requester_reply`). A CLOSED ticket → 409."""
-    _check_length(runtime, body.body)
+    `reopen_on_requester_reply`). A CLOSED ticket → 409; an internal note from an end
+    user → 403."""
+    _check_length(runtime, body.text)
     view = await comments.add(
         runtime,
         principal,
         ticket_id,
-        body=body.body,
+        body=body.text,
         internal=body.is_internal,
         idempotency_key=idempotency_key,
     )
@@ -108,8 +110,8 @@ async def edit_comment(
     comment_id: uuid.UUID, body: CommentUpdate, principal: AnyUser, runtime: RuntimeDep
 ) -> CommentOut:
     """Edit one's own comment (authors only, whatever their role; 403 for anyone else)."""
-    _check_length(runtime, body.body)
-    return _out(await comments.edit(runtime, principal, comment_id, body=body.body))
+    _check_length(runtime, body.text)
+    return _out(await comments.edit(runtime, principal, comment_id, body=body.text))
 
 
 @router.delete("/comments/{comment_id}", status_code=status.HTTP_204_NO_CONTENT)

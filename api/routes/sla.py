@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, ManagerOrAdmin, RuntimeDep, SessionDep, Staff
@@ -290,7 +290,6 @@ async def _save_calendar(
 )
 async def escalate(
     ticket_id: uuid.UUID,
-    body: EscalateIn,
     runtime: RuntimeDep,
     principal: Staff,
     idempotency_key: Annotated[
@@ -301,7 +300,9 @@ async def escalate(
             description="A retry with the same key escalates once",
         ),
     ] = None,
+    body: Annotated[EscalateIn | None, Body()] = None,
 ) -> EscalateOut:
+    body = body or EscalateIn()
     # No request-wide session: a transaction held open while the workflow's activity
     # writes would wait on SQLite's write lock.
     if body.escalated_to is not None:
@@ -317,12 +318,14 @@ async def escalate(
         ticket_id,
         escalated_to=body.escalated_to,
         request_id=tickets.command_request_id(principal.id, idempotency_key),
-        reason=body.reason.value,
+        # No reason given: history records the escalation as "manual".
+        reason=body.reason.value if body.reason is not None else "manual",
     )
     t = view.ticket
     return EscalateOut(
         ticket_id=t.id,
         escalated=t.escalated,
         escalation_level=t.escalation_level,
+        escalated_at=t.escalated_at,
         escalated_to=t.escalated_to,
     )

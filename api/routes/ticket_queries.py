@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import AnyUser, Principal, RuntimeDep
 from api.schemas.ticket_list import TicketListItem, TicketListPage, TicketQuery
+from helpdesk import policy
 from helpdesk.services import ticket_list
 
 router = APIRouter()
@@ -57,8 +58,14 @@ async def list_tickets(
         result = await ticket_list.list_tickets(snapshot, runtime, principal, filters, page)
     async with runtime.database.transaction() as session:
         await ticket_list.audit_list_read(session, runtime, len(result.items), filters, page)
+    see_target = policy.can_see_escalation_target(principal.role)
     return TicketListPage(
-        items=[TicketListItem.model_validate(i, from_attributes=True) for i in result.items],
+        items=[
+            TicketListItem.model_validate(i, from_attributes=True).model_copy(
+                update={} if see_target else {"escalated_to": None}
+            )
+            for i in result.items
+        ],
         total=result.total,
         total_is_estimate=result.total_is_estimate,
         page=result.page,

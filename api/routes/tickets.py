@@ -18,7 +18,6 @@ from fastapi import APIRouter, Depends, Header, Response, status
 from api.deps import Admin, AnyUser, RuntimeDep, Staff
 from api.schemas.attachments import AttachmentOut
 from api.schemas.tickets import (
-    REQUESTER_EDITABLE,
     AssignIn,
     HistoryEntryOut,
     StatusChangeIn,
@@ -27,9 +26,9 @@ from api.schemas.tickets import (
     TicketUpdate,
     WorkflowStateOut,
 )
-from helpdesk import errors
+from helpdesk import errors, policy
 from helpdesk.services import tickets
-from models.enums import Priority, TicketStatus
+from models.enums import Priority, Role, TicketStatus
 from workflows.ticket_sla import live_clocks
 from workflows.ticket_types import TicketEdits
 from workflows.transitions import Status
@@ -62,7 +61,7 @@ CreationSlot = Annotated[None, Depends(_creation_slot)]
 CommandSlot = Annotated[None, Depends(_command_slot)]
 
 
-def _out(v: tickets.TicketView) -> TicketOut:
+def _out(v: tickets.TicketView, role: Role) -> TicketOut:
     t = v.ticket
     state = v.workflow
     return TicketOut(
@@ -79,6 +78,8 @@ def _out(v: tickets.TicketView) -> TicketOut:
         due_date=t.due_date,
         escalated=t.escalated,
         escalation_level=t.escalation_level,
+        escalated_at=t.escalated_at,
+        escalated_to=t.escalated_to if policy.can_see_escalation_target(role) else None,
         created_at=t.created_at,
         updated_at=t.updated_at,
         resolved_at=t.resolved_at,
@@ -123,7 +124,7 @@ async def create_ticket(
     )
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return _out(result)
+    return _out(result, principal.role)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
@@ -134,7 +135,7 @@ async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeD
     )
     if result.ticket.status != Status.CLOSED.value:
         result.workflow = await tickets.query_state(runtime, ticket_id)
-    out = _out(result)
+    out = _out(result, principal.role)
     out.attachments = [AttachmentOut.model_validate(i) for i in result.extra["attachments"]]
     return out
 
@@ -149,13 +150,12 @@ async def update_ticket(
     idempotency_key: IdempotencyKey = None,
 ) -> TicketOut:
     """Edit a ticket. End users: title, description and tags of their own tickets (other
-    fields → 422); staff: every field."""
+    fields → 403); staff: every field."""
     sent = sorted(body.model_fields_set)
-    if not principal.is_staff and not set(sent) <= REQUESTER_EDITABLE:
-        raise errors.ValidationFailed(
-            "these fields are for staff only",
-            details={"fields": sorted(set(sent) - REQUESTER_EDITABLE)},
-        )
+    # Refused here without a round trip to the workflow, which applies the same rule.
+    refused = policy.fields_refused_to(principal.role, set(sent))
+    if refused:
+        raise errors.PermissionDenied(policy.STAFF_ONLY_FIELDS_MESSAGE, details={"fields": refused})
     edits = TicketEdits(
         fields=sent,
         title=body.title,
@@ -173,7 +173,7 @@ async def update_ticket(
         edits=edits,
         request_id=tickets.command_request_id(principal.id, idempotency_key),
     )
-    return _out(result)
+    return _out(result, principal.role)
 
 
 @router.post("/tickets/{ticket_id}/status", response_model=TicketOut)
@@ -197,7 +197,7 @@ async def change_ticket_status(
         note=body.note,
         request_id=tickets.command_request_id(principal.id, idempotency_key),
     )
-    return _out(result)
+    return _out(result, principal.role)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketOut)
@@ -220,7 +220,7 @@ async def assign_ticket(
         auto=body.auto,
         request_id=tickets.command_request_id(principal.id, idempotency_key),
     )
-    return _out(result)
+    return _out(result, principal.role)
 
 
 @router.delete("/tickets/{ticket_id}", status_code=status.HTTP_204_NO_CONTENT)

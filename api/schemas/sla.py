@@ -112,9 +112,16 @@ class EscalationReason(StrEnum):
 
 
 class EscalateIn(_In):
-    reason: EscalationReason
+    """Every field is optional (the seed's escalate call has none): the body may be `{}` or
+    absent altogether."""
+
+    reason: EscalationReason | None = Field(
+        None, description="Why (a code); none: recorded as `manual`"
+    )
     escalated_to: uuid.UUID | None = Field(
-        None, description="A staff member to escalate to (none: the managers)"
+        None,
+        description="A staff member to escalate to (none: the active manager with the fewest "
+        "open escalated tickets, and every manager is notified)",
     )
 
 
@@ -122,4 +129,5 @@ class EscalateOut(BaseModel):
     ticket_id: uuid.UUID
     escalated: bool
     escalation_level: int
+    escalated_at: datetime | None
     escalated_to: uuid.UUID | None

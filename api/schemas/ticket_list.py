@@ -101,9 +101,16 @@ class TicketListItem(BaseModel):
     requester_id: uuid.UUID
     tags: list[str]
     escalated: bool
+    escalation_level: int
+    escalated_at: datetime | None = Field(description="When the ticket was last escalated")
+    escalated_to: uuid.UUID | None = Field(
+        description="Who the last escalation went to (null for end users)"
+    )
     due_date: datetime | None
     created_at: datetime
     updated_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
 
 
 class TicketListPage(BaseModel):

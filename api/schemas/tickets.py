@@ -36,14 +36,11 @@ class TicketCreate(_In):
     due_date: AwareDatetime | None = None
 
 
-# Fields a requester may change on their own ticket (staff change every field).
-REQUESTER_EDITABLE = frozenset({"title", "description", "tags"})
-
-
 class TicketUpdate(_In):
     """Partial update: only the fields sent change; `description`, `category_id` and
     `due_date` may be sent as null to clear them. End users may change title, description
-    and tags of their own tickets; staff every field."""
+    and tags of their own tickets (any other field: 403, `helpdesk.policy`); staff every
+    field."""
 
     title: Title | None = None
     description: Description | None = None
@@ -106,6 +103,12 @@ class TicketOut(BaseModel):
     due_date: datetime | None
     escalated: bool
     escalation_level: int
+    escalated_at: datetime | None = Field(description="When the ticket was last escalated")
+    escalated_to: uuid.UUID | None = Field(
+        description="Who the last escalation went to: the person named by the manual call or "
+        "the escalation rule, else the manager the help desk picked (null for end users, "
+        "and when no manager was active)"
+    )
     created_at: datetime
     updated_at: datetime
     resolved_at: datetime | None

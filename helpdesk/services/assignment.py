@@ -3,9 +3,9 @@
 An agent's load is the sum of the weights of their open tickets (OPEN or IN_PROGRESS;
 RESOLVED tickets wait on the requester and weigh nothing). Weights by priority:
 
-    LOW 1 · MEDIUM 2 · HIGH 4 · URGENT 8
+    LOW 1 · MEDIUM 2 · HIGH 4 · CRITICAL 8
 
-so one urgent ticket counts as much as eight low ones. Automatic assignment picks the
+so one critical ticket counts as much as eight low ones. Automatic assignment picks the
 active SUPPORT_AGENT with the least load; ties go to the agent with the fewest open tickets,
 then to the smallest id (deterministic). The pick and the ticket row's update happen in ONE
 transaction that holds the assignment lock (SQLite: BEGIN IMMEDIATE serialises writers;
@@ -35,7 +35,7 @@ PRIORITY_WEIGHT: dict[str, int] = {
     Priority.LOW.value: 1,
     Priority.MEDIUM.value: 2,
     Priority.HIGH.value: 4,
-    Priority.URGENT.value: 8,
+    Priority.CRITICAL.value: 8,
 }
 OPEN_LOAD_STATUSES = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
 # Serialises picks across processes on PostgreSQL ("HDASGN").
@@ -118,6 +118,31 @@ async def is_assignable(session: AsyncSession, agent_id: uuid.UUID) -> bool:
         select(User.role).where(User.id == agent_id, User.is_active.is_(True))
     )
     return role is not None and Role(role) in STAFF_ROLES
+
+
+async def escalation_manager(session: AsyncSession, ticket: Ticket) -> uuid.UUID | None:
+    """Who an escalation that names nobody goes to (the ticket's `escalated_to`): the
+    manager it already went to, while still active; else the active MANAGER holding the
+    fewest open escalated tickets (ties: the smallest id); None when there is none."""
+    manager = select(User.id).where(User.role == Role.MANAGER.value, User.is_active.is_(True))
+    if ticket.escalated_to is not None:
+        current = await session.scalar(manager.where(User.id == ticket.escalated_to))
+        if current is not None:
+            return current
+    held = (
+        select(func.count(Ticket.id))
+        .where(
+            Ticket.escalated_to == User.id,
+            Ticket.escalated.is_(True),
+            Ticket.status.in_(OPEN_LOAD_STATUSES),
+            Ticket.deleted_at.is_(None),
+            Ticket.id != ticket.id,
+        )
+        .correlate(User)
+        .scalar_subquery()
+    )
+    picked: uuid.UUID | None = await session.scalar(manager.order_by(held, User.id).limit(1))
+    return picked
 
 
 async def reassign_open_tickets_of(runtime: Runtime, agent_id: uuid.UUID) -> int:

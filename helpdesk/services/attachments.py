@@ -40,6 +40,8 @@ from helpdesk.errors import (
 )
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ClamdClient, ScanVerdict
+from helpdesk.services import attachment_history
+from helpdesk.services.attachment_history import AttachmentEvent
 from helpdesk.sniff import SNIFF_BYTES, is_executable, sanitise_filename, sniff_mime
 from helpdesk.storage import (
     AttachmentStore,
@@ -236,7 +238,7 @@ async def prepare_upload(
     async with runtime.database.transaction() as session:
         ticket = await visible_ticket(session, caller, ticket_id)
         if is_internal and not policy.can_see_internal(caller.role):
-            raise ValidationFailed(
+            raise PermissionDenied(  # refused for the role: 403, like internal notes
                 "only staff may add internal attachments",
                 details={"field": "is_internal"},
                 audit={
@@ -368,6 +370,9 @@ async def store_upload(
             )
             session.add(row)
             await session.flush()
+            await attachment_history.record(
+                session, row, AttachmentEvent.UPLOADED, actor_id=target.uploader_id, at=_now()
+            )
             await runtime.audit.record(
                 session,
                 "attachment.upload",
@@ -513,6 +518,8 @@ async def scan(runtime: Runtime, attachment_id: uuid.UUID) -> ScanOutcome:
             return _outcome(row)  # another scan or a delete got there first
         row.scan_status = status.value
         row.scanned_at = _now()
+        event = AttachmentEvent.BLOCKED if verdict.infected else AttachmentEvent.RELEASED
+        await attachment_history.record(session, row, event, actor_id=None, at=row.scanned_at)
         await runtime.audit.record(
             session,
             "attachment.scan",
@@ -669,6 +676,9 @@ async def delete_attachment(runtime: Runtime, caller: Any, attachment_id: uuid.U
         current.deleted_at = _now()
         current.updated_by = caller.id
         current.filename_enc = None  # the name is PHI and no longer needed
+        await attachment_history.record(
+            session, current, AttachmentEvent.DELETED, actor_id=caller.id, at=current.deleted_at
+        )
         await runtime.audit.record(
             session,
             "attachment.delete",

@@ -6,7 +6,7 @@ Rules (each decided in one place):
   anyone else gets 404, as if the ticket did not exist (the refusal is audited). A deleted
   ticket answers 410.
 - Internal notes: only those `helpdesk.policy.can_see_internal` admits (staff) write or see
-  them. An end user asking for ``is_internal: true`` gets 422; an internal note is never
+  them. An end user asking for ``is_internal: true`` gets 403; an internal note is never
   listed for them and its id answers 404.
 - Editing: the author only, whatever their role. Administrators do not edit other people's
   words either: an edited comment still names its author, so an edit by someone else would
@@ -77,14 +77,6 @@ def may_edit(caller: policy.Caller, comment: Comment) -> bool:
 def may_delete(caller: policy.Caller, comment: Comment) -> bool:
     """Authors delete their own; administrators any (moderation)."""
     return comment.author_id == caller.id or Role(caller.role) is Role.ADMINISTRATOR
-
-
-def history_entry_visible(role: Role | str, action: str, changes: dict[str, Any]) -> bool:
-    """Whether a ticket history entry may be shown to a caller of `role`: entries about an
-    internal note (added, edited, deleted) are for those who may see internal notes."""
-    if action.startswith("comment_") and changes.get("internal") is not False:
-        return policy.can_see_internal(role)
-    return True
 
 
 # --- sealing -----------------------------------------------------------------------------
@@ -268,8 +260,17 @@ async def add(
     its workflow (`add_comment`). Answers with the comment and the ticket's new state."""
     role = Role(caller.role)
     if internal and not policy.can_see_internal(role):
-        raise errors.ValidationFailed(
-            "only staff write internal notes", details={"field": "is_internal"}
+        # Refused for the caller's role, not for the request's shape: 403 (and audited).
+        raise errors.PermissionDenied(
+            "only staff write internal notes",
+            details={"field": "is_internal"},
+            audit={
+                "action": "access.denied",
+                "outcome": "denied",
+                "table": "tickets",
+                "record_id": ticket_id,
+                "details": {"why": "internal_note"},
+            },
         )
     request_id = tickets.command_request_id(caller.id, idempotency_key)
     comment_id = _comment_id(ticket_id, request_id, idempotency_key)

@@ -34,7 +34,7 @@ from workflows.sla import (
 
 # Used when a priority has no policy row (an administrator deleted it): the seeded values.
 BUILT_IN_TARGETS: dict[str, tuple[int, int]] = {
-    "URGENT": (30, 4 * 60),
+    "CRITICAL": (30, 4 * 60),
     "HIGH": (2 * 60, 8 * 60),
     "MEDIUM": (8 * 60, 3 * 24 * 60),
     "LOW": (24 * 60, 5 * 24 * 60),

@@ -104,7 +104,7 @@ PRIORITY_RANK: dict[Priority, int] = {
     Priority.LOW: 1,
     Priority.MEDIUM: 2,
     Priority.HIGH: 3,
-    Priority.URGENT: 4,
+    Priority.CRITICAL: 4,
 }
 
 # Only these columns are read: never the description, never more than a page needs.
@@ -119,9 +119,14 @@ _COLUMNS = (
     Ticket.assignee_id,
     Ticket.requester_id,
     Ticket.escalated,
+    Ticket.escalation_level,
+    Ticket.escalated_at,
+    Ticket.escalated_to,
     Ticket.due_date,
     Ticket.created_at,
     Ticket.updated_at,
+    Ticket.resolved_at,
+    Ticket.closed_at,
 )
 
 
@@ -190,9 +195,14 @@ class TicketListItem:
     requester_id: uuid.UUID
     tags: list[str]
     escalated: bool
+    escalation_level: int
+    escalated_at: datetime | None
+    escalated_to: uuid.UUID | None
     due_date: datetime | None
     created_at: datetime
     updated_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -865,9 +875,14 @@ def _items(runtime: Runtime, rows: list[Row[Any]]) -> list[TicketListItem]:
             requester_id=row.requester_id,
             tags=sorted(row.tags.split(_TAG_SEPARATOR)) if row.tags else [],
             escalated=bool(row.escalated),
+            escalation_level=row.escalation_level,
+            escalated_at=row.escalated_at,
+            escalated_to=row.escalated_to,
             due_date=row.due_date,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            resolved_at=row.resolved_at,
+            closed_at=row.closed_at,
         )
         for row in rows
     ]

@@ -86,7 +86,7 @@ log = logging.getLogger("helpdesk.tickets")
 
 TABLE = "tickets"
 HISTORY_TABLE = "ticket_history"
-PRIORITY_RANK: dict[str, int] = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "URGENT": 4}
+PRIORITY_RANK: dict[str, int] = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 # Statuses whose ticket has a running workflow (CLOSED: the workflow has completed).
 LIVE_STATUSES = (
     TicketStatus.OPEN.value,
@@ -352,7 +352,12 @@ async def apply_change_to_row(
         )
     )
     if done is not None:
-        return PersistResult(applied=False, assignee_id=ticket.assignee_id), ticket
+        return (
+            PersistResult(
+                applied=False, assignee_id=ticket.assignee_id, escalated_to=ticket.escalated_to
+            ),
+            ticket,
+        )
 
     u = change.updates
     changes = dict(change.changes)
@@ -391,7 +396,11 @@ async def apply_change_to_row(
     if "escalation_level" in u.fields and u.escalation_level is not None:
         ticket.escalation_level = u.escalation_level
     if "escalated_to" in u.fields:
-        ticket.escalated_to = u.escalated_to
+        target = u.escalated_to
+        if target is None and u.escalated:  # named nobody: a manager (see escalation_manager)
+            target = await assignment.escalation_manager(session, ticket)
+            changes["escalated_to"] = _s(target)
+        ticket.escalated_to = target
     if "tags" in u.fields:
         old_tags = sorted(
             await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))
@@ -440,7 +449,12 @@ async def apply_change_to_row(
         actor_id=change.actor.id,
         actor_role=change.actor.role,
     )
-    return PersistResult(applied=True, assignee_id=ticket.assignee_id), ticket
+    return (
+        PersistResult(
+            applied=True, assignee_id=ticket.assignee_id, escalated_to=ticket.escalated_to
+        ),
+        ticket,
+    )
 
 
 def _s(value: Any) -> Any:
@@ -544,12 +558,14 @@ async def history(
             .order_by(TicketHistory.at, TicketHistory.id)
         )
         entries = []
-        from helpdesk.services.comments import history_entry_visible
+        from helpdesk.policy import can_see_escalation_target, history_entry_visible
 
         for row in rows:
             changes = dict(row.changes or {})
             if not history_entry_visible(caller_role, row.action, changes):
                 continue  # internal-note entries are for staff only, on every channel
+            if not can_see_escalation_target(caller_role):
+                changes.pop("escalated_to", None)  # internal routing, like on the ticket
             sealed = changes.pop("note", None)
             note = (
                 _open_note(key, ticket_id, row.event_key, sealed["sealed"])

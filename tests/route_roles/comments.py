@@ -1,6 +1,6 @@
 """Comments: every signed-in user may call the routes (the object checks then hide tickets
 and comments the caller may not see with 404; internal notes and editing rules are checked
-in tests/test_comments.py)."""
+in tests/test_comments.py: an end user asking for an internal note gets 403)."""
 
 _EVERYONE = {
     "anonymous": "deny",

@@ -1,5 +1,5 @@
 """SLA administration: managers and administrators read; administrators (MFA session) write.
-Manual escalation is for staff."""
+Manual escalation is for staff (its body may be empty: every field is optional)."""
 
 _READ = {
     "anonymous": "deny",

@@ -1,6 +1,8 @@
 """Ticket commands and single-ticket reads: every signed-in user may call the routes (the
 object check then hides other people's tickets with 404); assignment is for staff;
-deletion for administrators with an MFA session."""
+deletion for administrators with an MFA session. Past the gate, an end user's edit of a
+staff-only field (priority, category, due date) is refused with 403, by one rule shared
+with the ticket's workflow (helpdesk.policy; tests/test_seed_contract.py)."""
 
 _EVERYONE = {
     "anonymous": "deny",
