@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from api.app import prepare_runtime
+from helpdesk.crypto import encrypt_field
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import ticket_text
 from helpdesk.services.attachments import get_store
@@ -41,7 +42,9 @@ async def add_attachment(
             id=attachment_id,
             ticket_id=ticket.id,
             uploader_id=uploader_id,
-            filename_enc=None,
+            filename_enc=encrypt_field(
+                key, "scan.txt", table="attachments", column="filename", row_id=attachment_id
+            ),
             mime_type="text/plain",
             size=stored.size,
             sha256=stored.sha256,

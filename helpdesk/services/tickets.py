@@ -53,6 +53,7 @@ from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
+from helpdesk.services.sla_resume import resumed_sla
 from helpdesk.services.ticket_list import normalise_tag
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
@@ -1135,7 +1136,10 @@ async def reconcile_workflows(
         nonlocal started
         async with gate:
             try:
-                await ensure_workflow(runtime, ticket)
+                # The clocks from the database, not from now (helpdesk.services.sla_resume).
+                async with runtime.database.read() as session:
+                    sla = await resumed_sla(session, runtime.settings, ticket)
+                await ensure_workflow(runtime, ticket, sla)
                 started += 1
             except (errors.DomainError, RPCError) as exc:
                 log.warning("reconcile: ticket %s not started: %s", ticket.id, type(exc).__name__)
