@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
