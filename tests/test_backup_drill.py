@@ -194,3 +194,30 @@ async def test_disaster_recovery_drill(runtime, settings, tmp_path):
     finally:
         await env.shutdown()
         await restored.close()
+
+
+async def test_resume_workflows_reaches_live_tickets_older_than_the_reconcile_window(
+    runtime, temporal_client
+):
+    """After a restore every live ticket needs its workflow, not only those of the worker
+    reconciler's window (72 hours): `helpdesk backup resume-workflows` looks back without
+    limit, and the clocks start at the ticket's creation, not at the reconciliation."""
+    from datetime import UTC, datetime, timedelta
+
+    from helpdesk.backup.commands import ALL_TICKETS_HOURS
+    from tests.ticket_rows import make_ticket
+
+    requester = await make_user(runtime, Role.END_USER)
+    created = datetime.now(UTC) - timedelta(days=10)
+    old = await make_ticket(runtime, requester_id=requester.id, created_at=created)
+    async with ticket_api(runtime, temporal_client):
+        assert await tickets.reconcile_workflows(runtime, grace_seconds=0) == 0
+        started = await tickets.reconcile_workflows(
+            runtime, grace_seconds=0, window_hours=ALL_TICKETS_HOURS
+        )
+        assert started == 1
+        handle = temporal_client.get_workflow_handle(ticket_workflow_id(old.id))
+        state = await handle.query(TicketWorkflow.state)
+        assert state.sla is not None
+        for clock in state.sla.clocks.values():
+            assert clock.started_at == created

@@ -32,6 +32,12 @@ def add_backup_parser(commands: Any) -> None:
     )
     restore.add_argument("path", type=Path)
     restore.set_defaults(func=cmd_restore)
+    resume = actions.add_parser(
+        "resume-workflows",
+        help="after a restore: start the workflow of every live ticket, whatever its age, "
+        "with its SLA clocks from the database (needs Temporal and a worker)",
+    )
+    resume.set_defaults(func=cmd_resume_workflows)
     prune = actions.add_parser(
         "prune", help="delete backups older than HELPDESK_BACKUP_RETENTION_DAYS"
     )
@@ -104,9 +110,36 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return _fail("restore", exc)
     print(
         f"restored {checked.manifest['counts']['tickets']} tickets from {args.path}; next: "
-        "`helpdesk migrate`, `helpdesk audit verify`, then start the worker (its reconciler "
-        "starts the open tickets' workflows again)"
+        "`helpdesk migrate`, `helpdesk audit verify`, start the worker, then "
+        "`helpdesk backup resume-workflows` (the worker's reconciler looks back 72 hours only)"
     )
+    return 0
+
+
+# Every live ticket, whatever its age (the worker's reconciler looks back 72 hours).
+ALL_TICKETS_HOURS = 100 * 365 * 24.0
+
+
+async def _resume_workflows(settings: Any) -> int:
+    from api.app import prepare_runtime
+    from helpdesk.runtime import build_runtime
+    from helpdesk.services import tickets
+    from helpdesk.temporal import connect
+
+    runtime = prepare_runtime(build_runtime(settings))
+    try:
+        runtime.temporal = await connect(settings)
+        return await tickets.reconcile_workflows(
+            runtime, grace_seconds=0, window_hours=ALL_TICKETS_HOURS
+        )
+    finally:
+        await runtime.close()
+
+
+def cmd_resume_workflows(args: argparse.Namespace) -> int:
+    _logging()
+    started = asyncio.run(_resume_workflows(_settings()))
+    print(f"started {started} ticket workflows (live tickets that had none)")
     return 0
 
 

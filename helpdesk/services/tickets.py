@@ -740,13 +740,16 @@ async def send_update(
             # the row's commit and the start). Decide from the row.
             async with runtime.database.transaction() as session:
                 ticket = await session.get(Ticket, ticket_id)
+                sla = None
+                if ticket is not None and ticket.status in LIVE_STATUSES:
+                    sla = await resumed_sla(session, runtime.settings, ticket)
             if ticket is None or ticket.deleted_at is not None:
                 raise errors.Gone("this ticket was deleted") from None
             if ticket.status == TicketStatus.CLOSED.value:
                 raise errors.InvalidTransition(
                     "the ticket is closed", details={"current": "CLOSED", "allowed": []}
                 ) from None
-            if await ensure_workflow(runtime, ticket) is None:
+            if await ensure_workflow(runtime, ticket, sla) is None:
                 raise errors.InvalidTransition(
                     "the ticket is closed", details={"current": ticket.status, "allowed": []}
                 ) from None
@@ -1087,15 +1090,23 @@ async def end_workflow(runtime: Runtime, ticket_id: uuid.UUID) -> None:
 
 
 async def reconcile_workflows(
-    runtime: Runtime, *, grace_seconds: float = 10.0, concurrency: int = 16
+    runtime: Runtime,
+    *,
+    grace_seconds: float = 10.0,
+    concurrency: int = 16,
+    window_hours: float | None = None,
 ) -> int:
     """Start a workflow for every live ticket row of the recent window that has no running
     workflow (the API died between committing the row and starting the workflow, or the
     start failed). Returns how many were started. Safe to run anywhere, any time: starts
-    use USE_EXISTING, and a completed run is never restarted."""
+    use USE_EXISTING, and a completed run is never restarted. `window_hours` overrides the
+    setting (after a restore: every live ticket, whatever its age)."""
     client = _client(runtime)
     now = datetime.now(UTC)
-    since = now - timedelta(hours=runtime.settings.ticket_reconcile_window_hours)
+    window = (
+        runtime.settings.ticket_reconcile_window_hours if window_hours is None else window_hours
+    )
+    since = now - timedelta(hours=window)
     until = now - timedelta(seconds=grace_seconds)
     # Ids only, on a read snapshot (the window can hold many thousands of tickets, and this
     # runs every minute beside the API); whole rows only for the few without a workflow.
