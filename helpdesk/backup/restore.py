@@ -80,7 +80,7 @@ def _check_sqlite_image(image: bytearray, counts: dict[str, int]) -> None:
         image[18:20] = b"\x01\x01"
     memory = sqlite3.connect(":memory:")
     try:
-        memory.deserialize(bytes(image))
+        memory.deserialize(image)  # SQLite copies the buffer: no second copy here
         result = memory.execute("PRAGMA quick_check").fetchone()
         tickets = memory.execute("SELECT count(*) FROM tickets").fetchone()[0]
     except sqlite3.DatabaseError as exc:
