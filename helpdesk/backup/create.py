@@ -76,7 +76,7 @@ async def create_backup(
         db_summary = database.close()
 
         attachments = PartWriter(partial, "attachments", key, backup_id)
-        progress.phase("attachments", None)
+        progress.phase("attachments", snapshot.attachment_bytes or None)
         try:
             copied, missing, copied_bytes = await write_objects(
                 store, snapshot.attachment_keys, attachments, progress.advance

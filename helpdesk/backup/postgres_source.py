@@ -73,16 +73,17 @@ async def check_versions(connection: Any, name: str) -> tuple[int, int]:
     return client, server
 
 
-async def _facts(connection: Any) -> tuple[str | None, dict[str, int], list[str]]:
+async def _facts(connection: Any) -> tuple[str | None, dict[str, int], list[str], int]:
     revision = await connection.fetchval("SELECT version_num FROM alembic_version")
     counts = {
         name: int(await connection.fetchval(f"SELECT count(*) FROM {name}"))  # noqa: S608
         for name in ("tickets", "comments", "attachments", "audit_log", "data_keys", "users")
     }
     rows = await connection.fetch(
-        "SELECT storage_key FROM attachments WHERE storage_key IS NOT NULL ORDER BY storage_key"
+        "SELECT storage_key, size FROM attachments WHERE storage_key IS NOT NULL "
+        "ORDER BY storage_key"
     )
-    return revision, counts, [row[0] for row in rows]
+    return revision, counts, [row[0] for row in rows], sum(int(row[1] or 0) for row in rows)
 
 
 async def dump(url: str, sink: Callable[[bytes], None]) -> Snapshot:
@@ -96,7 +97,7 @@ async def dump(url: str, sink: Callable[[bytes], None]) -> Snapshot:
         await transaction.start()
         try:
             snapshot_id = await connection.fetchval("SELECT pg_export_snapshot()")
-            revision, counts, keys = await _facts(connection)
+            revision, counts, keys, attachment_bytes = await _facts(connection)
             proc = await asyncio.create_subprocess_exec(
                 tool("pg_dump"),
                 "--format=custom",
@@ -126,6 +127,7 @@ async def dump(url: str, sink: Callable[[bytes], None]) -> Snapshot:
         schema_revision=revision,
         counts=counts,
         attachment_keys=keys,
+        attachment_bytes=attachment_bytes,
         details={"pg_dump_major": client, "server_major": server},
     )
 

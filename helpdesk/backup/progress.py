@@ -21,6 +21,7 @@ class Progress:
         self.started = time.monotonic()
         self._bar: Any = None
         self._task: Any = None
+        self._summary: tuple[str, tuple[Any, ...]] | None = None
 
     def __enter__(self) -> Progress:
         if self.enabled:
@@ -56,14 +57,22 @@ class Progress:
         tb: TracebackType | None,
     ) -> None:
         if self._bar is not None:
+            self._finish_task()
             self._bar.__exit__(exc_type, exc, tb)
+            self._bar = None
+        if self._summary is not None:
+            self._log(*self._summary)
+
+    def _finish_task(self) -> None:
+        if self._task is not None:
+            done = self._bar.tasks[self._task].completed
+            self._bar.update(self._task, total=done, completed=done)
 
     def phase(self, description: str, total: int | None) -> None:
         """Start a phase of `total` bytes (None: size unknown, a spinner-like bar)."""
         if self._bar is None:
             return
-        if self._task is not None:
-            self._bar.update(self._task, completed=self._bar.tasks[self._task].total or 0)
+        self._finish_task()
         self._task = self._bar.add_task(description, total=total)
 
     def advance(self, amount: int) -> None:
@@ -74,5 +83,13 @@ class Progress:
         return time.monotonic() - self.started
 
     def summary(self, message: str, *args: Any) -> None:
-        """The one log line of the command (sizes, counts, duration)."""
-        log.info("%s: " + message + " in %.1f s", self.command, *args, self.elapsed())
+        """The one log line of the command (sizes, counts, duration); written once the
+        bar is gone, so that it is not mixed into the terminal's live display."""
+        args = (*args, self.elapsed())
+        if self._bar is not None:
+            self._summary = (message, args)
+        else:
+            self._log(message, args)
+
+    def _log(self, message: str, args: tuple[Any, ...]) -> None:
+        log.info("%s: " + message + " in %.1f s", self.command, *args)

@@ -30,6 +30,7 @@ class Snapshot:
     schema_revision: str | None
     counts: dict[str, int]
     attachment_keys: list[str]
+    attachment_bytes: int = 0  # plaintext sizes: the estimate of the copy's progress
     image: bytes = b""
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -44,8 +45,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database)
 
 
-def facts_query(connection: Any) -> tuple[str | None, dict[str, int], list[str]]:
-    """Schema revision, row counts and referenced attachment objects (DB-API cursor)."""
+def facts_query(connection: Any) -> tuple[str | None, dict[str, int], list[str], int]:
+    """Schema revision, row counts, referenced attachment objects and their plaintext
+    bytes (DB-API connection)."""
 
     def scalar(sql: str) -> Any:
         cursor = connection.execute(sql)
@@ -57,13 +59,11 @@ def facts_query(connection: Any) -> tuple[str | None, dict[str, int], list[str]]
         name: int(scalar(f"SELECT count(*) FROM {name}"))  # noqa: S608 - fixed table names
         for name in ("tickets", "comments", "attachments", "audit_log", "data_keys", "users")
     }
-    keys = [
-        row[0]
-        for row in connection.execute(
-            "SELECT storage_key FROM attachments WHERE storage_key IS NOT NULL ORDER BY storage_key"
-        )
-    ]
-    return revision, counts, keys
+    rows = connection.execute(
+        "SELECT storage_key, size FROM attachments WHERE storage_key IS NOT NULL "
+        "ORDER BY storage_key"
+    ).fetchall()
+    return revision, counts, [row[0] for row in rows], sum(int(row[1] or 0) for row in rows)
 
 
 def snapshot(path: Path) -> Snapshot:
@@ -74,7 +74,7 @@ def snapshot(path: Path) -> Snapshot:
     memory = sqlite3.connect(":memory:")
     try:
         source.backup(memory)  # pages=-1: the whole database in one read transaction
-        revision, counts, keys = facts_query(memory)
+        revision, counts, keys, attachment_bytes = facts_query(memory)
         image = memory.serialize()
     finally:
         memory.close()
@@ -85,6 +85,7 @@ def snapshot(path: Path) -> Snapshot:
         schema_revision=revision,
         counts=counts,
         attachment_keys=keys,
+        attachment_bytes=attachment_bytes,
         image=image,
     )
 
