@@ -208,6 +208,10 @@ async def test_disaster_recovery_drill(runtime, settings, tmp_path):
             # A restarted workflow announces its ticket again over Socket.IO, with the
             # event_id of the first announcement (clients drop it): no new event.
             assert before_pushes.sent
+            for _ in range(20):
+                if len(after_pushes.sent) >= 3:
+                    break
+                await asyncio.sleep(0.5)
             assert [e for e, _ in after_pushes.sent] == ["ticket.created"] * 3
             assert set(after_pushes.sent) <= set(before_pushes.sent), after_pushes.sent
             # A second reconciliation starts nothing; the restored site takes commands.
