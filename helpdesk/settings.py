@@ -280,8 +280,9 @@ class Settings(BaseSettings):
     # --- backups: added by the backup area ---------------------------------------------
     backup_key: SecretStr | None = Field(
         None,
-        description="AES-256 key (base64) sealing backups, not the KEK; generated into "
-        "`var/secrets.json` in development; the backup commands require it in production",
+        description="AES-256 key (base64) sealing backups, never a KEK; generated into "
+        "`var/secrets.json` with the other development secrets; the backup commands require "
+        "it in production (the API and worker do not need it)",
     )
     backup_dir: Path | None = Field(
         None, description="Where `helpdesk backup create` writes (default: var/backups)"
@@ -347,9 +348,8 @@ class Settings(BaseSettings):
             generated = _load_or_generate_dev_secrets(self.var_dir)
             for name in missing:
                 setattr(self, name, SecretStr(generated[name]))
-        if self.backup_key is None and self.environment is not Environment.PRODUCTION:
-            generated = _load_or_generate_dev_secrets(self.var_dir)
-            self.backup_key = SecretStr(generated["backup_key"])
+            if self.backup_key is None:
+                self.backup_key = SecretStr(generated["backup_key"])
         for name in ("kek", "payload_codec_key", "backup_key"):
             value = getattr(self, name)
             if value is None:

@@ -15,8 +15,8 @@ def backup_key(settings: Settings) -> DataKey:
     """The key that seals backups, with a stable id derived from it (not a secret)."""
     if settings.backup_key is None:
         raise BackupError(
-            "HELPDESK_BACKUP_KEY is not set (required in production; keep it in the secret "
-            "store, apart from the KEK)"
+            "HELPDESK_BACKUP_KEY is not set (base64 of 32 bytes; keep it in the secret store, "
+            "apart from the KEK; development generates one only beside its other secrets)"
         )
     material = settings.secret_bytes("backup_key")
     return DataKey(key_id=key_id_of(material), material=material)
