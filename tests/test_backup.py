@@ -345,3 +345,51 @@ async def test_postgres_backup_restores_into_an_empty_database(pg_url, tmp_path)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_destroying_a_rotated_kek_makes_older_backups_unreadable(runtime, settings, tmp_path):
+    """The other way crypto-shredding reaches backups: rotate the KEK, re-wrap every data
+    key under the new one, destroy the old one. Backups made before hold keys wrapped by the
+    destroyed KEK only: restored, they read nothing. Backups made after read as usual."""
+    import base64
+
+    from helpdesk.crypto import IntegrityError
+
+    requester = await make_user(runtime, Role.END_USER)
+    ticket = await make_ticket(runtime, requester_id=requester.id, title="before rotation")
+    old_backup = await create_backup(settings, out_dir=tmp_path / "backups")
+
+    old_kek = base64.b64encode(settings.secret_bytes("kek")).decode()
+    new_kek = _b64(os.urandom(32))
+    rotating = make_settings(
+        settings.var_dir,
+        database_url=settings.database_url,
+        kek=new_kek,
+        kek_id="kek-2",
+        previous_keks=f"kek-1:{old_kek}",
+    )
+    live = open_runtime(rotating)
+    try:
+        async with live.database.transaction() as session:
+            assert await live.keys.rewrap_all(session) >= 1
+    finally:
+        await live.close()
+    new_backup = await create_backup(settings, out_dir=tmp_path / "backups")
+
+    # The old KEK is destroyed: only kek-2 exists from now on.
+    old_site = second_site(settings, tmp_path / "old", kek=new_kek, kek_id="kek-2")
+    await restore_backup(old_site, old_backup.path)
+    restored = open_runtime(old_site)
+    try:
+        with pytest.raises(IntegrityError, match="unknown key-encryption key"):
+            await read_title(restored, ticket.id)
+    finally:
+        await restored.close()
+
+    new_site = second_site(settings, tmp_path / "new", kek=new_kek, kek_id="kek-2")
+    await restore_backup(new_site, new_backup.path)
+    restored = open_runtime(new_site)
+    try:
+        assert await read_title(restored, ticket.id) == "before rotation"
+    finally:
+        await restored.close()
