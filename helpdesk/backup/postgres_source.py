@@ -110,8 +110,13 @@ async def dump(url: str, sink: Callable[[bytes], None]) -> Snapshot:
             )
             assert proc.stdout is not None and proc.stderr is not None
             errors = asyncio.ensure_future(proc.stderr.read())
-            while chunk := await proc.stdout.read(PIPE_BYTES):
-                sink(chunk)
+            try:
+                while chunk := await proc.stdout.read(PIPE_BYTES):
+                    sink(chunk)
+            except BaseException:
+                proc.kill()  # the sink failed (disk full, interrupted): no orphan pg_dump
+                await proc.wait()
+                raise
             code = await proc.wait()
             if code != 0:
                 message = (await errors).decode(errors="replace").strip()[-500:]
@@ -175,11 +180,13 @@ async def restore(url: str, chunks: Iterator[bytes] | AsyncIterator[bytes]) -> N
             async for chunk in chunks:
                 proc.stdin.write(chunk)
                 await proc.stdin.drain()
+        proc.stdin.close()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # pg_restore stopped reading: its exit status and message say why
     except BaseException:
         proc.kill()
         await proc.wait()
         raise
-    proc.stdin.close()
     code = await proc.wait()
     if code != 0:
         message = (await errors).decode(errors="replace").strip()[-500:]
