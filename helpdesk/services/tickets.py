@@ -1024,7 +1024,8 @@ async def dispose(
     runtime: Runtime, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID
 ) -> None:
     """Delete a ticket: destroy its data key (crypto-shredding: every copy of its text and
-    notes becomes unreadable, backups included), drop text, tokens and tags, mark the row
+    notes becomes unreadable; backups made before keep the key until they are pruned, see
+    README "Backups and disaster recovery"), drop text, tokens and tags, mark the row
     deleted (later reads answer 410), then end and delete its workflow execution."""
     async with runtime.database.transaction() as session:
         ticket = await load_visible(session, caller_id, caller_role, ticket_id)
