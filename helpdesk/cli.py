@@ -6,6 +6,7 @@
     helpdesk migrate                  apply the database migrations
     helpdesk create-admin --email E   an administrator with TOTP MFA (prints the otpauth URI)
     helpdesk audit verify             check the audit log's hash chain
+    helpdesk backup create|verify|restore|prune   encrypted backups (helpdesk/backup/)
 
 Every setting comes from HELPDESK_* environment variables (see README.md).
 """
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.add_parser("verify", help="verify the hash chain").set_defaults(
         func=cmd_audit_verify
     )
+    from helpdesk.backup.commands import add_backup_parser
+
+    add_backup_parser(commands)
     return parser
 
 

@@ -277,6 +277,23 @@ class Settings(BaseSettings):
         20_000, gt=0, le=200_000, description="Longest comment body accepted (characters)"
     )
 
+    # --- backups: added by the backup area ---------------------------------------------
+    backup_key: SecretStr | None = Field(
+        None,
+        description="AES-256 key (base64) sealing backups, never a KEK; generated into "
+        "`var/secrets.json` with the other development secrets; the backup commands require "
+        "it in production (the API and worker do not need it)",
+    )
+    backup_dir: Path | None = Field(
+        None, description="Where `helpdesk backup create` writes (default: var/backups)"
+    )
+    backup_retention_days: int = Field(
+        35,
+        gt=0,
+        description="`helpdesk backup prune` deletes backups older than this; a deleted "
+        "ticket stays readable from backups for at most this long",
+    )
+
     @field_validator("attachment_allowed_types", mode="before")
     @classmethod
     def _attachment_types_csv(cls, value: Any) -> Any:
@@ -286,6 +303,11 @@ class Settings(BaseSettings):
     def attachments_path(self) -> Path:
         """Directory of the local attachment store."""
         return self.attachments_dir or self.var_dir / "attachments"
+
+    @property
+    def backups_path(self) -> Path:
+        """Directory of `helpdesk backup create` (default var/backups)."""
+        return self.backup_dir or self.var_dir / "backups"
 
     @field_validator(
         "cors_origins", "trusted_proxies", "admin_ip_allowlist", "previous_keks", mode="before"
@@ -326,10 +348,22 @@ class Settings(BaseSettings):
             generated = _load_or_generate_dev_secrets(self.var_dir)
             for name in missing:
                 setattr(self, name, SecretStr(generated[name]))
-        for name in ("kek", "payload_codec_key"):
-            raw = _b64(getattr(self, name).get_secret_value(), name)
+            if self.backup_key is None:
+                self.backup_key = SecretStr(generated["backup_key"])
+        for name in ("kek", "payload_codec_key", "backup_key"):
+            value = getattr(self, name)
+            if value is None:
+                continue  # backup_key in production: only the backup commands need it
+            raw = _b64(value.get_secret_value(), name)
             if len(raw) != 32:
                 raise ValueError(f"HELPDESK_{name.upper()} must be base64 of 32 bytes")
+        if self.backup_key is not None:
+            # Kept apart from the keys it protects: a backup key equal to a KEK or the codec
+            # key would let whoever holds one open the other's data.
+            backup = self.secret_bytes("backup_key")
+            others = [*self.key_encryption_keys().values(), self.secret_bytes("payload_codec_key")]
+            if backup in others:
+                raise ValueError("HELPDESK_BACKUP_KEY must differ from every KEK and the codec key")
         if self.environment is Environment.PRODUCTION:
             for name in ("jwt_secret", "blind_index_key", "audit_key"):
                 if len(getattr(self, name).get_secret_value()) < 32:
@@ -344,7 +378,7 @@ class Settings(BaseSettings):
     def secret_bytes(self, name: str) -> bytes:
         """The raw bytes of a key setting (base64-decoded for the AES keys)."""
         value: SecretStr = getattr(self, name)
-        if name in ("kek", "payload_codec_key"):
+        if name in ("kek", "payload_codec_key", "backup_key"):
             return _b64(value.get_secret_value(), name)
         return value.get_secret_value().encode()
 
@@ -373,9 +407,9 @@ def _load_or_generate_dev_secrets(var_dir: Path) -> dict[str, str]:
     else:
         data = {}
     changed = False
-    for name in _GENERATED_SECRETS:
+    for name in (*_GENERATED_SECRETS, "backup_key"):
         if name not in data:
-            if name in ("kek", "payload_codec_key"):
+            if name in ("kek", "payload_codec_key", "backup_key"):
                 data[name] = base64.b64encode(secrets.token_bytes(32)).decode()
             else:
                 data[name] = secrets.token_urlsafe(48)

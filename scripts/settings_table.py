@@ -29,6 +29,7 @@ _COMPUTED = {
     "database_url": "SQLite file `var/helpdesk.db`",
     "email_file_path": "`var/mail.log`",
     "attachments_dir": "`var/attachments`",
+    "backup_dir": "`var/backups`",
 }
 
 

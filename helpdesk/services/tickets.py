@@ -53,6 +53,7 @@ from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
+from helpdesk.services.sla_resume import resumed_sla
 from helpdesk.services.ticket_list import normalise_tag
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
@@ -755,13 +756,16 @@ async def send_update(
             # the row's commit and the start). Decide from the row.
             async with runtime.database.transaction() as session:
                 ticket = await session.get(Ticket, ticket_id)
+                sla = None
+                if ticket is not None and ticket.status in LIVE_STATUSES:
+                    sla = await resumed_sla(session, runtime.settings, ticket)
             if ticket is None or ticket.deleted_at is not None:
                 raise errors.Gone("this ticket was deleted") from None
             if ticket.status == TicketStatus.CLOSED.value:
                 raise errors.InvalidTransition(
                     "the ticket is closed", details={"current": "CLOSED", "allowed": []}
                 ) from None
-            if await ensure_workflow(runtime, ticket) is None:
+            if await ensure_workflow(runtime, ticket, sla) is None:
                 raise errors.InvalidTransition(
                     "the ticket is closed", details={"current": ticket.status, "allowed": []}
                 ) from None
@@ -1036,7 +1040,8 @@ async def dispose(
     runtime: Runtime, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID
 ) -> None:
     """Delete a ticket: destroy its data key (crypto-shredding: every copy of its text and
-    notes becomes unreadable, backups included), drop text, tokens and tags, mark the row
+    notes becomes unreadable; backups made before keep the key until they are pruned, see
+    README "Backups and disaster recovery"), drop text, tokens and tags, mark the row
     deleted (later reads answer 410), then end and delete its workflow execution."""
     async with runtime.database.transaction() as session:
         ticket = await load_visible(session, caller_id, caller_role, ticket_id)
@@ -1102,15 +1107,23 @@ async def end_workflow(runtime: Runtime, ticket_id: uuid.UUID) -> None:
 
 
 async def reconcile_workflows(
-    runtime: Runtime, *, grace_seconds: float = 10.0, concurrency: int = 16
+    runtime: Runtime,
+    *,
+    grace_seconds: float = 10.0,
+    concurrency: int = 16,
+    window_hours: float | None = None,
 ) -> int:
     """Start a workflow for every live ticket row of the recent window that has no running
     workflow (the API died between committing the row and starting the workflow, or the
     start failed). Returns how many were started. Safe to run anywhere, any time: starts
-    use USE_EXISTING, and a completed run is never restarted."""
+    use USE_EXISTING, and a completed run is never restarted. `window_hours` overrides the
+    setting (after a restore: every live ticket, whatever its age)."""
     client = _client(runtime)
     now = datetime.now(UTC)
-    since = now - timedelta(hours=runtime.settings.ticket_reconcile_window_hours)
+    window = (
+        runtime.settings.ticket_reconcile_window_hours if window_hours is None else window_hours
+    )
+    since = now - timedelta(hours=window)
     until = now - timedelta(seconds=grace_seconds)
     # Ids only, on a read snapshot (the window can hold many thousands of tickets, and this
     # runs every minute beside the API); whole rows only for the few without a workflow.
@@ -1151,7 +1164,10 @@ async def reconcile_workflows(
         nonlocal started
         async with gate:
             try:
-                await ensure_workflow(runtime, ticket)
+                # The clocks from the database, not from now (helpdesk.services.sla_resume).
+                async with runtime.database.read() as session:
+                    sla = await resumed_sla(session, runtime.settings, ticket)
+                await ensure_workflow(runtime, ticket, sla)
                 started += 1
             except (errors.DomainError, RPCError) as exc:
                 log.warning("reconcile: ticket %s not started: %s", ticket.id, type(exc).__name__)
