@@ -98,7 +98,8 @@ class KeyRing:
         return self.unwrap(wrapped)
 
     async def unwrap_many_async(self, wrapped: Iterable[WrappedKey]) -> dict[uuid.UUID, DataKey]:
-        return {item.key_id: self.unwrap(item) for item in wrapped}
+        unique = {item.key_id: item for item in wrapped}
+        return {key_id: self.unwrap(item) for key_id, item in unique.items()}
 
     def forget(self, key_id: uuid.UUID) -> None:
         """Drop any cached copy of a data key (it is being destroyed). Nothing to do here."""
