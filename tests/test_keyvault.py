@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from pydantic import SecretStr
 
 from helpdesk.crypto import (
     IntegrityError,
@@ -478,3 +479,45 @@ async def test_crypto_shredding_beats_the_cache(vault: Vault, runtime: Runtime) 
     # The local copy is dropped too; other processes cannot present the wrapped bytes of a
     # row that no longer exists, so their caches cannot serve it either.
     assert len(ring._cache) == 0
+
+
+async def test_rewrap_all_moves_local_data_keys_into_key_vault(
+    vault: Vault, runtime: Runtime
+) -> None:
+    local = runtime.keys.keyring
+    async with runtime.database.transaction() as session:
+        key = await runtime.keys.create(session)
+    runtime.keys = KeyStore(make_ring(vault, legacy=local))
+    async with runtime.database.transaction() as session:
+        assert await runtime.keys.rewrap_all(session) == 1
+        assert await runtime.keys.rewrap_all(session) == 0
+    runtime.keys = KeyStore(make_ring(vault))  # no local KEK any more
+    async with runtime.database.read() as session:
+        row = await session.get(DataKeyRow, key.key_id)
+        assert row is not None and row.kek_id.startswith("akv:")
+        assert (await runtime.keys.get(session, key.key_id)).material == key.material
+
+
+async def test_keys_rewrap_command_after_a_local_kek_rotation(settings: Settings) -> None:
+    from helpdesk.cli import rewrap_keys
+    from helpdesk.runtime import build_runtime
+
+    old, new = base64.b64encode(b"\x01" * 32).decode(), base64.b64encode(b"\x02" * 32).decode()
+    before = settings.model_copy(update={"kek": SecretStr(old), "kek_id": "k1"})
+    runtime = build_runtime(before)
+    try:
+        async with runtime.database.transaction() as session:
+            key = await runtime.keys.create(session)
+    finally:
+        await runtime.close()
+    rotated = settings.model_copy(
+        update={"kek": SecretStr(new), "kek_id": "k2", "previous_keks": [f"k1:{old}"]}
+    )
+    assert await rewrap_keys(rotated) == (1, "k2")
+    only_new = settings.model_copy(update={"kek": SecretStr(new), "kek_id": "k2"})
+    runtime = build_runtime(only_new)
+    try:
+        async with runtime.database.read() as session:
+            assert (await runtime.keys.get(session, key.key_id)).material == key.material
+    finally:
+        await runtime.close()
