@@ -140,7 +140,9 @@ class Settings(BaseSettings):
     # --- secrets ---------------------------------------------------------------------
     jwt_secret: SecretStr | None = Field(None, description="HS256 key for access tokens")
     kek: SecretStr | None = Field(
-        None, description="Key-encryption key, base64 of 32 bytes (wraps per-record data keys)"
+        None,
+        description="Key-encryption key, base64 of 32 bytes (wraps per-record data keys); "
+        "with azure-keyvault, optional: it only opens data keys it wrapped before",
     )
     kek_id: str = Field("kek-1", description="Identifier of the current key-encryption key")
     previous_keks: Annotated[list[str], NoDecode] = Field(
