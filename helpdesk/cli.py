@@ -178,6 +178,26 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+async def rewrap_keys(settings: Settings) -> tuple[int, str]:
+    """Re-wrap every data key under the current KEK (after a rotation, or after moving the
+    KEK into Key Vault); returns how many changed and the current KEK id."""
+    from helpdesk.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.database.transaction() as session:
+            count = await runtime.keys.rewrap_all(session)
+        return count, runtime.keys.keyring.current_kek_id
+    finally:
+        await runtime.close()
+
+
+def cmd_keys_rewrap(args: argparse.Namespace) -> int:
+    count, kek_id = asyncio.run(rewrap_keys(_settings()))
+    print(f"{count} data keys re-wrapped under {kek_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="helpdesk",
@@ -203,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.add_parser("verify", help="verify the hash chain").set_defaults(
         func=cmd_audit_verify
     )
+    keys = commands.add_parser("keys", help="key-encryption key tools")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_commands.add_parser(
+        "rewrap", help="re-wrap every data key under the current key-encryption key"
+    ).set_defaults(func=cmd_keys_rewrap)
     from helpdesk.backup.commands import add_backup_parser
 
     add_backup_parser(commands)

@@ -16,6 +16,7 @@ import os
 import struct
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -90,6 +91,21 @@ class KeyRing:
     def rewrap(self, wrapped: WrappedKey) -> WrappedKey:
         """The same data key wrapped by the current KEK (KEK rotation)."""
         return self.wrap(self.unwrap(wrapped))
+
+    # A KEK held elsewhere (helpdesk.keyvault) unwraps over the network: async callers use
+    # these, which for the local KEK are the plain in-memory operations.
+    async def unwrap_async(self, wrapped: WrappedKey) -> DataKey:
+        return self.unwrap(wrapped)
+
+    async def unwrap_many_async(self, wrapped: Iterable[WrappedKey]) -> dict[uuid.UUID, DataKey]:
+        unique = {item.key_id: item for item in wrapped}
+        return {key_id: self.unwrap(item) for key_id, item in unique.items()}
+
+    def forget(self, key_id: uuid.UUID) -> None:
+        """Drop any cached copy of a data key (it is being destroyed). Nothing to do here."""
+
+    async def aclose(self) -> None:
+        """Release connections to a remote KEK. Nothing to do here."""
 
 
 def field_aad(table: str, column: str, row_id: uuid.UUID | str, key_id: uuid.UUID) -> bytes:

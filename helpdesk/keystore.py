@@ -14,8 +14,9 @@ from models.keys import DataKey as DataKeyRow
 
 
 class KeyStore:
-    """Creates, loads and destroys data keys. Nothing is cached, so a destroyed key is
-    unusable by every process at once (crypto-shredding)."""
+    """Creates, loads and destroys data keys. A key is only ever unwrapped from its row as read
+    now, so a destroyed key is unusable by every process at once (crypto-shredding); a KEK
+    provider's cache of unwrapped keys is looked up by the wrapped bytes of that row."""
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
@@ -38,7 +39,7 @@ class KeyStore:
         row = await session.get(DataKeyRow, key_id)
         if row is None:
             raise Gone("this record's data was disposed of")
-        return self._unwrap(row)
+        return await self._unwrap(row)
 
     async def get_many(
         self, session: AsyncSession, key_ids: Iterable[uuid.UUID | None]
@@ -47,21 +48,24 @@ class KeyStore:
         if not wanted:
             return {}
         rows = await session.scalars(select(DataKeyRow).where(DataKeyRow.id.in_(wanted)))
-        return {row.id: self._unwrap(row) for row in rows}
+        return await self.keyring.unwrap_many_async(
+            WrappedKey(row.id, row.kek_id, row.wrapped_key) for row in rows
+        )
 
     async def destroy(self, session: AsyncSession, key_id: uuid.UUID | None) -> None:
         if key_id is not None:
             await session.execute(delete(DataKeyRow).where(DataKeyRow.id == key_id))
+            self.keyring.forget(key_id)
 
     async def rewrap_all(self, session: AsyncSession) -> int:
         """Re-wrap every data key under the current KEK (after a KEK rotation)."""
         count = 0
         for row in await session.scalars(select(DataKeyRow)):
             if row.kek_id != self.keyring.current_kek_id:
-                fresh = self.keyring.rewrap(WrappedKey(row.id, row.kek_id, row.wrapped_key))
+                fresh = self.keyring.wrap(await self._unwrap(row))
                 row.kek_id, row.wrapped_key = fresh.kek_id, fresh.wrapped
                 count += 1
         return count
 
-    def _unwrap(self, row: DataKeyRow) -> DataKey:
-        return self.keyring.unwrap(WrappedKey(row.id, row.kek_id, row.wrapped_key))
+    async def _unwrap(self, row: DataKeyRow) -> DataKey:
+        return await self.keyring.unwrap_async(WrappedKey(row.id, row.kek_id, row.wrapped_key))

@@ -30,12 +30,21 @@ class Runtime:
 
     async def close(self) -> None:
         await self.database.dispose()
+        await self.keys.keyring.aclose()
+
+
+def build_keyring(settings: Settings) -> KeyRing:
+    """The local KEK ring (default) or the Azure Key Vault one (HELPDESK_KEK_PROVIDER)."""
+    if settings.kek_provider == "azure-keyvault":
+        from helpdesk.keyvault import keyring_from_settings
+
+        return keyring_from_settings(settings)
+    return KeyRing(settings.kek_id, settings.key_encryption_keys())
 
 
 def build_runtime(settings: Settings) -> Runtime:
     from helpdesk.email import build_email_backend
 
-    keyring = KeyRing(settings.kek_id, settings.key_encryption_keys())
     return Runtime(
         settings=settings,
         database=Database(
@@ -43,7 +52,7 @@ def build_runtime(settings: Settings) -> Runtime:
             echo=settings.database_echo,
             busy_timeout=settings.database_busy_timeout_seconds,
         ),
-        keys=KeyStore(keyring),
+        keys=KeyStore(build_keyring(settings)),
         blind_index=BlindIndex(settings.secret_bytes("blind_index_key")),
         audit=AuditTrail(settings.secret_bytes("audit_key")),
         email=build_email_backend(settings),

@@ -112,6 +112,18 @@ class Settings(BaseSettings):
         True, description="`helpdesk dev` starts the Temporal dev server itself"
     )
     temporal_tls: bool = Field(False, description="Use TLS to reach Temporal")
+    temporal_tls_client_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for mTLS to Temporal, e.g. Temporal Cloud"
+    )
+    temporal_tls_client_key_file: Path | None = Field(
+        None, description="Private key (PEM) of the Temporal client certificate"
+    )
+    temporal_tls_server_ca_file: Path | None = Field(
+        None, description="CA bundle trusted for Temporal's certificate (default: system CAs)"
+    )
+    temporal_api_key: SecretStr | None = Field(
+        None, description="Temporal Cloud API key (instead of mTLS; implies TLS)"
+    )
     run_worker_in_api: bool = Field(
         True, description="Host the Temporal worker inside the API process"
     )
@@ -128,12 +140,46 @@ class Settings(BaseSettings):
     # --- secrets ---------------------------------------------------------------------
     jwt_secret: SecretStr | None = Field(None, description="HS256 key for access tokens")
     kek: SecretStr | None = Field(
-        None, description="Key-encryption key, base64 of 32 bytes (wraps per-record data keys)"
+        None,
+        description="Key-encryption key, base64 of 32 bytes (wraps per-record data keys); "
+        "with azure-keyvault, optional: it only opens data keys it wrapped before",
     )
     kek_id: str = Field("kek-1", description="Identifier of the current key-encryption key")
     previous_keks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Retired KEKs still able to unwrap, as id:base64 (comma-separated)",
+    )
+    kek_provider: str = Field(
+        "local",
+        pattern="^(local|azure-keyvault)$",
+        description="Where the key-encryption key lives: local (HELPDESK_KEK) or "
+        "azure-keyvault (an RSA key that never leaves the vault)",
+    )
+    azure_key_vault_url: str | None = Field(
+        None, description="Key Vault URL (https://<vault>.vault.azure.net) of azure-keyvault"
+    )
+    azure_key_name: str = Field(
+        "helpdesk-kek", description="Name of the Key Vault key that wraps data keys"
+    )
+    azure_client_id: str | None = Field(
+        None, description="Client id of the user-assigned managed identity (default: system)"
+    )
+    azure_key_local_wrap: bool = Field(
+        True,
+        description="Wrap new data keys in-process with the Key Vault key's public half "
+        "(false: one wrapKey call per new record)",
+    )
+    azure_key_cache_seconds: float = Field(
+        300.0, ge=0, description="How long an unwrapped data key is kept in memory (0: never)"
+    )
+    azure_key_cache_size: int = Field(
+        10_000, ge=0, description="Most unwrapped data keys kept in memory per process"
+    )
+    azure_key_refresh_seconds: float = Field(
+        300.0, gt=0, description="How often the current key version is re-read (rotation)"
+    )
+    azure_key_timeout_seconds: float = Field(
+        5.0, gt=0, description="Deadline of one Key Vault call (then 503)"
     )
     blind_index_key: SecretStr | None = Field(None, description="HMAC key for blind indexes")
     audit_key: SecretStr | None = Field(None, description="HMAC key of the audit hash chain")
@@ -338,7 +384,17 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir / 'helpdesk.db'}"
         if self.email_file_path is None:
             self.email_file_path = self.var_dir / "mail.log"
+        if self.kek_provider == "azure-keyvault":
+            url = self.azure_key_vault_url or ""
+            if not url.startswith("https://"):
+                raise ValueError(
+                    "HELPDESK_AZURE_KEY_VAULT_URL (https://...) is required with "
+                    "HELPDESK_KEK_PROVIDER=azure-keyvault"
+                )
         missing = [name for name in _GENERATED_SECRETS if getattr(self, name) is None]
+        if self.kek_provider == "azure-keyvault" and self.environment is Environment.PRODUCTION:
+            # The KEK is in the vault; HELPDESK_KEK, when set, only unwraps older data keys.
+            missing = [name for name in missing if name != "kek"]
         if missing:
             if self.environment is Environment.PRODUCTION:
                 raise ValueError(
@@ -384,7 +440,7 @@ class Settings(BaseSettings):
 
     def key_encryption_keys(self) -> dict[str, bytes]:
         """Every KEK able to unwrap data keys, by id; the current one included."""
-        keys = {self.kek_id: self.secret_bytes("kek")}
+        keys = {self.kek_id: self.secret_bytes("kek")} if self.kek is not None else {}
         for item in self.previous_keks:
             key_id, _, encoded = item.partition(":")
             keys[key_id] = _b64(encoded, "previous_keks")

@@ -22,6 +22,7 @@ from temporalio.converter import (
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
 )
+from temporalio.service import TLSConfig
 
 from helpdesk.settings import Settings
 
@@ -114,11 +115,34 @@ def data_converter(settings: Settings) -> DataConverter:
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
     """A client for the API, the worker or a test; all share one converter."""
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         address or settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
-        tls=settings.temporal_tls,
+        tls=tls_config(settings),
+        api_key=api_key,
+    )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS to Temporal: off, on with the system CAs, or mTLS with a client certificate
+    (Temporal Cloud or a self-hosted cluster with mTLS). An API key implies TLS."""
+    cert, key, ca = (
+        settings.temporal_tls_client_cert_file,
+        settings.temporal_tls_client_key_file,
+        settings.temporal_tls_server_ca_file,
+    )
+    if (cert is None) != (key is None):
+        raise ValueError(
+            "HELPDESK_TEMPORAL_TLS_CLIENT_CERT_FILE and _KEY_FILE must be set together"
+        )
+    if cert is None and ca is None:
+        return settings.temporal_tls or settings.temporal_api_key is not None
+    return TLSConfig(
+        client_cert=cert.read_bytes() if cert else None,
+        client_private_key=key.read_bytes() if key else None,
+        server_root_ca_cert=ca.read_bytes() if ca else None,
     )
 
 

@@ -782,7 +782,7 @@ async def list_tickets(
             total, estimate = counted, False
     else:
         total, estimate = proven, True
-    items = _items(runtime, window)
+    items = await _items(runtime, window)
     next_cursor = None
     if has_more and window:
         last = window[-1]
@@ -855,14 +855,14 @@ def _count_query(
     return select(func.count()).select_from(capped).scalar_subquery()
 
 
-def _items(runtime: Runtime, rows: list[Row[Any]]) -> list[TicketListItem]:
+async def _items(runtime: Runtime, rows: list[Row[Any]]) -> list[TicketListItem]:
     # The page's data keys came with its rows (outer-joined: a disposed key leaves the
-    # title empty); each is unwrapped once.
-    keys: dict[uuid.UUID, DataKey] = {}
-    for row in rows:
-        if row.data_key_id is not None and row.kek_id is not None and row.data_key_id not in keys:
-            wrapped = WrappedKey(row.data_key_id, row.kek_id, row.wrapped_key)
-            keys[row.data_key_id] = runtime.keys.keyring.unwrap(wrapped)
+    # title empty); each is unwrapped once (concurrently when the KEK is in Key Vault).
+    keys: dict[uuid.UUID, DataKey] = await runtime.keys.keyring.unwrap_many_async(
+        WrappedKey(row.data_key_id, row.kek_id, row.wrapped_key)
+        for row in rows
+        if row.data_key_id is not None and row.kek_id is not None
+    )
     return [
         TicketListItem(
             id=row.id,
