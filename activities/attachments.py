@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from helpdesk import metrics
 from helpdesk.errors import DomainError
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
@@ -61,12 +62,15 @@ class AttachmentActivities:
         try:
             outcome = await attachments.scan(self.runtime, request.attachment_id)
         except ScanLimitExceeded as exc:
+            metrics.SCANS.labels(verdict="limit_exceeded").inc()
             # Fail closed without looping: quarantined until clamd's limit is raised.
             raise ApplicationError(str(exc), type=SCAN_LIMIT_EXCEEDED, non_retryable=True) from exc
         except ScannerUnavailable as exc:
+            metrics.SCANS.labels(verdict="scanner_unavailable").inc()
             raise ApplicationError(str(exc), type=SCANNER_UNAVAILABLE, non_retryable=False) from exc
         except DomainError as exc:
             raise ApplicationError(exc.message, type=exc.code, non_retryable=True) from exc
+        metrics.SCANS.labels(verdict=str(outcome.scan_status).lower()).inc()
         return ScanResult(
             attachment_id=outcome.attachment_id,
             ticket_id=outcome.ticket_id,

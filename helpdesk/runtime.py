@@ -33,10 +33,11 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    from helpdesk import metrics
     from helpdesk.email import build_email_backend
 
     keyring = KeyRing(settings.kek_id, settings.key_encryption_keys())
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         database=Database(
             settings.database_url,
@@ -48,3 +49,5 @@ def build_runtime(settings: Settings) -> Runtime:
         audit=AuditTrail(settings.secret_bytes("audit_key")),
         email=build_email_backend(settings),
     )
+    metrics.DB_POOLS.watch("main", runtime.database.engine)
+    return runtime

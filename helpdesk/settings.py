@@ -269,6 +269,19 @@ class Settings(BaseSettings):
         "attachments", description="Blob container of the azure attachment store"
     )
 
+    # --- observability -------------------------------------------------------------------
+    metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Networks that may read the API's /metrics (comma-separated CIDRs)",
+    )
+    metrics_port: int | None = Field(
+        None, description="Port of a standalone worker's /metrics (none: not served)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address a standalone worker's metrics bind")
+    temporal_metrics_address: str | None = Field(
+        None, description="host:port where the Temporal SDK serves its Prometheus metrics"
+    )
+
     # --- comments: added by the comments area ------------------------------------------
     reopen_on_requester_reply: bool = Field(
         True, description="A requester's public reply reopens their RESOLVED ticket"
@@ -288,13 +301,18 @@ class Settings(BaseSettings):
         return self.attachments_dir or self.var_dir / "attachments"
 
     @field_validator(
-        "cors_origins", "trusted_proxies", "admin_ip_allowlist", "previous_keks", mode="before"
+        "cors_origins",
+        "trusted_proxies",
+        "admin_ip_allowlist",
+        "metrics_allowed_networks",
+        "previous_keks",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("trusted_proxies", "admin_ip_allowlist")
+    @field_validator("trusted_proxies", "admin_ip_allowlist", "metrics_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:

@@ -22,6 +22,8 @@ from temporalio.converter import (
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
 )
+from temporalio.runtime import PrometheusConfig, TelemetryConfig
+from temporalio.runtime import Runtime as TemporalRuntime
 
 from helpdesk.settings import Settings
 
@@ -112,6 +114,25 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
+# One SDK runtime per metrics address in this process: each serves its own port.
+_SDK_RUNTIMES: dict[str, TemporalRuntime] = {}
+
+
+def sdk_runtime(settings: Settings) -> TemporalRuntime | None:
+    """The Temporal SDK runtime that serves the SDK's own Prometheus metrics (worker task
+    latencies, slots, polls, sticky cache) on `temporal_metrics_address`, or None (the
+    SDK's default runtime, no metrics port) when that setting is empty."""
+    address = settings.temporal_metrics_address
+    if not address:
+        return None
+    runtime = _SDK_RUNTIMES.get(address)
+    if runtime is None:
+        runtime = _SDK_RUNTIMES[address] = TemporalRuntime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
+        )
+    return runtime
+
+
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
     """A client for the API, the worker or a test; all share one converter."""
     return await Client.connect(
@@ -119,6 +140,7 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         tls=settings.temporal_tls,
+        runtime=sdk_runtime(settings),
     )
 
 

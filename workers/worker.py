@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from helpdesk import eventloop, heap
+from helpdesk import eventloop, heap, metrics
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from helpdesk.settings import Settings
@@ -221,6 +221,8 @@ async def _main() -> int:
         settings.temporal_task_queue,
         settings.temporal_address,
     )
+    if settings.metrics_port is not None:
+        metrics.serve_worker_metrics(settings.metrics_host, settings.metrics_port)
     try:
         runtime.temporal = await connect_or_explain(settings, "worker")
         if runtime.temporal is None:
