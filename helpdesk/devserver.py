@@ -175,6 +175,8 @@ def uvicorn_server(settings: Settings, app: Any) -> _Server:
         log_level="info",
         proxy_headers=False,  # X-Forwarded-For is judged by our middleware's trusted proxies
         server_header=False,
+        # JSON logs: uvicorn's records go through the root handler (helpdesk.logs).
+        **({"log_config": None} if settings.effective_log_format == "json" else {}),
         **options,
     )
     # Access log lines keep method, path and status, never the query string: search terms

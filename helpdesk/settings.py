@@ -270,6 +270,11 @@ class Settings(BaseSettings):
     )
 
     # --- observability -------------------------------------------------------------------
+    log_format: str | None = Field(
+        None,
+        pattern="^(text|json)$",
+        description="Log lines: text or json (one object per line); default json in production",
+    )
     metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="Networks that may read the API's /metrics (comma-separated CIDRs)",
@@ -294,6 +299,13 @@ class Settings(BaseSettings):
     @classmethod
     def _attachment_types_csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @property
+    def effective_log_format(self) -> str:
+        """`log_format`, or json in production and text elsewhere."""
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment is Environment.PRODUCTION else "text"
 
     @property
     def attachments_path(self) -> Path:

@@ -238,5 +238,8 @@ async def _main() -> int:
 
 def main() -> int:
     """`helpdesk worker`: a standalone worker process until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from helpdesk import logs
+    from helpdesk.settings import get_settings
+
+    logs.configure(get_settings().effective_log_format)
     return eventloop.run(_main())
