@@ -26,6 +26,7 @@ from api.routes import (
     tickets,
     users,
 )
+from api.tracing import TracingMiddleware
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.security import Passwords
 from helpdesk.services import sessions
@@ -130,6 +131,8 @@ def create_app(
                 "X-Namespace",
             ],
         )
+    # Inside the request context (it reads the request id), outside everything else.
+    app.add_middleware(TracingMiddleware)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=settings.trusted_proxies,

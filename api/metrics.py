@@ -50,7 +50,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            template = _templates(scope).template(scope["path"])
+            template = route_template(scope)
             method = scope.get("method", "GET")
             metrics.HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
             metrics.HTTP_DURATION.labels(method=method, route=template).observe(
@@ -91,6 +91,11 @@ def _templates(scope: Scope) -> RouteTemplates:
             paths.append(app.openapi_url)
         templates = app.state.route_templates = RouteTemplates(paths)
     return templates
+
+
+def route_template(scope: Scope) -> str:
+    """The route template a request's path matches, or `unmatched`."""
+    return _templates(scope).template(scope["path"])
 
 
 def _allowed(request: Request) -> bool:

@@ -158,6 +158,9 @@ class _Server(uvicorn.Server):
 def uvicorn_server(settings: Settings, app: Any) -> _Server:
     """A uvicorn server for `app` on the configured address, TLS 1.3 when configured."""
     options: dict[str, Any] = {}
+    if settings.effective_log_format == "json":
+        # uvicorn's records go through the root handler (helpdesk.logs), as JSON.
+        options["log_config"] = None
     if settings.tls_certfile is not None or settings.tls_keyfile is not None:
         context = tls_context(settings)
 
@@ -175,8 +178,6 @@ def uvicorn_server(settings: Settings, app: Any) -> _Server:
         log_level="info",
         proxy_headers=False,  # X-Forwarded-For is judged by our middleware's trusted proxies
         server_header=False,
-        # JSON logs: uvicorn's records go through the root handler (helpdesk.logs).
-        **({"log_config": None} if settings.effective_log_format == "json" else {}),
         **options,
     )
     # Access log lines keep method, path and status, never the query string: search terms

@@ -283,6 +283,13 @@ class Settings(BaseSettings):
         None, description="Port of a standalone worker's /metrics (none: not served)"
     )
     metrics_host: str = Field("127.0.0.1", description="Address a standalone worker's metrics bind")
+    otel_exporter: str | None = Field(
+        None,
+        pattern="^(otlp|azure|console)$",
+        description="Traces: otlp, azure (Application Insights) or console; none: off",
+    )
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint (otlp)")
+    otel_service_name: str = Field("helpdesk", description="service.name of the traces")
     temporal_metrics_address: str | None = Field(
         None, description="host:port where the Temporal SDK serves its Prometheus metrics"
     )

@@ -135,12 +135,16 @@ def sdk_runtime(settings: Settings) -> TemporalRuntime | None:
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
     """A client for the API, the worker or a test; all share one converter."""
+    from helpdesk import tracing
+
+    tracing.configure(settings)
     return await Client.connect(
         address or settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         tls=settings.temporal_tls,
         runtime=sdk_runtime(settings),
+        interceptors=tracing.client_interceptors(),
     )
 
 

@@ -40,6 +40,8 @@ PASSTHROUGH_MODULES = (
     "models",
     "helpdesk",
     "activities",
+    # The tracing interceptor's context propagation (TEMPORAL's OpenTelemetry guidance).
+    "opentelemetry",
     # Pure, reviewed workflow modules (types, state machine, SLA arithmetic, the mixins'
     # decisions): importing them once instead of per workflow run is the main lever on
     # ticket creation throughput (each run re-compiled ~29 modules). Replay tests still
