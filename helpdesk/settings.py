@@ -256,6 +256,9 @@ class Settings(BaseSettings):
         "127.0.0.1:3310", description="clamd: TCP host:port, or a unix socket path (/...)"
     )
     clamd_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one clamd call")
+    dev_clamd: bool = Field(
+        True, description="`helpdesk dev` starts clamd on clamd_address when it is installed"
+    )
     attachment_storage: str = Field(
         "local", pattern="^(local|azure)$", description="Attachment store: local or azure"
     )
