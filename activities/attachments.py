@@ -9,14 +9,16 @@ back. Errors retrying cannot fix (attachment gone, integrity failure) are non-re
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from helpdesk import metrics
 from helpdesk.errors import DomainError
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
@@ -47,6 +49,9 @@ class ScanResult(BaseModel):
     deleted: bool = False
 
 
+log = logging.getLogger("helpdesk.scan")
+
+
 class AttachmentActivities:
     """Attachment activities around the process's Runtime."""
 
@@ -61,12 +66,25 @@ class AttachmentActivities:
         try:
             outcome = await attachments.scan(self.runtime, request.attachment_id)
         except ScanLimitExceeded as exc:
+            metrics.SCANS.labels(verdict="limit_exceeded").inc()
             # Fail closed without looping: quarantined until clamd's limit is raised.
             raise ApplicationError(str(exc), type=SCAN_LIMIT_EXCEEDED, non_retryable=True) from exc
         except ScannerUnavailable as exc:
-            raise ApplicationError(str(exc), type=SCANNER_UNAVAILABLE, non_retryable=False) from exc
+            metrics.SCANS.labels(verdict="scanner_unavailable").inc()
+            # Expected while clamd is down: one line per retry, not the SDK's traceback
+            # (a benign failure is logged at DEBUG by the worker).
+            log.warning(
+                "attachment scan retried: %s (%s)", exc, self.runtime.settings.clamd_address
+            )
+            raise ApplicationError(
+                str(exc),
+                type=SCANNER_UNAVAILABLE,
+                non_retryable=False,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
         except DomainError as exc:
             raise ApplicationError(exc.message, type=exc.code, non_retryable=True) from exc
+        metrics.SCANS.labels(verdict=str(outcome.scan_status).lower()).inc()
         return ScanResult(
             attachment_id=outcome.attachment_id,
             ticket_id=outcome.ticket_id,

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from helpdesk import push
+from helpdesk import metrics, push
 from helpdesk.audit import AuditEntry
 from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
 from helpdesk.errors import DomainError
@@ -161,11 +161,15 @@ class NotificationActivities:
         try:
             await self.runtime.email.send(message)
         except EmailPermanentError as exc:
+            metrics.EMAILS.labels(outcome="failed_permanent").inc()
             await self._release(notify, key, PERMANENT_EMAIL_ERROR)
             raise ApplicationError(
                 str(exc), type=PERMANENT_EMAIL_ERROR, non_retryable=True
             ) from None
         except EmailTransientError as exc:
+            metrics.EMAILS.labels(
+                outcome="uncertain" if exc.maybe_delivered else "failed_transient"
+            ).inc()
             if exc.maybe_delivered:
                 log.warning("email %s: connection lost after hand-over; not resent", key)
                 return "uncertain"
@@ -174,6 +178,7 @@ class NotificationActivities:
             raise ApplicationError(
                 str(exc), type=TRANSIENT_EMAIL_ERROR, next_retry_delay=delay
             ) from None
+        metrics.EMAILS.labels(outcome="sent").inc()
         return "sent"
 
     async def _claim(self, notify: NotifyInput, key: str) -> NotifyResult | tuple[str, int]:

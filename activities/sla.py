@@ -26,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notifications import PushInput, publish_for_row
+from helpdesk import metrics
 from helpdesk.context import RequestContext, set_context
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
@@ -178,6 +179,7 @@ class SlaActivities:
                     },
                 )
                 new += 1
+                metrics.count_ticket_event(entry.action)
             due = write.due
             ticket.due_date = due.due_date
             ticket.first_response_due_at = due.first_response_due_at

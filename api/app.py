@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api import metrics as http_metrics
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routes import (
@@ -24,6 +26,7 @@ from api.routes import (
     tickets,
     users,
 )
+from api.tracing import TracingMiddleware
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.security import Passwords
 from helpdesk.services import sessions
@@ -38,6 +41,7 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/metrics"),  # allowed networks only (api.metrics)
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
         ("GET", f"{API_PREFIX}/openapi.json"),
@@ -127,12 +131,18 @@ def create_app(
                 "X-Namespace",
             ],
         )
+    # Inside the request context (it reads the request id), outside everything else.
+    app.add_middleware(TracingMiddleware)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=settings.trusted_proxies,
         hsts=settings.tls_certfile is not None,
     )
+    app.state.metrics_networks = [
+        ipaddress.ip_network(n, strict=False) for n in settings.metrics_allowed_networks
+    ]
     app.include_router(health.router)
+    app.include_router(http_metrics.router)
     app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
     app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
     app.include_router(categories.router, prefix=f"{API_PREFIX}/categories", tags=["categories"])
@@ -148,6 +158,8 @@ def create_app(
         origins=codec.ui_origins(settings),
         path_prefix=f"{API_PREFIX}/temporal-codec",
     )
+    # Outermost of all: counts every answer, the middlewares' own refusals included.
+    app.add_middleware(http_metrics.MetricsMiddleware)
     return app
 
 

@@ -37,7 +37,7 @@ from sqlalchemy import select
 
 from api.deps import authenticate_token
 from api.middleware import client_ip
-from helpdesk import policy, push
+from helpdesk import metrics, policy, push
 from helpdesk.context import RequestContext, bind_actor, set_context
 from helpdesk.errors import DomainError
 from helpdesk.runtime import Runtime
@@ -80,7 +80,9 @@ class TicketSockets:
             engineio_logger=False,
         )
         self.publisher = push.ServerPublisher(self.server)
+        self._open: set[str] = set()  # sids of accepted connections (the gauge)
         self.server.on("connect", self.on_connect)
+        self.server.on("disconnect", self.on_disconnect)
         self.server.on("join_ticket", self.on_join_ticket)
         self.server.on("leave_ticket", self.on_leave_ticket)
 
@@ -122,7 +124,14 @@ class TicketSockets:
             rooms.append(push.MANAGERS)
         for room in rooms:
             await self.server.enter_room(sid, room)
+        self._open.add(sid)
+        metrics.SOCKETS.inc()
         return True
+
+    async def on_disconnect(self, sid: str, *_reason: Any) -> None:
+        if sid in self._open:  # only accepted connections were counted
+            self._open.discard(sid)
+            metrics.SOCKETS.dec()
 
     async def _caller(self, sid: str) -> SocketCaller | None:
         """The socket's owner if their session is still good (bound for the audit)."""

@@ -40,9 +40,9 @@ def _settings() -> Settings:
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Alembic announces every plugin it loads at INFO: noise on each start.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from helpdesk import logs
+
+    logs.configure(_settings().effective_log_format)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import uvicorn
 
-from helpdesk import heap
+from helpdesk import devclamd, heap
 from helpdesk.settings import Settings
 
 TEMPORAL_READY_TIMEOUT = 90.0
@@ -158,6 +158,9 @@ class _Server(uvicorn.Server):
 def uvicorn_server(settings: Settings, app: Any) -> _Server:
     """A uvicorn server for `app` on the configured address, TLS 1.3 when configured."""
     options: dict[str, Any] = {}
+    if settings.effective_log_format == "json":
+        # uvicorn's records go through the root handler (helpdesk.logs), as JSON.
+        options["log_config"] = None
     if settings.tls_certfile is not None or settings.tls_keyfile is not None:
         context = tls_context(settings)
 
@@ -330,7 +333,7 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _banner(settings: Settings) -> None:
+def _banner(settings: Settings, scanner_line: str = "") -> None:
     base = api_base_url(settings)
     lines = [
         "",
@@ -340,6 +343,7 @@ def _banner(settings: Settings) -> None:
         f"  Temporal UI  http://{_ui_host(settings)}:{settings.temporal_ui_port}",
         f"  Temporal     {settings.temporal_address} (namespace {settings.temporal_namespace})",
         f"  Data         {settings.var_dir.resolve()}",
+        *([f"  Scanner      {scanner_line}"] if scanner_line else []),
         "",
     ]
     _say("\n".join(lines))
@@ -355,6 +359,7 @@ async def run_dev(settings: Settings) -> int:
     stop = StopSignal()
     stop.install()
     temporal: TemporalDevServer | None = None
+    clamd = None
     try:
         if settings.temporal_dev_server:
             frontend = parse_address(settings.temporal_address)
@@ -387,9 +392,10 @@ async def run_dev(settings: Settings) -> int:
         await upgrade_async(settings.database_url)
         if stop.stopping:
             return 0
+        clamd, scanner_line = await devclamd.start_for_dev(settings, _say)
 
         server = uvicorn_server(settings, create_asgi_app(settings, temporal_client=client))
-        server.on_started = lambda: _banner(settings)
+        server.on_started = lambda: _banner(settings, scanner_line)
         started = await _serve_until_stopped(server, stop)
         if not started and not stop.stopping:
             _say("The API did not start; see the messages above.")
@@ -399,6 +405,8 @@ async def run_dev(settings: Settings) -> int:
         print(f"helpdesk dev: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        if clamd is not None:
+            clamd.stop()
         if temporal is not None:
             _say("Stopping the Temporal dev server ...")
             temporal.stop()

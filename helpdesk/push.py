@@ -45,8 +45,10 @@ publishes in-process (the embedded default: the worker runs inside the API proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -54,6 +56,7 @@ from typing import Any, Literal, Protocol
 import socketio
 from pydantic import BaseModel, ConfigDict
 
+from helpdesk import metrics
 from helpdesk.runtime import Runtime
 from helpdesk.settings import Settings, get_settings
 from models.enums import Priority, TicketStatus
@@ -242,6 +245,16 @@ class Publisher(Protocol):
     async def aclose(self) -> None: ...
 
 
+@contextlib.contextmanager
+def _counted() -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        metrics.PUSHES.labels(outcome="failed").inc()
+        raise
+    metrics.PUSHES.labels(outcome="sent").inc()
+
+
 class ServerPublisher:
     """Publishes through an API process's Socket.IO server (its manager fans out)."""
 
@@ -250,7 +263,8 @@ class ServerPublisher:
 
     async def publish(self, event: str, payload: dict[str, Any], rooms: list[str]) -> None:
         if rooms:  # never an empty target: python-socketio would broadcast to everyone
-            await self.server.emit(event, payload, to=list(rooms), namespace=NAMESPACE)
+            with _counted():
+                await self.server.emit(event, payload, to=list(rooms), namespace=NAMESPACE)
 
     async def disconnect_session(self, session_id: uuid.UUID) -> None:
         manager = self.server.manager
@@ -275,7 +289,8 @@ class RedisPublisher:
 
     async def publish(self, event: str, payload: dict[str, Any], rooms: list[str]) -> None:
         if rooms:
-            await self.manager.emit(event, payload, namespace=NAMESPACE, room=list(rooms))
+            with _counted():
+                await self.manager.emit(event, payload, namespace=NAMESPACE, room=list(rooms))
 
     async def disconnect_session(self, session_id: uuid.UUID) -> None:
         await self.manager.disconnect_room(session_room(session_id))
@@ -288,6 +303,7 @@ class NullPublisher:
     """No transport: a worker in its own process without Redis has nobody to tell."""
 
     async def publish(self, event: str, payload: dict[str, Any], rooms: list[str]) -> None:
+        metrics.PUSHES.labels(outcome="dropped").inc()
         log.debug("push %s dropped: no Socket.IO server or Redis in this process", event)
 
     async def disconnect_session(self, session_id: uuid.UUID) -> None:

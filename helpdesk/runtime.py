@@ -43,9 +43,10 @@ def build_keyring(settings: Settings) -> KeyRing:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    from helpdesk import metrics
     from helpdesk.email import build_email_backend
 
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         database=Database(
             settings.database_url,
@@ -57,3 +58,5 @@ def build_runtime(settings: Settings) -> Runtime:
         audit=AuditTrail(settings.secret_bytes("audit_key")),
         email=build_email_backend(settings),
     )
+    metrics.DB_POOLS.watch("main", runtime.database.engine)
+    return runtime

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
@@ -199,3 +200,24 @@ async def _read_reply(sock: socket.socket) -> bytes:
     if not data:
         raise ScannerUnavailable("clamd closed the connection without an answer")
     return bytes(data.split(b"\0", 1)[0])
+
+
+# Last reachability check per clamd address: (monotonic time, answered).
+_REACHABILITY: dict[str, tuple[float, bool]] = {}
+REACHABILITY_TTL_SECONDS = 10.0
+
+
+async def reachable(address: str) -> bool:
+    """Whether clamd at `address` answered PING lately (checked at most every
+    `REACHABILITY_TTL_SECONDS`): what an attachment waiting for its scan shows its viewers
+    ("scanner unavailable") while the scan activity keeps retrying."""
+    now = time.monotonic()
+    seen = _REACHABILITY.get(address)
+    if seen is not None and now - seen[0] < REACHABILITY_TTL_SECONDS:
+        return seen[1]
+    try:
+        answered = await ClamdClient(address, timeout=1.0).ping()
+    except (ScannerUnavailable, ValueError):
+        answered = False
+    _REACHABILITY[address] = (time.monotonic(), answered)
+    return answered

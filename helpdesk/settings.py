@@ -302,6 +302,9 @@ class Settings(BaseSettings):
         "127.0.0.1:3310", description="clamd: TCP host:port, or a unix socket path (/...)"
     )
     clamd_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one clamd call")
+    dev_clamd: bool = Field(
+        True, description="`helpdesk dev` starts clamd on clamd_address when it is installed"
+    )
     attachment_storage: str = Field(
         "local", pattern="^(local|azure)$", description="Attachment store: local or azure"
     )
@@ -313,6 +316,31 @@ class Settings(BaseSettings):
     )
     azure_storage_container: str = Field(
         "attachments", description="Blob container of the azure attachment store"
+    )
+
+    # --- observability -------------------------------------------------------------------
+    log_format: str | None = Field(
+        None,
+        pattern="^(text|json)$",
+        description="Log lines: text or json (one object per line); default json in production",
+    )
+    metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Networks that may read the API's /metrics (comma-separated CIDRs)",
+    )
+    metrics_port: int | None = Field(
+        None, description="Port of a standalone worker's /metrics (none: not served)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address a standalone worker's metrics bind")
+    otel_exporter: str | None = Field(
+        None,
+        pattern="^(otlp|azure|console)$",
+        description="Traces: otlp, azure (Application Insights) or console; none: off",
+    )
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint (otlp)")
+    otel_service_name: str = Field("helpdesk", description="service.name of the traces")
+    temporal_metrics_address: str | None = Field(
+        None, description="host:port where the Temporal SDK serves its Prometheus metrics"
     )
 
     # --- comments: added by the comments area ------------------------------------------
@@ -346,6 +374,13 @@ class Settings(BaseSettings):
         return _split_csv(value)
 
     @property
+    def effective_log_format(self) -> str:
+        """`log_format`, or json in production and text elsewhere."""
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment is Environment.PRODUCTION else "text"
+
+    @property
     def attachments_path(self) -> Path:
         """Directory of the local attachment store."""
         return self.attachments_dir or self.var_dir / "attachments"
@@ -356,13 +391,18 @@ class Settings(BaseSettings):
         return self.backup_dir or self.var_dir / "backups"
 
     @field_validator(
-        "cors_origins", "trusted_proxies", "admin_ip_allowlist", "previous_keks", mode="before"
+        "cors_origins",
+        "trusted_proxies",
+        "admin_ip_allowlist",
+        "metrics_allowed_networks",
+        "previous_keks",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("trusted_proxies", "admin_ip_allowlist")
+    @field_validator("trusted_proxies", "admin_ip_allowlist", "metrics_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:

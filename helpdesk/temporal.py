@@ -23,6 +23,8 @@ from temporalio.converter import (
     PayloadCodec,
 )
 from temporalio.service import TLSConfig
+from temporalio.runtime import PrometheusConfig, TelemetryConfig
+from temporalio.runtime import Runtime as TemporalRuntime
 
 from helpdesk.settings import Settings
 
@@ -113,8 +115,30 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
+# One SDK runtime per metrics address in this process: each serves its own port.
+_SDK_RUNTIMES: dict[str, TemporalRuntime] = {}
+
+
+def sdk_runtime(settings: Settings) -> TemporalRuntime | None:
+    """The Temporal SDK runtime that serves the SDK's own Prometheus metrics (worker task
+    latencies, slots, polls, sticky cache) on `temporal_metrics_address`, or None (the
+    SDK's default runtime, no metrics port) when that setting is empty."""
+    address = settings.temporal_metrics_address
+    if not address:
+        return None
+    runtime = _SDK_RUNTIMES.get(address)
+    if runtime is None:
+        runtime = _SDK_RUNTIMES[address] = TemporalRuntime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
+        )
+    return runtime
+
+
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
     """A client for the API, the worker or a test; all share one converter."""
+    from helpdesk import tracing
+
+    tracing.configure(settings)
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         address or settings.temporal_address,
@@ -122,6 +146,8 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
         data_converter=data_converter(settings),
         tls=tls_config(settings),
         api_key=api_key,
+        runtime=sdk_runtime(settings),
+        interceptors=tracing.client_interceptors(),
     )
 
 

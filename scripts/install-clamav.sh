@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Debian's clamd and sigtool for the attachment tests (idempotent).
 # No freshclam: the signature feed cannot be downloaded here; the tests use the small EICAR
-# signature database committed under tests/data/clamav/.
+# signature database committed under helpdesk/data/clamav/ (make dev uses it too).
 set -euo pipefail
 
 if command -v clamd >/dev/null 2>&1 && command -v sigtool >/dev/null 2>&1; then

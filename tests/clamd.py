@@ -1,6 +1,6 @@
 """A real clamd for the tests, with the EICAR signature database the repository ships.
 
-`tests/data/clamav/` holds two signatures made with sigtool (the full signature feed cannot
+`helpdesk/data/clamav/` holds two signatures made with sigtool (the full signature feed cannot
 be downloaded here):
 
 - ``eicar.hsb``: ``sigtool --sha256 eicar.com`` — the SHA-256 of the 68-byte EICAR file;
@@ -8,7 +8,7 @@ be downloaded here):
   ``printf '%s' "$EICAR" | sigtool --hex-dump``, so EICAR is found anywhere in a stream.
 
 Each clamd gets a generated clamd.conf (Foreground, TCP on 127.0.0.1 at a free port, a unix
-socket in a short temporary directory, DatabaseDirectory = a copy of tests/data/clamav, no
+socket in a short temporary directory, DatabaseDirectory = a copy of helpdesk/data/clamav, no
 freshclam), is ready when PING answers PONG, and is stopped by the fixture.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data" / "clamav"
+DATA = Path(__file__).resolve().parent.parent / "helpdesk" / "data" / "clamav"
 # The 68-byte EICAR anti-virus test file (harmless by design; every scanner flags it).
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_SIGNATURES = ("Helpdesk.Test.EICAR-Body.UNOFFICIAL", "Helpdesk.Test.EICAR-File.UNOFFICIAL")

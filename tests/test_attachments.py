@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -345,9 +346,15 @@ async def test_clean_pdf_is_released_with_identical_bytes(
 
 
 async def test_clamd_down_keeps_quarantine_until_it_is_back(
-    runtime: Runtime, temporal_client: Any, clamd_factory: type[ClamdProcess]
+    runtime: Runtime,
+    temporal_client: Any,
+    clamd_factory: type[ClamdProcess],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from workers.worker import run_worker_in_background
+
+    caplog.set_level(logging.DEBUG, logger="temporalio")
+    caplog.set_level(logging.INFO, logger="helpdesk")
 
     scanner = clamd_factory()  # configured, not started: clamd is down
     runtime.settings.clamd_address = scanner.tcp_address
@@ -378,12 +385,27 @@ async def test_clamd_down_keeps_quarantine_until_it_is_back(
         download = await http.get(f"{API}/attachments/{attachment_id}", headers=patient.headers)
         assert download.status_code == 409
         assert download.json()["error"]["details"] == {"scan_status": "PENDING"}
+        # Its viewers see why it waits.
+        listed = await http.get(f"{API}/tickets/{ticket_id}/attachments", headers=patient.headers)
+        assert listed.json()["items"][0]["scan_detail"] == "scanner unavailable"
+        # Each retry is one line of ours; the SDK logs no traceback at WARNING or above.
+        retries = [r for r in caplog.records if r.name == "helpdesk.scan"]
+        assert retries and all(r.exc_info is None for r in retries)
+        assert all("\n" not in r.getMessage() for r in retries)
+        loud = [
+            r
+            for r in caplog.records
+            if r.name.startswith("temporalio") and r.levelno >= logging.WARNING and r.exc_info
+        ]
+        assert not loud, [r.getMessage() for r in loud]
 
         scanner.start()
         result = await asyncio.wait_for(handle.result(), 60)
         assert result.scan_status == "CLEAN"
         download = await http.get(f"{API}/attachments/{attachment_id}", headers=patient.headers)
         assert download.status_code == 200 and download.content == b"plain clean text\n"
+        listed = await http.get(f"{API}/tickets/{ticket_id}/attachments", headers=patient.headers)
+        assert listed.json()["items"][0]["scan_detail"] is None
     await service.close(runtime)
 
 

@@ -18,9 +18,11 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from helpdesk import devclamd
 from helpdesk.security import TOTP_STEP_SECONDS, totp_at
 from helpdesk.settings import Settings
 from helpdesk.temporal import connect
+from tests.clamd import ping as scanner_ping
 from tests.conftest import free_port
 from tests.test_platform_cli import PASSWORD, cli_env, helpdesk
 from workflows.ping import PingWorkflow
@@ -79,6 +81,7 @@ class DevProcess:
             HELPDESK_TEMPORAL_ADDRESS=f"127.0.0.1:{self.ports['temporal']}",
             HELPDESK_TEMPORAL_UI_PORT=str(self.ports["ui"]),
             HELPDESK_PUBLIC_BASE_URL=f"http://127.0.0.1:{self.ports['api']}",
+            HELPDESK_CLAMD_ADDRESS=f"127.0.0.1:{self.ports['clamd']}",
         )
 
     def start(self) -> None:
@@ -151,7 +154,7 @@ async def login(http: httpx.AsyncClient, base: str, email: str, secret: str, ste
 
 async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     var_dir = tmp_path / "var"
-    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port(), "clamd": free_port()}
     base = f"http://127.0.0.1:{ports['api']}"
     ui = f"http://127.0.0.1:{ports['ui']}"
     email = "first.admin@example.test"
@@ -168,6 +171,12 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
             assert "Help desk is running" in first.output()
             assert f"{base}/docs" in first.output()
             assert ui in first.output()
+            # The virus scanner: started where clamd is installed, else said once.
+            if devclamd.clamd_binary():
+                assert f"Scanner      127.0.0.1:{ports['clamd']} (clamd" in first.output()
+                assert scanner_ping(("127.0.0.1", ports["clamd"]))
+            else:
+                assert first.output().count("clamd is not installed") == 1
 
             # Query strings (search terms, e-mails) never reach the access log.
             assert (await http.get(f"{base}/docs?q={canary}")).status_code == 200
@@ -287,7 +296,10 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
 def test_sigterm_stops_dev_too(tmp_path: Path) -> None:
     """SIGTERM (a service manager's stop) is as orderly as Ctrl-C."""
     var_dir = tmp_path / "var"
-    dev = DevProcess(var_dir, {"api": free_port(), "temporal": free_port(), "ui": free_port()})
+    dev = DevProcess(
+        var_dir,
+        {"api": free_port(), "temporal": free_port(), "ui": free_port(), "clamd": free_port()},
+    )
 
     async def serve_then_stop() -> None:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -309,7 +321,7 @@ def test_sigterm_stops_dev_too(tmp_path: Path) -> None:
 def test_a_killed_dev_leaves_no_temporal_server(tmp_path: Path) -> None:
     """Even SIGKILL (no chance to clean up) takes the Temporal server down with it."""
     var_dir = tmp_path / "var"
-    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port(), "clamd": free_port()}
     dev = DevProcess(var_dir, ports)
 
     async def serve() -> None:

@@ -1,4 +1,4 @@
-"""The clamd client against a real clamd (EICAR signatures from tests/data/clamav), and
+"""The clamd client against a real clamd (EICAR signatures from helpdesk/data/clamav), and
 against hostile or absent peers: anything but a plain verdict fails closed."""
 
 # The clamd fixtures are imported by name, so test arguments shadow them (F811).

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from helpdesk import eventloop, heap
+from helpdesk import eventloop, heap, metrics
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from helpdesk.settings import Settings
@@ -40,6 +40,8 @@ PASSTHROUGH_MODULES = (
     "models",
     "helpdesk",
     "activities",
+    # The tracing interceptor's context propagation (TEMPORAL's OpenTelemetry guidance).
+    "opentelemetry",
     # Pure, reviewed workflow modules (types, state machine, SLA arithmetic, the mixins'
     # decisions): importing them once instead of per workflow run is the main lever on
     # ticket creation throughput (each run re-compiled ~29 modules). Replay tests still
@@ -221,6 +223,8 @@ async def _main() -> int:
         settings.temporal_task_queue,
         settings.temporal_address,
     )
+    if settings.metrics_port is not None:
+        metrics.serve_worker_metrics(settings.metrics_host, settings.metrics_port)
     try:
         runtime.temporal = await connect_or_explain(settings, "worker")
         if runtime.temporal is None:
@@ -236,5 +240,8 @@ async def _main() -> int:
 
 def main() -> int:
     """`helpdesk worker`: a standalone worker process until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from helpdesk import logs
+    from helpdesk.settings import get_settings
+
+    logs.configure(get_settings().effective_log_format)
     return eventloop.run(_main())

@@ -22,7 +22,9 @@ from starlette.requests import ClientDisconnect
 
 from api.deps import AnyUser, RuntimeDep
 from api.schemas.attachments import UPLOAD_OPENAPI, AttachmentList, AttachmentOut
+from helpdesk import scanner
 from helpdesk.errors import PayloadTooLarge, ValidationFailed
+from helpdesk.runtime import Runtime
 from helpdesk.services import attachments
 from helpdesk.sniff import TEXT, ascii_fallback
 
@@ -162,8 +164,21 @@ class MultipartFileStream:
             raise ValidationFailed("the multipart body ended early", details={"field": "body"})
 
 
-def _out(info: attachments.AttachmentInfo) -> AttachmentOut:
-    return AttachmentOut.model_validate(info)
+SCANNER_UNAVAILABLE = "scanner unavailable"
+
+
+def _out(info: attachments.AttachmentInfo, scanner_down: bool = False) -> AttachmentOut:
+    out = AttachmentOut.model_validate(info)
+    if scanner_down and out.scan_status == "PENDING":
+        out.scan_detail = SCANNER_UNAVAILABLE
+    return out
+
+
+async def _scanner_down(runtime: Runtime, items: list[attachments.AttachmentInfo]) -> bool:
+    """True when a file of `items` waits for a scan and clamd does not answer."""
+    if not any(item.scan_status == "PENDING" for item in items):
+        return False
+    return not await scanner.reachable(runtime.settings.clamd_address)
 
 
 @router.post(
@@ -191,7 +206,7 @@ async def upload_attachment(
     info = await attachments.store_upload(runtime, target, upload)
     await attachments.request_scan(runtime, info.ticket_id, info.id)
     response.headers["Location"] = f"/api/v1/attachments/{info.id}"
-    return _out(info)
+    return _out(info, await _scanner_down(runtime, [info]))
 
 
 @router.get("/tickets/{ticket_id}/attachments", response_model=AttachmentList)
@@ -200,7 +215,8 @@ async def list_ticket_attachments(
 ) -> AttachmentList:
     """The ticket's attachments the caller may see, with their scan state."""
     items = await attachments.list_attachments(runtime, principal, ticket_id)
-    return AttachmentList(items=[_out(item) for item in items])
+    down = await _scanner_down(runtime, items)
+    return AttachmentList(items=[_out(item, down) for item in items])
 
 
 def content_disposition(filename: str) -> str:

@@ -30,6 +30,11 @@ class AttachmentOut(BaseModel):
     uploader_id: uuid.UUID
     created_at: datetime
     scanned_at: datetime | None = None
+    scan_detail: str | None = Field(
+        None,
+        description="Why a PENDING file still waits: `scanner unavailable` while no virus "
+        "scanner answers (the scan is retried; the file stays quarantined)",
+    )
 
 
 class AttachmentList(BaseModel):

@@ -46,7 +46,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from helpdesk import errors
+from helpdesk import errors, metrics
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.runtime import Runtime
@@ -742,13 +742,21 @@ async def send_update(
         )
         return state
 
+    kind = getattr(update, "__name__", None) or str(getattr(update, "name", "update"))
     for attempt in range(2):
         try:
-            return await _with_retries(runtime, call)
+            state = await _with_retries(runtime, call)
+            metrics.TICKET_COMMANDS.labels(kind=kind, outcome="ok").inc()
+            return state
         except WorkflowUpdateFailedError as err:
+            metrics.TICKET_COMMANDS.labels(kind=kind, outcome="refused").inc()
             raise domain_error(err) from None
+        except (errors.Unavailable, errors.RateLimited):
+            metrics.TICKET_COMMANDS.labels(kind=kind, outcome="unavailable").inc()
+            raise
         except RPCError as err:
             if err.status is not RPCStatusCode.NOT_FOUND or attempt:
+                metrics.TICKET_COMMANDS.labels(kind=kind, outcome="unavailable").inc()
                 raise errors.Unavailable(
                     "the workflow engine refused the call", retry_after=2
                 ) from None
@@ -821,6 +829,7 @@ async def _slot(runtime: Runtime, name: str, size: int) -> AsyncIterator[None]:
     come back sooner than a slot can free up."""
     slots = _slots(runtime, name, size)
     if slots.semaphore.locked():
+        metrics.REQUESTS_SHED.labels(kind=name.removesuffix("_slots")).inc()
         raise errors.Unavailable(
             "the help desk is busy; retry shortly", retry_after=slots.retry_after()
         )

@@ -1,4 +1,4 @@
-"""Probes and the API's own documentation: public by design (no PHI in any of them)."""
+"""Probes, metrics and the API's own documentation: public by design (no PHI in any)."""
 
 _PUBLIC = {
     "anonymous": "allow",
@@ -14,4 +14,7 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/openapi.json"): dict(_PUBLIC),
     ("GET", "/docs"): dict(_PUBLIC),
     ("GET", "/docs/oauth2-redirect"): dict(_PUBLIC),
+    # No token, but only from metrics_allowed_networks (the test client is on loopback);
+    # elsewhere 404 (tests/test_metrics.py).
+    ("GET", "/metrics"): dict(_PUBLIC),
 }
