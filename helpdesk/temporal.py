@@ -22,9 +22,9 @@ from temporalio.converter import (
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
 )
-from temporalio.service import TLSConfig
 from temporalio.runtime import PrometheusConfig, TelemetryConfig
 from temporalio.runtime import Runtime as TemporalRuntime
+from temporalio.service import TLSConfig
 
 from helpdesk.settings import Settings
 
