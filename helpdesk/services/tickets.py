@@ -454,15 +454,31 @@ async def load_visible(
     session: AsyncSession, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID
 ) -> Ticket:
     """The ticket if the caller may see it: 404 for a missing ticket or someone else's (an
-    end user learns nothing about tickets not theirs), 410 once it was deleted."""
+    end user learns nothing about tickets not theirs), 410 once it was deleted.
+
+    The one object check of every ticket route (read, history, edit, status, assign,
+    escalate, delete): each refusal carries its `access.denied` audit row, written by the
+    API's error handler in a transaction of its own (the caller's rolls back)."""
     from helpdesk.policy import is_staff
 
     ticket = await session.get(Ticket, ticket_id)
     if ticket is None or not (is_staff(caller_role) or ticket.requester_id == caller_id):
-        raise errors.NotFound("ticket not found")
+        why = "missing" if ticket is None else "not_visible"
+        raise errors.NotFound("ticket not found", audit=_refusal(ticket_id, why))
     if ticket.deleted_at is not None:
-        raise errors.Gone("this ticket was deleted")
+        raise errors.Gone("this ticket was deleted", audit=_refusal(ticket_id, "deleted"))
     return ticket
+
+
+def _refusal(ticket_id: uuid.UUID, why: str) -> dict[str, Any]:
+    """`AuditTrail.record` keywords of a refused ticket access (ids and a reason only)."""
+    return {
+        "action": "access.denied",
+        "outcome": "denied",
+        "table": TABLE,
+        "record_id": ticket_id,
+        "details": {"why": why},
+    }
 
 
 @dataclass
