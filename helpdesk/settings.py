@@ -166,6 +166,17 @@ class Settings(BaseSettings):
     audit_retention_years: int = Field(
         MIN_AUDIT_RETENTION_YEARS, description="Audit retention (HIPAA: six years at least)"
     )
+    audit_anchor_file: Path | None = Field(
+        None,
+        description="Append-only file of the audit chain's sealed heads (default: "
+        "var/audit-anchors.log); keep it off the database's disk",
+    )
+    audit_anchor_interval_minutes: float = Field(
+        5.0, gt=0, description="How often the worker's Temporal schedule anchors the audit head"
+    )
+    audit_anchor_max_age_minutes: float = Field(
+        60.0, gt=0, description="`helpdesk audit verify` warns when the latest anchor is older"
+    )
 
     # --- tickets ---------------------------------------------------------------------
     auto_assign_on_create: bool = Field(True, description="Assign new tickets automatically")
@@ -281,6 +292,11 @@ class Settings(BaseSettings):
     @classmethod
     def _attachment_types_csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """The append-only file of audit anchors."""
+        return self.audit_anchor_file or self.var_dir / "audit-anchors.log"
 
     @property
     def attachments_path(self) -> Path:

@@ -546,6 +546,7 @@ async def open_download(runtime: Runtime, caller: Any, attachment_id: uuid.UUID)
         refused = download_refusal(row)
         if refused is not None:
             raise refused
+        assert row.storage_key is not None  # a row without bytes was refused above
         key = await runtime.keys.get(session, ticket.data_key_id)
         info = _info(row, _open_name(key, row))
         storage_key = row.storage_key
