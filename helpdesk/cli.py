@@ -71,7 +71,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.is_sqlite:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings=settings)
     print("database migrated to the latest revision")
     return 0
 

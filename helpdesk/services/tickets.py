@@ -50,10 +50,9 @@ from helpdesk import errors
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.runtime import Runtime
-from helpdesk.services import assignment, ticket_text
+from helpdesk.services import assignment, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
-from helpdesk.services.ticket_list import normalise_tag
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
     ESCALATED,
@@ -267,8 +266,7 @@ async def insert_ticket(
     ticket.sla_at_risk_at = due.at_risk_at
     session.add(ticket)
     await session.flush()
-    for tag in sorted({normalise_tag(t) for t in data.tags}):
-        session.add(TicketTag(ticket_id=ticket_id, tag=tag))
+    session.add_all(ticket_tags.rows_for(runtime.blind_index, prepared.key, ticket_id, data.tags))
     await ticket_text.reindex(
         session, runtime.blind_index, ticket_id, data.title, data.description, created_at=now
     )
@@ -392,18 +390,17 @@ async def apply_change_to_row(
         ticket.escalation_level = u.escalation_level
     if "escalated_to" in u.fields:
         ticket.escalated_to = u.escalated_to
-    if "tags" in u.fields:
-        old_tags = sorted(
-            await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))
-        )
-        new_tags = sorted({normalise_tag(t) for t in (u.tags or [])})
-        await session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket.id))
-        for tag in new_tags:
-            session.add(TicketTag(ticket_id=ticket.id, tag=tag))
-        changes["tags"] = {"old": old_tags, "new": new_tags}
     key = None
-    if "title" in u.fields or "description" in u.fields or change.note:
+    if "title" in u.fields or "description" in u.fields or "tags" in u.fields or change.note:
         key = await runtime.keys.get(session, ticket.data_key_id)
+    if key is not None and "tags" in u.fields:
+        old_tags = await ticket_tags.read(session, key, ticket.id)
+        new_tags = await ticket_tags.replace(
+            session, runtime.blind_index, key, ticket.id, u.tags or []
+        )
+        changes["tags"] = ticket_tags.seal_change(
+            key, ticket.id, change.event_key, old_tags, new_tags
+        )
     if key is not None and ("title" in u.fields or "description" in u.fields):
         if "title" in u.fields and u.title is not None:
             ticket.title_enc = ticket_text.seal(key, ticket.id, "title", u.title)
@@ -496,11 +493,7 @@ class TicketView:
 
 async def view(session: AsyncSession, runtime: Runtime, ticket: Ticket) -> TicketView:
     key = await runtime.keys.get(session, ticket.data_key_id)
-    tags = list(
-        await session.scalars(
-            select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id).order_by(TicketTag.tag)
-        )
-    )
+    tags = await ticket_tags.read(session, key, ticket.id)
     return TicketView(
         ticket=ticket,
         title=ticket_text.open_(key, ticket.id, "title", ticket.title_enc),
@@ -566,6 +559,10 @@ async def history(
             changes = dict(row.changes or {})
             if not history_entry_visible(caller_role, row.action, changes):
                 continue  # internal-note entries are for staff only, on every channel
+            if "tags" in changes:
+                changes["tags"] = ticket_tags.open_change(
+                    key, ticket_id, row.event_key, changes["tags"]
+                )
             sealed = changes.pop("note", None)
             note = (
                 _open_note(key, ticket_id, row.event_key, sealed["sealed"])
@@ -914,7 +911,7 @@ async def create(
             ticket=ticket,
             title=data.title,
             description=data.description,
-            tags=sorted({normalise_tag(t) for t in data.tags}),
+            tags=ticket_tags.normalised(data.tags),
         )
     result.workflow = state
     result.replayed = replayed
