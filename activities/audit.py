@@ -7,12 +7,18 @@ A retried activity appends one more anchor line: harmless (anchors only ever mov
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from helpdesk.runtime import Runtime
+
+log = logging.getLogger("helpdesk.audit")
+ANCHOR_UNAVAILABLE = "AuditAnchorUnavailable"
 
 
 class AnchorRecord(BaseModel):
@@ -35,11 +41,22 @@ class AuditActivities:
         from helpdesk.audit_anchor import anchor_now, anchor_store
 
         runtime = self.runtime
-        async with runtime.database.read() as session:
-            anchor = await anchor_now(
-                runtime.audit,
-                runtime.settings.secret_bytes("audit_key"),
-                session,
-                anchor_store(runtime.settings),
-            )
+        try:
+            async with runtime.database.read() as session:
+                anchor = await anchor_now(
+                    runtime.audit,
+                    runtime.settings.secret_bytes("audit_key"),
+                    session,
+                    anchor_store(runtime.settings),
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            # The database or the anchor file cannot be reached now: say so in one line
+            # (no traceback), and let the retry policy and the next tick try again; a
+            # verify meanwhile reports the anchor's age.
+            log.warning("could not anchor the audit chain: %s", type(exc).__name__)
+            raise ApplicationError(
+                f"audit anchor not written ({type(exc).__name__})",
+                type=ANCHOR_UNAVAILABLE,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
         return AnchorRecord(rows=anchor.rows, head=anchor.head, at=anchor.at, mac=anchor.mac)
