@@ -52,6 +52,12 @@ async def test_every_refused_ticket_access_writes_a_denied_row(runtime, temporal
         assert {r.details["why"] for r in rows} == {"not_visible"}
         assert all(r.ip == "127.0.0.1" and r.request_id for r in rows)
         assert all("Cannot log in" not in str(r.details) for r in rows)
+        # The ticket's comments and attachments refuse (and audit) the same caller too.
+        for url in (f"/api/v1/tickets/{tid}/comments", f"/api/v1/tickets/{tid}/attachments"):
+            response = await http.get(url, headers=h)
+            assert response.status_code == 404, (url, response.text)
+        rows = (await _denied(runtime, other.id))[4:]
+        assert [(r.table_name, r.record_id) for r in rows] == [("tickets", tid)] * 2
 
         # Staff see every ticket, so their refusals are unknown ids: audited as well.
         unknown = str(uuid.uuid4())

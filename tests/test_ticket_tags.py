@@ -5,21 +5,21 @@ the ticket and every response shows the tag; migration 0005 re-seals existing pl
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import JSON, Uuid, bindparam, text
 
 from api.app import prepare_runtime
 from helpdesk.migrate import downgrade, upgrade
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import ticket_list, tickets
 from helpdesk.services.ticket_list import PageRequest, TicketFilter
+from helpdesk.settings import Settings
 from models.enums import Role
 from tests.conftest import make_settings
 from tests.factories import make_user
@@ -101,38 +101,56 @@ async def test_a_moved_sealed_tag_fails_to_open(runtime: Runtime) -> None:
 async def test_migration_0005_reseals_existing_plain_tags(tmp_path: Path) -> None:
     """A database at 0004 with plain tags (and a plain tag change in its history) is
     migrated: the tags are sealed, filtering and reading still work, downgrade opens them."""
-    canary = f"canary{secrets.token_hex(6)}"
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     db = var_dir / "helpdesk.db"
     url = f"sqlite+aiosqlite:///{db}"
-    settings = make_settings(var_dir, database_url=url)
-    await asyncio.to_thread(upgrade, url, "0004", settings=settings)
+    await asyncio.to_thread(upgrade, url, "0004")
+    await _reseal_round_trip(make_settings(var_dir, database_url=url), lambda: _raw(db))
+
+
+@pytest.mark.postgres
+async def test_migration_0005_reseals_existing_plain_tags_postgres(pg_url, var_dir) -> None:
+    await asyncio.to_thread(downgrade, pg_url, "0004")  # empty tables: no keys needed
+    await _reseal_round_trip(make_settings(var_dir, database_url=pg_url), None)
+
+
+async def _reseal_round_trip(settings: Settings, raw: Callable[[], bytes] | None) -> None:
+    canary = f"canary{secrets.token_hex(6)}"
+    url = settings.database_url
     runtime = prepare_runtime(build_runtime(settings))
     try:
         requester = await make_user(runtime, Role.END_USER)
         ticket = await make_ticket(runtime, requester_id=requester.id)
         async with runtime.database.transaction() as session:
             await session.execute(
-                text("INSERT INTO ticket_tags (ticket_id, tag) VALUES (:t, :tag)"),
-                [{"t": ticket.id.hex, "tag": canary}, {"t": ticket.id.hex, "tag": "vpn"}],
+                text("INSERT INTO ticket_tags (ticket_id, tag) VALUES (:t, :tag)").bindparams(
+                    bindparam("t", type_=Uuid())
+                ),
+                [{"t": ticket.id, "tag": canary}, {"t": ticket.id, "tag": "vpn"}],
             )
             await session.execute(
                 text(
                     "INSERT INTO ticket_history (id, ticket_id, event_key, at, action, changes)"
                     " VALUES (:id, :t, 'edit-1', CURRENT_TIMESTAMP, 'edited', :c)"
+                ).bindparams(
+                    bindparam("id", type_=Uuid()),
+                    bindparam("t", type_=Uuid()),
+                    bindparam("c", type_=JSON()),
                 ),
                 {
-                    "id": uuid.uuid4().hex,
-                    "t": ticket.id.hex,
-                    "c": json.dumps({"tags": {"old": ["vpn"], "new": [canary, "vpn"]}}),
+                    "id": uuid.uuid4(),
+                    "t": ticket.id,
+                    "c": {"tags": {"old": ["vpn"], "new": [canary, "vpn"]}},
                 },
             )
         await runtime.database.dispose()
-        assert canary.encode() in db.read_bytes() + _wal(db)
+        if raw is not None:
+            assert canary.encode() in raw()  # the control: plain before the migration
 
         await asyncio.to_thread(upgrade, url, settings=settings)
-        assert canary.encode() not in db.read_bytes() + _wal(db)
+        if raw is not None:
+            assert canary.encode() not in raw()
         view = await tickets.read_view(
             runtime, requester.id, "END_USER", ticket.id, audit_action=None
         )
@@ -150,14 +168,18 @@ async def test_migration_0005_reseals_existing_plain_tags(tmp_path: Path) -> Non
         assert entry.changes["tags"] == {"old": ["vpn"], "new": [canary, "vpn"]}
         await runtime.database.dispose()
 
-        backup = tmp_path / "before-downgrade.db"
-        shutil.copy(db, backup)
         await asyncio.to_thread(downgrade, url, "0004", settings=settings)
         async with runtime.database.read() as session:
             plain = (await session.execute(text("SELECT tag FROM ticket_tags"))).scalars().all()
         assert sorted(plain) == sorted([canary, "vpn"])
+        await runtime.database.dispose()
+        await asyncio.to_thread(upgrade, url, settings=settings)  # leave it at head
     finally:
         await runtime.close()
+
+
+def _raw(db: Path) -> bytes:
+    return db.read_bytes() + _wal(db)
 
 
 def _wal(db: Path) -> bytes:
