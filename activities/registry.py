@@ -36,4 +36,8 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     from activities.comments import CommentActivities
 
     activities += [CommentActivities(runtime).record_comment]
+    # Audit: seal the chain's head and append it outside the database.
+    from activities.audit import AuditActivities
+
+    activities += [AuditActivities(runtime).anchor_audit_chain]
     return activities

@@ -62,7 +62,7 @@ from helpdesk import eventloop, heap
 from helpdesk.crypto import DataKey, WrappedKey
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
-from helpdesk.services import ticket_text
+from helpdesk.services import ticket_tags, ticket_text
 from helpdesk.settings import Settings
 from models.enums import Role
 
@@ -184,6 +184,7 @@ class World:
     keys: list[tuple[DataKey, WrappedKey]]
     vocabulary: list[str]
     tokens: list[str]
+    tag_tokens: dict[str, str]
 
 
 @dataclass
@@ -205,7 +206,7 @@ class TicketRow:
     updated: datetime
     deleted: datetime | None
     words: list[int]
-    tags: list[str]
+    tags: list[tuple[str, str]]  # (blind token, sealed tag)
 
 
 def make_world(runtime: Runtime, users: int, seed: int = 7) -> World:
@@ -224,6 +225,7 @@ def make_world(runtime: Runtime, users: int, seed: int = 7) -> World:
         keys=[keyring.new_data_key() for _ in range(16)],
         vocabulary=vocabulary,
         tokens=[runtime.blind_index.search_token(w) for w in vocabulary],
+        tag_tokens={tag: ticket_tags.tag_token(runtime.blind_index, tag) for tag in TAGS},
     )
 
 
@@ -271,10 +273,18 @@ def generate_tickets(world: World, count: int, seed: int = 11) -> Iterator[list[
                 updated=updated,
                 deleted=updated if rng.random() < 0.005 else None,
                 words=words,
-                tags=rng.sample(
-                    TAGS[: (5, 12, 30)[int(rng.random() * 3)]],
-                    (0, 1, 1, 2, 3)[int(rng.random() * 5)],
-                ),
+                tags=[
+                    (
+                        world.tag_tokens[tag],
+                        ticket_tags.seal_tag(
+                            world.keys[key_index][0], ticket_id, world.tag_tokens[tag], tag
+                        ),
+                    )
+                    for tag in rng.sample(
+                        TAGS[: (5, 12, 30)[int(rng.random() * 3)]],
+                        (0, 1, 1, 2, 3)[int(rng.random() * 5)],
+                    )
+                ],
             )
         )
         if len(chunk) == CHUNK:
@@ -456,8 +466,8 @@ def load_sqlite(path: Path, world: World, tickets: int) -> dict[str, float]:
     for chunk in _chunks(world, tickets):
         db.executemany(insert, [_ticket_tuple(t, world, SqliteForm) for t in chunk])
         db.executemany(
-            "INSERT INTO ticket_tags (ticket_id, tag) VALUES (?, ?)",
-            [(t.id.hex, tag) for t in chunk for tag in t.tags],
+            "INSERT INTO ticket_tags (ticket_id, token, tag_sealed) VALUES (?, ?, ?)",
+            [(t.id.hex, token, sealed) for t in chunk for token, sealed in t.tags],
         )
         db.executemany(
             "INSERT INTO ticket_search_tokens (ticket_id, token, ticket_created_at) "
@@ -530,8 +540,8 @@ async def load_postgres(dsn: str, world: World, tickets: int) -> dict[str, float
             )
             await conn.copy_records_to_table(
                 "ticket_tags",
-                records=[(t.id, tag) for t in chunk for tag in t.tags],
-                columns=["ticket_id", "tag"],
+                records=[(t.id, token, sealed) for t in chunk for token, sealed in t.tags],
+                columns=["ticket_id", "token", "tag_sealed"],
             )
             await conn.copy_records_to_table(
                 "ticket_search_tokens",

@@ -5,7 +5,8 @@
     helpdesk worker                   a Temporal worker process
     helpdesk migrate                  apply the database migrations
     helpdesk create-admin --email E   an administrator with TOTP MFA (prints the otpauth URI)
-    helpdesk audit verify             check the audit log's hash chain
+    helpdesk audit verify             check the audit log's hash chain against its latest anchor
+    helpdesk audit anchor             seal the chain's head and append it outside the database
     helpdesk backup create|verify|restore|prune   encrypted backups (helpdesk/backup/)
 
 Every setting comes from HELPDESK_* environment variables (see README.md).
@@ -71,7 +72,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.is_sqlite:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings=settings)
     print("database migrated to the latest revision")
     return 0
 
@@ -157,25 +158,61 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _verify_audit(settings: Settings) -> tuple[bool, int, int | None, str]:
+async def _verify_audit(settings: Settings) -> tuple[int, list[str]]:
+    from datetime import timedelta
+
+    from helpdesk.audit_anchor import anchor_store, verify_against_anchor
     from helpdesk.runtime import build_runtime
 
     runtime = build_runtime(settings)
     try:
-        async with runtime.database.transaction() as session:
-            report = await runtime.audit.verify(session)
+        async with runtime.database.read() as session:
+            report = await verify_against_anchor(
+                runtime.audit,
+                settings.secret_bytes("audit_key"),
+                session,
+                anchor_store(settings),
+                max_age=timedelta(minutes=settings.audit_anchor_max_age_minutes),
+            )
     finally:
         await runtime.close()
-    return report.ok, report.rows_checked, report.first_bad_seq, report.problem
+    lines = [report.message]
+    if report.stale:
+        lines.append(
+            f"WARNING: the latest anchor is older than {settings.audit_anchor_max_age_minutes:g} "
+            "min: is the worker's audit-anchor schedule running?"
+        )
+    return (0 if report.ok else 1), lines
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    ok, checked, bad_seq, problem = asyncio.run(_verify_audit(_settings()))
-    if ok:
-        print(f"audit chain intact ({checked} rows)")
-        return 0
-    print(f"audit chain BROKEN at row {bad_seq}: {problem} ({checked} rows verified before it)")
-    return 1
+    """Walk the chain and hold it against the latest anchor (exit 1 on any problem)."""
+    code, lines = asyncio.run(_verify_audit(_settings()))
+    for line in lines:
+        print(line)
+    return code
+
+
+async def _anchor_audit(settings: Settings) -> str:
+    from helpdesk.audit_anchor import anchor_now, anchor_store
+    from helpdesk.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    store = anchor_store(settings)
+    try:
+        async with runtime.database.read() as session:
+            anchor = await anchor_now(
+                runtime.audit, settings.secret_bytes("audit_key"), session, store
+            )
+    finally:
+        await runtime.close()
+    return f"audit chain anchored at row {anchor.rows} (head {anchor.head}) in {store.describe()}"
+
+
+def cmd_audit_anchor(args: argparse.Namespace) -> int:
+    """Seal the chain's head now and append it to the anchor store (the schedule's job)."""
+    print(asyncio.run(_anchor_audit(_settings())))
+    return 0
 
 
 async def rewrap_keys(settings: Settings) -> tuple[int, str]:
@@ -220,9 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     admin.set_defaults(func=cmd_create_admin)
     audit = commands.add_parser("audit", help="audit log tools")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    audit_commands.add_parser("verify", help="verify the hash chain").set_defaults(
-        func=cmd_audit_verify
-    )
+    audit_commands.add_parser(
+        "verify", help="verify the hash chain against its latest anchor"
+    ).set_defaults(func=cmd_audit_verify)
+    audit_commands.add_parser(
+        "anchor", help="seal the chain's head now and append it to the anchor file"
+    ).set_defaults(func=cmd_audit_anchor)
     keys = commands.add_parser("keys", help="key-encryption key tools")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     keys_commands.add_parser(

@@ -389,7 +389,7 @@ async def run_dev(settings: Settings) -> int:
             if client is None:
                 return 1
         _say("Applying database migrations ...")
-        await upgrade_async(settings.database_url)
+        await upgrade_async(settings.database_url, settings=settings)
         if stop.stopping:
             return 0
         clamd, scanner_line = await devclamd.start_for_dev(settings, _say)

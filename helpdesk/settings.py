@@ -212,6 +212,17 @@ class Settings(BaseSettings):
     audit_retention_years: int = Field(
         MIN_AUDIT_RETENTION_YEARS, description="Audit retention (HIPAA: six years at least)"
     )
+    audit_anchor_file: Path | None = Field(
+        None,
+        description="Append-only file of the audit chain's sealed heads (default: "
+        "var/audit-anchors.log); keep it off the database's disk",
+    )
+    audit_anchor_interval_minutes: float = Field(
+        5.0, gt=0, description="How often the worker's Temporal schedule anchors the audit head"
+    )
+    audit_anchor_max_age_minutes: float = Field(
+        60.0, gt=0, description="`helpdesk audit verify` warns when the latest anchor is older"
+    )
 
     # --- tickets ---------------------------------------------------------------------
     auto_assign_on_create: bool = Field(True, description="Assign new tickets automatically")
@@ -379,6 +390,11 @@ class Settings(BaseSettings):
         if self.log_format:
             return self.log_format
         return "json" if self.environment is Environment.PRODUCTION else "text"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """The append-only file of audit anchors."""
+        return self.audit_anchor_file or self.var_dir / "audit-anchors.log"
 
     @property
     def attachments_path(self) -> Path:

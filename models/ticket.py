@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -93,13 +94,17 @@ class Ticket(Timestamps, Base):
 
 
 class TicketTag(Base):
+    """A ticket's tag: a keyed blind token to filter by, the tag sealed under the ticket's
+    data key to show (helpdesk.services.ticket_tags; migration 0005)."""
+
     __tablename__ = "ticket_tags"
-    __table_args__ = (Index("ix_ticket_tags_tag", "tag", "ticket_id"),)
+    __table_args__ = (Index("ix_ticket_tags_token", "token", "ticket_id"),)
 
     ticket_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
     )
-    tag: Mapped[str] = mapped_column(String(50), primary_key=True)
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tag_sealed: Mapped[str] = mapped_column(Text)
 
 
 class TicketSearchToken(Base):

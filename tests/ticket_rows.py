@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 
 from helpdesk.runtime import Runtime
-from helpdesk.services import ticket_text
+from helpdesk.services import ticket_tags, ticket_text
 from helpdesk.services.ticket_list import PRIORITY_RANK
 from models.base import utcnow
 from models.enums import Priority, TicketStatus
-from models.ticket import Counter, Ticket, TicketTag
+from models.ticket import Counter, Ticket
 
 
 async def make_ticket(
@@ -69,8 +69,7 @@ async def make_ticket(
             .where(Ticket.id == ticket_id)
             .values(created_at=created, updated_at=updated_at or created)
         )
-        for tag in tags:
-            session.add(TicketTag(ticket_id=ticket_id, tag=tag))
+        session.add_all(ticket_tags.rows_for(runtime.blind_index, key, ticket_id, tags))
         await ticket_text.reindex(session, runtime.blind_index, ticket_id, title, description)
     async with runtime.database.transaction() as session:
         fresh = await session.get(Ticket, ticket_id)

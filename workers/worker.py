@@ -24,6 +24,7 @@ from helpdesk import eventloop, heap, metrics
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from helpdesk.settings import Settings
+from workers.audit_schedule import ensure_anchor_schedule_or_warn
 
 log = logging.getLogger("helpdesk.worker")
 
@@ -138,6 +139,7 @@ async def run_worker_in_background(
     worker = build_worker(runtime.temporal, runtime, task_queue=task_queue)
     task = asyncio.create_task(worker.run(), name="temporal-worker")
     await _resume_pending_scans(runtime)
+    await ensure_anchor_schedule_or_warn(runtime.temporal, runtime.settings)
     stop_reconciling = asyncio.Event()
     reconciler = asyncio.create_task(
         tickets.run_reconciler(runtime, stop_reconciling), name="ticket-reconciler"
@@ -174,6 +176,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = Fa
     worker = build_worker(runtime.temporal, runtime)
     task = asyncio.create_task(worker.run(), name="temporal-worker")
     await _resume_pending_scans(runtime)
+    await ensure_anchor_schedule_or_warn(runtime.temporal, runtime.settings)
     # Rows whose workflow never started (a crash between commit and start) get one.
     reconciler = asyncio.create_task(tickets.run_reconciler(runtime, stop), name="reconciler")
     if settle_heap:

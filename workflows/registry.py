@@ -18,3 +18,8 @@ WORKFLOWS.append(AttachmentScanWorkflow)
 from workflows.ticket import TicketWorkflow  # noqa: E402
 
 WORKFLOWS.append(TicketWorkflow)
+
+# Audit: anchors the audit chain's head outside the database (a Temporal schedule).
+from workflows.audit_anchor import AuditAnchorWorkflow  # noqa: E402
+
+WORKFLOWS.append(AuditAnchorWorkflow)

@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import policy
 from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
 from helpdesk.errors import (
-    Conflict,
     DataIntegrityError,
     Gone,
     NotFound,
@@ -42,6 +41,7 @@ from helpdesk.runtime import Runtime
 from helpdesk.scanner import ClamdClient, ScanVerdict
 from helpdesk.services import attachment_history
 from helpdesk.services.attachment_history import AttachmentEvent
+from helpdesk.services.attachment_refusals import download_refusal
 from helpdesk.sniff import SNIFF_BYTES, is_executable, sanitise_filename, sniff_mime
 from helpdesk.storage import (
     AttachmentStore,
@@ -550,18 +550,10 @@ async def open_download(runtime: Runtime, caller: Any, attachment_id: uuid.UUID)
     store = get_store(runtime)
     async with runtime.database.transaction() as session:
         row, ticket = await _visible_attachment(session, caller, attachment_id)
-        if row.deleted_at is not None:
-            raise Gone("this attachment was deleted", details={"scan_status": row.scan_status})
-        if row.scan_status == ScanStatus.INFECTED.value:
-            raise Gone(
-                "this attachment was found infected and destroyed",
-                details={"scan_status": row.scan_status},
-            )
-        if row.scan_status != ScanStatus.CLEAN.value or row.storage_key is None:
-            raise Conflict(
-                "this attachment is quarantined until its virus scan completes",
-                details={"scan_status": row.scan_status},
-            )
+        refused = download_refusal(row)
+        if refused is not None:
+            raise refused
+        assert row.storage_key is not None  # a row without bytes was refused above
         key = await runtime.keys.get(session, ticket.data_key_id)
         info = _info(row, _open_name(key, row))
         storage_key = row.storage_key

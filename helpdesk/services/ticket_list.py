@@ -69,7 +69,7 @@ from helpdesk.crypto import DataKey, WrappedKey
 from helpdesk.errors import DataIntegrityError, ValidationFailed
 from helpdesk.policy import Caller, is_staff
 from helpdesk.runtime import Runtime
-from helpdesk.services import ticket_text
+from helpdesk.services import ticket_tags, ticket_text
 from models.enums import Priority, TicketStatus
 from models.keys import DataKey as DataKeyRow
 from models.ticket import Ticket, TicketSearchToken, TicketTag
@@ -96,7 +96,6 @@ SEARCH_WINDOW = 500
 # ...else the word with the fewest rows among this many first tickets of the list.
 SEARCH_SAMPLE = 2000
 MAX_OFFSET = 10_000
-MAX_TAG_LENGTH = 50
 
 # Order of priorities in the list (the same ranks as Ticket.priority_rank); sorting by
 # priority merges one branch per priority value, so the rank never needs an index.
@@ -130,18 +129,17 @@ _COLUMNS = (
 )
 
 
-_TAG_SEPARATOR = "\x1f"
+# Each row's tags, packed as "token:sealed" items: opened with the row's data key.
 _TAGS = (
-    select(func.aggregate_strings(TicketTag.tag, _TAG_SEPARATOR))
+    select(
+        func.aggregate_strings(
+            TicketTag.token + ":" + TicketTag.tag_sealed, ticket_tags.PACK_SEPARATOR
+        )
+    )
     .where(TicketTag.ticket_id == Ticket.id)
     .correlate(Ticket)
     .scalar_subquery()
 )
-
-
-def normalise_tag(tag: str) -> str:
-    """The stored form of a tag (trimmed, case-folded): writers and filters share it."""
-    return tag.strip().casefold()[:MAX_TAG_LENGTH]
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,8 +463,8 @@ class _Membership:
 
 def _memberships(runtime: Runtime, filters: TicketFilter) -> list[_Membership]:
     found = [
-        _Membership(TicketTag.ticket_id, TicketTag.tag, tag)
-        for tag in sorted({normalise_tag(t) for t in filters.tags})
+        _Membership(TicketTag.ticket_id, TicketTag.token, token)
+        for token in sorted({ticket_tags.tag_token(runtime.blind_index, t) for t in filters.tags})
     ]
     if filters.q is not None:
         tokens = ticket_text.query_tokens(runtime.blind_index, filters.q)
@@ -873,7 +871,7 @@ async def _items(runtime: Runtime, rows: list[Row[Any]]) -> list[TicketListItem]
             category_id=row.category_id,
             assignee_id=row.assignee_id,
             requester_id=row.requester_id,
-            tags=sorted(row.tags.split(_TAG_SEPARATOR)) if row.tags else [],
+            tags=_tags(keys, row),
             escalated=bool(row.escalated),
             escalation_level=row.escalation_level,
             escalated_at=row.escalated_at,
@@ -886,6 +884,11 @@ async def _items(runtime: Runtime, rows: list[Row[Any]]) -> list[TicketListItem]
         )
         for row in rows
     ]
+
+
+def _tags(keys: dict[uuid.UUID, DataKey], row: Row[Any]) -> list[str]:
+    key = keys.get(row.data_key_id) if row.data_key_id else None
+    return ticket_tags.unpack(key, row.id, row.tags)
 
 
 def _title(keys: dict[uuid.UUID, DataKey], row: Row[Any]) -> str | None:

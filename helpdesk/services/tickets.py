@@ -50,11 +50,10 @@ from helpdesk import errors, metrics
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.runtime import Runtime
-from helpdesk.services import assignment, ticket_text
+from helpdesk.services import assignment, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
 from helpdesk.services.sla_resume import resumed_sla
-from helpdesk.services.ticket_list import normalise_tag
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
     ESCALATED,
@@ -268,8 +267,7 @@ async def insert_ticket(
     ticket.sla_at_risk_at = due.at_risk_at
     session.add(ticket)
     await session.flush()
-    for tag in sorted({normalise_tag(t) for t in data.tags}):
-        session.add(TicketTag(ticket_id=ticket_id, tag=tag))
+    session.add_all(ticket_tags.rows_for(runtime.blind_index, prepared.key, ticket_id, data.tags))
     await ticket_text.reindex(
         session, runtime.blind_index, ticket_id, data.title, data.description, created_at=now
     )
@@ -402,18 +400,17 @@ async def apply_change_to_row(
             target = await assignment.escalation_manager(session, ticket)
             changes["escalated_to"] = _s(target)
         ticket.escalated_to = target
-    if "tags" in u.fields:
-        old_tags = sorted(
-            await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id))
-        )
-        new_tags = sorted({normalise_tag(t) for t in (u.tags or [])})
-        await session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket.id))
-        for tag in new_tags:
-            session.add(TicketTag(ticket_id=ticket.id, tag=tag))
-        changes["tags"] = {"old": old_tags, "new": new_tags}
     key = None
-    if "title" in u.fields or "description" in u.fields or change.note:
+    if "title" in u.fields or "description" in u.fields or "tags" in u.fields or change.note:
         key = await runtime.keys.get(session, ticket.data_key_id)
+    if key is not None and "tags" in u.fields:
+        old_tags = await ticket_tags.read(session, key, ticket.id)
+        new_tags = await ticket_tags.replace(
+            session, runtime.blind_index, key, ticket.id, u.tags or []
+        )
+        changes["tags"] = ticket_tags.seal_change(
+            key, ticket.id, change.event_key, old_tags, new_tags
+        )
     if key is not None and ("title" in u.fields or "description" in u.fields):
         if "title" in u.fields and u.title is not None:
             ticket.title_enc = ticket_text.seal(key, ticket.id, "title", u.title)
@@ -469,15 +466,31 @@ async def load_visible(
     session: AsyncSession, caller_id: uuid.UUID, caller_role: str, ticket_id: uuid.UUID
 ) -> Ticket:
     """The ticket if the caller may see it: 404 for a missing ticket or someone else's (an
-    end user learns nothing about tickets not theirs), 410 once it was deleted."""
+    end user learns nothing about tickets not theirs), 410 once it was deleted.
+
+    The one object check of every ticket route (read, history, edit, status, assign,
+    escalate, delete): each refusal carries its `access.denied` audit row, written by the
+    API's error handler in a transaction of its own (the caller's rolls back)."""
     from helpdesk.policy import is_staff
 
     ticket = await session.get(Ticket, ticket_id)
     if ticket is None or not (is_staff(caller_role) or ticket.requester_id == caller_id):
-        raise errors.NotFound("ticket not found")
+        why = "missing" if ticket is None else "not_visible"
+        raise errors.NotFound("ticket not found", audit=_refusal(ticket_id, why))
     if ticket.deleted_at is not None:
-        raise errors.Gone("this ticket was deleted")
+        raise errors.Gone("this ticket was deleted", audit=_refusal(ticket_id, "deleted"))
     return ticket
+
+
+def _refusal(ticket_id: uuid.UUID, why: str) -> dict[str, Any]:
+    """`AuditTrail.record` keywords of a refused ticket access (ids and a reason only)."""
+    return {
+        "action": "access.denied",
+        "outcome": "denied",
+        "table": TABLE,
+        "record_id": ticket_id,
+        "details": {"why": why},
+    }
 
 
 @dataclass
@@ -495,11 +508,7 @@ class TicketView:
 
 async def view(session: AsyncSession, runtime: Runtime, ticket: Ticket) -> TicketView:
     key = await runtime.keys.get(session, ticket.data_key_id)
-    tags = list(
-        await session.scalars(
-            select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id).order_by(TicketTag.tag)
-        )
-    )
+    tags = await ticket_tags.read(session, key, ticket.id)
     return TicketView(
         ticket=ticket,
         title=ticket_text.open_(key, ticket.id, "title", ticket.title_enc),
@@ -567,6 +576,10 @@ async def history(
                 continue  # internal-note entries are for staff only, on every channel
             if not can_see_escalation_target(caller_role):
                 changes.pop("escalated_to", None)  # internal routing, like on the ticket
+            if "tags" in changes:
+                changes["tags"] = ticket_tags.open_change(
+                    key, ticket_id, row.event_key, changes["tags"]
+                )
             sealed = changes.pop("note", None)
             note = (
                 _open_note(key, ticket_id, row.event_key, sealed["sealed"])
@@ -927,7 +940,7 @@ async def create(
             ticket=ticket,
             title=data.title,
             description=data.description,
-            tags=sorted({normalise_tag(t) for t in data.tags}),
+            tags=ticket_tags.normalised(data.tags),
         )
     result.workflow = state
     result.replayed = replayed
