@@ -115,6 +115,10 @@ class FileAnchorStore:
             os.close(fd)
 
     async def latest(self) -> Anchor | None:
+        return self.latest_now()
+
+    def latest_now(self) -> Anchor | None:
+        """`latest`, synchronously (a small read of the file's tail)."""
         try:
             with self.path.open("rb") as handle:
                 size = handle.seek(0, os.SEEK_END)
@@ -144,6 +148,24 @@ async def anchor_now(
     anchor = seal(key, checkpoint.seq, checkpoint.head, datetime.now(UTC))
     await store.append(anchor)
     return anchor
+
+
+async def anchor_database(settings: Settings) -> str:
+    """Anchor the configured database's chain now (`helpdesk audit anchor`, and after a
+    restore: the restored chain, authentic as the backup's seals prove, becomes this site's
+    newest anchor). Returns one line saying where."""
+    from helpdesk.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    store = anchor_store(settings)
+    try:
+        async with runtime.database.read() as session:
+            anchor = await anchor_now(
+                runtime.audit, settings.secret_bytes("audit_key"), session, store
+            )
+    finally:
+        await runtime.close()
+    return f"audit chain anchored at row {anchor.rows} (head {anchor.head}) in {store.describe()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,25 +193,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return code
 
 
-async def _anchor_audit(settings: Settings) -> str:
-    from helpdesk.audit_anchor import anchor_now, anchor_store
-    from helpdesk.runtime import build_runtime
-
-    runtime = build_runtime(settings)
-    store = anchor_store(settings)
-    try:
-        async with runtime.database.read() as session:
-            anchor = await anchor_now(
-                runtime.audit, settings.secret_bytes("audit_key"), session, store
-            )
-    finally:
-        await runtime.close()
-    return f"audit chain anchored at row {anchor.rows} (head {anchor.head}) in {store.describe()}"
-
-
 def cmd_audit_anchor(args: argparse.Namespace) -> int:
     """Seal the chain's head now and append it to the anchor store (the schedule's job)."""
-    print(asyncio.run(_anchor_audit(_settings())))
+    from helpdesk.audit_anchor import anchor_database
+
+    print(asyncio.run(anchor_database(_settings())))
     return 0
 
 

@@ -51,16 +51,6 @@ EMAILS = Counter("helpdesk_emails", "Emails handed to the mail backend, by outco
 PUSHES = Counter("helpdesk_pushes", "Socket.IO events published, by outcome", ["outcome"])
 SCANS = Counter("helpdesk_attachment_scans", "Attachment virus scans, by verdict", ["verdict"])
 SOCKETS = Gauge("helpdesk_sockets_connected", "Socket.IO connections open in this process")
-# Set by the features that do the work (the audit anchor, backups); alert rules watch their age.
-AUDIT_ANCHOR_LAST = Gauge(
-    "helpdesk_audit_anchor_last_timestamp_seconds",
-    "Unix time of the newest audit chain anchor this process wrote or read",
-)
-BACKUP_LAST_SUCCESS = Gauge(
-    "helpdesk_backup_last_success_timestamp_seconds",
-    "Unix time of the newest backup this process created or verified",
-)
-
 # History actions counted as `helpdesk_ticket_events{event=...}`: a closed mapping, so the
 # label's values stay bounded whatever else a ticket's history records.
 TICKET_EVENT_LABELS = {
@@ -109,8 +99,49 @@ class DatabasePoolCollector(Collector):
         yield idle
 
 
+class FreshnessCollector(Collector):
+    """When the audit chain was last anchored and the last backup made, read at scrape time
+    from the anchor file and the backup directory the settings name (the alert rules watch
+    their age): a short-lived `helpdesk backup create` cannot be scraped itself."""
+
+    def __init__(self) -> None:
+        self._settings: Any = None
+
+    def watch(self, settings: Any) -> None:
+        self._settings = settings
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        anchor = GaugeMetricFamily(
+            "helpdesk_audit_anchor_last_timestamp_seconds",
+            "Unix time of the newest audit chain anchor in the anchor store",
+        )
+        backup = GaugeMetricFamily(
+            "helpdesk_backup_last_success_timestamp_seconds",
+            "Unix time of the newest complete backup in the backup directory",
+        )
+        settings = self._settings
+        if settings is not None:
+            from helpdesk.audit_anchor import AnchorStoreError, FileAnchorStore
+            from helpdesk.backup.retention import backup_time, list_backups
+
+            try:
+                latest = FileAnchorStore(settings.audit_anchor_path).latest_now()
+            except (AnchorStoreError, OSError):
+                latest = None
+            if latest is not None:
+                anchor.add_metric([], latest.at.timestamp())
+            made = [backup_time(path) for path in list_backups(settings.backups_path)]
+            newest = max((t for t in made if t is not None), default=None)
+            if newest is not None:
+                backup.add_metric([], newest.timestamp())
+        yield anchor
+        yield backup
+
+
 DB_POOLS = DatabasePoolCollector()
 REGISTRY.register(DB_POOLS)
+FRESHNESS = FreshnessCollector()
+REGISTRY.register(FRESHNESS)
 
 
 def serve_worker_metrics(host: str, port: int) -> Any:

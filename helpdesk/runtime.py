@@ -59,4 +59,5 @@ def build_runtime(settings: Settings) -> Runtime:
         email=build_email_backend(settings),
     )
     metrics.DB_POOLS.watch("main", runtime.database.engine)
+    metrics.FRESHNESS.watch(settings)
     return runtime

@@ -68,6 +68,22 @@ async def test_metrics_label_requests_by_route_template(
     assert "helpdesk_db_pool_connections_in_use" in text
 
 
+async def test_anchor_and_backup_times_are_exported(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from helpdesk.audit_anchor import anchor_database
+
+    before = (await client.get("/metrics")).text
+    assert sample(before, "helpdesk_audit_anchor_last_timestamp_seconds") is None
+    await anchor_database(runtime.settings)
+    backup = runtime.settings.backups_path / "20261201T000000Z-0123abcd"
+    backup.mkdir(parents=True)
+    after = (await client.get("/metrics")).text
+    anchored = sample(after, "helpdesk_audit_anchor_last_timestamp_seconds")
+    assert anchored is not None and anchored > 1.7e9
+    assert sample(after, "helpdesk_backup_last_success_timestamp_seconds") == 1796083200.0
+
+
 async def test_metrics_refused_outside_the_allowed_networks(runtime: Runtime) -> None:
     runtime.settings = runtime.settings.model_copy(
         update={"metrics_allowed_networks": ["10.1.2.3/32"]}
