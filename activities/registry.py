@@ -40,4 +40,8 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     from activities.audit import AuditActivities
 
     activities += [AuditActivities(runtime).anchor_audit_chain]
+    # Compliance: the daily HIPAA self-check.
+    from activities.compliance import ComplianceActivities
+
+    activities += [ComplianceActivities(runtime).compliance_report]
     return activities

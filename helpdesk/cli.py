@@ -8,6 +8,7 @@
     helpdesk audit verify             check the audit log's hash chain against its latest anchor
     helpdesk audit anchor             seal the chain's head and append it outside the database
     helpdesk backup create|verify|restore|prune   encrypted backups (helpdesk/backup/)
+    helpdesk compliance check [--json]  the HIPAA self-check (exit 1 when a control fails)
 
 Every setting comes from HELPDESK_* environment variables (see README.md).
 """
@@ -24,6 +25,7 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -215,6 +217,59 @@ async def rewrap_keys(settings: Settings) -> tuple[int, str]:
         await runtime.close()
 
 
+async def _compliance(settings: Settings) -> Any:
+    from helpdesk.compliance import run_checks
+    from helpdesk.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    try:
+        return await run_checks(runtime)
+    finally:
+        await runtime.close()
+
+
+def cmd_compliance_check(args: argparse.Namespace) -> int:
+    """The HIPAA self-check; exit 1 when a control fails."""
+    report = asyncio.run(_compliance(_settings()))
+    print(report.to_json() if args.json else report.to_text())
+    return 0 if report.ok else 1
+
+
+async def _with_runtime(settings: Settings, work: Any) -> Any:
+    from helpdesk.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    try:
+        return await work(runtime)
+    finally:
+        await runtime.close()
+
+
+def cmd_sessions_revoke_all(args: argparse.Namespace) -> int:
+    """Incident response: end every live session (or one user's)."""
+    from helpdesk.incident import revoke_all_sessions
+
+    ended = asyncio.run(_with_runtime(_settings(), lambda rt: revoke_all_sessions(rt, args.user)))
+    print(f"{ended} sessions revoked")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Incident response: one account's audit trail as JSON lines."""
+    from helpdesk.incident import export_audit_trail
+
+    out = open(args.output, "w") if args.output else sys.stdout
+    try:
+        count = asyncio.run(
+            _with_runtime(_settings(), lambda rt: export_audit_trail(rt, args.user, out.write))
+        )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"{count} audit rows exported", file=sys.stderr)
+    return 0
+
+
 def cmd_keys_rewrap(args: argparse.Namespace) -> int:
     count, kek_id = asyncio.run(rewrap_keys(_settings()))
     print(f"{count} data keys re-wrapped under {kek_id}")
@@ -254,6 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
     keys_commands.add_parser(
         "rewrap", help="re-wrap every data key under the current key-encryption key"
     ).set_defaults(func=cmd_keys_rewrap)
+    export = audit_commands.add_parser("export", help="one account's audit trail, JSON lines")
+    export.add_argument("--user", type=uuid.UUID, required=True, help="the account's id")
+    export.add_argument("--output", default=None, help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_audit_export)
+    user_sessions = commands.add_parser("sessions", help="login sessions")
+    sessions_commands = user_sessions.add_subparsers(
+        dest="sessions_command", required=True, metavar="ACTION"
+    )
+    revoke = sessions_commands.add_parser("revoke-all", help="end every live session now")
+    revoke.add_argument("--user", type=uuid.UUID, default=None, help="only this account's")
+    revoke.set_defaults(func=cmd_sessions_revoke_all)
+    compliance = commands.add_parser("compliance", help="the HIPAA self-check")
+    compliance_commands = compliance.add_subparsers(
+        dest="compliance_command", required=True, metavar="ACTION"
+    )
+    check = compliance_commands.add_parser("check", help="check every control; exit 1 on a fail")
+    check.add_argument("--json", action="store_true", help="the report as JSON")
+    check.set_defaults(func=cmd_compliance_check)
     from helpdesk.backup.commands import add_backup_parser
 
     add_backup_parser(commands)

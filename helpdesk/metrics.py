@@ -51,6 +51,14 @@ EMAILS = Counter("helpdesk_emails", "Emails handed to the mail backend, by outco
 PUSHES = Counter("helpdesk_pushes", "Socket.IO events published, by outcome", ["outcome"])
 SCANS = Counter("helpdesk_attachment_scans", "Attachment virus scans, by verdict", ["verdict"])
 SOCKETS = Gauge("helpdesk_sockets_connected", "Socket.IO connections open in this process")
+COMPLIANCE = Gauge(
+    "helpdesk_compliance_control_status",
+    "HIPAA self-check per control: 0 pass, 1 warn, 2 fail (helpdesk.compliance)",
+    ["control"],
+)
+COMPLIANCE_RUN = Gauge(
+    "helpdesk_compliance_last_run_timestamp_seconds", "Unix time of the last self-check"
+)
 # History actions counted as `helpdesk_ticket_events{event=...}`: a closed mapping, so the
 # label's values stay bounded whatever else a ticket's history records.
 TICKET_EVENT_LABELS = {

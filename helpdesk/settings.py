@@ -329,6 +329,20 @@ class Settings(BaseSettings):
         "attachments", description="Blob container of the azure attachment store"
     )
 
+    # --- HIPAA self-check (helpdesk compliance check) ---------------------------------
+    compliance_backup_max_age_hours: int = Field(
+        26, gt=0, description="Self-check: the newest backup must be younger (hours)"
+    )
+    compliance_restore_drill_max_age_days: int = Field(
+        90, gt=0, description="Self-check: the last restore drill must be younger (days)"
+    )
+    compliance_inactive_account_days: int = Field(
+        90, gt=0, description="Self-check: active accounts unused this long are reported"
+    )
+    compliance_interval_hours: int = Field(
+        24, gt=0, description="How often the compliance schedule runs the self-check"
+    )
+
     # --- observability -------------------------------------------------------------------
     log_format: str | None = Field(
         None,

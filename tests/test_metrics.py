@@ -34,13 +34,18 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of the sample `name{labels...}` in an exposition text, if present."""
+    """The sum of the samples `name{labels...}` in an exposition text (None if none).
+
+    Summed because a partial label set (outcome="ok") matches one series per other
+    label (each kind); the first match alone may be a kind the caller did not touch.
+    """
+    found: list[float] = []
     for line in text.splitlines():
         if not line.startswith(name + "{") and line.split(" ")[0] != name:
             continue
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+            found.append(float(line.rsplit(" ", 1)[1]))
+    return sum(found) if found else None
 
 
 async def test_metrics_label_requests_by_route_template(

@@ -23,3 +23,8 @@ WORKFLOWS.append(TicketWorkflow)
 from workflows.audit_anchor import AuditAnchorWorkflow  # noqa: E402
 
 WORKFLOWS.append(AuditAnchorWorkflow)
+
+# Compliance: the daily HIPAA self-check (a Temporal schedule).
+from workflows.compliance import ComplianceWorkflow  # noqa: E402
+
+WORKFLOWS.append(ComplianceWorkflow)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_drill(backup: Path, tickets: int) -> None:
+    """A successful restore is a restore drill: noted beside the backups it came from, for
+    the compliance check's "last restore drill" control. Not fatal if it cannot be written."""
+    from helpdesk.compliance import RESTORE_DRILLS
+
+    line = json.dumps(
+        {"at": datetime.now(UTC).isoformat(), "backup": backup.name, "tickets": tickets}
+    )
+    try:
+        with (backup.parent / RESTORE_DRILLS).open("a") as handle:
+            handle.write(line + "\n")
+    except OSError as exc:
+        print(f"could not record the restore drill: {type(exc).__name__}", file=sys.stderr)
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from helpdesk.backup import BackupError
     from helpdesk.backup.progress import Progress
@@ -113,6 +130,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # The restored chain ends where the backup did: anchor it for this site, so `audit
     # verify` holds later rows against it (an older site's anchors would call it cut short).
     print(asyncio.run(anchor_database(_settings())))
+    _record_drill(Path(args.path), checked.manifest["counts"]["tickets"])
     print(
         f"restored {checked.manifest['counts']['tickets']} tickets from {args.path}; next: "
         "`helpdesk migrate`, `helpdesk audit verify`, start the worker, then "

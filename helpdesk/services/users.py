@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
@@ -267,14 +267,19 @@ async def deactivate(
     return user, revoked
 
 
+def audit_filter(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """Audit rows by the user or about the user."""
+    return or_(
+        AuditLog.actor_id == user_id,
+        and_(AuditLog.table_name == TABLE, AuditLog.record_id == str(user_id)),
+    )
+
+
 async def audit_rows_of(
     session: AsyncSession, user_id: uuid.UUID, *, offset: int, limit: int
 ) -> tuple[list[AuditLog], int]:
     """Audit rows by the user or about the user, newest first (rows never hold PHI)."""
-    where = or_(
-        AuditLog.actor_id == user_id,
-        and_(AuditLog.table_name == TABLE, AuditLog.record_id == str(user_id)),
-    )
+    where = audit_filter(user_id)
     total = await session.scalar(select(func.count()).select_from(AuditLog).where(where))
     rows = await session.scalars(
         select(AuditLog).where(where).order_by(AuditLog.seq.desc()).offset(offset).limit(limit)
