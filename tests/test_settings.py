@@ -74,7 +74,12 @@ def test_production_refuses_a_short_signing_key(tmp_path: Path) -> None:
 
 
 def test_production_with_every_secret_starts(tmp_path: Path) -> None:
-    settings = Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **PRODUCTION_SECRETS)  # type: ignore[arg-type]
+    settings = Settings(
+        environment=Environment.PRODUCTION,
+        var_dir=tmp_path,
+        email_backend="smtp",
+        **PRODUCTION_SECRETS,  # type: ignore[arg-type]
+    )
     assert settings.secret_bytes("kek") == b"k" * 32
     assert not (tmp_path / "secrets.json").exists()
 
@@ -194,3 +199,30 @@ def test_the_worker_cache_follows_the_setting(tmp_path: Path) -> None:
     assert tuned["max_cached_workflows"] == 250
     with pytest.raises(ValidationError):
         make_settings(tmp_path, workflow_cache_size=-1)
+
+
+@pytest.mark.parametrize("backend", ["console", "file"])
+def test_production_refuses_the_development_mail_backends(tmp_path: Path, backend: str) -> None:
+    # Both keep recipients in clear; the console prints reset and verification tokens.
+    with pytest.raises(
+        ValidationError, match=f"HELPDESK_EMAIL_BACKEND={backend} is for development"
+    ):
+        Settings(  # type: ignore[arg-type]
+            environment=Environment.PRODUCTION,
+            var_dir=tmp_path,
+            email_backend=backend,
+            **PRODUCTION_SECRETS,
+        )
+    # The default (console) is refused as well: production must name its mail service.
+    with pytest.raises(ValidationError, match="HELPDESK_EMAIL_BACKEND=console"):
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **PRODUCTION_SECRETS)  # type: ignore[arg-type]
+    # Development and test keep them.
+    assert Settings(var_dir=tmp_path, email_backend=backend).email_backend == backend  # type: ignore[call-arg]
+    for good in ("smtp", "sendgrid"):
+        settings = Settings(  # type: ignore[arg-type]
+            environment=Environment.PRODUCTION,
+            var_dir=tmp_path,
+            email_backend=good,
+            **PRODUCTION_SECRETS,
+        )
+        assert settings.email_backend == good
