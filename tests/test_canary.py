@@ -114,19 +114,19 @@ async def test_swapped_email_ciphertexts_fail_cleanly_not_as_the_other_users_dat
 async def test_one_flipped_ciphertext_byte_is_an_integrity_error(client, runtime):
     actor = await make_user(runtime, full_name="Flip Target")
     row = await load_user(runtime, actor.id)
-    assert row.full_name_enc is not None
-    flipped = bytearray(row.full_name_enc)
+    assert row.last_name_enc is not None
+    flipped = bytearray(row.last_name_enc)
     flipped[-1] ^= 0x01
     async with runtime.database.transaction() as session:
         await session.execute(
-            update(User).where(User.id == actor.id).values(full_name_enc=bytes(flipped))
+            update(User).where(User.id == actor.id).values(last_name_enc=bytes(flipped))
         )
-    response = await client.get(f"{API}/users/me", headers=actor.headers)
+    response = await client.get(f"{API}/users/profile", headers=actor.headers)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "integrity_error"
-    assert "Flip" not in response.text
+    assert "Flip" not in response.text and "Target" not in response.text
     [audit] = await audit_rows(runtime, "integrity.failure")
-    assert audit.details == {"column": "full_name"}
+    assert audit.details == {"column": "last_name"}
 
 
 async def test_an_admin_listing_never_shows_garbled_text(client, runtime):

@@ -82,14 +82,16 @@ def _tokens(issued: sessions.IssuedTokens) -> TokenOut:
 async def register(body: RegisterIn, runtime: RuntimeDep) -> RegisteredOut:
     """Create an END_USER account and mail a verification link (409 if the address,
     normalised, already has an account)."""
+    first_name, last_name = body.names()
     user = await auth.register(
         runtime,
         email=body.email,
         password=body.password,
-        full_name=body.full_name,
+        first_name=first_name,
+        last_name=last_name,
         phone=body.phone,
     )
-    return RegisteredOut(id=user.id, role=user.role, email_verified=False)
+    return RegisteredOut(id=user.id, role=user.role, is_verified=False, email_verified=False)
 
 
 @router.post("/login", response_model=TokenOut, dependencies=[Depends(per_ip_limit("login"))])

@@ -153,7 +153,13 @@ def _link(runtime: Runtime, page: str, token: str) -> str:
 
 
 async def register(
-    runtime: Runtime, *, email: str, password: str, full_name: str, phone: str | None
+    runtime: Runtime,
+    *,
+    email: str,
+    password: str,
+    first_name: str | None,
+    last_name: str | None,
+    phone: str | None,
 ) -> User:
     """A new END_USER account (no caller ever chooses a role) and a verification mail."""
     password_hash = await asyncio.to_thread(_passwords(runtime).hash, password)
@@ -173,7 +179,8 @@ async def register(
                     runtime,
                     email=email,
                     password=password,
-                    full_name=full_name,
+                    first_name=first_name,
+                    last_name=last_name,
                     phone=phone,
                     role=Role.END_USER,
                     password_hash=password_hash,
@@ -340,6 +347,7 @@ async def _settle_login(
     user.failed_logins = 0
     user.lockouts = 0
     user.locked_until = None
+    user.last_login_at = _now()
     if new_hash is not None:
         user.password_hash = new_hash
     issued = await sessions.start(session, runtime, user, mfa=mfa, ip=ip, user_agent=user_agent)
