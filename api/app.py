@@ -51,6 +51,7 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{API_PREFIX}/auth/forgot-password"),
         ("POST", f"{API_PREFIX}/auth/reset-password"),
         ("POST", f"{API_PREFIX}/auth/verify-email"),
+        ("POST", f"{API_PREFIX}/auth/resend-verification"),
     }
 )
 

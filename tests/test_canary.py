@@ -14,7 +14,7 @@ from helpdesk.runtime import Runtime
 from models.enums import Role
 from models.user import User
 from tests.factories import PASSWORD, make_user
-from tests.test_auth import API, audit_rows, bearer, load_user, login, register
+from tests.test_auth import API, audit_rows, bearer, link_token, load_user, login, register
 
 
 def database_files(runtime: Runtime) -> dict[str, bytes]:
@@ -60,7 +60,10 @@ async def test_contact_data_is_absent_from_the_database_file_and_its_wal(client,
     assert_absent(files, canary, phone, email, password)
 
     tokens = (await login(client, email, password)).json()
-    me = await client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
+    [message] = runtime.email.messages()
+    verified = await client.post(f"{API}/auth/verify-email", json={"token": link_token(message)})
+    assert verified.status_code == 200
+    me = await client.get(f"{API}/users/profile", headers=bearer(tokens["access_token"]))
     assert me.status_code == 200
     assert (me.json()["email"], me.json()["full_name"], me.json()["phone"]) == (
         email,
@@ -68,7 +71,7 @@ async def test_contact_data_is_absent_from_the_database_file_and_its_wal(client,
         phone,
     )
     changed = await client.put(
-        f"{API}/users/me",
+        f"{API}/users/profile",
         headers=bearer(tokens["access_token"]),
         json={"full_name": f"Changed {canary}"},
     )

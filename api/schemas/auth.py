@@ -125,6 +125,10 @@ class ForgotPasswordIn(StrictModel):
     email: LoginEmail
 
 
+class ResendVerificationIn(StrictModel):
+    email: LoginEmail
+
+
 class AcceptedOut(BaseModel):
     status: str = "accepted"
     message: str
