@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import metrics as http_metrics
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.routes import (
     attachments,
     auth,
@@ -166,6 +167,7 @@ def create_app(
     )
     # Outermost of all: counts every answer, the middlewares' own refusals included.
     app.add_middleware(http_metrics.MetricsMiddleware)
+    install_openapi(app)
     return app
 
 
