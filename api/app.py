@@ -142,7 +142,8 @@ def create_app(
         ipaddress.ip_network(n, strict=False) for n in settings.metrics_allowed_networks
     ]
     app.include_router(health.router)
-    app.include_router(http_metrics.router)
+    if settings.metrics_enabled:
+        app.include_router(http_metrics.router)
     app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
     app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
     app.include_router(categories.router, prefix=f"{API_PREFIX}/categories", tags=["categories"])
@@ -159,7 +160,8 @@ def create_app(
         path_prefix=f"{API_PREFIX}/temporal-codec",
     )
     # Outermost of all: counts every answer, the middlewares' own refusals included.
-    app.add_middleware(http_metrics.MetricsMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(http_metrics.MetricsMiddleware)
     return app
 
 

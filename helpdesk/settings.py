@@ -349,6 +349,9 @@ class Settings(BaseSettings):
         pattern="^(text|json)$",
         description="Log lines: text or json (one object per line); default json in production",
     )
+    metrics_enabled: bool = Field(
+        True, description="Serve /metrics and time every request (false: neither)"
+    )
     metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="Networks that may read the API's /metrics (comma-separated CIDRs)",
