@@ -203,7 +203,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, description="Failures before an account is locked")
     login_lockout_seconds: int = Field(300, description="First lockout; doubles each time")
     rate_limit_per_minute: int = Field(
-        30, description="Login/registration/reset requests per IP per minute"
+        30,
+        description="Login/registration/reset requests per IP per minute (all replicas "
+        "together when HELPDESK_REDIS_URL is set)",
     )
     argon2_time_cost: int = Field(3, description="argon2id iterations")
     argon2_memory_cost: int = Field(65536, description="argon2id memory (KiB)")
@@ -241,7 +243,9 @@ class Settings(BaseSettings):
     sendgrid_host: str = Field("https://api.sendgrid.com", description="SendGrid API host")
 
     # --- push ------------------------------------------------------------------------
-    redis_url: str | None = Field(None, description="Redis URL for Socket.IO fan-out")
+    redis_url: str | None = Field(
+        None, description="Redis URL: Socket.IO fan-out and the shared auth rate limit"
+    )
 
     # --- ticket commands and workflows: added by the tickets area ----------------------
     ticket_create_max_in_flight: int = Field(

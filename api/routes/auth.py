@@ -1,6 +1,6 @@
 """Routes: /api/v1/auth — registration, login, tokens, password reset, email verification,
 MFA enrolment. The anonymous ones are listed in `api.app.PUBLIC_ROUTES` and rate-limited
-per client IP (see `helpdesk.ratelimit`: the limit is per process)."""
+per client IP (see `helpdesk.ratelimit`: shared through Redis when configured)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def per_ip_limit(bucket: str) -> Callable[[Runtime], Coroutine[Any, Any, None]]:
     It runs before the body is validated, so malformed floods are counted too."""
 
     async def dependency(runtime: RuntimeDep) -> None:
-        verdict = ratelimit.limiter(runtime, bucket).hit(current_context().ip or "unknown")
+        verdict = await ratelimit.limiter(runtime, bucket).hit(current_context().ip or "unknown")
         if not verdict.allowed:
             raise RateLimited(
                 "too many requests from this address; slow down",
