@@ -157,7 +157,7 @@ async def test_the_daily_schedule_mails_the_administrators(
     runtime.temporal = temporal_client
     async with run_worker_in_background(runtime):
         for _ in range(300):
-            mails = [m for m in runtime.email.messages() if "compliance" in m["subject"]]  # type: ignore[attr-defined]
+            mails = [m for m in runtime.email.messages() if "compliance" in m["subject"]]
             if mails:
                 break
             await asyncio.sleep(0.1)
