@@ -28,8 +28,7 @@ from api.routes import (
 )
 from api.tracing import TracingMiddleware
 from helpdesk.runtime import Runtime, build_runtime
-from helpdesk.security import Passwords
-from helpdesk.services import sessions
+from helpdesk.services.sessions import prepare_runtime
 from helpdesk.settings import Settings, get_settings
 
 log = logging.getLogger("helpdesk.api")
@@ -53,16 +52,6 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{API_PREFIX}/auth/verify-email"),
     }
 )
-
-
-def prepare_runtime(runtime: Runtime) -> Runtime:
-    """Objects every request needs, built once per process."""
-    settings = runtime.settings
-    runtime.extras.setdefault(
-        "passwords", Passwords(settings.argon2_time_cost, settings.argon2_memory_cost)
-    )
-    sessions.access_tokens(runtime)
-    return runtime
 
 
 def create_app(

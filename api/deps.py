@@ -7,9 +7,7 @@ reachable anonymously unless its router says so explicitly (see `api.app.PUBLIC_
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,10 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.context import bind_actor
 from helpdesk.errors import AuthenticationFailed, MfaRequired, PermissionDenied
+from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
-from helpdesk.security import AccessClaims
-from models.enums import PRIVILEGED_ROLES, STAFF_ROLES, Role
-from models.user import AuthSession, User
+from models.enums import PRIVILEGED_ROLES, Role
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -41,31 +38,6 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller."""
-
-    user: User
-    session: AuthSession
-    claims: AccessClaims
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.user.id
-
-    @property
-    def role(self) -> Role:
-        return Role(self.user.role)
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
-
-    @property
-    def mfa(self) -> bool:
-        return self.session.mfa
 
 
 def _bearer(request: Request) -> str:

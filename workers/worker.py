@@ -211,8 +211,8 @@ async def connect_or_explain(settings: Settings, command: str) -> Client | None:
 
 
 async def _main() -> int:
-    from api.app import prepare_runtime
     from helpdesk.runtime import build_runtime
+    from helpdesk.services.sessions import prepare_runtime
     from helpdesk.settings import get_settings
 
     settings = get_settings()
