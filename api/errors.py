@@ -83,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if exc.audit is not None:
             runtime = request.app.state.runtime
-            await runtime.audit.record_separately(runtime.database.sessionmaker, **exc.audit)
+            await runtime.audit.record_separately(runtime.database, **exc.audit)
         headers: dict[str, str] = {}
         if isinstance(exc, errors.RateLimited | errors.Unavailable):
             headers["Retry-After"] = str(exc.retry_after)
