@@ -31,13 +31,6 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent."""
-    async with runtime.database.transaction() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str:
@@ -65,6 +58,21 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_session(runtime: RuntimeDep, _: CurrentPrincipal) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent.
+
+    It depends on the principal so that authentication (which may take the SQLite writer
+    lock itself, to stamp or end the session) always finishes before the request's
+    transaction takes that lock, whatever order a route lists its dependencies in; the
+    other way round, the request would wait for itself (issue 11's wedge). Every route
+    with a session is authenticated."""
+    async with runtime.database.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _denied(principal: Principal, why: str, request: Request) -> PermissionDenied:

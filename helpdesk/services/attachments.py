@@ -501,7 +501,7 @@ async def scan(runtime: Runtime, attachment_id: uuid.UUID) -> ScanOutcome:
         raise Gone("attachment bytes are gone") from exc
     except IntegrityError as exc:
         await runtime.audit.record_separately(
-            runtime.database.sessionmaker,
+            runtime.database,
             "attachment.integrity_failure",
             outcome="failure",
             table=TABLE,
@@ -566,7 +566,7 @@ async def open_download(runtime: Runtime, caller: Any, attachment_id: uuid.UUID)
         raise Gone("this attachment's bytes are gone") from exc
     except IntegrityError as exc:
         await runtime.audit.record_separately(
-            runtime.database.sessionmaker,
+            runtime.database,
             "attachment.integrity_failure",
             outcome="failure",
             table=TABLE,
