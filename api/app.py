@@ -21,6 +21,7 @@ from api.routes import (
     codec,
     comments,
     health,
+    link_pages,
     sla,
     ticket_queries,
     tickets,
@@ -50,6 +51,10 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{API_PREFIX}/auth/forgot-password"),
         ("POST", f"{API_PREFIX}/auth/reset-password"),
         ("POST", f"{API_PREFIX}/auth/verify-email"),
+        ("POST", f"{API_PREFIX}/auth/resend-verification"),
+        # The pages emailed links open when no portal is configured (api.routes.link_pages).
+        ("GET", "/verify-email"),
+        ("GET", "/reset-password"),
     }
 )
 
@@ -133,6 +138,7 @@ def create_app(
     app.include_router(health.router)
     if settings.metrics_enabled:
         app.include_router(http_metrics.router)
+    app.include_router(link_pages.router)
     app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
     app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
     app.include_router(categories.router, prefix=f"{API_PREFIX}/categories", tags=["categories"])

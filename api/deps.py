@@ -15,7 +15,12 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.context import bind_actor
-from helpdesk.errors import AuthenticationFailed, MfaRequired, PermissionDenied
+from helpdesk.errors import (
+    AuthenticationFailed,
+    EmailUnverified,
+    MfaRequired,
+    PermissionDenied,
+)
 from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
 from models.enums import PRIVILEGED_ROLES, Role
@@ -39,13 +44,31 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def authenticate_token(runtime: Runtime, token: str) -> Principal:
-    """Validate an access token against its server-side session (shared with Socket.IO)."""
+UNVERIFIED = "confirm your email address first: use the link we sent, or ask for a new one"
+
+
+async def authenticate_token(
+    runtime: Runtime, token: str, *, allow_unverified: bool = False
+) -> Principal:
+    """Validate an access token against its server-side session (shared with Socket.IO).
+
+    An account that has not confirmed its email is refused (403 `email_unverified`)
+    unless the caller allows it: such an account may only verify or ask for a new link."""
     from helpdesk.services import sessions
 
     claims = sessions.access_tokens(runtime).decode(token)
     principal = await sessions.load_active(runtime, claims)
     bind_actor(principal.user.id, principal.user.role, principal.session.id)
+    if principal.user.email_verified_at is None and not allow_unverified:
+        raise EmailUnverified(
+            UNVERIFIED,
+            details={"resend": "/api/v1/auth/resend-verification"},
+            audit={
+                "action": "access.denied",
+                "outcome": "denied",
+                "details": {"why": "email_unverified"},
+            },
+        )
     return principal
 
 
@@ -55,7 +78,15 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
     return principal
 
 
+async def get_principal_even_unverified(request: Request, runtime: RuntimeDep) -> Principal:
+    """The caller, even before they confirmed their email (for logout only)."""
+    principal = await authenticate_token(runtime, _bearer(request), allow_unverified=True)
+    request.state.principal = principal
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+UnverifiedOk = Annotated[Principal, Depends(get_principal_even_unverified)]
 
 
 async def get_session(runtime: RuntimeDep, _: CurrentPrincipal) -> AsyncIterator[AsyncSession]:

@@ -231,7 +231,9 @@ class Settings(BaseSettings):
     max_page_size: int = Field(100, description="Largest page a list returns")
 
     # --- email -----------------------------------------------------------------------
-    email_backend: EmailBackendName = Field(EmailBackendName.CONSOLE, description="Mail backend")
+    email_backend: EmailBackendName = Field(
+        EmailBackendName.CONSOLE, description="Mail backend (console and file: not in production)"
+    )
     email_from: str = Field("helpdesk@localhost", description="Sender address")
     email_file_path: Path | None = Field(None, description="Mailbox file of the file backend")
     smtp_host: str = Field("127.0.0.1", description="SMTP host")
@@ -501,6 +503,17 @@ class Settings(BaseSettings):
             for name in ("jwt_secret", "blind_index_key", "audit_key"):
                 if len(getattr(self, name).get_secret_value()) < 32:
                     raise ValueError(f"HELPDESK_{name.upper()} must be at least 32 characters")
+        if self.environment is Environment.PRODUCTION and self.email_backend in (
+            EmailBackendName.CONSOLE,
+            EmailBackendName.FILE,
+        ):
+            # Both keep recipients' addresses in clear, and the console prints one-time
+            # tokens (password reset, verification) to the process output.
+            raise ValueError(
+                f"HELPDESK_EMAIL_BACKEND={self.email_backend.value} is for development only "
+                "(it keeps addresses in clear and prints one-time tokens); "
+                "set HELPDESK_EMAIL_BACKEND=smtp or sendgrid in production"
+            )
         return self
 
     # --- derived ---------------------------------------------------------------------

@@ -664,7 +664,12 @@ async def test_register_login_and_me_on_postgresql(pg_url, var_dir):
             assert (await register(http, email.upper())).status_code == 409
             assert (await login(http, email, "wrong password 99")).status_code == 401
             tokens = (await login(http, email)).json()
-            me = await http.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
+            me = await http.get(f"{API}/users/profile", headers=bearer(tokens["access_token"]))
+            assert (me.status_code, error_of(me)["code"]) == (403, "email_unverified")
+            token = link_token(mail_to(runtime, email)[-1])
+            verified = await http.post(f"{API}/auth/verify-email", json={"token": token})
+            assert verified.status_code == 200
+            me = await http.get(f"{API}/users/profile", headers=bearer(tokens["access_token"]))
             assert me.status_code == 200
             assert (me.json()["email"], me.json()["full_name"]) == (email, "Pg Person")
             logout = await http.post(f"{API}/auth/logout", headers=bearer(tokens["access_token"]))

@@ -251,6 +251,7 @@ def test_settings_keep_the_backup_key_apart(tmp_path):
     production = make_settings(
         tmp_path,
         environment="production",
+        email_backend="smtp",
         jwt_secret="j" * 40,
         kek=kek,
         blind_index_key="b" * 40,

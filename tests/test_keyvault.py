@@ -419,6 +419,7 @@ def test_settings_select_the_provider(vault: Vault, tmp_path: Path) -> None:
     }
     prod = Settings(
         environment="production",
+        email_backend="smtp",
         var_dir=tmp_path,
         kek_provider="azure-keyvault",
         azure_key_vault_url=vault.url,

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -15,7 +16,7 @@ from helpdesk.settings import Environment, Settings
 from tests.conftest import make_settings
 
 KEY32 = base64.b64encode(b"k" * 32).decode()
-PRODUCTION_SECRETS = {
+PRODUCTION_SECRETS: dict[str, Any] = {
     "jwt_secret": "j" * 40,
     "kek": KEY32,
     "blind_index_key": "b" * 40,
@@ -64,17 +65,22 @@ def test_production_without_secrets_refuses_and_names_them(tmp_path: Path) -> No
 def test_production_with_one_secret_missing_refuses(tmp_path: Path) -> None:
     partial = {k: v for k, v in PRODUCTION_SECRETS.items() if k != "audit_key"}
     with pytest.raises(ValidationError, match="HELPDESK_AUDIT_KEY"):
-        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **partial)  # type: ignore[arg-type]
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **partial)
 
 
 def test_production_refuses_a_short_signing_key(tmp_path: Path) -> None:
     weak = {**PRODUCTION_SECRETS, "jwt_secret": "short"}
     with pytest.raises(ValidationError, match="HELPDESK_JWT_SECRET must be at least 32"):
-        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **weak)  # type: ignore[arg-type]
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **weak)
 
 
 def test_production_with_every_secret_starts(tmp_path: Path) -> None:
-    settings = Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **PRODUCTION_SECRETS)  # type: ignore[arg-type]
+    settings = Settings(
+        environment=Environment.PRODUCTION,
+        var_dir=tmp_path,
+        email_backend="smtp",
+        **PRODUCTION_SECRETS,
+    )
     assert settings.secret_bytes("kek") == b"k" * 32
     assert not (tmp_path / "secrets.json").exists()
 
@@ -194,3 +200,30 @@ def test_the_worker_cache_follows_the_setting(tmp_path: Path) -> None:
     assert tuned["max_cached_workflows"] == 250
     with pytest.raises(ValidationError):
         make_settings(tmp_path, workflow_cache_size=-1)
+
+
+@pytest.mark.parametrize("backend", ["console", "file"])
+def test_production_refuses_the_development_mail_backends(tmp_path: Path, backend: str) -> None:
+    # Both keep recipients in clear; the console prints reset and verification tokens.
+    with pytest.raises(
+        ValidationError, match=f"HELPDESK_EMAIL_BACKEND={backend} is for development"
+    ):
+        Settings(
+            environment=Environment.PRODUCTION,
+            var_dir=tmp_path,
+            email_backend=backend,
+            **PRODUCTION_SECRETS,
+        )
+    # The default (console) is refused as well: production must name its mail service.
+    with pytest.raises(ValidationError, match="HELPDESK_EMAIL_BACKEND=console"):
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **PRODUCTION_SECRETS)
+    # Development and test keep them.
+    assert Settings(var_dir=tmp_path, email_backend=backend).email_backend == backend
+    for good in ("smtp", "sendgrid"):
+        settings = Settings(
+            environment=Environment.PRODUCTION,
+            var_dir=tmp_path,
+            email_backend=good,
+            **PRODUCTION_SECRETS,
+        )
+        assert settings.email_backend == good
