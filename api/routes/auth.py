@@ -115,10 +115,12 @@ async def login(body: LoginIn, runtime: RuntimeDep) -> TokenOut:
 
 
 @router.post("/logout", status_code=204, response_class=Response)
-async def logout(principal: UnverifiedOk, session: SessionDep, runtime: RuntimeDep) -> Response:
+async def logout(principal: UnverifiedOk, runtime: RuntimeDep) -> Response:
     """End the caller's session: its access and refresh tokens stop working at once
     (an account that has not confirmed its email may do this too)."""
-    await auth.logout(session, runtime, principal.session.id)
+    # Its own transaction, not SessionDep: that one depends on a verified principal.
+    async with runtime.database.transaction() as session:
+        await auth.logout(session, runtime, principal.session.id)
     return Response(status_code=204)
 
 
