@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from models.ticket import TicketHistory
 from models.user import User
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workflows.ticket import PUSH_PATCH, TicketWorkflow
+from workflows.ticket import TicketWorkflow
 from workflows.ticket_types import Actor, StatusChange
 from workflows.transitions import Status
 
@@ -303,24 +302,18 @@ async def test_canary_absent_from_raw_history_and_database_files(
     # hold only status, priority, flags and an agent id.
     plaintext = [p for p in payloads if p.metadata.get("encoding") != ENCODING]
     assert encrypted
-    # Patch markers (workflow.patched) and local activity markers are written by the SDK
-    # core in plaintext too: they hold only the patch name, or the activity's type, id,
-    # attempt and times (its input is not recorded, its result is encrypted).
+    # Local activity markers are written by the SDK core in plaintext too: they hold only
+    # the activity's type, id, attempt and times (its input is not recorded, its result is
+    # encrypted). No patch markers: nothing was ever released, so no `workflow.patched`.
     markers = [p for p in plaintext if b"type" not in p.metadata]
-    patch_keys = {"id", "deprecated"}
-    assert all(
-        json.loads(p.data).keys() in (patch_keys, LOCAL_ACTIVITY_MARKER_KEYS) for p in markers
-    ), [sorted(json.loads(p.data)) for p in markers]
+    assert all(json.loads(p.data).keys() == LOCAL_ACTIVITY_MARKER_KEYS for p in markers), [
+        sorted(json.loads(p.data)) for p in markers
+    ]
     local = [json.loads(p.data) for p in markers if "activity_type" in json.loads(p.data)]
     assert [m["activity_type"] for m in local] == ["notify_change"]
     plaintext = [p for p in plaintext if b"type" in p.metadata]
-    # TemporalChangeVersion, upserted by workflow.patched: the patch names, nothing else.
-    versions = [p for p in plaintext if p.data.startswith(b"[")]
-    assert versions and all(
-        re.fullmatch(r"[a-z0-9-]+-v\d+", name) for p in versions for name in json.loads(p.data)
-    )
-    assert PUSH_PATCH in json.loads(versions[-1].data)
-    plaintext = [p for p in plaintext if not p.data.startswith(b"[")]
+    # No TemporalChangeVersion upserts (those came with `workflow.patched`).
+    assert not [p for p in plaintext if p.data.startswith(b"[")]
     assert {p.data for p in plaintext} <= {
         b'"OPEN"',
         b'"IN_PROGRESS"',

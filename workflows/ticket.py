@@ -55,9 +55,6 @@ PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
 NON_RETRYABLE = ["TicketGone", "NoAgentAvailable", "AgentNotAssignable", "ValidationFailed"]
-# `workflow.patched` id: the persist activity publishes the change's push after its commit
-# (before the update answers) instead of the main loop running a push activity afterwards.
-PUSH_PATCH = "push-with-persist-v1"
 
 
 def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
@@ -73,7 +70,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self.config = inp.config
         self._lock = asyncio.Lock()
         self._outbox: list[ChangeEvent] = []
-        # Request ids whose push the persist activity already published (PUSH_PATCH).
+        # Request ids whose push the persist activity already published (after its commit).
         self._pushed: set[str] = set()
 
     # --- main loop -------------------------------------------------------------------
@@ -93,11 +90,9 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             await self._sla_fire_due()
             if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                # A change accepted while we waited still has its effects (histories made
-                # before this fix dropped them, so they replay without it).
-                if self._outbox and workflow.patched("drain-outbox-before-close-v1"):
-                    while self._outbox:
-                        await self._after_change(self._outbox.pop(0))
+                # A change accepted while we waited still has its effects.
+                while self._outbox:
+                    await self._after_change(self._outbox.pop(0))
                 return self._ticket
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -380,8 +375,6 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             note=note,
             auto_assign=auto_assign,
             version=self._ticket.version + 1,
-            # Histories made before the activity pushed replay with the main loop's push.
-            push=workflow.patched(PUSH_PATCH),
         )
         try:
             result: PersistResult = await workflow.execute_activity_method(
