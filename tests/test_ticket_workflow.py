@@ -25,6 +25,7 @@ from helpdesk.temporal import (
     ESCALATED,
     TICKET_PRIORITY,
     TICKET_STATUS,
+    UI_TEXT,
     codec,
     ticket_workflow_id,
 )
@@ -148,7 +149,7 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
         assert attrs.get(ASSIGNED_AGENT) == str(agent.id)
         assert attrs.get(ESCALATED) is False
         summary = await description.static_summary()
-        assert summary == f"Ticket #{ticket['number']} · CRITICAL"
+        assert summary == f"Ticket #{ticket['number']} · CRITICAL · OPEN"
         assert "Secret" not in (summary or "")
 
 
@@ -305,6 +306,14 @@ async def test_canary_absent_from_raw_history_and_database_files(
     # Local activity markers are written by the SDK core in plaintext too: they hold only
     # the activity's type, id, attempt and times (its input is not recorded, its result is
     # encrypted). No patch markers: nothing was ever released, so no `workflow.patched`.
+    # UI text (summaries, PHI-free by design) and the command MACs (ids, a time and a
+    # digest) are plaintext too.
+    ui = [p for p in plaintext if p.metadata.get(UI_TEXT) == b"1"]
+    assert ui and all(isinstance(json.loads(p.data), str) for p in ui)
+    plaintext = [p for p in plaintext if p.metadata.get(UI_TEXT) != b"1"]
+    macs = [p for p in plaintext if p.data.startswith(b'{"v": ')]
+    assert macs and all(json.loads(p.data).keys() == {"v", "iat", "mac"} for p in macs)
+    plaintext = [p for p in plaintext if not p.data.startswith(b'{"v": ')]
     markers = [p for p in plaintext if b"type" not in p.metadata]
     assert all(json.loads(p.data).keys() == LOCAL_ACTIVITY_MARKER_KEYS for p in markers), [
         sorted(json.loads(p.data)) for p in markers

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotifyInput, PushInput
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
+    from helpdesk.temporal import ui_text
     from workflows.ticket_notify import Notification, send_all
 
 __all__ = [
@@ -104,11 +105,11 @@ class AttachmentScanWorkflow:
 
     @workflow.run
     async def run(self, request: ScanRequest) -> ScanResult:
-        workflow.set_current_details("Waiting for the virus scanner")
+        workflow.set_current_details(ui_text("Waiting for the virus scanner"))
         result: ScanResult = await workflow.execute_activity(
             "scan_attachment", request, result_type=ScanResult, **scan_activity_options()
         )
-        workflow.set_current_details(f"Scan finished: {result.scan_status}")
+        workflow.set_current_details(ui_text(f"Scan finished: {result.scan_status}"))
         # `send_all` never raises for a notification: a bad address never fails the scan.
         await send_all(scan_notifications(result))
         return result

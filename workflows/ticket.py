@@ -25,7 +25,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import PushInput
     from activities.tickets import TicketActivities
     from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
-    from helpdesk.temporal import ASSIGNED_AGENT, ESCALATED, TICKET_PRIORITY, TICKET_STATUS
+    from helpdesk.temporal import (
+        ASSIGNED_AGENT,
+        ESCALATED,
+        TICKET_PRIORITY,
+        TICKET_STATUS,
+        ui_text,
+    )
     from workflows.ticket_types import (
         AssignRequest,
         ChangeEvent,
@@ -132,6 +138,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     async def opened(self, req: OpenRequest) -> TicketState:
         del req
         return self._ticket
+
+    @opened.validator
+    def _validate_opened(self, req: OpenRequest) -> None:
+        """Nothing to judge; a validator lets the command guard refuse a forged `opened`
+        before it is accepted (workers.command_guard)."""
+        del req
 
     @workflow.update(description="Move the ticket to another status")
     async def change_status(self, req: StatusChange) -> TicketState:
@@ -426,7 +438,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         ]
         if s.escalated:
             parts.append(f"escalated (level {s.escalation_level})")
-        workflow.set_current_details(" · ".join(parts))
+        workflow.set_current_details(ui_text(" · ".join(parts)))
 
 
 def _s(value: Any) -> Any:

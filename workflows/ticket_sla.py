@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
+    from helpdesk.temporal import ui_text
     from workflows.sla import (
         EscalationPlan,
         SlaClockKind,
@@ -298,7 +299,7 @@ class TicketSlaMixin:
         timeout = self._sla_timeout()
         try:
             await workflow.wait_condition(
-                condition, timeout=timeout, timeout_summary=self._sla_timer_summary()
+                condition, timeout=timeout, timeout_summary=ui_text(self._sla_timer_summary())
             )
         except TimeoutError:
             pass
