@@ -109,7 +109,8 @@ class AttachmentScanWorkflow:
         result: ScanResult = await workflow.execute_activity(
             "scan_attachment", request, result_type=ScanResult, **scan_activity_options()
         )
-        workflow.set_current_details(ui_text(f"Scan finished: {result.scan_status}"))
+        # An attachment deleted before its verdict ends the scan cleanly ("gone").
+        workflow.set_current_details(ui_text(f"Scan finished: {result.outcome}"))
         # `send_all` never raises for a notification: a bad address never fails the scan.
         await send_all(scan_notifications(result))
         return result
