@@ -29,6 +29,7 @@ _GENERATED_SECRETS = (
     "blind_index_key",
     "audit_key",
     "payload_codec_key",
+    "command_key",
 )
 
 
@@ -108,6 +109,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace")
     temporal_task_queue: str = Field("helpdesk-tickets", description="Task queue of the worker")
     temporal_ui_port: int = Field(8233, description="Temporal UI port of the dev server")
+    temporal_ui_codec: bool = Field(
+        False,
+        description="Point the dev server's Temporal UI at the API's codec endpoint (the "
+        "browser must then hold a codec token); off: the UI shows the plaintext summaries "
+        "and no codec error",
+    )
     temporal_dev_server: bool = Field(
         True, description="`helpdesk dev` starts the Temporal dev server itself"
     )
@@ -185,6 +192,11 @@ class Settings(BaseSettings):
     audit_key: SecretStr | None = Field(None, description="HMAC key of the audit hash chain")
     payload_codec_key: SecretStr | None = Field(
         None, description="AES-256 key (base64) encrypting Temporal payloads"
+    )
+    command_key: SecretStr | None = Field(
+        None,
+        description="HMAC key signing every workflow command the API sends; only API and "
+        "worker hold it (never the codec endpoint). Required outside development",
     )
 
     # --- tokens and sessions ---------------------------------------------------------
@@ -500,7 +512,7 @@ class Settings(BaseSettings):
             if backup in others:
                 raise ValueError("HELPDESK_BACKUP_KEY must differ from every KEK and the codec key")
         if self.environment is Environment.PRODUCTION:
-            for name in ("jwt_secret", "blind_index_key", "audit_key"):
+            for name in ("jwt_secret", "blind_index_key", "audit_key", "command_key"):
                 if len(getattr(self, name).get_secret_value()) < 32:
                     raise ValueError(f"HELPDESK_{name.upper()} must be at least 32 characters")
         if self.environment is Environment.PRODUCTION and self.email_backend in (

@@ -257,6 +257,7 @@ def test_settings_keep_the_backup_key_apart(tmp_path):
         blind_index_key="b" * 40,
         audit_key="a" * 40,
         payload_codec_key=_b64(b"P" * 32),
+        command_key="m" * 40,
     )
     assert production.backup_key is None  # API and worker do not need it ...
     from helpdesk.backup.keys import backup_key

@@ -21,7 +21,14 @@ from models.enums import Role
 from tests.conftest import make_settings
 from tests.factories import make_user
 
-SECRETS = ("jwt_secret", "kek", "blind_index_key", "audit_key", "payload_codec_key")
+SECRETS = (
+    "jwt_secret",
+    "kek",
+    "blind_index_key",
+    "audit_key",
+    "payload_codec_key",
+    "command_key",
+)
 
 
 def production_settings(base: Settings, var_dir: Path, **overrides: Any) -> Settings:

@@ -22,6 +22,7 @@ PRODUCTION_SECRETS: dict[str, Any] = {
     "blind_index_key": "b" * 40,
     "audit_key": "a" * 40,
     "payload_codec_key": base64.b64encode(b"c" * 32).decode(),
+    "command_key": "m" * 40,
 }
 
 
@@ -72,6 +73,16 @@ def test_production_refuses_a_short_signing_key(tmp_path: Path) -> None:
     weak = {**PRODUCTION_SECRETS, "jwt_secret": "short"}
     with pytest.raises(ValidationError, match="HELPDESK_JWT_SECRET must be at least 32"):
         Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **weak)
+
+
+def test_production_refuses_a_missing_or_short_command_key(tmp_path: Path) -> None:
+    """The key that signs workflow commands (helpdesk.command_auth) has no default."""
+    missing = {k: v for k, v in PRODUCTION_SECRETS.items() if k != "command_key"}
+    with pytest.raises(ValidationError, match="HELPDESK_COMMAND_KEY"):
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **missing)  # type: ignore[arg-type]
+    short = {**PRODUCTION_SECRETS, "command_key": "short"}
+    with pytest.raises(ValidationError, match="HELPDESK_COMMAND_KEY must be at least 32"):
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **short)  # type: ignore[arg-type]
 
 
 def test_production_with_every_secret_starts(tmp_path: Path) -> None:

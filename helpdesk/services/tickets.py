@@ -648,7 +648,8 @@ def start_operation(runtime: Runtime, inp: TicketInput) -> WithStartWorkflowOper
         # terminated one may be, by the reconciler.
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         search_attributes=initial_search_attributes(state),
-        static_summary=f"Ticket #{state.number} · {state.priority}",  # never the title
+        # Never the title: number, priority and status at start (readable in the UI's list).
+        static_summary=f"Ticket #{state.number} · {state.priority} · {state.status.value}",
         static_details="Help desk ticket: status, priority and assignment are its search "
         "attributes; the text is encrypted.",
     )
