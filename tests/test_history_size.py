@@ -40,7 +40,7 @@ async def ordinary_life(runtime: Runtime, temporal_client: Client) -> str:
     async with ticket_api(runtime, temporal_client) as http:
         tid = (await create_ticket(http, requester, priority="HIGH"))["id"]
 
-        async def ok(response):  # type: ignore[no-untyped-def]
+        async def ok(response):
             assert response.status_code in (200, 201), response.text
 
         await ok(

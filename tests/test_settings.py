@@ -79,10 +79,10 @@ def test_production_refuses_a_missing_or_short_command_key(tmp_path: Path) -> No
     """The key that signs workflow commands (helpdesk.command_auth) has no default."""
     missing = {k: v for k, v in PRODUCTION_SECRETS.items() if k != "command_key"}
     with pytest.raises(ValidationError, match="HELPDESK_COMMAND_KEY"):
-        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **missing)  # type: ignore[arg-type]
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **missing)
     short = {**PRODUCTION_SECRETS, "command_key": "short"}
     with pytest.raises(ValidationError, match="HELPDESK_COMMAND_KEY must be at least 32"):
-        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **short)  # type: ignore[arg-type]
+        Settings(environment=Environment.PRODUCTION, var_dir=tmp_path, **short)
 
 
 def test_production_with_every_secret_starts(tmp_path: Path) -> None:
