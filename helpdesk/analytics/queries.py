@@ -109,7 +109,7 @@ async def series(
     return points
 
 
-def _fact_filter(scope: Scope) -> list[Any]:
+def fact_filter(scope: Scope) -> list[Any]:
     if scope.dim == "status":
         return [TicketFact.status == scope.value]
     if scope.dim == "priority":
@@ -132,7 +132,7 @@ async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) ->
         ages.append(func.sum(case((and_(*within), 1), else_=0)))
     query = (
         select(TicketFact.status, TicketFact.priority, func.count(), *ages)
-        .where(TicketFact.status.in_(BACKLOG_STATUSES), *_fact_filter(scope))
+        .where(TicketFact.status.in_(BACKLOG_STATUSES), *fact_filter(scope))
         .group_by(TicketFact.status, TicketFact.priority)
         .order_by(TicketFact.status, TicketFact.priority)
     )
