@@ -15,6 +15,7 @@ from api.cors import JsonCorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routes import (
+    analytics,
     attachments,
     auth,
     categories,
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(comments.router, prefix=API_PREFIX, tags=["comments"])
     app.include_router(attachments.router, prefix=API_PREFIX, tags=["attachments"])
     app.include_router(sla.router, prefix=API_PREFIX, tags=["sla"])
+    app.include_router(analytics.router, prefix=API_PREFIX, tags=["analytics"])
     app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
     # Outermost: the Temporal UI (another origin) preflights its codec calls.
     app.add_middleware(

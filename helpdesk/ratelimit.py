@@ -133,17 +133,19 @@ def lockout_duration(base_seconds: int, previous_lockouts: int) -> int:
     return int(min(MAX_LOCKOUT_SECONDS, base_seconds * 2 ** min(previous_lockouts, 16)))
 
 
-def limiter(runtime: Runtime, bucket: str) -> RequestLimiter:
-    """The process's limiter for one bucket (login, register, ...), built on first use."""
+def limiter(
+    runtime: Runtime, bucket: str, *, limit: int | None = None, window: int = WINDOW_SECONDS
+) -> RequestLimiter:
+    """The process's limiter for one bucket (login, register, analytics export, ...), built
+    on first use; `limit` defaults to `rate_limit_per_minute`, `window` is in seconds."""
     limiters: dict[str, RequestLimiter] = runtime.extras.setdefault("rate_limiters", {})
     found = limiters.get(bucket)
     if found is None:
         storage: Storage = runtime.extras.get("rate_limit_storage") or runtime.extras.setdefault(
             "rate_limit_storage", storage_for(runtime.settings.redis_url)
         )
-        found = limiters[bucket] = RequestLimiter(
-            storage, bucket, runtime.settings.rate_limit_per_minute
-        )
+        budget = runtime.settings.rate_limit_per_minute if limit is None else limit
+        found = limiters[bucket] = RequestLimiter(storage, bucket, budget, window)
     return found
 
 

@@ -242,6 +242,22 @@ class Settings(BaseSettings):
     auto_assign_on_create: bool = Field(True, description="Assign new tickets automatically")
     max_page_size: int = Field(100, description="Largest page a list returns")
 
+    # --- analytics -------------------------------------------------------------------
+    analytics_min_cell_size: int = Field(
+        5, ge=1, description="Analytics figures of fewer tickets are suppressed (k)"
+    )
+    analytics_exports_per_hour: int = Field(
+        10, ge=1, description="De-identified exports a user may start per hour"
+    )
+    analytics_export_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Tags an export may show (comma-separated; tags are free text)",
+    )
+    analytics_export_categories: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Category ids an export may show (comma-separated)",
+    )
+
     # --- email -----------------------------------------------------------------------
     email_backend: EmailBackendName = Field(
         EmailBackendName.CONSOLE, description="Mail backend (console and file: not in production)"
@@ -447,6 +463,8 @@ class Settings(BaseSettings):
         "admin_ip_allowlist",
         "metrics_allowed_networks",
         "previous_keks",
+        "analytics_export_tags",
+        "analytics_export_categories",
         mode="before",
     )
     @classmethod
