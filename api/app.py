@@ -9,13 +9,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from api import metrics as http_metrics
+from api.cors import JsonCorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
 from api.routes import (
+    analytics,
     attachments,
     auth,
     categories,
@@ -30,8 +31,7 @@ from api.routes import (
 )
 from api.tracing import TracingMiddleware
 from helpdesk.runtime import Runtime, build_runtime
-from helpdesk.security import Passwords
-from helpdesk.services import sessions
+from helpdesk.services.sessions import prepare_runtime
 from helpdesk.settings import Settings, get_settings
 
 log = logging.getLogger("helpdesk.api")
@@ -59,16 +59,6 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/reset-password"),
     }
 )
-
-
-def prepare_runtime(runtime: Runtime) -> Runtime:
-    """Objects every request needs, built once per process."""
-    settings = runtime.settings
-    runtime.extras.setdefault(
-        "passwords", Passwords(settings.argon2_time_cost, settings.argon2_memory_cost)
-    )
-    sessions.access_tokens(runtime)
-    return runtime
 
 
 def create_app(
@@ -125,7 +115,7 @@ def create_app(
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCorsMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
@@ -148,7 +138,8 @@ def create_app(
         ipaddress.ip_network(n, strict=False) for n in settings.metrics_allowed_networks
     ]
     app.include_router(health.router)
-    app.include_router(http_metrics.router)
+    if settings.metrics_enabled:
+        app.include_router(http_metrics.router)
     app.include_router(link_pages.router)
     app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
     app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
@@ -158,6 +149,7 @@ def create_app(
     app.include_router(comments.router, prefix=API_PREFIX, tags=["comments"])
     app.include_router(attachments.router, prefix=API_PREFIX, tags=["attachments"])
     app.include_router(sla.router, prefix=API_PREFIX, tags=["sla"])
+    app.include_router(analytics.router, prefix=API_PREFIX, tags=["analytics"])
     app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
     # Outermost: the Temporal UI (another origin) preflights its codec calls.
     app.add_middleware(
@@ -166,7 +158,8 @@ def create_app(
         path_prefix=f"{API_PREFIX}/temporal-codec",
     )
     # Outermost of all: counts every answer, the middlewares' own refusals included.
-    app.add_middleware(http_metrics.MetricsMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(http_metrics.MetricsMiddleware)
     install_openapi(app)
     return app
 

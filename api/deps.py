@@ -7,9 +7,7 @@ reachable anonymously unless its router says so explicitly (see `api.app.PUBLIC_
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,10 +22,9 @@ from helpdesk.errors import (
     MfaRequired,
     PermissionDenied,
 )
+from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
-from helpdesk.security import AccessClaims
-from models.enums import PRIVILEGED_ROLES, STAFF_ROLES, Role
-from models.user import AuthSession, User
+from models.enums import PRIVILEGED_ROLES, Role
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -38,40 +35,6 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent."""
-    async with runtime.database.transaction() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller."""
-
-    user: User
-    session: AuthSession
-    claims: AccessClaims
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.user.id
-
-    @property
-    def role(self) -> Role:
-        return Role(self.user.role)
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
-
-    @property
-    def mfa(self) -> bool:
-        return self.session.mfa
 
 
 # Declared as FastAPI's HTTP bearer scheme so that the OpenAPI document names it (the
@@ -139,6 +102,21 @@ async def get_principal_even_unverified(
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 UnverifiedOk = Annotated[Principal, Depends(get_principal_even_unverified)]
+
+
+async def get_session(runtime: RuntimeDep, _: CurrentPrincipal) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent.
+
+    It depends on the principal so that authentication (which may take the SQLite writer
+    lock itself, to stamp or end the session) always finishes before the request's
+    transaction takes that lock, whatever order a route lists its dependencies in; the
+    other way round, the request would wait for itself (issue 11's wedge). Every route
+    with a session is authenticated."""
+    async with runtime.database.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _denied(principal: Principal, why: str, request: Request) -> PermissionDenied:

@@ -91,6 +91,7 @@ EXTRA_ERRORS: dict[tuple[str, str], set[int]] = {
     ("GET", f"{API_PREFIX}/tickets/{{ticket_id}}/attachments"): {410},
     ("GET", f"{API_PREFIX}/attachments/{{attachment_id}}"): {409, 410},
     ("DELETE", f"{API_PREFIX}/attachments/{{attachment_id}}"): {409, 410},
+    ("GET", f"{API_PREFIX}/analytics/export"): _RATE_LIMITED,
 }
 
 _METHODS = {"get", "put", "post", "delete", "patch"}

@@ -100,6 +100,7 @@ async def test_every_error_answer_has_the_real_shape(client):
     # The rate-limited anonymous routes say so.
     for path in ("login", "register", "forgot-password", "resend-verification"):
         assert "429" in doc["paths"][f"{API}/auth/{path}"]["post"]["responses"], path
+    assert "429" in doc["paths"][f"{API}/analytics/export"]["get"]["responses"]
 
 
 @pytest.mark.parametrize("settings", [{"rate_limit_per_minute": 2}], indirect=True)

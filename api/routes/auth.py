@@ -1,6 +1,6 @@
 """Routes: /api/v1/auth — registration, login, tokens, password reset, email verification,
 MFA enrolment. The anonymous ones are listed in `api.app.PUBLIC_ROUTES` and rate-limited
-per client IP (see `helpdesk.ratelimit`: the limit is per process)."""
+per client IP (see `helpdesk.ratelimit`: shared through Redis when configured)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def per_ip_limit(bucket: str) -> Callable[[Runtime], Coroutine[Any, Any, None]]:
     It runs before the body is validated, so malformed floods are counted too."""
 
     async def dependency(runtime: RuntimeDep) -> None:
-        verdict = ratelimit.limiter(runtime, bucket).hit(current_context().ip or "unknown")
+        verdict = await ratelimit.limiter(runtime, bucket).hit(current_context().ip or "unknown")
         if not verdict.allowed:
             raise RateLimited(
                 "too many requests from this address; slow down",
@@ -115,10 +115,12 @@ async def login(body: LoginIn, runtime: RuntimeDep) -> TokenOut:
 
 
 @router.post("/logout", status_code=204, response_class=Response)
-async def logout(principal: UnverifiedOk, session: SessionDep, runtime: RuntimeDep) -> Response:
+async def logout(principal: UnverifiedOk, runtime: RuntimeDep) -> Response:
     """End the caller's session: its access and refresh tokens stop working at once
     (an account that has not confirmed its email may do this too)."""
-    await auth.logout(session, runtime, principal.session.id)
+    # Its own transaction, not SessionDep: that one depends on a verified principal.
+    async with runtime.database.transaction() as session:
+        await auth.logout(session, runtime, principal.session.id)
     return Response(status_code=204)
 
 

@@ -16,7 +16,6 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +36,7 @@ from helpdesk.security import (
     totp_match,
     totp_uri,
 )
-from helpdesk.services import one_time_tokens, sessions, users
+from helpdesk.services import assignment, one_time_tokens, sessions, users
 from models.enums import TokenPurpose
 from models.user import AuthSession, User
 
@@ -396,7 +395,7 @@ async def mfa_enable(
 class Deactivation:
     user: User
     sessions_revoked: int
-    tickets_reassigned: Any
+    tickets_reassigned: int
 
 
 async def deactivate_account(
@@ -405,15 +404,9 @@ async def deactivate_account(
     """Deactivate a user (their sessions end at once), then hand their open tickets on.
 
     The reassignment runs after the commit, so that an auto-assignment never picks the
-    user again; it belongs to the tickets area and is skipped while that does not exist."""
+    user again: each open ticket's workflow re-assigns it to the least-loaded active agent
+    (or leaves it unassigned when none is left)."""
     async with runtime.database.transaction() as session:
         user, revoked = await users.deactivate(session, runtime, actor_id=actor_id, user_id=user_id)
-    try:
-        from helpdesk.services.tickets import (  # type: ignore[attr-defined, unused-ignore]
-            reassign_open_tickets_of,
-        )
-    except ImportError:
-        reassigned = None
-    else:
-        reassigned = await reassign_open_tickets_of(runtime, user_id)
+    reassigned = await assignment.reassign_open_tickets_of(runtime, user_id)
     return Deactivation(user=user, sessions_revoked=revoked, tickets_reassigned=reassigned)
