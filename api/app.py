@@ -14,6 +14,7 @@ from api import metrics as http_metrics
 from api.cors import JsonCorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.routes import (
     analytics,
     attachments,
@@ -159,6 +160,7 @@ def create_app(
     # Outermost of all: counts every answer, the middlewares' own refusals included.
     if settings.metrics_enabled:
         app.add_middleware(http_metrics.MetricsMiddleware)
+    install_openapi(app)
     return app
 
 

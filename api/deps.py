@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.context import bind_actor
@@ -36,12 +37,22 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+# Declared as FastAPI's HTTP bearer scheme so that the OpenAPI document names it (the
+# Authorize button of /docs) and marks every operation that needs it; a missing or
+# malformed header is our own 401, in the one JSON error shape.
+BEARER = HTTPBearer(
+    scheme_name="BearerAuth",
+    bearerFormat="JWT",
+    description="An access token from POST /api/v1/auth/login (or /auth/refresh)",
+    auto_error=False,
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials.strip():
         raise AuthenticationFailed("authentication required")
-    return token.strip()
+    return credentials.credentials.strip()
 
 
 UNVERIFIED = "confirm your email address first: use the link we sent, or ask for a new one"
@@ -72,15 +83,19 @@ async def authenticate_token(
     return principal
 
 
-async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    principal = await authenticate_token(runtime, _bearer(request))
+async def get_principal(
+    request: Request, runtime: RuntimeDep, credentials: BearerCredentials
+) -> Principal:
+    principal = await authenticate_token(runtime, _bearer(credentials))
     request.state.principal = principal
     return principal
 
 
-async def get_principal_even_unverified(request: Request, runtime: RuntimeDep) -> Principal:
+async def get_principal_even_unverified(
+    request: Request, runtime: RuntimeDep, credentials: BearerCredentials
+) -> Principal:
     """The caller, even before they confirmed their email (for logout only)."""
-    principal = await authenticate_token(runtime, _bearer(request), allow_unverified=True)
+    principal = await authenticate_token(runtime, _bearer(credentials), allow_unverified=True)
     request.state.principal = principal
     return principal
 

@@ -186,6 +186,7 @@ async def run(
                 password="bench password 1234",
                 full_name="Bench Requester",
                 role=Role.END_USER,
+                email_verified_at=datetime.now(UTC),  # the API refuses unverified accounts
             )
             calendar = await sla_service.save_calendar(
                 session,

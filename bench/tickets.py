@@ -44,6 +44,7 @@ import time
 import types
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,7 @@ async def run(
                 password="bench password 1234",
                 full_name="Bench Requester",
                 role=Role.END_USER,
+                email_verified_at=datetime.now(UTC),  # the API refuses unverified accounts
             )
             manager = await users.create_user(
                 session,
@@ -227,6 +229,7 @@ async def run(
                 password="bench password 1234",
                 full_name="Bench Agent",
                 role=Role.SUPPORT_AGENT,
+                email_verified_at=datetime.now(UTC),  # the API refuses unverified accounts
             )
             for n in range(4):
                 await users.create_user(
@@ -236,6 +239,7 @@ async def run(
                     password="bench password 1234",
                     full_name=f"Agent {n}",
                     role=Role.SUPPORT_AGENT,
+                    email_verified_at=datetime.now(UTC),  # the API refuses unverified accounts
                 )
             r_tok = await sessions.start(
                 session, runtime, requester, mfa=False, ip="127.0.0.1", user_agent="bench"

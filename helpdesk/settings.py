@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the API binds")
     api_port: int = Field(8000, description="Port the API binds")
     public_base_url: str = Field(
-        "http://127.0.0.1:8000", description="Portal URL used in emails (never the Host header)"
+        "http://127.0.0.1:8000",
+        description="Base of the links in emails (never the Host header): a portal's URL, or "
+        "the API's own, which then serves /verify-email and /reset-password",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (comma-separated)"

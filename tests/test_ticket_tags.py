@@ -105,13 +105,12 @@ async def test_migration_0005_reseals_existing_plain_tags(tmp_path: Path) -> Non
     var_dir.mkdir()
     db = var_dir / "helpdesk.db"
     url = f"sqlite+aiosqlite:///{db}"
-    await asyncio.to_thread(upgrade, url, "0004")
+    await asyncio.to_thread(upgrade, url)
     await _reseal_round_trip(make_settings(var_dir, database_url=url), lambda: _raw(db))
 
 
 @pytest.mark.postgres
 async def test_migration_0005_reseals_existing_plain_tags_postgres(pg_url, var_dir) -> None:
-    await asyncio.to_thread(downgrade, pg_url, "0004")  # empty tables: no keys needed
     await _reseal_round_trip(make_settings(var_dir, database_url=pg_url), None)
 
 
@@ -120,8 +119,11 @@ async def _reseal_round_trip(settings: Settings, raw: Callable[[], bytes] | None
     url = settings.database_url
     runtime = prepare_runtime(build_runtime(settings))
     try:
+        # Made at head (the ORM's shape), then taken back to 0004 (0006 re-seals the name).
         requester = await make_user(runtime, Role.END_USER)
         ticket = await make_ticket(runtime, requester_id=requester.id)
+        await runtime.database.dispose()
+        await asyncio.to_thread(downgrade, url, "0004", settings=settings)
         async with runtime.database.transaction() as session:
             await session.execute(
                 text("INSERT INTO ticket_tags (ticket_id, tag) VALUES (:t, :tag)").bindparams(

@@ -377,3 +377,15 @@ async def test_registration_takes_first_and_last_name(client, runtime):
     )
     assert nameless.status_code == 422
     assert nameless.json()["error"]["code"] == "validation_failed"
+
+
+async def test_openapi_carries_the_user_seed_columns(client):
+    schemas = (await client.get(f"{API}/openapi.json")).json()["components"]["schemas"]
+    seed = {"first_name", "last_name", "is_active", "is_verified", "role", "email"}
+    for name in ("ProfileOut", "UserAdminOut", "AgentOut"):
+        assert seed <= set(schemas[name]["properties"]), name
+    for name in ("ProfileOut", "UserAdminOut"):
+        assert "last_login_at" in schemas[name]["properties"], name
+    assert {"first_name", "last_name"} <= set(schemas["ProfileUpdateIn"]["properties"])
+    assert {"first_name", "last_name"} <= set(schemas["RegisterIn"]["properties"])
+    assert schemas["ProfileUpdateIn"]["properties"]["full_name"]["deprecated"] is True

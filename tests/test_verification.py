@@ -118,3 +118,14 @@ async def test_resend_verification_refuses_bad_bodies(client):
     for body in ({}, {"email": ""}, {"email": "a@b.test", "extra": 1}, {"email": "x" * 300}):
         response = await client.post(f"{API}/auth/resend-verification", json=body)
         assert (response.status_code, error_of(response)["code"]) == (422, "validation_failed")
+
+
+async def test_socket_authentication_refuses_an_unverified_account(runtime):
+    from api.deps import authenticate_token
+    from helpdesk.errors import EmailUnverified
+
+    actor = await make_user(runtime, verified=False)
+    with pytest.raises(EmailUnverified):
+        await authenticate_token(runtime, actor.token)  # what Socket.IO's connect calls
+    verified = await make_user(runtime)
+    assert (await authenticate_token(runtime, verified.token)).id == verified.id

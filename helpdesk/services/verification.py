@@ -104,20 +104,23 @@ async def verify_email(runtime: Runtime, token: str) -> None:
         )
 
 
+def _no_resend_reason(user: User | None) -> str | None:
+    """Why no new link goes out (audited, never told to the caller), or None."""
+    if user is None:
+        return "unknown_account"
+    if not user.is_active:
+        return "inactive"
+    if user.email_verified_at is not None:
+        return "already_verified"
+    return None
+
+
 async def resend_verification(runtime: Runtime, email: str) -> PendingMail | None:
     """A new verification link (the older ones stop working) for a known, active,
     unverified account; nothing otherwise, and the caller answers the same either way."""
     async with runtime.database.transaction() as session:
         user = await users.find_by_email(session, runtime, email)
-        reason = (
-            "unknown_account"
-            if user is None
-            else "inactive"
-            if not user.is_active
-            else "already_verified"
-            if user.email_verified_at is not None
-            else None
-        )
+        reason = _no_resend_reason(user)
         if user is None or reason is not None:
             await runtime.audit.record(
                 session,
