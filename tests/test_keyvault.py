@@ -415,6 +415,7 @@ def test_settings_select_the_provider(vault: Vault, tmp_path: Path) -> None:
         "jwt_secret": "j" * 40,
         "blind_index_key": "b" * 40,
         "audit_key": "a" * 40,
+        "command_key": "m" * 40,
         "payload_codec_key": base64.b64encode(b"p" * 32).decode(),
     }
     prod = Settings(
