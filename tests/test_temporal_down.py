@@ -64,6 +64,7 @@ async def test_commands_answer_503_within_the_timeout_when_temporal_stops(runtim
             timed(set_status(http, manager, ticket["id"], "IN_PROGRESS")),
         )
 
+    print("503 after", [round(took, 2) for _, took in results], "s")
     for response, took in results:
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "unavailable"
