@@ -19,10 +19,12 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
 from helpdesk.runtime import Runtime
 from models.base import utcnow
 from models.comment import Comment
+from models.enums import STAFF_ROLES
 from models.ticket import Ticket, TicketHistory
 from workflows.ticket_types import Actor
 
@@ -120,6 +122,12 @@ class CommentActivities:
                 )
             )
             await session.flush()
+            await analytics_facts.record(
+                session,
+                ticket,
+                at=now,
+                staff_reply=not record.internal and actor.role in STAFF_ROLES,
+            )
             await self.runtime.audit.record(
                 session,
                 f"ticket.{COMMENT_ADDED}",

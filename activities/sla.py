@@ -27,9 +27,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.notifications import PushInput, publish_for_row
 from helpdesk import metrics
+from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
+from models.base import utcnow
 from models.enums import Role
 from models.ticket import Ticket, TicketHistory
 from models.user import User
@@ -195,6 +197,16 @@ class SlaActivities:
                 ):
                     ticket.first_response_at = entry.at
             await session.flush()
+            await analytics_facts.record(
+                session,
+                ticket,
+                at=utcnow(),
+                breaches=[
+                    (str(entry.changes.get("clock")), entry.at)
+                    for entry in write.entries
+                    if entry.action == "sla.breached"
+                ],
+            )
         return new, ticket
 
     @activity.defn(name="sla_recipients")

@@ -59,15 +59,14 @@ class TicketActivities:
                         exc.message, exc.details, type=type_, non_retryable=True
                     ) from None
             raise
-        if change.push:
-            # Also on a retry that found the change written: the first attempt may have
-            # died before its push, and clients drop a repeated event id.
-            result.pushed = await self._push(change, result, row)
+        # Also on a retry that found the change written: the first attempt may have died
+        # before its push, and clients drop a repeated event id.
+        result.pushed = await self._push(change, result, row)
         return result
 
     async def _push(self, change: PersistChange, result: PersistResult, row: Ticket) -> bool:
         """The change's Socket.IO push, as the main loop would send it, published after the
-        commit. False when it could not go out: the workflow then sends it the old way."""
+        commit. False when it could not go out: the workflow's main loop then sends it."""
         from activities.notifications import PushInput, publish_for_row
         from workflows.ticket_notify import NOTIFIED_BY_SLA, notifications_for
 

@@ -16,12 +16,14 @@ from api.errors import install_error_handlers
 from api.load_shed import LoadShedMiddleware
 from api.middleware import RequestContextMiddleware
 from api.routes import (
+    analytics,
     attachments,
     auth,
     categories,
     codec,
     comments,
     health,
+    link_pages,
     sla,
     ticket_queries,
     tickets,
@@ -29,8 +31,7 @@ from api.routes import (
 )
 from api.tracing import TracingMiddleware
 from helpdesk.runtime import Runtime, build_runtime
-from helpdesk.security import Passwords
-from helpdesk.services import sessions
+from helpdesk.services.sessions import prepare_runtime
 from helpdesk.settings import Settings, get_settings
 
 log = logging.getLogger("helpdesk.api")
@@ -52,18 +53,12 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{API_PREFIX}/auth/forgot-password"),
         ("POST", f"{API_PREFIX}/auth/reset-password"),
         ("POST", f"{API_PREFIX}/auth/verify-email"),
+        ("POST", f"{API_PREFIX}/auth/resend-verification"),
+        # The pages emailed links open when no portal is configured (api.routes.link_pages).
+        ("GET", "/verify-email"),
+        ("GET", "/reset-password"),
     }
 )
-
-
-def prepare_runtime(runtime: Runtime) -> Runtime:
-    """Objects every request needs, built once per process."""
-    settings = runtime.settings
-    runtime.extras.setdefault(
-        "passwords", Passwords(settings.argon2_time_cost, settings.argon2_memory_cost)
-    )
-    sessions.access_tokens(runtime)
-    return runtime
 
 
 def create_app(
@@ -146,7 +141,9 @@ def create_app(
         ipaddress.ip_network(n, strict=False) for n in settings.metrics_allowed_networks
     ]
     app.include_router(health.router)
-    app.include_router(http_metrics.router)
+    if settings.metrics_enabled:
+        app.include_router(http_metrics.router)
+    app.include_router(link_pages.router)
     app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
     app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
     app.include_router(categories.router, prefix=f"{API_PREFIX}/categories", tags=["categories"])
@@ -155,6 +152,7 @@ def create_app(
     app.include_router(comments.router, prefix=API_PREFIX, tags=["comments"])
     app.include_router(attachments.router, prefix=API_PREFIX, tags=["attachments"])
     app.include_router(sla.router, prefix=API_PREFIX, tags=["sla"])
+    app.include_router(analytics.router, prefix=API_PREFIX, tags=["analytics"])
     app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
     # Outermost: the Temporal UI (another origin) preflights its codec calls.
     app.add_middleware(
@@ -163,7 +161,8 @@ def create_app(
         path_prefix=f"{API_PREFIX}/temporal-codec",
     )
     # Outermost of all: counts every answer, the middlewares' own refusals included.
-    app.add_middleware(http_metrics.MetricsMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(http_metrics.MetricsMiddleware)
     return app
 
 

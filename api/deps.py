@@ -7,9 +7,7 @@ reachable anonymously unless its router says so explicitly (see `api.app.PUBLIC_
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,11 +15,15 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.context import bind_actor
-from helpdesk.errors import AuthenticationFailed, MfaRequired, PermissionDenied
+from helpdesk.errors import (
+    AuthenticationFailed,
+    EmailUnverified,
+    MfaRequired,
+    PermissionDenied,
+)
+from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
-from helpdesk.security import AccessClaims
-from models.enums import PRIVILEGED_ROLES, STAFF_ROLES, Role
-from models.user import AuthSession, User
+from models.enums import PRIVILEGED_ROLES, Role
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -34,31 +36,6 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller."""
-
-    user: User
-    session: AuthSession
-    claims: AccessClaims
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.user.id
-
-    @property
-    def role(self) -> Role:
-        return Role(self.user.role)
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
-
-    @property
-    def mfa(self) -> bool:
-        return self.session.mfa
-
-
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -67,13 +44,31 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def authenticate_token(runtime: Runtime, token: str) -> Principal:
-    """Validate an access token against its server-side session (shared with Socket.IO)."""
+UNVERIFIED = "confirm your email address first: use the link we sent, or ask for a new one"
+
+
+async def authenticate_token(
+    runtime: Runtime, token: str, *, allow_unverified: bool = False
+) -> Principal:
+    """Validate an access token against its server-side session (shared with Socket.IO).
+
+    An account that has not confirmed its email is refused (403 `email_unverified`)
+    unless the caller allows it: such an account may only verify or ask for a new link."""
     from helpdesk.services import sessions
 
     claims = sessions.access_tokens(runtime).decode(token)
     principal = await sessions.load_active(runtime, claims)
     bind_actor(principal.user.id, principal.user.role, principal.session.id)
+    if principal.user.email_verified_at is None and not allow_unverified:
+        raise EmailUnverified(
+            UNVERIFIED,
+            details={"resend": "/api/v1/auth/resend-verification"},
+            audit={
+                "action": "access.denied",
+                "outcome": "denied",
+                "details": {"why": "email_unverified"},
+            },
+        )
     return principal
 
 
@@ -83,7 +78,15 @@ async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
     return principal
 
 
+async def get_principal_even_unverified(request: Request, runtime: RuntimeDep) -> Principal:
+    """The caller, even before they confirmed their email (for logout only)."""
+    principal = await authenticate_token(runtime, _bearer(request), allow_unverified=True)
+    request.state.principal = principal
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+UnverifiedOk = Annotated[Principal, Depends(get_principal_even_unverified)]
 
 
 async def get_session(runtime: RuntimeDep, _: CurrentPrincipal) -> AsyncIterator[AsyncSession]:

@@ -83,10 +83,10 @@ async def measure_attachment_throughput(megabytes: int = 20, rounds: int = 3) ->
         database_url = f"sqlite+aiosqlite:///{var_dir / 'helpdesk.db'}"
         await upgrade_async(database_url)
         settings = Settings(
-            environment="test",  # type: ignore[arg-type]
+            environment="test",
             var_dir=var_dir,
             database_url=database_url,
-            email_backend="file",  # type: ignore[arg-type]
+            email_backend="file",
             argon2_time_cost=1,
             argon2_memory_cost=8192,
             run_worker_in_api=False,

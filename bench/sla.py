@@ -151,10 +151,10 @@ async def run(
     settings = Settings(
         environment="test",
         var_dir=tmp,
-        database_url=f"sqlite+aiosqlite:///{db}",  # type: ignore[arg-type]
+        database_url=f"sqlite+aiosqlite:///{db}",
         email_backend="file",
         run_worker_in_api=False,
-        auto_assign_on_create=False,  # type: ignore[arg-type]
+        auto_assign_on_create=False,
         temporal_task_queue=f"bench-sla-{uuid.uuid4().hex[:6]}",
         sla_seconds_per_minute=1.0,
         argon2_time_cost=1,

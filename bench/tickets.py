@@ -190,12 +190,12 @@ async def run(
         argon2_memory_cost=8192,
         access_token_ttl_seconds=900,
         session_idle_timeout_seconds=3600,
-    )  # type: ignore[call-arg]
+    )
     server = TemporalDevServer(settings, temporal_binary())
     server.start()
     figures: dict[str, Any] = {"tickets_n": tickets, "tickets_clients": clients}
     try:
-        client = await server.wait_ready(types.SimpleNamespace(stopping=False))
+        client = await server.wait_ready(types.SimpleNamespace(stopping=False))  # type: ignore[arg-type]
         runtime = prepare_runtime(build_runtime(settings))
         runtime.temporal = client
         if single_connection:

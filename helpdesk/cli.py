@@ -9,6 +9,7 @@
     helpdesk audit anchor             seal the chain's head and append it outside the database
     helpdesk backup create|verify|restore|prune   encrypted backups (helpdesk/backup/)
     helpdesk compliance check [--json]  the HIPAA self-check (exit 1 when a control fails)
+    helpdesk analytics rebuild        recompute analytics facts and rollups from the rows
 
 Every setting comes from HELPDESK_* environment variables (see README.md).
 """
@@ -330,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     from helpdesk.backup.commands import add_backup_parser
 
     add_backup_parser(commands)
+    from helpdesk.analytics.commands import add_analytics_parser
+
+    add_analytics_parser(commands)
     return parser
 
 

@@ -29,6 +29,7 @@ _GENERATED_SECRETS = (
     "blind_index_key",
     "audit_key",
     "payload_codec_key",
+    "command_key",
 )
 
 
@@ -110,6 +111,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace")
     temporal_task_queue: str = Field("helpdesk-tickets", description="Task queue of the worker")
     temporal_ui_port: int = Field(8233, description="Temporal UI port of the dev server")
+    temporal_ui_codec: bool = Field(
+        False,
+        description="Point the dev server's Temporal UI at the API's codec endpoint (the "
+        "browser must then hold a codec token); off: the UI shows the plaintext summaries "
+        "and no codec error",
+    )
     temporal_dev_server: bool = Field(
         True, description="`helpdesk dev` starts the Temporal dev server itself"
     )
@@ -188,6 +195,11 @@ class Settings(BaseSettings):
     payload_codec_key: SecretStr | None = Field(
         None, description="AES-256 key (base64) encrypting Temporal payloads"
     )
+    command_key: SecretStr | None = Field(
+        None,
+        description="HMAC key signing every workflow command the API sends; only API and "
+        "worker hold it (never the codec endpoint). Required outside development",
+    )
 
     # --- tokens and sessions ---------------------------------------------------------
     jwt_issuer: str = Field("helpdesk", description="`iss` of access tokens")
@@ -205,7 +217,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, description="Failures before an account is locked")
     login_lockout_seconds: int = Field(300, description="First lockout; doubles each time")
     rate_limit_per_minute: int = Field(
-        30, description="Login/registration/reset requests per IP per minute"
+        30,
+        description="Login/registration/reset requests per IP per minute (all replicas "
+        "together when HELPDESK_REDIS_URL is set)",
     )
     argon2_time_cost: int = Field(3, description="argon2id iterations")
     argon2_memory_cost: int = Field(65536, description="argon2id memory (KiB)")
@@ -230,8 +244,26 @@ class Settings(BaseSettings):
     auto_assign_on_create: bool = Field(True, description="Assign new tickets automatically")
     max_page_size: int = Field(100, description="Largest page a list returns")
 
+    # --- analytics -------------------------------------------------------------------
+    analytics_min_cell_size: int = Field(
+        5, ge=1, description="Analytics figures of fewer tickets are suppressed (k)"
+    )
+    analytics_exports_per_hour: int = Field(
+        10, ge=1, description="De-identified exports a user may start per hour"
+    )
+    analytics_export_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Tags an export may show (comma-separated; tags are free text)",
+    )
+    analytics_export_categories: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Category ids an export may show (comma-separated)",
+    )
+
     # --- email -----------------------------------------------------------------------
-    email_backend: EmailBackendName = Field(EmailBackendName.CONSOLE, description="Mail backend")
+    email_backend: EmailBackendName = Field(
+        EmailBackendName.CONSOLE, description="Mail backend (console and file: not in production)"
+    )
     email_from: str = Field("helpdesk@localhost", description="Sender address")
     email_file_path: Path | None = Field(None, description="Mailbox file of the file backend")
     smtp_host: str = Field("127.0.0.1", description="SMTP host")
@@ -243,7 +275,9 @@ class Settings(BaseSettings):
     sendgrid_host: str = Field("https://api.sendgrid.com", description="SendGrid API host")
 
     # --- push ------------------------------------------------------------------------
-    redis_url: str | None = Field(None, description="Redis URL for Socket.IO fan-out")
+    redis_url: str | None = Field(
+        None, description="Redis URL: Socket.IO fan-out and the shared auth rate limit"
+    )
 
     # --- ticket commands and workflows: added by the tickets area ----------------------
     ticket_create_max_in_flight: int = Field(
@@ -353,6 +387,9 @@ class Settings(BaseSettings):
         pattern="^(text|json)$",
         description="Log lines: text or json (one object per line); default json in production",
     )
+    metrics_enabled: bool = Field(
+        True, description="Serve /metrics and time every request (false: neither)"
+    )
     metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="Networks that may read the API's /metrics (comma-separated CIDRs)",
@@ -430,6 +467,8 @@ class Settings(BaseSettings):
         "admin_ip_allowlist",
         "metrics_allowed_networks",
         "previous_keks",
+        "analytics_export_tags",
+        "analytics_export_categories",
         mode="before",
     )
     @classmethod
@@ -495,9 +534,20 @@ class Settings(BaseSettings):
             if backup in others:
                 raise ValueError("HELPDESK_BACKUP_KEY must differ from every KEK and the codec key")
         if self.environment is Environment.PRODUCTION:
-            for name in ("jwt_secret", "blind_index_key", "audit_key"):
+            for name in ("jwt_secret", "blind_index_key", "audit_key", "command_key"):
                 if len(getattr(self, name).get_secret_value()) < 32:
                     raise ValueError(f"HELPDESK_{name.upper()} must be at least 32 characters")
+        if self.environment is Environment.PRODUCTION and self.email_backend in (
+            EmailBackendName.CONSOLE,
+            EmailBackendName.FILE,
+        ):
+            # Both keep recipients' addresses in clear, and the console prints one-time
+            # tokens (password reset, verification) to the process output.
+            raise ValueError(
+                f"HELPDESK_EMAIL_BACKEND={self.email_backend.value} is for development only "
+                "(it keeps addresses in clear and prints one-time tokens); "
+                "set HELPDESK_EMAIL_BACKEND=smtp or sendgrid in production"
+            )
         return self
 
     # --- derived ---------------------------------------------------------------------

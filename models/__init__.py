@@ -1,5 +1,6 @@
 """ORM models (the database shape); API schemas live in `api.schemas`."""
 
+from models.analytics import AnalyticsRollup, TicketFact
 from models.attachment import Attachment
 from models.audit import AuditLog
 from models.base import Base
@@ -20,6 +21,7 @@ from models.ticket import (
 from models.user import AuthSession, OneTimeToken, RefreshToken, User
 
 __all__ = [
+    "AnalyticsRollup",
     "Attachment",
     "AuditLog",
     "AuthSession",
@@ -39,6 +41,7 @@ __all__ = [
     "ScanStatus",
     "SlaPolicy",
     "Ticket",
+    "TicketFact",
     "TicketHistory",
     "TicketSearchToken",
     "TicketStatus",

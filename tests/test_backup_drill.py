@@ -52,7 +52,7 @@ async def start_temporal(db_file: Path) -> WorkflowEnvironment:
     )
 
 
-async def settled(runtime, mail: Path) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+async def settled(runtime, mail: Path) -> tuple[int, str]:
     """Wait until the notification log and the mailbox stop changing."""
     last: tuple[int, str] | None = None
     for _ in range(60):

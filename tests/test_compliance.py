@@ -21,7 +21,14 @@ from models.enums import Role
 from tests.conftest import make_settings
 from tests.factories import make_user
 
-SECRETS = ("jwt_secret", "kek", "blind_index_key", "audit_key", "payload_codec_key")
+SECRETS = (
+    "jwt_secret",
+    "kek",
+    "blind_index_key",
+    "audit_key",
+    "payload_codec_key",
+    "command_key",
+)
 
 
 def production_settings(base: Settings, var_dir: Path, **overrides: Any) -> Settings:
@@ -157,7 +164,7 @@ async def test_the_daily_schedule_mails_the_administrators(
     runtime.temporal = temporal_client
     async with run_worker_in_background(runtime):
         for _ in range(300):
-            mails = [m for m in runtime.email.messages() if "compliance" in m["subject"]]  # type: ignore[attr-defined]
+            mails = [m for m in runtime.email.messages() if "compliance" in m["subject"]]
             if mails:
                 break
             await asyncio.sleep(0.1)

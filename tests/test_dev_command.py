@@ -199,7 +199,7 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
                 email,
                 "--password-stdin",
                 stdin=PASSWORD + "\n",
-                **{k: v for k, v in first.env.items() if k.startswith("HELPDESK_")},
+                **{k: v for k, v in first.env.items() if k.startswith("HELPDESK_")},  # type: ignore[arg-type]
             )
             assert created.returncode == 0, created.stderr
             uri = next(x for x in created.stdout.splitlines() if x.startswith("otpauth://"))
@@ -209,7 +209,7 @@ async def test_dev_runs_the_stack_stops_cleanly_and_keeps_data(tmp_path: Path) -
 
             # The worker inside the API process runs workflows on the dev server.
             settings = Settings(
-                environment="development",  # type: ignore[arg-type]
+                environment="development",
                 var_dir=var_dir,
                 temporal_address=f"127.0.0.1:{ports['temporal']}",
             )

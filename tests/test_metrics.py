@@ -101,6 +101,25 @@ async def test_metrics_refused_outside_the_allowed_networks(runtime: Runtime) ->
     assert response.json()["error"]["code"] == "not_found"
 
 
+async def test_metrics_can_be_turned_off(runtime: Runtime) -> None:
+    """HELPDESK_METRICS_ENABLED=false: no endpoint, and requests are not counted."""
+    runtime.settings = runtime.settings.model_copy(update={"metrics_enabled": False})
+    app = create_app(runtime=runtime, run_worker=False)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        from prometheus_client import REGISTRY, generate_latest
+
+        counted = sample(
+            generate_latest(REGISTRY).decode(), "helpdesk_http_requests_total", route="/healthz"
+        )
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/metrics")).status_code == 404
+        after = sample(
+            generate_latest(REGISTRY).decode(), "helpdesk_http_requests_total", route="/healthz"
+        )
+    assert after == counted
+
+
 async def test_a_lifecycle_leaves_no_identifier_or_phi_in_metrics(
     runtime: Runtime, temporal_client: object
 ) -> None:

@@ -43,7 +43,7 @@ FIXED_CODEC_KEY = base64.b64encode(bytes(range(32))).decode()
 FIXED = {"payload_codec_key": FIXED_CODEC_KEY, "ticket_continue_as_new_after_events": 400}
 
 
-def replayer(settings) -> Replayer:  # type: ignore[no-untyped-def]
+def replayer(settings) -> Replayer:
     return Replayer(
         workflows=list(WORKFLOWS),
         data_converter=data_converter(settings),
@@ -51,7 +51,7 @@ def replayer(settings) -> Replayer:  # type: ignore[no-untyped-def]
     )
 
 
-async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type: ignore[no-untyped-def]
+async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     manager = await make_user(runtime, Role.MANAGER)

@@ -461,6 +461,7 @@ async def test_continue_as_new_keeps_every_clock(runtime, temporal_client):
         assert s.clocks[RES].elapsed_seconds > 0  # banked across three pauses
         assert s.clocks[FR].phase == "running"
         t = await row(runtime, tid)
+        assert t.resolution_due_at is not None
         breach = (await eventually(lambda: _breaches_of(runtime, tid, "resolution"), timeout=30))[0]
         assert abs((at_of(breach, "due_at") - t.resolution_due_at).total_seconds()) < 0.05
         assert breach.changes["lateness_seconds"] <= 1.0

@@ -8,8 +8,10 @@ import asyncio
 import shutil
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -46,7 +48,7 @@ async def test_commands_answer_503_within_the_timeout_when_temporal_stops(runtim
     finally:
         await env.shutdown()  # the server stops; the client stays, as in production
 
-    async def timed(call):  # type: ignore[no-untyped-def]
+    async def timed(call: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
         started = time.monotonic()
         response = await call
         return response, time.monotonic() - started

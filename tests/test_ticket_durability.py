@@ -75,7 +75,7 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             }
             gate = asyncio.Semaphore(16)
 
-            async def post(key: str):  # type: ignore[no-untyped-def]
+            async def post(key: str):
                 async with gate:
                     return key, await http.post(
                         "/api/v1/tickets",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from helpdesk.temporal import (
     ESCALATED,
     TICKET_PRIORITY,
     TICKET_STATUS,
+    UI_TEXT,
     codec,
     ticket_workflow_id,
 )
@@ -34,7 +34,7 @@ from models.ticket import TicketHistory
 from models.user import User
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workflows.ticket import PUSH_PATCH, TicketWorkflow
+from workflows.ticket import TicketWorkflow
 from workflows.ticket_types import Actor, StatusChange
 from workflows.transitions import Status
 
@@ -149,7 +149,7 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
         assert attrs.get(ASSIGNED_AGENT) == str(agent.id)
         assert attrs.get(ESCALATED) is False
         summary = await description.static_summary()
-        assert summary == f"Ticket #{ticket['number']} · CRITICAL"
+        assert summary == f"Ticket #{ticket['number']} · CRITICAL · OPEN"
         assert "Secret" not in (summary or "")
 
 
@@ -303,24 +303,26 @@ async def test_canary_absent_from_raw_history_and_database_files(
     # hold only status, priority, flags and an agent id.
     plaintext = [p for p in payloads if p.metadata.get("encoding") != ENCODING]
     assert encrypted
-    # Patch markers (workflow.patched) and local activity markers are written by the SDK
-    # core in plaintext too: they hold only the patch name, or the activity's type, id,
-    # attempt and times (its input is not recorded, its result is encrypted).
+    # Local activity markers are written by the SDK core in plaintext too: they hold only
+    # the activity's type, id, attempt and times (its input is not recorded, its result is
+    # encrypted). No patch markers: nothing was ever released, so no `workflow.patched`.
+    # UI text (summaries, PHI-free by design) and the command MACs (ids, a time and a
+    # digest) are plaintext too.
+    ui = [p for p in plaintext if p.metadata.get(UI_TEXT) == b"1"]
+    assert ui and all(isinstance(json.loads(p.data), str) for p in ui)
+    plaintext = [p for p in plaintext if p.metadata.get(UI_TEXT) != b"1"]
+    macs = [p for p in plaintext if p.data.startswith(b'{"v": ')]
+    assert macs and all(json.loads(p.data).keys() == {"v", "iat", "mac"} for p in macs)
+    plaintext = [p for p in plaintext if not p.data.startswith(b'{"v": ')]
     markers = [p for p in plaintext if b"type" not in p.metadata]
-    patch_keys = {"id", "deprecated"}
-    assert all(
-        json.loads(p.data).keys() in (patch_keys, LOCAL_ACTIVITY_MARKER_KEYS) for p in markers
-    ), [sorted(json.loads(p.data)) for p in markers]
+    assert all(json.loads(p.data).keys() == LOCAL_ACTIVITY_MARKER_KEYS for p in markers), [
+        sorted(json.loads(p.data)) for p in markers
+    ]
     local = [json.loads(p.data) for p in markers if "activity_type" in json.loads(p.data)]
     assert [m["activity_type"] for m in local] == ["notify_change"]
     plaintext = [p for p in plaintext if b"type" in p.metadata]
-    # TemporalChangeVersion, upserted by workflow.patched: the patch names, nothing else.
-    versions = [p for p in plaintext if p.data.startswith(b"[")]
-    assert versions and all(
-        re.fullmatch(r"[a-z0-9-]+-v\d+", name) for p in versions for name in json.loads(p.data)
-    )
-    assert PUSH_PATCH in json.loads(versions[-1].data)
-    plaintext = [p for p in plaintext if not p.data.startswith(b"[")]
+    # No TemporalChangeVersion upserts (those came with `workflow.patched`).
+    assert not [p for p in plaintext if p.data.startswith(b"[")]
     assert {p.data for p in plaintext} <= {
         b'"OPEN"',
         b'"IN_PROGRESS"',

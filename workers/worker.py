@@ -20,11 +20,12 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from helpdesk import eventloop, heap, metrics
+from helpdesk import command_auth, eventloop, heap, metrics
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from helpdesk.settings import Settings
 from workers.audit_schedule import ensure_anchor_schedule_or_warn
+from workers.command_guard import CommandGuard, audit_sink
 
 log = logging.getLogger("helpdesk.worker")
 
@@ -98,11 +99,14 @@ def build_worker(client: Client, runtime: Runtime, *, task_queue: str | None = N
     from workflows.registry import WORKFLOWS
 
     settings = runtime.settings
+    # Commands without the API's MAC are refused, counted and audited (issue 11).
+    command_auth.install_sink(audit_sink(runtime))
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=list(WORKFLOWS),
         activities=build_activities(runtime),
+        interceptors=[CommandGuard(settings.secret_bytes("command_key"))],
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **worker_tuning(settings),
@@ -211,8 +215,8 @@ async def connect_or_explain(settings: Settings, command: str) -> Client | None:
 
 
 async def _main() -> int:
-    from api.app import prepare_runtime
     from helpdesk.runtime import build_runtime
+    from helpdesk.services.sessions import prepare_runtime
     from helpdesk.settings import get_settings
 
     settings = get_settings()

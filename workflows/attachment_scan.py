@@ -6,7 +6,7 @@ behaviour is the same: retry with backoff (1 s, doubling, at most 60 s apart, wi
 while the scanner is unreachable, so the file stays quarantined and is released as soon
 as clamd answers again.
 
-After the verdict (histories made since `NOTIFY_PATCH_ID` only): INFECTED emails the
+After the verdict: INFECTED emails the
 uploader (kind ``attachment_blocked``: the ticket number, never the file's name) and pushes
 ``attachment.blocked`` to the ticket's staff room, the uploader and the agents; CLEAN pushes
 ``attachment.ready`` so clients showing the ticket refresh. Keys derive from the attachment
@@ -28,10 +28,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotifyInput, PushInput
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
-    from workflows.ticket_notify import Notification, send_each
+    from helpdesk.temporal import ui_text
+    from workflows.ticket_notify import Notification, send_all
 
 __all__ = [
-    "NOTIFY_PATCH_ID",
     "AttachmentScanWorkflow",
     "ScanRequest",
     "ScanResult",
@@ -47,10 +47,6 @@ SCAN_RETRY_POLICY = RetryPolicy(
     maximum_attempts=0,  # unlimited: fail closed, never give up and release
     non_retryable_error_types=list(FATAL_SCAN_ERRORS),
 )
-
-
-# `workflow.patched` id: scans recorded before the verdict was announced replay unchanged.
-NOTIFY_PATCH_ID = "attachment-scan-notify-v1"
 
 
 def attachment_scan_workflow_id(attachment_id: uuid.UUID | str) -> str:
@@ -109,12 +105,12 @@ class AttachmentScanWorkflow:
 
     @workflow.run
     async def run(self, request: ScanRequest) -> ScanResult:
-        workflow.set_current_details("Waiting for the virus scanner")
+        workflow.set_current_details(ui_text("Waiting for the virus scanner"))
         result: ScanResult = await workflow.execute_activity(
             "scan_attachment", request, result_type=ScanResult, **scan_activity_options()
         )
-        workflow.set_current_details(f"Scan finished: {result.scan_status}")
-        if workflow.patched(NOTIFY_PATCH_ID):
-            # `send_each` catches ActivityError: a bad address never fails the scan.
-            await send_each(scan_notifications(result))
+        # An attachment deleted before its verdict ends the scan cleanly ("gone").
+        workflow.set_current_details(ui_text(f"Scan finished: {result.outcome}"))
+        # `send_all` never raises for a notification: a bad address never fails the scan.
+        await send_all(scan_notifications(result))
         return result

@@ -25,7 +25,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import PushInput
     from activities.tickets import TicketActivities
     from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
-    from helpdesk.temporal import ASSIGNED_AGENT, ESCALATED, TICKET_PRIORITY, TICKET_STATUS
+    from helpdesk.temporal import (
+        ASSIGNED_AGENT,
+        ESCALATED,
+        TICKET_PRIORITY,
+        TICKET_STATUS,
+        ui_text,
+    )
     from workflows.ticket_types import (
         AssignRequest,
         ChangeEvent,
@@ -55,9 +61,6 @@ PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
 NON_RETRYABLE = ["TicketGone", "NoAgentAvailable", "AgentNotAssignable", "ValidationFailed"]
-# `workflow.patched` id: the persist activity publishes the change's push after its commit
-# (before the update answers) instead of the main loop running a push activity afterwards.
-PUSH_PATCH = "push-with-persist-v1"
 
 
 def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
@@ -73,7 +76,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self.config = inp.config
         self._lock = asyncio.Lock()
         self._outbox: list[ChangeEvent] = []
-        # Request ids whose push the persist activity already published (PUSH_PATCH).
+        # Request ids whose push the persist activity already published (after its commit).
         self._pushed: set[str] = set()
 
     # --- main loop -------------------------------------------------------------------
@@ -93,11 +96,9 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             await self._sla_fire_due()
             if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                # A change accepted while we waited still has its effects (histories made
-                # before this fix dropped them, so they replay without it).
-                if self._outbox and workflow.patched("drain-outbox-before-close-v1"):
-                    while self._outbox:
-                        await self._after_change(self._outbox.pop(0))
+                # A change accepted while we waited still has its effects.
+                while self._outbox:
+                    await self._after_change(self._outbox.pop(0))
                 return self._ticket
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -137,6 +138,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     async def opened(self, req: OpenRequest) -> TicketState:
         del req
         return self._ticket
+
+    @opened.validator
+    def _validate_opened(self, req: OpenRequest) -> None:
+        """Nothing to judge; a validator lets the command guard refuse a forged `opened`
+        before it is accepted (workers.command_guard)."""
+        del req
 
     @workflow.update(description="Move the ticket to another status")
     async def change_status(self, req: StatusChange) -> TicketState:
@@ -380,8 +387,6 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             note=note,
             auto_assign=auto_assign,
             version=self._ticket.version + 1,
-            # Histories made before the activity pushed replay with the main loop's push.
-            push=workflow.patched(PUSH_PATCH),
         )
         try:
             result: PersistResult = await workflow.execute_activity_method(
@@ -433,7 +438,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         ]
         if s.escalated:
             parts.append(f"escalated (level {s.escalation_level})")
-        workflow.set_current_details(" · ".join(parts))
+        workflow.set_current_details(ui_text(" · ".join(parts)))
 
 
 def _s(value: Any) -> Any:

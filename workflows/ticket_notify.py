@@ -2,8 +2,8 @@
 exact notification activity inputs, and the workflow-safe `send_all` that runs them.
 
 `notifications_for(event, state)` is pure (tests call it directly). Each change
-(`ChangeEvent.action`) → emails (`send_email`, `NotifyInput`) + push
-(`publish_event`, `PushInput`):
+(`ChangeEvent.action`) → emails (`NotifyInput`) + push (`PushInput`), all sent by ONE
+`notify_change` activity:
 
 - ``created``: ticket_created → the requester; ticket_assigned → the assignee if it was
   auto-assigned; push ``ticket.created``.
@@ -18,7 +18,7 @@ exact notification activity inputs, and the workflow-safe `send_all` that runs t
 - ``comment_added``, internal: NO email to anybody; push ``comment.added`` (internal: true).
 - ``escalated``: escalated → the person escalated to; push ``ticket.escalated``.
 
-Rooms are not chosen here: `publish_event` asks `helpdesk.push.rooms_for`, which sends an
+Rooms are not chosen here: the push asks `helpdesk.push.rooms_for`, which sends an
 internal note's event to ``ticket:<id>:staff``, the assignee's and the ``agents`` rooms only
 (never ``ticket:<id>`` nor the requester's room), and escalations to staff and managers.
 Managers' escalation emails need a lookup of who the managers are: the SLA mixin does it
@@ -36,7 +36,6 @@ Actors: `ChangeEvent.changes` may carry ``actor_id`` (the reopen event does; a c
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
@@ -63,16 +62,10 @@ Notification = NotifyInput | PushInput
 # Changes whose notifications the SLA mixin already sends (escalation: emails to the
 # managers it looks up, and the push), passed as `skip=` by the ticket workflow.
 NOTIFIED_BY_SLA: frozenset[str] = frozenset({"escalated"})
-# `workflow.patched` id: histories recorded before notifications existed replay unchanged.
-PATCH_ID = "ticket-notifications-v1"
-# `workflow.patched` id: a change's notifications run as ONE activity (`notify_change`)
-# instead of one per email and push; older histories replay with one each.
-BATCH_PATCH_ID = "notify-batch-v1"
-# `workflow.patched` id: a new ticket's notifications run as a LOCAL activity inside its first
-# workflow task (no activity task, no second workflow task: creation costs the Temporal
-# server one workflow task, as a trivial workflow does); a failed local attempt falls back
-# to the `notify_change` activity with its retries. Older histories replay with the activity.
-LOCAL_CREATED_PATCH_ID = "notify-created-local-v1"
+# A change's notifications run as ONE activity (`notify_change`), not one per email and push.
+# A new ticket's run as a LOCAL activity inside its first workflow task (no activity task, no
+# second workflow task: creation costs the Temporal server one workflow task, as a trivial
+# workflow does); a failed local attempt falls back to the `notify_change` activity.
 # How long the local attempt may take: as long as one attempt of the activity (a cut-off
 # send keeps its claim, at most once, so a shorter limit would lose slow providers' mail).
 # A local activity running past ~8 s makes the SDK complete the workflow task anyway (its
@@ -123,12 +116,8 @@ def created_event() -> ChangeEvent:
 
 def creation_events() -> list[ChangeEvent]:
     """Workflow code, at the start of `run`: the `created` change to announce, on the first
-    run of a ticket only (a continued run does not announce it again), and only for
-    histories made since notifications exist (`workflow.patched`), so older histories
-    replay unchanged."""
+    run of a ticket only (a continued run does not announce it again)."""
     if workflow.info().continued_run_id is not None:
-        return []
-    if not workflow.patched(PATCH_ID):
         return []
     return [created_event()]
 
@@ -284,24 +273,19 @@ PUSH_RETRY = RetryPolicy(
 
 
 async def send_all(notifications: Sequence[Notification], *, created: bool = False) -> list[str]:
-    """Run the notification activities of one change, concurrently, from workflow code.
+    """Run the notification activity of one change from workflow code.
 
     Returns one outcome per input (``sent``/``duplicate``/``skipped``/``uncertain`` for an
     email, ``pushed`` for a push, ``failed`` when the activity gave up). Never raises for a
     failed notification: an undeliverable email or an unreachable Socket.IO fan-out must not
-    fail the ticket. Histories recorded before notifications existed replay unchanged
-    (`workflow.patched`)."""
+    fail the ticket (or the attachment scan)."""
     if not notifications:
         return []
-    if not workflow.patched(PATCH_ID):
-        return ["skipped"] * len(notifications)
-    if workflow.patched(BATCH_PATCH_ID):
-        if created and workflow.patched(LOCAL_CREATED_PATCH_ID):
-            outcomes = await send_batch_local(notifications)
-            if outcomes is not None:
-                return outcomes
-        return await send_batch(notifications)
-    return await send_each(notifications)
+    if created:
+        outcomes = await send_batch_local(notifications)
+        if outcomes is not None:
+            return outcomes
+    return await send_batch(notifications)
 
 
 def _batch(notifications: Sequence[Notification]) -> tuple[NotifyBatch, list[str], list[int]]:
@@ -351,7 +335,7 @@ async def send_batch_local(notifications: Sequence[Notification]) -> list[str] |
 
 async def send_batch(notifications: Sequence[Notification]) -> list[str]:
     """All of one change's notifications in one `notify_change` activity. Outcomes in
-    input order, as `send_each` gives them; never raises."""
+    input order; never raises."""
     batch, kinds, order = _batch(notifications)
     try:
         outcomes: list[str] = await workflow.execute_activity_method(
@@ -368,44 +352,3 @@ async def send_batch(notifications: Sequence[Notification]) -> list[str]:
         workflow.logger.warning("notifications %s not delivered: %s", kinds, reason)
         return ["failed"] * len(notifications)
     return _in_input_order(notifications, order, outcomes)
-
-
-async def send_each(notifications: Sequence[Notification]) -> list[str]:
-    """`send_all` without its patch marker, for a workflow that guards its notifications
-    with its own `workflow.patched` id (the attachment scan). Never raises for a failed
-    notification."""
-    return list(await asyncio.gather(*(_send_one(n) for n in notifications)))
-
-
-async def _send_one(notification: Notification) -> str:
-    try:
-        if isinstance(notification, NotifyInput):
-            result = await workflow.execute_activity_method(
-                NotificationActivities.send_email,
-                notification,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=2),
-                retry_policy=EMAIL_RETRY,
-                summary=f"Email {notification.kind.value}",
-            )
-            return result.outcome
-        await workflow.execute_activity_method(
-            NotificationActivities.publish_event,
-            notification,
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(minutes=1),
-            retry_policy=PUSH_RETRY,
-            summary=f"Push {notification.event.value}",
-        )
-        return "pushed"
-    except ActivityError as err:
-        cause = err.cause
-        reason = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
-        # Kind and error type only: no address, no text.
-        what = (
-            notification.kind.value
-            if isinstance(notification, NotifyInput)
-            else notification.event.value
-        )
-        workflow.logger.warning("notification %s not delivered: %s", what, reason)
-        return "failed"

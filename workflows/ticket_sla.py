@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
+    from helpdesk.temporal import ui_text
     from workflows.sla import (
         EscalationPlan,
         SlaClockKind,
@@ -100,9 +101,6 @@ _NOTIFY_RETRY = RetryPolicy(
     maximum_attempts=20,
     non_retryable_error_types=["EmailPermanentError"],
 )
-# `workflow.patched` id: a breach is recorded and pushed by ONE activity (the push after the
-# commit), not by a record and a push activity side by side; older histories replay with two.
-BREACH_PATCH = "sla-breach-record-then-push-v1"
 # Below this a timer is pointless (and a zero timeout is refused): handle the event now.
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
@@ -229,8 +227,8 @@ class TicketSlaMixin:
         clock: ClockName | None,
         summary: str,
     ) -> None:
-        """Record one SLA fact and push it, in one activity (BREACH_PATCH). A push that did
-        not go out after the commit is sent by the push activity, as before the patch."""
+        """Record one SLA fact and push it, in one activity (the push after the commit). A
+        push that did not go out then is sent by the push activity."""
         write = self._sla_write_input([], [entry], breached_at)
         if write is None:
             return
@@ -301,7 +299,7 @@ class TicketSlaMixin:
         timeout = self._sla_timeout()
         try:
             await workflow.wait_condition(
-                condition, timeout=timeout, timeout_summary=self._sla_timer_summary()
+                condition, timeout=timeout, timeout_summary=ui_text(self._sla_timer_summary())
             )
         except TimeoutError:
             pass
@@ -341,23 +339,14 @@ class TicketSlaMixin:
                     "lateness_seconds": lateness,
                 },
             )
-            if workflow.patched(BREACH_PATCH):
-                # One activity: half the activity tasks and workflow tasks per breach, which
-                # is what many breaches at once queue behind.
-                await self._sla_write_then_push(
-                    entry,
-                    breached_at=event.due_at,
-                    push=PushEvent.SLA_BREACH,
-                    clock=clock,
-                    summary=f"SLA {clock} breached",
-                )
-                return
-            # Record and push together: one round trip instead of two when many breach.
-            await asyncio.gather(
-                self._sla_write(
-                    [], extra=[entry], breached_at=event.due_at, summary=f"SLA {clock} breached"
-                ),
-                self._sla_push(PushEvent.SLA_BREACH, event.key, clock),
+            # One activity records and pushes: half the activity and workflow tasks per
+            # breach, which is what many breaches at once queue behind.
+            await self._sla_write_then_push(
+                entry,
+                breached_at=event.due_at,
+                push=PushEvent.SLA_BREACH,
+                clock=clock,
+                summary=f"SLA {clock} breached",
             )
             return
         step = event.step

@@ -156,15 +156,14 @@ class PersistChange(_Model):
     note: str | None = None  # PHI, sealed into the history entry
     auto_assign: bool = False  # pick the least-loaded agent inside the transaction
     version: int = 0
-    # Publish the change's Socket.IO push right after the commit, from the activity, so it
-    # reaches clients before the update answers (the main loop then skips it).
-    push: bool = False
 
 
 class PersistResult(_Model):
     applied: bool  # False when the event was already written (a retried activity)
     assignee_id: uuid.UUID | None = None
-    pushed: bool = False  # the change's push went out from the activity (PersistChange.push)
+    # The change's push went out from the activity, right after its commit (before the
+    # update answers); False: the main loop sends it.
+    pushed: bool = False
     # Who an escalation went to, as written on the row (the activity picks a manager when
     # the escalation named nobody).
     escalated_to: uuid.UUID | None = None

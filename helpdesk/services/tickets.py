@@ -47,6 +47,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from helpdesk import errors, metrics
+from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.deadline import command_deadline
@@ -268,6 +269,7 @@ async def insert_ticket(
     ticket.sla_at_risk_at = due.at_risk_at
     session.add(ticket)
     await session.flush()
+    await analytics_facts.record(session, ticket, at=now)
     session.add_all(ticket_tags.rows_for(runtime.blind_index, prepared.key, ticket_id, data.tags))
     await ticket_text.reindex(
         session, runtime.blind_index, ticket_id, data.title, data.description, created_at=now
@@ -436,6 +438,7 @@ async def apply_change_to_row(
         )
     )
     await session.flush()
+    await analytics_facts.record(session, ticket, at=now)
     audit_details = {k: v for k, v in changes.items() if k != "note"}
     if "note" in changes:
         audit_details["note"] = {"changed": True}
@@ -649,7 +652,8 @@ def start_operation(runtime: Runtime, inp: TicketInput) -> WithStartWorkflowOper
         # terminated one may be, by the reconciler.
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         search_attributes=initial_search_attributes(state),
-        static_summary=f"Ticket #{state.number} · {state.priority}",  # never the title
+        # Never the title: number, priority and status at start (readable in the UI's list).
+        static_summary=f"Ticket #{state.number} · {state.priority} · {state.status.value}",
         static_details="Help desk ticket: status, priority and assignment are its search "
         "attributes; the text is encrypted.",
     )

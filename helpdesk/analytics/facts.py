@@ -1,0 +1,227 @@
+"""Ticket facts and their hourly rollups, written in the transaction of each ticket change.
+
+Every writer of a ticket row (creation, a persisted change, a recorded comment, an SLA
+event) calls `record` after it changed the row, in its own transaction. `record` brings the
+ticket's fact row up to date, then moves the ticket's contribution in `analytics_rollups`
+from what the old fact said to what the new one says (a difference of two pure functions'
+outputs), so the rollups always equal the sum of the contributions of the current facts,
+which is exactly what `helpdesk analytics rebuild` recomputes from the rows.
+
+A fact's measures are attributed to the ticket's CURRENT status, priority, category and
+assignee (as Zendesk Explore reports ticket attributes), each at the UTC hour of the event
+that defines it (created, first reply, resolution, breach, reopen, escalation).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.analytics.histogram import bucket
+from models.analytics import AnalyticsRollup, TicketFact
+from models.enums import TicketStatus
+from models.ticket import Ticket
+
+DIMENSIONS = ("all", "status", "priority", "category", "assignee")
+NONE_VALUE = "none"  # the dimension value of "no category" / "unassigned"
+_DONE = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
+_LIVE = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
+_FIELDS = tuple(c.key for c in TicketFact.__table__.columns)
+
+CellKey = tuple[str, datetime, str]  # (dimension, UTC hour, value)
+Contributions = dict[CellKey, Counter[str]]
+
+
+def hour_of(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _seconds(start: datetime, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds()))
+
+
+def _value(value: uuid.UUID | None) -> str:
+    return NONE_VALUE if value is None else str(value)
+
+
+def values_of(fact: TicketFact) -> dict[str, Any]:
+    """The fact's columns as a plain mapping (a snapshot to diff against)."""
+    return {name: getattr(fact, name) for name in _FIELDS}
+
+
+def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
+    """The measures one ticket contributes, each at the moment that defines it."""
+    created: datetime = f["created_at"]
+    events: list[tuple[datetime, dict[str, int]]] = [(created, {"created": 1})]
+    first_response = f["first_response_at"]
+    fr_breached = f["first_response_breached_at"]
+    if first_response is not None:
+        s = _seconds(created, first_response)
+        m = {"fr_n": 1, "fr_sum": s, f"fr:{bucket(s)}": 1}
+        if fr_breached is None:
+            m["fr_met"] = 1
+        events.append((first_response, m))
+    if fr_breached is not None:
+        events.append((fr_breached, {"fr_breached": 1}))
+    resolved = f["resolved_at"]
+    res_breached = f["resolution_breached_at"]
+    if resolved is not None:
+        s = _seconds(created, resolved)
+        m = {"resolved": 1, "res_n": 1, "res_sum": s, f"res:{bucket(s)}": 1}
+        if f["reopen_count"]:
+            m["resolved_reopened"] = 1
+        if f["staff_replies"] == 1:
+            m["one_touch"] = 1
+        if res_breached is None:
+            m["res_met"] = 1
+        events.append((resolved, m))
+    if res_breached is not None:
+        events.append((res_breached, {"res_breached": 1}))
+    if f["last_reopened_at"] is not None:
+        events.append((f["last_reopened_at"], {"reopened": 1}))
+    if f["escalated_at"] is not None and f["escalation_level"] > 0:
+        events.append((f["escalated_at"], {"escalated": 1, f"esc:{f['escalation_level']}": 1}))
+    return events
+
+
+def contributions(f: Mapping[str, Any] | None) -> Contributions:
+    """Rollup cells → measure deltas of one ticket's fact (empty for no fact)."""
+    out: Contributions = {}
+    if f is None:
+        return out
+    dims = (
+        ("all", ""),
+        ("status", f["status"]),
+        ("priority", f["priority"]),
+        ("category", _value(f["category_id"])),
+        ("assignee", _value(f["assignee_id"])),
+    )
+    for at, measures in events_of(f):
+        hour = hour_of(at)
+        for dim, value in dims:
+            out.setdefault((dim, hour, value), Counter()).update(measures)
+    return out
+
+
+def difference(old: Contributions, new: Contributions) -> Contributions:
+    """new - old, cell by cell, without zero entries."""
+    delta: Contributions = {}
+    for key in old.keys() | new.keys():
+        cell: Counter[str] = Counter()
+        before, after = old.get(key, Counter()), new.get(key, Counter())
+        for name in before.keys() | after.keys():
+            change = after.get(name, 0) - before.get(name, 0)
+            if change:
+                cell[name] = change
+        if cell:
+            delta[key] = cell
+    return delta
+
+
+def advance(
+    fact: TicketFact,
+    ticket: Ticket,
+    *,
+    at: datetime,
+    staff_reply: bool = False,
+    breaches: Iterable[tuple[str, datetime]] = (),
+) -> None:
+    """Bring a fact up to date with its ticket row after a change made at `at`."""
+    if fact.status in _DONE and ticket.status in _LIVE:
+        fact.reopen_count += 1
+        fact.last_reopened_at = at
+    fact.status = ticket.status
+    fact.priority = ticket.priority
+    fact.category_id = ticket.category_id
+    fact.assignee_id = ticket.assignee_id
+    fact.first_response_at = ticket.first_response_at
+    fact.resolved_at = ticket.resolved_at
+    if fact.first_resolved_at is None and ticket.resolved_at is not None:
+        fact.first_resolved_at = ticket.resolved_at
+    if staff_reply:
+        fact.staff_replies += 1
+    fact.escalation_level = ticket.escalation_level
+    fact.escalated_at = ticket.escalated_at
+    for clock, when in breaches:
+        if clock == "first_response" and fact.first_response_breached_at is None:
+            fact.first_response_breached_at = when
+        elif clock == "resolution" and fact.resolution_breached_at is None:
+            fact.resolution_breached_at = when
+
+
+def new_fact(ticket: Ticket) -> TicketFact:
+    return TicketFact(
+        ticket_id=ticket.id,
+        created_at=ticket.created_at,
+        status=ticket.status,
+        priority=ticket.priority,
+        reopen_count=0,
+        staff_replies=0,
+        escalation_level=0,
+    )
+
+
+async def record(
+    session: AsyncSession,
+    ticket: Ticket,
+    *,
+    at: datetime,
+    staff_reply: bool = False,
+    breaches: Iterable[tuple[str, datetime]] = (),
+) -> None:
+    """Update the ticket's fact and the rollups, in the caller's transaction (which has
+    written, and on PostgreSQL locked, the ticket row)."""
+    fact = await session.get(TicketFact, ticket.id)
+    old = None if fact is None else values_of(fact)
+    if fact is None:
+        fact = new_fact(ticket)
+        session.add(fact)
+    advance(fact, ticket, at=at, staff_reply=staff_reply, breaches=breaches)
+    delta = difference(contributions(old), contributions(values_of(fact)))
+    await apply_delta(session, delta)
+
+
+async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
+    """Add measure deltas to rollup cells, creating and deleting cells as needed. Cells are
+    locked in one global order, so concurrent writers on PostgreSQL cannot deadlock."""
+    for key in sorted(delta):
+        row = await session.get(AnalyticsRollup, key, with_for_update=True, populate_existing=True)
+        if row is None:
+            await _insert_empty(session, key)
+            row = await session.get(
+                AnalyticsRollup, key, with_for_update=True, populate_existing=True
+            )
+            if row is None:  # pragma: no cover - inserted (or found) just above
+                raise LookupError("analytics rollup cell vanished")
+        merged = dict(row.metrics or {})
+        for name, change in delta[key].items():
+            total = int(merged.get(name, 0)) + change
+            if total:
+                merged[name] = total
+            else:
+                merged.pop(name, None)
+        if merged:
+            row.metrics = merged
+        else:
+            await session.delete(row)
+    await session.flush()
+
+
+async def _insert_empty(session: AsyncSession, key: CellKey) -> None:
+    dim, hour, value = key
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(AnalyticsRollup)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(AnalyticsRollup)
+    await session.execute(
+        stmt.values(dim=dim, hour=hour, value=value, metrics={}).on_conflict_do_nothing()
+    )

@@ -1,0 +1,189 @@
+"""Reads of the analytics read model: rollup cells for periods and series, the fact rows
+of open tickets for the backlog and agents' current load. Never a scan of the tickets.
+
+A period is whole UTC hours: every hour that starts in [start, end) counts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.analytics.facts import NONE_VALUE, hour_of
+from helpdesk.analytics.measures import Suppressor, measures, merge
+from models.analytics import AnalyticsRollup, TicketFact
+from models.enums import TicketStatus
+
+Interval = Literal["hour", "day", "week", "month"]
+Dimension = Literal["status", "priority", "category", "assignee"]
+BACKLOG_STATUSES = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
+# Age buckets of the open backlog: label, lower bound (inclusive), upper bound (exclusive).
+AGE_BUCKETS: tuple[tuple[str, timedelta, timedelta | None], ...] = (
+    ("lt_1d", timedelta(0), timedelta(days=1)),
+    ("1d_3d", timedelta(days=1), timedelta(days=3)),
+    ("3d_7d", timedelta(days=3), timedelta(days=7)),
+    ("7d_30d", timedelta(days=7), timedelta(days=30)),
+    ("gte_30d", timedelta(days=30), None),
+)
+PRIORITY_WEIGHT = {"LOW": 1, "MEDIUM": 2, "HIGH": 4, "CRITICAL": 8}  # as assignment's
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A period and at most one filter (a dimension and its value: the rollups are kept per
+    single dimension)."""
+
+    start: datetime
+    end: datetime
+    dim: str = "all"
+    value: str = ""
+
+
+def interval_start(at: datetime, interval: Interval) -> datetime:
+    hour = hour_of(at)
+    if interval == "hour":
+        return hour
+    day = hour.replace(hour=0)
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - timedelta(days=day.weekday())  # ISO weeks start on Monday
+    return day.replace(day=1)
+
+
+def _next(start: datetime, interval: Interval) -> datetime:
+    if interval == "hour":
+        return start + timedelta(hours=1)
+    if interval == "day":
+        return start + timedelta(days=1)
+    if interval == "week":
+        return start + timedelta(days=7)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+async def _cells(session: AsyncSession, dim: str, scope: Scope, value: str | None) -> Sequence[Any]:
+    query = select(AnalyticsRollup.hour, AnalyticsRollup.value, AnalyticsRollup.metrics).where(
+        AnalyticsRollup.dim == dim,
+        AnalyticsRollup.hour >= hour_of(scope.start),
+        AnalyticsRollup.hour < scope.end,
+    )
+    if value is not None:
+        query = query.where(AnalyticsRollup.value == value)
+    return (await session.execute(query)).all()
+
+
+async def period(session: AsyncSession, scope: Scope, k: int) -> dict[str, Any]:
+    """Every measure of the period, within the scope's filter."""
+    rows = await _cells(session, scope.dim, scope, scope.value)
+    return measures(merge(row.metrics for row in rows), k)
+
+
+async def series(
+    session: AsyncSession, scope: Scope, interval: Interval, group_by: Dimension | None, k: int
+) -> list[dict[str, Any]]:
+    """One point per interval (every interval of the period) and group seen in it."""
+    dim = group_by or scope.dim
+    value = scope.value if scope.dim == dim and scope.dim != "all" else None
+    rows = await _cells(session, dim, scope, value)
+    sums: dict[tuple[datetime, str], Counter[str]] = {}
+    groups: set[str] = set()
+    for row in rows:
+        group = row.value if group_by else "all"
+        groups.add(group)
+        sums.setdefault((interval_start(row.hour, interval), group), Counter()).update(row.metrics)
+    points = []
+    start = interval_start(scope.start, interval)
+    while start < scope.end:
+        for group in sorted(groups):
+            point = {"start": start, "group": group}
+            point.update(measures(sums.get((start, group), Counter()), k))
+            points.append(point)
+        start = _next(start, interval)
+    return points
+
+
+def fact_filter(scope: Scope) -> list[Any]:
+    if scope.dim == "status":
+        return [TicketFact.status == scope.value]
+    if scope.dim == "priority":
+        return [TicketFact.priority == scope.value]
+    if scope.dim in ("category", "assignee"):
+        column = TicketFact.category_id if scope.dim == "category" else TicketFact.assignee_id
+        if scope.value == NONE_VALUE:
+            return [column.is_(None)]
+        return [column == uuid.UUID(scope.value)]
+    return []
+
+
+async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) -> dict[str, Any]:
+    """Open tickets now (OPEN, IN_PROGRESS) by status and priority, with age buckets."""
+    ages = []
+    for _, low, high in AGE_BUCKETS:
+        within = [TicketFact.created_at <= now - low]
+        if high is not None:
+            within.append(TicketFact.created_at > now - high)
+        ages.append(func.sum(case((and_(*within), 1), else_=0)))
+    query = (
+        select(TicketFact.status, TicketFact.priority, func.count(), *ages)
+        .where(TicketFact.status.in_(BACKLOG_STATUSES), *fact_filter(scope))
+        .group_by(TicketFact.status, TicketFact.priority)
+        .order_by(TicketFact.status, TicketFact.priority)
+    )
+    s = Suppressor(k)
+    groups = []
+    total = 0
+    for status, priority, count, *by_age in (await session.execute(query)).all():
+        total += int(count)
+        groups.append(
+            {
+                "status": status,
+                "priority": priority,
+                "count": s.count(int(count)),
+                "ages": {
+                    label: s.count(int(n or 0))
+                    for (label, _, _), n in zip(AGE_BUCKETS, by_age, strict=True)
+                },
+            }
+        )
+    return {"total": s.count(total), "groups": groups, "suppressed": s.suppressed}
+
+
+async def agents(
+    session: AsyncSession, scope: Scope, k: int, only: uuid.UUID | None
+) -> list[dict[str, Any]]:
+    """Per agent: measures of the tickets now assigned to them, by the period's events, and
+    their current weighted load. `only`: that agent's row alone."""
+    rows = await _cells(session, "assignee", scope, None if only is None else str(only))
+    sums: dict[str, Counter[str]] = {}
+    for row in rows:
+        if row.value != NONE_VALUE:
+            sums.setdefault(row.value, Counter()).update(row.metrics)
+    weight = case(
+        *((TicketFact.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0
+    )
+    load_query = (
+        select(TicketFact.assignee_id, func.count(), func.coalesce(func.sum(weight), 0))
+        .where(TicketFact.status.in_(BACKLOG_STATUSES), TicketFact.assignee_id.is_not(None))
+        .group_by(TicketFact.assignee_id)
+    )
+    if only is not None:
+        load_query = load_query.where(TicketFact.assignee_id == only)
+    loads = {str(a): (int(n), int(w)) for a, n, w in (await session.execute(load_query)).all()}
+    out = []
+    for agent in sorted(sums.keys() | loads.keys()):
+        m = measures(sums.get(agent, Counter()), k)
+        s = Suppressor(k)
+        open_tickets, weighted = loads.get(agent, (0, 0))
+        m["agent_id"] = agent
+        m["open_tickets"] = s.count(open_tickets)
+        m["weighted_load"] = None if s.suppressed else weighted
+        m["suppressed"] = m["suppressed"] or s.suppressed
+        out.append(m)
+    return out

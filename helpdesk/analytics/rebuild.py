@@ -1,0 +1,126 @@
+"""`helpdesk analytics rebuild`: recompute every ticket fact and every rollup cell from the
+ticket rows and their history, the same definitions the persisting transaction applies
+(`helpdesk.analytics.facts`). Used after migration 0007 on a database that already holds
+tickets, and by the test that proves incremental == rebuilt.
+
+Reads tickets in id order a batch at a time; the rollups are summed in memory (one entry per
+hour x dimension value that has data) and written at the end, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from helpdesk.analytics.facts import Contributions, contributions
+from models.analytics import AnalyticsRollup, TicketFact
+from models.enums import STAFF_ROLES, TicketStatus
+from models.ticket import Ticket, TicketHistory
+
+BATCH = 1000
+_DONE = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
+_LIVE = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    tickets: int
+    cells: int
+
+
+def fact_from_rows(ticket: Ticket, history: Sequence[TicketHistory]) -> dict[str, Any]:
+    """A ticket's fact from its row and its history entries (in time order)."""
+    first_resolved: datetime | None = None
+    reopens = 0
+    last_reopened: datetime | None = None
+    replies = 0
+    breaches: dict[str, datetime] = {}
+    for entry in history:
+        changes = entry.changes or {}
+        status = changes.get("status")
+        if isinstance(status, dict):
+            old, new = status.get("old"), status.get("new")
+            if new == TicketStatus.RESOLVED.value and first_resolved is None:
+                first_resolved = entry.at
+            if old in _DONE and new in _LIVE:
+                reopens += 1
+                last_reopened = entry.at
+        if (
+            entry.action == "comment_added"
+            and changes.get("internal") is False
+            and changes.get("author_role") in STAFF_ROLES
+        ):
+            replies += 1
+        if entry.action == "sla.breached":
+            clock = str(changes.get("clock"))
+            if clock not in breaches:
+                breaches[clock] = entry.at
+    if first_resolved is None:
+        first_resolved = ticket.resolved_at
+    return {
+        "ticket_id": ticket.id,
+        "created_at": ticket.created_at,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "category_id": ticket.category_id,
+        "assignee_id": ticket.assignee_id,
+        "first_response_at": ticket.first_response_at,
+        "first_resolved_at": first_resolved,
+        "resolved_at": ticket.resolved_at,
+        "reopen_count": reopens,
+        "last_reopened_at": last_reopened,
+        "staff_replies": replies,
+        "escalation_level": ticket.escalation_level,
+        "escalated_at": ticket.escalated_at,
+        "first_response_breached_at": breaches.get("first_response"),
+        "resolution_breached_at": breaches.get("resolution"),
+    }
+
+
+async def rebuild(session: AsyncSession) -> Rebuilt:
+    """Replace every fact and rollup cell by the ones the rows say, in the caller's
+    transaction."""
+    await session.execute(delete(TicketFact))
+    await session.execute(delete(AnalyticsRollup))
+    cells: Contributions = {}
+    count = 0
+    after: uuid.UUID | None = None
+    while True:
+        query = select(Ticket).order_by(Ticket.id).limit(BATCH)
+        if after is not None:
+            query = query.where(Ticket.id > after)
+        tickets = list(await session.scalars(query))
+        if not tickets:
+            break
+        after = tickets[-1].id
+        ids = [t.id for t in tickets]
+        by_ticket: dict[uuid.UUID, list[TicketHistory]] = {i: [] for i in ids}
+        entries = await session.scalars(
+            select(TicketHistory)
+            .where(TicketHistory.ticket_id.in_(ids))
+            .order_by(TicketHistory.ticket_id, TicketHistory.at, TicketHistory.id)
+        )
+        for entry in entries:
+            by_ticket[entry.ticket_id].append(entry)
+        facts = [fact_from_rows(t, by_ticket[t.id]) for t in tickets]
+        for values in facts:
+            for key, measures in contributions(values).items():
+                cells.setdefault(key, Counter()).update(measures)
+        await session.execute(insert(TicketFact), facts)
+        session.expunge_all()
+        count += len(tickets)
+    rows = [
+        {"dim": dim, "hour": hour, "value": value, "metrics": {k: v for k, v in m.items() if v}}
+        for (dim, hour, value), m in cells.items()
+    ]
+    rows = [row for row in rows if row["metrics"]]
+    for start in range(0, len(rows), BATCH):
+        await session.execute(insert(AnalyticsRollup), rows[start : start + BATCH])
+    return Rebuilt(tickets=count, cells=len(rows))

@@ -1,0 +1,61 @@
+"""Analytics read model: one fact row per ticket and hourly rollups (migration 0007).
+
+Both are written by the transaction that persists each ticket change
+(`helpdesk.analytics.facts.record`), never by scanning tickets on a request. No PHI: ids,
+enumerations, timestamps and counts only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+
+class TicketFact(Base):
+    """What the measures of one ticket are computed from (see README, Analytics)."""
+
+    __tablename__ = "ticket_facts"
+    __table_args__ = (
+        # The open backlog (status, priority, age) and an agent's current load.
+        Index("ix_ticket_facts_status_priority_created", "status", "priority", "created_at"),
+        Index("ix_ticket_facts_assignee_status", "assignee_id", "status"),
+        Index("ix_ticket_facts_created", "created_at"),
+    )
+
+    ticket_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[str] = mapped_column(String(10))
+    category_id: Mapped[uuid.UUID | None]
+    assignee_id: Mapped[uuid.UUID | None]
+    first_response_at: Mapped[datetime | None]
+    first_resolved_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]  # the latest resolution, None while reopened
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_reopened_at: Mapped[datetime | None]
+    staff_replies: Mapped[int] = mapped_column(Integer, default=0)  # public staff replies
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None]
+    first_response_breached_at: Mapped[datetime | None]
+    resolution_breached_at: Mapped[datetime | None]
+
+
+class AnalyticsRollup(Base):
+    """Sums of the ticket facts' contributions per UTC hour and dimension value.
+
+    `metrics` maps a measure name to an integer: counts, sums of seconds, and log-bucketed
+    histogram counts (`fr:<bucket>`, `res:<bucket>`; helpdesk.analytics.histogram), all of
+    which add up across hours and values, so any period or interval is a sum of rows."""
+
+    __tablename__ = "analytics_rollups"
+
+    dim: Mapped[str] = mapped_column(String(12), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    value: Mapped[str] = mapped_column(String(40), primary_key=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
