@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from api import metrics as http_metrics
 from api.cors import JsonCorsMiddleware
 from api.errors import install_error_handlers
+from api.load_shed import LoadShedMiddleware
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
 from api.routes import (
@@ -129,6 +130,9 @@ def create_app(
         )
     # Inside the request context (it reads the request id), outside everything else.
     app.add_middleware(TracingMiddleware)
+    # Before the body is read, the caller authenticated or the database asked: a refused
+    # ticket creation or command costs next to nothing (api.load_shed).
+    app.add_middleware(LoadShedMiddleware, prefix=API_PREFIX)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=settings.trusted_proxies,

@@ -103,7 +103,9 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy async URL; default SQLite under var/")
     database_echo: bool = Field(False, description="Log SQL statements (never in production)")
     database_busy_timeout_seconds: float = Field(
-        30.0, gt=0, description="SQLite: wait this long for a lock, then answer 503"
+        30.0,
+        gt=0,
+        description="Wait this long for the SQLite writer or a pooled connection, then 503",
     )
 
     # --- temporal --------------------------------------------------------------------
@@ -287,7 +289,9 @@ class Settings(BaseSettings):
         256, gt=0, description="Ticket updates in flight per process; past it 503 at once"
     )
     ticket_command_timeout_seconds: float = Field(
-        30.0, gt=0, description="Longest wait for a ticket workflow to answer a command (503)"
+        30.0,
+        gt=0,
+        description="Longest a ticket creation or command takes, retries included (then 503)",
     )
     ticket_command_retries: int = Field(
         5, ge=1, description="Attempts of a command on UNAVAILABLE / RESOURCE_EXHAUSTED"

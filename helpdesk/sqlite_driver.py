@@ -74,12 +74,16 @@ class _Worker(threading.Thread):
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._gate = threading.Lock()
         self.stopped = False
+        # Items queued and not yet finished. Written under the gate or by this thread after
+        # an item ran; read from the event loop (an int read is atomic).
+        self.pending = 0
         self.conn: sqlite3.Connection | None = None
 
     def submit(self, item: tuple[Any, Callable[[], Any]]) -> None:
         """Queue work, or fail its future at once when the worker is stopped."""
         with self._gate:
             if not self.stopped:
+                self.pending += 1
                 self._queue.put(item)
                 return
         _hand_over(item[0], False, ValueError("connection closed"))
@@ -105,6 +109,8 @@ class _Worker(threading.Thread):
                 value, ok = function(), True
             except BaseException as exc:  # handed to the awaiting coroutine
                 value, ok = exc, False
+            with self._gate:
+                self.pending -= 1
             _hand_over(future, ok, value)
         while True:  # nothing arrives after _STOP (see submit); fail any stragglers
             try:
@@ -289,11 +295,16 @@ class Connection:
     def _ends_without_hop(self) -> bool:
         """True when there is no transaction to end: its BEGIN never went out (no statement
         followed it), or none is open (the pool's reset after a session already ended
-        it). Reading `in_transaction` from this thread is safe: nothing runs on the
-        connection's thread between statements."""
+        it) and nothing is queued that could open one. Reading `in_transaction` from this
+        thread is then safe: nothing runs on the connection's thread."""
         if self._pending_begin:
             self._pending_begin = None
             return True
+        if self._worker.pending:
+            # A statement is still queued or running (its awaiting task was cancelled, say
+            # by a request's deadline): it may yet BEGIN. End the transaction after it, in
+            # queue order, or the pool would take back a connection holding SQLite's lock.
+            return False
         return not self._require().in_transaction
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -141,3 +142,31 @@ async def test_work_queued_on_a_stopped_connection_fails_instead_of_waiting(tmp_
         with pytest.raises(ValueError, match=r"connection closed|no active connection"):
             async with asyncio.timeout(2):
                 await connection._run(lambda: None)
+
+
+async def test_a_rollback_after_a_cancelled_first_statement_ends_its_transaction(tmp_path: Path):
+    """A request cancelled (its deadline) while its transaction's first statement waits on
+    the connection's thread: the rollback that follows must not be skipped as "nothing
+    open", or the statement's BEGIN IMMEDIATE runs afterwards and the pool takes back a
+    connection that holds SQLite's write lock (every other writer then waits the whole
+    busy timeout)."""
+    connection = await sqlite_driver.connect(str(tmp_path / "race.db"), isolation_level=None)
+    try:
+        await connection.execute("CREATE TABLE t (v TEXT)")
+        gate = threading.Event()
+        blocker = asyncio.create_task(connection._run(gate.wait))  # the thread is busy
+        cursor = connection.cursor()
+        await cursor.execute("BEGIN IMMEDIATE")  # pending: rides with the next statement
+        insert = asyncio.create_task(cursor.execute("INSERT INTO t VALUES ('x')"))
+        await asyncio.sleep(0.05)
+        insert.cancel()
+        rollback = asyncio.create_task(connection.rollback())
+        await asyncio.sleep(0.05)
+        gate.set()
+        await blocker
+        async with asyncio.timeout(5):
+            await rollback
+        assert not await connection._run(lambda: connection._conn.in_transaction)
+        assert (await (await connection.execute("SELECT count(*) FROM t")).fetchall()) == [(0,)]
+    finally:
+        await connection.close()

@@ -9,11 +9,10 @@ answers would serialise every request on SQLite's write lock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Header, Response, status
 
 from api.deps import Admin, AnyUser, RuntimeDep, Staff
 from api.schemas.attachments import AttachmentOut
@@ -43,22 +42,6 @@ IdempotencyKey = Annotated[
         description="A retry with the same key is applied once (same ticket on create)",
     ),
 ]
-
-
-async def _creation_slot(runtime: RuntimeDep) -> AsyncIterator[None]:
-    async with tickets.creation_slot(runtime):
-        yield
-
-
-async def _command_slot(runtime: RuntimeDep) -> AsyncIterator[None]:
-    async with tickets.command_slot(runtime):
-        yield
-
-
-# Declared FIRST on a route so a saturated process sheds load (503 + Retry-After) before
-# it spends anything on authentication.
-CreationSlot = Annotated[None, Depends(_creation_slot)]
-CommandSlot = Annotated[None, Depends(_command_slot)]
 
 
 def _out(v: tickets.TicketView, role: Role) -> TicketOut:
@@ -101,7 +84,6 @@ def _out(v: tickets.TicketView, role: Role) -> TicketOut:
 
 @router.post("/tickets", status_code=status.HTTP_201_CREATED, response_model=TicketOut)
 async def create_ticket(
-    _slot: CreationSlot,
     body: TicketCreate,
     principal: AnyUser,
     runtime: RuntimeDep,
@@ -142,7 +124,6 @@ async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeD
 
 @router.put("/tickets/{ticket_id}", response_model=TicketOut)
 async def update_ticket(
-    _slot: CommandSlot,
     ticket_id: uuid.UUID,
     body: TicketUpdate,
     principal: AnyUser,
@@ -178,7 +159,6 @@ async def update_ticket(
 
 @router.post("/tickets/{ticket_id}/status", response_model=TicketOut)
 async def change_ticket_status(
-    _slot: CommandSlot,
     ticket_id: uuid.UUID,
     body: StatusChangeIn,
     principal: AnyUser,
@@ -202,7 +182,6 @@ async def change_ticket_status(
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketOut)
 async def assign_ticket(
-    _slot: CommandSlot,
     ticket_id: uuid.UUID,
     body: AssignIn,
     principal: Staff,

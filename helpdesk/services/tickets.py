@@ -50,6 +50,7 @@ from helpdesk import errors, metrics
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
+from helpdesk.deadline import command_deadline
 from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
@@ -671,25 +672,26 @@ async def _with_retries(runtime: Runtime, call: Callable[[], Awaitable[T]]) -> T
     settings = runtime.settings
     delay = 0.05
     last: RPCError | None = None
-    for attempt in range(settings.ticket_command_retries):
-        if attempt:
-            await asyncio.sleep(delay)
-            delay = min(delay * 3, 2.0)
-        try:
-            async with asyncio.timeout(settings.ticket_command_timeout_seconds):
+    # One deadline for every attempt and pause (and for the whole command when the caller
+    # opened it): the SDK itself retries an unreachable server for 6 to 9 s per call.
+    async with command_deadline(settings.ticket_command_timeout_seconds):
+        for attempt in range(settings.ticket_command_retries):
+            if attempt:
+                await asyncio.sleep(delay)
+                delay = min(delay * 3, 2.0)
+            try:
                 return await call()
-        except TimeoutError:
-            raise errors.Unavailable(
-                "the ticket's workflow did not answer in time", retry_after=5
-            ) from None
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            raise errors.Unavailable(
-                "the ticket's workflow did not answer in time", retry_after=5
-            ) from None
-        except RPCError as err:
-            if err.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED):
-                raise
-            last = err
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                raise errors.Unavailable(
+                    "the ticket's workflow did not answer in time", retry_after=5
+                ) from None
+            except RPCError as err:
+                if err.status not in (
+                    RPCStatusCode.UNAVAILABLE,
+                    RPCStatusCode.RESOURCE_EXHAUSTED,
+                ):
+                    raise
+                last = err
     if last is not None and last.status is RPCStatusCode.RESOURCE_EXHAUSTED:
         raise errors.RateLimited("the ticket is busy; retry shortly", retry_after=1)
     raise errors.Unavailable("the workflow engine is unavailable", retry_after=2)
@@ -874,7 +876,21 @@ async def create(
     idempotency_key: str | None,
 ) -> TicketView:
     """Create a ticket: commit its row, then start its workflow (update-with-start) and
-    answer once the workflow runs. The same Idempotency-Key answers with the same ticket."""
+    answer once the workflow runs. The same Idempotency-Key answers with the same ticket.
+    The whole of it ends within the command timeout (503 past it)."""
+    async with command_deadline(runtime.settings.ticket_command_timeout_seconds):
+        return await _create(
+            runtime, requester_id=requester_id, data=data, idempotency_key=idempotency_key
+        )
+
+
+async def _create(
+    runtime: Runtime,
+    *,
+    requester_id: uuid.UUID,
+    data: NewTicket,
+    idempotency_key: str | None,
+) -> TicketView:
     fingerprint = data.fingerprint()
     ticket: Ticket | None = None
     sla: SlaState | None = None
@@ -961,10 +977,12 @@ async def _command(
 ) -> TicketView:
     """Authorise against the row, send the update, answer with the row as the activity
     left it plus the state the workflow returned. Both reads are snapshots: on SQLite they
-    neither wait behind nor hold up the one writer (the workflow's own activities)."""
+    neither wait behind nor hold up the one writer (the workflow's own activities). The
+    update, its retries and a restart of the workflow share one deadline."""
     async with runtime.database.read() as session:
         await load_visible(session, caller_id, caller_role, ticket_id)
-    state = await send_update(runtime, ticket_id, update, request)
+    async with command_deadline(runtime.settings.ticket_command_timeout_seconds):
+        state = await send_update(runtime, ticket_id, update, request)
     result = await read_view(runtime, caller_id, caller_role, ticket_id, audit_action=None)
     result.workflow = state
     return result
