@@ -49,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
 from workflows.ticket_notify import (  # email and push for every change
-    CREATED,
     NOTIFIED_BY_SLA,
     creation_events,
     notifications_for,
@@ -76,6 +75,9 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self.config = inp.config
         self._lock = asyncio.Lock()
         self._outbox: list[ChangeEvent] = []
+        # The search attributes as last set: at start (by the API, or carried over by
+        # continue-as-new) they match the state.
+        self._upserted = self._search_values()
         # Request ids whose push the persist activity already published (after its commit).
         self._pushed: set[str] = set()
 
@@ -114,7 +116,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if event.request_id in self._pushed:
             self._pushed.discard(event.request_id)
             notifications = [n for n in notifications if not isinstance(n, PushInput)]
-        await send_all(notifications, created=event.action == CREATED)
+        await send_all(notifications)
 
     def _finished(self) -> bool:
         return self._ticket.status is Status.CLOSED or self._ticket.gone
@@ -414,9 +416,18 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:
         self._ticket.version += 1
         self._remember(request_id)
-        workflow.upsert_search_attributes(self._search_attributes())
+        # Only when a value a manager filters by changed (a comment changes none): each
+        # upsert is an event in the ticket's history.
+        values = self._search_values()
+        if values != self._upserted:
+            self._upserted = values
+            workflow.upsert_search_attributes(self._search_attributes())
         self._describe()
         self._outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
+
+    def _search_values(self) -> tuple[Any, ...]:
+        s = self._ticket
+        return (s.status, s.priority, s.escalated, s.assignee_id)
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
         s = self._ticket
