@@ -1,14 +1,19 @@
-"""Determinism: recorded ticket histories replay against today's TicketWorkflow.
+"""Determinism: every recorded history replays against today's workflows (CI runs this).
 
 `tests/histories/ticket_lifecycle.json` was recorded from a real run (create, assign,
 status changes with a note, edit, escalation, close) with the fixed codec key below, so the
-encrypted payloads in it decode here; `ticket_lifecycle_local_notify.json` is the same run
-recorded after a new ticket's notifications became a local activity (notify-created-local-v1).
-Both were recorded again when CRITICAL replaced URGENT (issue 11, before any release): the
-older recordings held an edit to URGENT, which today's workflow refuses.
-A change that breaks replay must be guarded with `workflow.patched(...)`. Record deliberately
-(after an intended, patched change) with `HELPDESK_RECORD_HISTORIES=<name> pytest
-tests/test_replay.py -k fresh` (a new fixture beside the others; `1` replaces the original).
+encrypted payloads in it decode here; `ticket_sla_breach.json` (tests/test_sla_breach_push.py)
+and `ticket_ordinary_life.json` (tests/test_history_size.py: comments, escalation,
+reassignment) likewise. All were recorded afresh when the pre-release `workflow.patched`
+branches were removed (issue 12: nothing had been released, so no history needed them).
+
+From the first release on, the policy in README "Changing a workflow" holds: a change that
+alters the commands a workflow issues is guarded with `workflow.patched(id)`, recorded as a
+new fixture, then deprecated (`workflow.deprecate_patch(id)`) once no running workflow
+predates it, then removed with its fixture once no history holds the deprecation. Record
+with `HELPDESK_RECORD_HISTORIES=1 pytest tests/test_replay.py tests/test_sla_breach_push.py
+tests/test_history_size.py -k "fresh or ordinary"` (`1` replaces the fixtures; any other value
+`<name>` adds histories/<name>.json beside them).
 """
 
 from __future__ import annotations

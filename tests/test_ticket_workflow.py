@@ -98,7 +98,8 @@ async def test_continue_as_new_keeps_state_and_deduplication(runtime, temporal_c
         # IN_PROGRESS from RESOLVED would be refused: the duplicate is answered, not judged.
         again = await handle.execute_update(TicketWorkflow.change_status, replay)
         assert again.version == state.version
-        assert "dup-1" in again.seen_request_ids
+        assert "dup-1" in (await handle.query(TicketWorkflow.state)).seen_request_ids
+        assert again.seen_request_ids == []  # answers leave them out (history size)
 
         # It continued as new (at least once): the main loop does so in the workflow task
         # after the update that crossed the threshold, so give it a moment under load.
@@ -319,7 +320,7 @@ async def test_canary_absent_from_raw_history_and_database_files(
         sorted(json.loads(p.data)) for p in markers
     ]
     local = [json.loads(p.data) for p in markers if "activity_type" in json.loads(p.data)]
-    assert [m["activity_type"] for m in local] == ["notify_change"]
+    assert {m["activity_type"] for m in local} <= {"notify_change", "record_sla", "load_sla_policy"}
     plaintext = [p for p in plaintext if b"type" in p.metadata]
     # No TemporalChangeVersion upserts (those came with `workflow.patched`).
     assert not [p for p in plaintext if p.data.startswith(b"[")]

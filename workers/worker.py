@@ -49,6 +49,7 @@ PASSTHROUGH_MODULES = (
     # ticket creation throughput (each run re-compiled ~29 modules). Replay tests still
     # guard their determinism; the TicketWorkflow class itself stays sandboxed.
     "workflows.ticket_types",
+    "workflows.local_first",
     "workflows.transitions",
     "workflows.sla",
     "workflows.ticket_sla",

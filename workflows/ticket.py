@@ -49,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
 from workflows.ticket_notify import (  # email and push for every change
-    CREATED,
     NOTIFIED_BY_SLA,
     creation_events,
     notifications_for,
@@ -76,6 +75,9 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self.config = inp.config
         self._lock = asyncio.Lock()
         self._outbox: list[ChangeEvent] = []
+        # The search attributes as last set: at start (by the API, or carried over by
+        # continue-as-new) they match the state.
+        self._upserted = self._search_values()
         # Request ids whose push the persist activity already published (after its commit).
         self._pushed: set[str] = set()
 
@@ -99,7 +101,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 # A change accepted while we waited still has its effects.
                 while self._outbox:
                     await self._after_change(self._outbox.pop(0))
-                return self._ticket
+                return self._answer()
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._outbox:  # a handler finished meanwhile: drain first
@@ -114,7 +116,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if event.request_id in self._pushed:
             self._pushed.discard(event.request_id)
             notifications = [n for n in notifications if not isinstance(n, PushInput)]
-        await send_all(notifications, created=event.action == CREATED)
+        await send_all(notifications)
 
     def _finished(self) -> bool:
         return self._ticket.status is Status.CLOSED or self._ticket.gone
@@ -137,7 +139,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @workflow.update(description="Answer once the ticket's workflow runs (sent with its start)")
     async def opened(self, req: OpenRequest) -> TicketState:
         del req
-        return self._ticket
+        return self._answer()
 
     @opened.validator
     def _validate_opened(self, req: OpenRequest) -> None:
@@ -149,7 +151,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     async def change_status(self, req: StatusChange) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_status(req)
             old = self._ticket.status
             await self._persist(
@@ -167,7 +169,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 "status_changed",
                 {"status": {"old": old.value, "new": req.status.value}},
             )
-            return self._ticket
+            return self._answer()
 
     @change_status.validator
     def _validate_status(self, req: StatusChange) -> None:
@@ -178,12 +180,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     async def assign(self, req: AssignRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_assign(req)
             old = self._ticket.assignee_id
             if not req.auto and req.agent_id == old:
                 self._remember(req.request_id)
-                return self._ticket
+                return self._answer()
             updates = FieldUpdates(fields=["assignee_id"], assignee_id=req.agent_id)
             changes = {"assignee_id": {"old": _s(old), "new": _s(req.agent_id)}}
             result = await self._persist(
@@ -201,7 +203,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 "assigned",
                 {"assignee_id": {"old": _s(old), "new": _s(result.assignee_id)}},
             )
-            return self._ticket
+            return self._answer()
 
     @assign.validator
     def _validate_assign(self, req: AssignRequest) -> None:
@@ -212,7 +214,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     async def edit(self, req: EditRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_edit(req)
             e = req.edits
             updates = FieldUpdates(fields=list(e.fields))
@@ -237,7 +239,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 if name in e.fields:
                     setattr(self._ticket, name, getattr(e, name))
             self._accepted(req.request_id, "edited", changes)
-            return self._ticket
+            return self._answer()
 
     @edit.validator
     def _validate_edit(self, req: EditRequest) -> None:
@@ -248,7 +250,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     async def escalate(self, req: EscalateRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_escalate(req)
             level = self._ticket.escalation_level + 1
             changes = {
@@ -275,7 +277,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             self._ticket.escalated = True
             self._ticket.escalation_level = level
             self._accepted(req.request_id, "escalated", changes)
-            return self._ticket
+            return self._answer()
 
     @escalate.validator
     def _validate_escalate(self, req: EscalateRequest) -> None:
@@ -356,6 +358,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
 
     # --- plumbing --------------------------------------------------------------------
 
+    def _answer(self) -> TicketState:
+        """The state an update (or the run) answers with: without the request ids seen,
+        which only the workflow needs (each answer is stored in history; the `state` query
+        and continue-as-new carry them)."""
+        return self._ticket.model_copy(update={"seen_request_ids": []})
+
     def _seen(self, request_id: str) -> bool:
         return request_id in self._ticket.seen_request_ids
 
@@ -414,9 +422,18 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:
         self._ticket.version += 1
         self._remember(request_id)
-        workflow.upsert_search_attributes(self._search_attributes())
+        # Only when a value a manager filters by changed (a comment changes none): each
+        # upsert is an event in the ticket's history.
+        values = self._search_values()
+        if values != self._upserted:
+            self._upserted = values
+            workflow.upsert_search_attributes(self._search_attributes())
         self._describe()
         self._outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
+
+    def _search_values(self) -> tuple[Any, ...]:
+        s = self._ticket
+        return (s.status, s.priority, s.escalated, s.assignee_id)
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
         s = self._ticket

@@ -229,6 +229,8 @@ class TicketCommentsMixin:
 
         def _seen(self, request_id: str) -> bool: ...
 
+        def _answer(self) -> TicketState: ...
+
         async def _persist(
             self,
             request_id: str,
@@ -251,7 +253,7 @@ class TicketCommentsMixin:
     async def add_comment(self, event: CommentAdded) -> TicketState:
         async with self._lock:
             if self._seen(event.request_id):
-                return self._ticket
+                return self._answer()
             problem = refusal(event, self._ticket)
             if problem is not None:
                 raise problem
@@ -275,7 +277,7 @@ class TicketCommentsMixin:
                 )
                 self._ticket.status = Status.OPEN
                 self._accepted(key, "status_changed", {**changes, "actor_id": str(actor.id)})
-            return self._ticket
+            return self._answer()
 
     @add_comment.validator
     def _validate_comment(self, event: CommentAdded) -> None:

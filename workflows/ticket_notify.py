@@ -62,10 +62,10 @@ Notification = NotifyInput | PushInput
 # Changes whose notifications the SLA mixin already sends (escalation: emails to the
 # managers it looks up, and the push), passed as `skip=` by the ticket workflow.
 NOTIFIED_BY_SLA: frozenset[str] = frozenset({"escalated"})
-# A change's notifications run as ONE activity (`notify_change`), not one per email and push.
-# A new ticket's run as a LOCAL activity inside its first workflow task (no activity task, no
-# second workflow task: creation costs the Temporal server one workflow task, as a trivial
-# workflow does); a failed local attempt falls back to the `notify_change` activity.
+# A change's notifications run as ONE activity (`notify_change`), not one per email and push,
+# and as a LOCAL activity first, inside the workflow task already running (no activity task,
+# no second workflow task: a new ticket costs the Temporal server one workflow task, as a
+# trivial workflow does); a failed local attempt falls back to the regular activity.
 # How long the local attempt may take: as long as one attempt of the activity (a cut-off
 # send keeps its claim, at most once, so a shorter limit would lose slow providers' mail).
 # A local activity running past ~8 s makes the SDK complete the workflow task anyway (its
@@ -272,8 +272,9 @@ PUSH_RETRY = RetryPolicy(
 )
 
 
-async def send_all(notifications: Sequence[Notification], *, created: bool = False) -> list[str]:
-    """Run the notification activity of one change from workflow code.
+async def send_all(notifications: Sequence[Notification]) -> list[str]:
+    """Run the notification activity of one change from workflow code: ONE local attempt
+    first (`send_batch_local`), the regular activity with its retries if that failed.
 
     Returns one outcome per input (``sent``/``duplicate``/``skipped``/``uncertain`` for an
     email, ``pushed`` for a push, ``failed`` when the activity gave up). Never raises for a
@@ -281,10 +282,9 @@ async def send_all(notifications: Sequence[Notification], *, created: bool = Fal
     fail the ticket (or the attachment scan)."""
     if not notifications:
         return []
-    if created:
-        outcomes = await send_batch_local(notifications)
-        if outcomes is not None:
-            return outcomes
+    outcomes = await send_batch_local(notifications)
+    if outcomes is not None:
+        return outcomes
     return await send_batch(notifications)
 
 
