@@ -264,3 +264,35 @@ async def test_the_rebuild_command_restores_lost_rollups(
     finally:
         get_settings.cache_clear()
     assert await _snapshot(runtime) == before
+
+
+def test_a_period_reads_whole_days_from_daily_cells_and_its_edges_from_hourly_ones() -> None:
+    from helpdesk.analytics.queries import _spans
+
+    start = START.replace(hour=9, minute=30)  # Monday 09:30
+    end = START + timedelta(days=3, hours=4, minutes=10)  # Thursday 13:10
+    day = timedelta(days=1)
+    monday = START.replace(hour=0)
+    assert _spans(Scope(start, end)) == [
+        ("", START, monday + day),
+        ("@d", monday + day, monday + 3 * day),
+        ("", monday + 3 * day, end.replace(minute=0) + timedelta(hours=1)),
+    ]
+    inside = Scope(START.replace(hour=10), START.replace(hour=12))
+    assert _spans(inside) == [("", START.replace(hour=10), START.replace(hour=12))]
+
+
+async def test_an_edge_hour_counts_whole_and_a_later_hour_not_at_all(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    timeline.clock.advance(minutes=30)  # 09:30
+    await timeline.create()
+    async with rt.database.read() as session:
+        for start, end, expected in (
+            (START + timedelta(minutes=59), START + timedelta(days=2), 1),
+            (START - timedelta(days=2), START + timedelta(minutes=1), 1),
+            (START + timedelta(hours=1), START + timedelta(days=2), 0),
+            (START - timedelta(days=2), START, 0),
+        ):
+            m = await queries.period(session, Scope(start, end), 1)
+            assert m["created"] == expected, (start, end)

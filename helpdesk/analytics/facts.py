@@ -9,7 +9,8 @@ which is exactly what `helpdesk analytics rebuild` recomputes from the rows.
 
 A fact's measures are attributed to the ticket's CURRENT status, priority, category and
 assignee (as Zendesk Explore reports ticket attributes), each at the UTC hour of the event
-that defines it (created, first reply, resolution, breach, reopen, escalation).
+that defines it (created, first reply, resolution, breach, reopen, escalation), in the
+cell of that hour and in the cell of that day.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from models.enums import TicketStatus
 from models.ticket import Ticket
 
 DIMENSIONS = ("all", "status", "priority", "category", "assignee")
+# Each measure is kept twice: per UTC hour (dimension name as is) and per UTC day (the name
+# with this suffix), so a long period reads one row per day and value, hours at its edges.
+DAILY = "@d"
 NONE_VALUE = "none"  # the dimension value of "no category" / "unassigned"
 _DONE = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
 _LIVE = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
@@ -103,8 +107,10 @@ def contributions(f: Mapping[str, Any] | None) -> Contributions:
     )
     for at, measures in events_of(f):
         hour = hour_of(at)
+        day = hour.replace(hour=0)
         for dim, value in dims:
             out.setdefault((dim, hour, value), Counter()).update(measures)
+            out.setdefault((dim + DAILY, day, value), Counter()).update(measures)
     return out
 
 
