@@ -22,6 +22,7 @@ from api.routes import (
     codec,
     comments,
     health,
+    satisfaction,
     sla,
     ticket_queries,
     tickets,
@@ -52,6 +53,8 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{API_PREFIX}/auth/forgot-password"),
         ("POST", f"{API_PREFIX}/auth/reset-password"),
         ("POST", f"{API_PREFIX}/auth/verify-email"),
+        # With the survey email's token instead of a sign-in (helpdesk.services.satisfaction).
+        ("POST", f"{API_PREFIX}/tickets/{{ticket_id}}/satisfaction"),
     }
 )
 
@@ -153,6 +156,7 @@ def create_app(
     app.include_router(attachments.router, prefix=API_PREFIX, tags=["attachments"])
     app.include_router(sla.router, prefix=API_PREFIX, tags=["sla"])
     app.include_router(analytics.router, prefix=API_PREFIX, tags=["analytics"])
+    app.include_router(satisfaction.router, prefix=API_PREFIX, tags=["satisfaction"])
     app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
     # Outermost: the Temporal UI (another origin) preflights its codec calls.
     app.add_middleware(

@@ -76,6 +76,7 @@ def make_facts(n: int, seed: int = 5) -> list[dict[str, Any]]:
         )
         breached = rng.random() < 0.06
         escalated = rng.random() < 0.04
+        rated = rng.random() < 0.3
         out.append(
             {
                 "ticket_id": uuid.uuid4(),
@@ -96,6 +97,9 @@ def make_facts(n: int, seed: int = 5) -> list[dict[str, Any]]:
                     created + timedelta(hours=8) if breached and answered else None
                 ),
                 "resolution_breached_at": None,
+                "csat_sent_at": res + timedelta(hours=1) if resolved else None,
+                "csat_answered_at": res + timedelta(hours=5) if resolved and rated else None,
+                "csat_rating": rng.randint(1, 5) if resolved and rated else None,
                 "requester_id": uuid.uuid4(),
             }
         )
@@ -113,7 +117,8 @@ def rollups(facts: list[dict[str, Any]]) -> Contributions:
 FACT_COLUMNS = (
     "ticket_id created_at status priority category_id assignee_id first_response_at "
     "first_resolved_at resolved_at reopen_count last_reopened_at staff_replies "
-    "escalation_level escalated_at first_response_breached_at resolution_breached_at"
+    "escalation_level escalated_at first_response_breached_at resolution_breached_at "
+    "csat_sent_at csat_answered_at csat_rating"
 ).split()
 TICKET_COLUMNS = (
     "id number status priority priority_rank requester_id assignee_id category_id escalated "

@@ -44,6 +44,10 @@ class TicketFact(Base):
     escalated_at: Mapped[datetime | None]
     first_response_breached_at: Mapped[datetime | None]
     resolution_breached_at: Mapped[datetime | None]
+    # The latest survey sent and not cancelled (helpdesk.services.satisfaction).
+    csat_sent_at: Mapped[datetime | None]
+    csat_answered_at: Mapped[datetime | None]
+    csat_rating: Mapped[int | None] = mapped_column(Integer)
 
 
 class AnalyticsRollup(Base):

@@ -141,6 +141,13 @@ class Escalations(BaseModel):
     by_level: dict[str, int | None]
 
 
+class Csat(BaseModel):
+    sent: int | None
+    answered: int | None
+    score: float | None = Field(description="share of answers rating 4 or 5")
+    response_rate: float | None = Field(description="answered / sent")
+
+
 class Measures(BaseModel):
     created: int | None
     resolved: int | None
@@ -151,6 +158,7 @@ class Measures(BaseModel):
     escalations: Escalations
     reopen_rate: float | None
     one_touch_rate: float | None
+    csat: Csat
     suppressed: bool = Field(description="some figure counted fewer than k tickets: null")
 
 

@@ -21,11 +21,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.histogram import bucket
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
+from models.satisfaction import SatisfactionSurvey
 from models.ticket import Ticket
 
 DIMENSIONS = ("all", "status", "priority", "category", "assignee")
@@ -90,6 +92,11 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
         events.append((f["last_reopened_at"], {"reopened": 1}))
     if f["escalated_at"] is not None and f["escalation_level"] > 0:
         events.append((f["escalated_at"], {"escalated": 1, f"esc:{f['escalation_level']}": 1}))
+    if f["csat_sent_at"] is not None:
+        events.append((f["csat_sent_at"], {"csat_sent": 1}))
+        if f["csat_answered_at"] is not None and f["csat_rating"] is not None:
+            good = 1 if f["csat_rating"] >= 4 else 0
+            events.append((f["csat_answered_at"], {"csat_answered": 1, "csat_good": good}))
     return events
 
 
@@ -160,6 +167,18 @@ def advance(
             fact.resolution_breached_at = when
 
 
+def latest_survey(surveys: Iterable[SatisfactionSurvey]) -> SatisfactionSurvey | None:
+    """The survey a fact reports: the latest resolution's that was sent, not cancelled."""
+    live = [s for s in surveys if s.sent_at is not None and s.cancelled_at is None]
+    return max(live, key=lambda s: s.resolution, default=None)
+
+
+def apply_survey(fact: TicketFact, survey: SatisfactionSurvey | None) -> None:
+    fact.csat_sent_at = survey.sent_at if survey else None
+    fact.csat_answered_at = survey.answered_at if survey else None
+    fact.csat_rating = survey.rating if survey else None
+
+
 def new_fact(ticket: Ticket) -> TicketFact:
     return TicketFact(
         ticket_id=ticket.id,
@@ -179,15 +198,22 @@ async def record(
     at: datetime,
     staff_reply: bool = False,
     breaches: Iterable[tuple[str, datetime]] = (),
+    surveys: bool = False,
 ) -> None:
     """Update the ticket's fact and the rollups, in the caller's transaction (which has
-    written, and on PostgreSQL locked, the ticket row)."""
+    written, and on PostgreSQL locked, the ticket row). `surveys`: the ticket's
+    satisfaction surveys changed; the fact takes the latest one sent and not cancelled."""
     fact = await session.get(TicketFact, ticket.id)
     old = None if fact is None else values_of(fact)
     if fact is None:
         fact = new_fact(ticket)
         session.add(fact)
     advance(fact, ticket, at=at, staff_reply=staff_reply, breaches=breaches)
+    if surveys:
+        found = await session.scalars(
+            select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id == ticket.id)
+        )
+        apply_survey(fact, latest_survey(list(found)))
     delta = difference(contributions(old), contributions(values_of(fact)))
     await apply_delta(session, delta)
 

@@ -101,6 +101,12 @@ def measures(m: Mapping[str, int], k: int) -> dict[str, Any]:
         "escalations": {"count": s.count(int(m.get("escalated", 0))), "by_level": levels},
         "reopen_rate": _rate(int(m.get("resolved_reopened", 0)), resolved, s),
         "one_touch_rate": _rate(int(m.get("one_touch", 0)), resolved, s),
+        "csat": {
+            "sent": s.count(int(m.get("csat_sent", 0))),
+            "answered": s.count(int(m.get("csat_answered", 0))),
+            "score": _rate(int(m.get("csat_good", 0)), int(m.get("csat_answered", 0)), s),
+            "response_rate": _rate(int(m.get("csat_answered", 0)), int(m.get("csat_sent", 0)), s),
+        },
     }
     out["suppressed"] = s.suppressed
     return out

@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.analytics.facts import Contributions, contributions
+from helpdesk.analytics.facts import Contributions, contributions, latest_survey
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import STAFF_ROLES, TicketStatus
+from models.satisfaction import SatisfactionSurvey
 from models.ticket import Ticket, TicketHistory
 
 BATCH = 1000
@@ -35,8 +36,12 @@ class Rebuilt:
     cells: int
 
 
-def fact_from_rows(ticket: Ticket, history: Sequence[TicketHistory]) -> dict[str, Any]:
-    """A ticket's fact from its row and its history entries (in time order)."""
+def fact_from_rows(
+    ticket: Ticket,
+    history: Sequence[TicketHistory],
+    surveys: Sequence[SatisfactionSurvey] = (),
+) -> dict[str, Any]:
+    """A ticket's fact from its row, its history entries (in time order) and surveys."""
     first_resolved: datetime | None = None
     reopens = 0
     last_reopened: datetime | None = None
@@ -64,6 +69,7 @@ def fact_from_rows(ticket: Ticket, history: Sequence[TicketHistory]) -> dict[str
                 breaches[clock] = entry.at
     if first_resolved is None:
         first_resolved = ticket.resolved_at
+    survey = latest_survey(surveys)
     return {
         "ticket_id": ticket.id,
         "created_at": ticket.created_at,
@@ -81,6 +87,9 @@ def fact_from_rows(ticket: Ticket, history: Sequence[TicketHistory]) -> dict[str
         "escalated_at": ticket.escalated_at,
         "first_response_breached_at": breaches.get("first_response"),
         "resolution_breached_at": breaches.get("resolution"),
+        "csat_sent_at": survey.sent_at if survey else None,
+        "csat_answered_at": survey.answered_at if survey else None,
+        "csat_rating": survey.rating if survey else None,
     }
 
 
@@ -109,7 +118,12 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
         )
         for entry in entries:
             by_ticket[entry.ticket_id].append(entry)
-        facts = [fact_from_rows(t, by_ticket[t.id]) for t in tickets]
+        surveys: dict[uuid.UUID, list[SatisfactionSurvey]] = {}
+        for survey in await session.scalars(
+            select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id.in_(ids))
+        ):
+            surveys.setdefault(survey.ticket_id, []).append(survey)
+        facts = [fact_from_rows(t, by_ticket[t.id], surveys.get(t.id, [])) for t in tickets]
         for values in facts:
             for key, measures in contributions(values).items():
                 cells.setdefault(key, Counter()).update(measures)
