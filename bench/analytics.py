@@ -49,9 +49,11 @@ PG_ADMIN = os.environ.get("HELPDESK_BENCH_PG", "postgresql://postgres@127.0.0.1:
 
 
 def rss_mb() -> float:
+    """Anonymous resident memory (the heap): SQLite's memory-mapped database file pages
+    (`mmap_size`) are file-backed and left out."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
