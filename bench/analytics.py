@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import statistics
 import tempfile
 import time
 import uuid
@@ -331,6 +332,75 @@ async def run_backend(
     return figures
 
 
+async def write_overhead(changes: int = 200) -> dict[str, Any]:
+    """What keeping facts and rollups adds to a ticket write: each write of `changes`
+    tickets' lives (create, assign, in progress, resolve) through the services, on a fresh
+    SQLite file, with the time spent in `facts.record` summed apart."""
+    from helpdesk.analytics import facts as facts_module
+    from helpdesk.services import tickets, users
+    from models.enums import Role
+    from workflows.ticket_types import Actor, FieldUpdates, PersistChange
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-analytics-w-"))
+    url = f"sqlite+aiosqlite:///{tmp / 'w.db'}"
+    await asyncio.to_thread(upgrade, url)
+    from api.app import prepare_runtime
+
+    runtime = prepare_runtime(
+        build_runtime(
+            Settings(environment="test", var_dir=tmp, database_url=url, argon2_time_cost=1,
+                     argon2_memory_cost=8192)
+        )
+    )  # fmt: skip
+    inner = facts_module.record
+    spent: list[float] = []
+
+    async def timed_record(*args: Any, **kwargs: Any) -> None:
+        started = time.perf_counter()
+        await inner(*args, **kwargs)
+        spent.append(time.perf_counter() - started)
+
+    facts_module.record = timed_record
+    total: list[float] = []
+    try:
+        async with runtime.database.transaction() as session:
+            user = await users.create_user(
+                session, runtime, email="bench@example.test", password="x" * 16,
+                full_name="Bench", role=Role.SUPPORT_AGENT,
+            )  # fmt: skip
+        actor = Actor(id=user.id, role=Role.SUPPORT_AGENT.value)
+        for _ in range(changes):
+            started = time.perf_counter()
+            async with runtime.database.transaction() as session:
+                inserted = await tickets.insert_ticket(
+                    session, runtime, requester_id=user.id,
+                    data=tickets.NewTicket(title="bench", description=None), auto_assign=False,
+                )  # fmt: skip
+            total.append(time.perf_counter() - started)
+            steps: list[dict[str, Any]] = [
+                {"assignee_id": user.id},
+                {"status": "IN_PROGRESS"},
+                {"status": "RESOLVED"},
+            ]
+            for fields in steps:
+                change = PersistChange(
+                    ticket_id=inserted.ticket.id, event_key=uuid.uuid4().hex, actor=actor,
+                    action="changed", updates=FieldUpdates(fields=list(fields), **fields),
+                )  # fmt: skip
+                started = time.perf_counter()
+                async with runtime.database.transaction() as session:
+                    await tickets.apply_change(session, runtime, change)
+                total.append(time.perf_counter() - started)
+    finally:
+        facts_module.record = inner
+        await runtime.close()
+    return {
+        "analytics_write_record_ms_mean": round(statistics.mean(spent) * 1000, 2),
+        "analytics_write_transaction_ms_mean": round(statistics.mean(total) * 1000, 2),
+        "analytics_write_share": round(sum(spent) / sum(total), 3),
+    }
+
+
 async def main_async(options: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     facts = make_facts(options.tickets)
@@ -341,6 +411,7 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
         "analytics_generate_s": round(time.perf_counter() - started, 1),
         "load_before": os.getloadavg()[0],
     }
+    result.update(await write_overhead())
     for backend in options.backend or ["sqlite", "postgres"]:
         result.update(await run_backend(backend, options.tickets, options.requests, facts, cells))
     result["load_after"] = os.getloadavg()[0]

@@ -19,9 +19,9 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.histogram import bucket
@@ -219,41 +219,54 @@ async def record(
 
 
 async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
-    """Add measure deltas to rollup cells, creating and deleting cells as needed. Cells are
-    locked in one global order, so concurrent writers on PostgreSQL cannot deadlock."""
-    for key in sorted(delta):
-        row = await session.get(AnalyticsRollup, key, with_for_update=True, populate_existing=True)
-        if row is None:
-            await _insert_empty(session, key)
-            row = await session.get(
-                AnalyticsRollup, key, with_for_update=True, populate_existing=True
-            )
-            if row is None:  # pragma: no cover - inserted (or found) just above
-                raise LookupError("analytics rollup cell vanished")
-        merged = dict(row.metrics or {})
-        for name, change in delta[key].items():
+    """Add measure deltas to rollup cells in three statements: insert the missing cells
+    (ON CONFLICT DO NOTHING), read them all FOR UPDATE (PostgreSQL locks them, in one
+    statement, so concurrent writers queue on the hot cells instead of deadlocking), then
+    one executemany of the new values; cells left empty are deleted."""
+    if not delta:
+        return
+    table = cast(Table, AnalyticsRollup.__table__)
+    keys = sorted(delta)
+    await session.execute(
+        _insert(session, table).on_conflict_do_nothing(),
+        [{"dim": d, "hour": h, "value": v, "metrics": {}} for d, h, v in keys],
+    )
+    rows = await session.execute(
+        select(table.c.dim, table.c.hour, table.c.value, table.c.metrics)
+        .where(tuple_(table.c.dim, table.c.hour, table.c.value).in_(keys))
+        .order_by(table.c.dim, table.c.hour, table.c.value)
+        .with_for_update()
+    )
+    updates, empty = [], []
+    for dim, hour, value, metrics in rows.all():
+        merged = dict(metrics or {})
+        for name, change in delta.get((dim, hour, value), Counter()).items():
             total = int(merged.get(name, 0)) + change
             if total:
                 merged[name] = total
             else:
                 merged.pop(name, None)
+        key = {"k_dim": dim, "k_hour": hour, "k_value": value}
         if merged:
-            row.metrics = merged
+            updates.append({**key, "metrics": merged})
         else:
-            await session.delete(row)
-    await session.flush()
+            empty.append(key)
+    where = (
+        (table.c.dim == bindparam("k_dim"))
+        & (table.c.hour == bindparam("k_hour", type_=table.c.hour.type))
+        & (table.c.value == bindparam("k_value"))
+    )
+    if updates:
+        await session.execute(update(table).where(where), updates)
+    if empty:
+        await session.execute(delete(table).where(where), empty)
 
 
-async def _insert_empty(session: AsyncSession, key: CellKey) -> None:
-    dim, hour, value = key
+def _insert(session: AsyncSession, table: Any) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(AnalyticsRollup)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(AnalyticsRollup)
-    await session.execute(
-        stmt.values(dim=dim, hour=hour, value=value, metrics={}).on_conflict_do_nothing()
-    )
+    return sqlite_insert(table)
