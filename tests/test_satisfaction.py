@@ -3,6 +3,7 @@ token or by the signed-in requester), withdrawn by a reopen, counted by analytic
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import timedelta
@@ -147,3 +148,34 @@ async def test_an_expired_survey_answers_410(
     line.clock.advance(hours=runtime.settings.csat_survey_life_hours + 1)
     r = await client.post(URL.format(t), json={"rating": 3}, headers=people["requester"].headers)
     assert r.status_code == 410
+
+
+async def test_an_answer_is_pushed_to_the_ticket_s_staff_room_only(
+    runtime: Runtime, temporal_client: object, people: dict[str, Actor], line: Timeline
+) -> None:
+    from api.app import create_asgi_app
+    from tests.comm_support import connect, serve
+
+    t = await resolved_ticket(line)
+    await satisfaction.send_due(runtime)
+    asgi = create_asgi_app(runtime=runtime, temporal_client=temporal_client, run_worker=False)
+    async with serve(asgi, asgi.other_asgi_app) as running:
+        events = ["ticket.satisfaction"]
+        agent = await connect(running.url, people["agent"].token, events)
+        requester = await connect(running.url, people["requester"].token, events)
+        try:
+            joined = await agent.client.call("join_ticket", {"ticket_id": str(t)}, timeout=5)
+            assert joined["ok"] is True
+            await requester.client.call("join_ticket", {"ticket_id": str(t)}, timeout=5)
+            async with httpx.AsyncClient(base_url=running.url) as http:
+                r = await http.post(
+                    URL.format(t), json={"rating": 4}, headers=people["requester"].headers
+                )
+                assert r.status_code == 201, r.text
+            payload = await agent.wait_for("ticket.satisfaction")
+            assert payload == {"ticket_id": str(t), "rating": 4, "resolution": 1}
+            await asyncio.sleep(0.3)
+            assert requester.names() == []
+        finally:
+            await agent.close()
+            await requester.close()
