@@ -102,6 +102,13 @@ def make_facts(n: int, seed: int = 5) -> list[dict[str, Any]]:
                     created + timedelta(hours=8) if breached and answered else None
                 ),
                 "resolution_breached_at": None,
+                # The seeded policies' calendar is 24x7: business time = calendar time.
+                "first_response_business_seconds": (
+                    int((fr - created).total_seconds()) if answered else None
+                ),
+                "resolution_business_seconds": (
+                    int((res - created).total_seconds()) if resolved else None
+                ),
                 "csat_sent_at": res + timedelta(hours=1) if resolved else None,
                 "csat_answered_at": res + timedelta(hours=5) if resolved and rated else None,
                 "csat_rating": rng.randint(1, 5) if resolved and rated else None,
@@ -123,6 +130,7 @@ FACT_COLUMNS = (
     "ticket_id created_at status priority category_id assignee_id first_response_at "
     "first_resolved_at resolved_at reopen_count last_reopened_at staff_replies "
     "escalation_level escalated_at first_response_breached_at resolution_breached_at "
+    "first_response_business_seconds resolution_business_seconds "
     "csat_sent_at csat_answered_at csat_rating"
 ).split()
 TICKET_COLUMNS = (

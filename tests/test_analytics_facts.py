@@ -329,3 +329,48 @@ async def test_concurrent_changes_keep_the_rollups_exact(timeline: Timeline, rt:
     async with rt.database.transaction() as session:
         await rebuild(session)
     assert await _snapshot(rt) == kept
+
+
+async def test_business_time_counts_only_the_calendar_s_working_hours(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """MEDIUM tickets under a Monday-Friday 09:00-17:00 UTC calendar: created Friday 16:00,
+    first reply Monday 10:00 (66 h of calendar time, 2 h of business time), resolved
+    Monday 12:00 (68 h; 4 h)."""
+    from helpdesk.services import sla as sla_service
+    from models.enums import Priority
+    from models.sla import SlaPolicy
+
+    hours = [["09:00", "17:00"]]
+    async with rt.database.transaction() as session:
+        calendar = await sla_service.save_calendar(
+            session, rt, calendar_id=None, name="office", time_zone="UTC",
+            weekly_hours={d: hours for d in ("mon", "tue", "wed", "thu", "fri")}, holidays=[],
+        )  # fmt: skip
+        policy = await session.scalar(select(SlaPolicy).where(SlaPolicy.priority == "MEDIUM"))
+        assert policy is not None
+        await sla_service.save_policy(
+            session, rt, policy_id=policy.id, priority=Priority.MEDIUM,
+            first_response_minutes=policy.first_response_minutes,
+            resolution_minutes=policy.resolution_minutes, calendar_id=calendar.id,
+        )  # fmt: skip
+    timeline.clock.now = START - timedelta(days=3) + timedelta(hours=7)  # Friday 16:00
+    t = await timeline.create()
+    timeline.clock.now = START + timedelta(hours=1)  # Monday 10:00
+    await timeline.reply(t)
+    await timeline.set_status(t, "IN_PROGRESS")
+    timeline.clock.advance(hours=2)
+    await timeline.set_status(t, "RESOLVED")
+    async with rt.database.read() as session:
+        m = await queries.period(
+            session, Scope(START - timedelta(days=5), START + timedelta(days=1)), 1
+        )
+    assert m["first_response"]["mean_seconds"] == 66 * 3600
+    assert m["first_response_business"]["mean_seconds"] == 2 * 3600
+    assert m["resolution"]["mean_seconds"] == 68 * 3600
+    assert m["resolution_business"]["mean_seconds"] == 4 * 3600
+    assert near(m["resolution_business"]["median_seconds"], 4 * 3600)
+    kept = await _snapshot(rt)
+    async with rt.database.transaction() as session:
+        await rebuild(session)
+    assert await _snapshot(rt) == kept

@@ -154,6 +154,8 @@ class Measures(BaseModel):
     reopened: int | None
     first_response: Durations
     resolution: Durations
+    first_response_business: Durations = Field(description="in the SLA calendar's hours")
+    resolution_business: Durations = Field(description="in the SLA calendar's hours")
     sla: Sla
     escalations: Escalations
     reopen_rate: float | None

@@ -25,9 +25,11 @@ from sqlalchemy import Table, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.histogram import bucket
+from helpdesk.business_hours import WorkingCalendar
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
 from models.satisfaction import SatisfactionSurvey
+from models.sla import BusinessCalendar, SlaPolicy
 from models.ticket import Ticket
 
 DIMENSIONS = ("all", "status", "priority", "category", "assignee")
@@ -60,6 +62,11 @@ def values_of(fact: TicketFact) -> dict[str, Any]:
     return {name: getattr(fact, name) for name in _FIELDS}
 
 
+def _business(m: dict[str, int], name: str, seconds: int | None) -> None:
+    if seconds is not None:
+        m.update({f"{name}_n": 1, f"{name}_sum": seconds, f"{name}:{bucket(seconds)}": 1})
+
+
 def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     """The measures one ticket contributes, each at the moment that defines it."""
     created: datetime = f["created_at"]
@@ -71,6 +78,7 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
         m = {"fr_n": 1, "fr_sum": s, f"fr:{bucket(s)}": 1}
         if fr_breached is None:
             m["fr_met"] = 1
+        _business(m, "frb", f["first_response_business_seconds"])
         events.append((first_response, m))
     if fr_breached is not None:
         events.append((fr_breached, {"fr_breached": 1}))
@@ -79,6 +87,7 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     if resolved is not None:
         s = _seconds(created, resolved)
         m = {"resolved": 1, "res_n": 1, "res_sum": s, f"res:{bucket(s)}": 1}
+        _business(m, "resb", f["resolution_business_seconds"])
         if f["reopen_count"]:
             m["resolved_reopened"] = 1
         if f["staff_replies"] == 1:
@@ -167,6 +176,41 @@ def advance(
             fact.resolution_breached_at = when
 
 
+async def working_calendar(session: AsyncSession, priority: str) -> WorkingCalendar:
+    """The calendar of the SLA policy of a priority (24x7 without one)."""
+    calendar = await session.scalar(
+        select(BusinessCalendar)
+        .join(SlaPolicy, SlaPolicy.calendar_id == BusinessCalendar.id)
+        .where(SlaPolicy.priority == priority)
+    )
+    if calendar is None:
+        return WorkingCalendar.always()
+    return WorkingCalendar.from_spec(calendar.time_zone, calendar.weekly_hours, calendar.holidays)
+
+
+async def business_durations(
+    session: AsyncSession, fact: TicketFact, old: Mapping[str, Any] | None
+) -> None:
+    """Business-time durations of the first reply and the resolution, computed when they
+    happen (or change), under the calendar of the ticket's priority then."""
+    before = old or {}
+    jobs = []
+    if fact.first_response_at != before.get("first_response_at"):
+        jobs.append(("first_response_business_seconds", fact.first_response_at))
+    if fact.resolved_at != before.get("resolved_at"):
+        jobs.append(("resolution_business_seconds", fact.resolved_at))
+    if not jobs:
+        return
+    calendar: WorkingCalendar | None = None
+    for column, end in jobs:
+        if end is None:
+            setattr(fact, column, None)
+            continue
+        calendar = calendar or await working_calendar(session, fact.priority)
+        seconds = calendar.working_time_between(fact.created_at, end).total_seconds()
+        setattr(fact, column, max(0, int(seconds)))
+
+
 def latest_survey(surveys: Iterable[SatisfactionSurvey]) -> SatisfactionSurvey | None:
     """The survey a fact reports: the latest resolution's that was sent, not cancelled."""
     live = [s for s in surveys if s.sent_at is not None and s.cancelled_at is None]
@@ -209,6 +253,7 @@ async def record(
         fact = new_fact(ticket)
         session.add(fact)
     advance(fact, ticket, at=at, staff_reply=staff_reply, breaches=breaches)
+    await business_durations(session, fact, old)
     if surveys:
         found = await session.scalars(
             select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id == ticket.id)

@@ -112,6 +112,8 @@ def measures(metrics: Mapping[str, int], k: int) -> dict[str, Any]:
         "reopened": s.count(c.get("reopened", 0)),
         "first_response": _durations(m, "fr", s),
         "resolution": _durations(m, "res", s),
+        "first_response_business": _durations(m, "frb", s),
+        "resolution_business": _durations(m, "resb", s),
         "sla": {
             "first_response": _clock(c, "fr", s),
             "resolution": _clock(c, "res", s),

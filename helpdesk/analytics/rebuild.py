@@ -19,7 +19,13 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.analytics.facts import Contributions, contributions, latest_survey
+from helpdesk.analytics.facts import (
+    Contributions,
+    contributions,
+    latest_survey,
+    working_calendar,
+)
+from helpdesk.business_hours import WorkingCalendar
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import STAFF_ROLES, TicketStatus
 from models.satisfaction import SatisfactionSurvey
@@ -93,12 +99,31 @@ def fact_from_rows(
     }
 
 
+async def _business(
+    session: AsyncSession, values: dict[str, Any], calendars: dict[str, WorkingCalendar]
+) -> None:
+    """Business-time durations under the calendar of the ticket's current priority."""
+    for column, end in (
+        ("first_response_business_seconds", values["first_response_at"]),
+        ("resolution_business_seconds", values["resolved_at"]),
+    ):
+        if end is None:
+            values[column] = None
+            continue
+        priority = values["priority"]
+        if priority not in calendars:
+            calendars[priority] = await working_calendar(session, priority)
+        seconds = calendars[priority].working_time_between(values["created_at"], end)
+        values[column] = max(0, int(seconds.total_seconds()))
+
+
 async def rebuild(session: AsyncSession) -> Rebuilt:
     """Replace every fact and rollup cell by the ones the rows say, in the caller's
     transaction."""
     await session.execute(delete(TicketFact))
     await session.execute(delete(AnalyticsRollup))
     cells: Contributions = {}
+    calendars: dict[str, WorkingCalendar] = {}
     count = 0
     after: uuid.UUID | None = None
     while True:
@@ -124,6 +149,8 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
         ):
             surveys.setdefault(survey.ticket_id, []).append(survey)
         facts = [fact_from_rows(t, by_ticket[t.id], surveys.get(t.id, [])) for t in tickets]
+        for values in facts:
+            await _business(session, values, calendars)
         for values in facts:
             for key, measures in contributions(values).items():
                 cells.setdefault(key, Counter()).update(measures)

@@ -44,6 +44,8 @@ def upgrade() -> None:
         _when("escalated_at"),
         _when("first_response_breached_at"),
         _when("resolution_breached_at"),
+        sa.Column("first_response_business_seconds", sa.Integer(), nullable=True),
+        sa.Column("resolution_business_seconds", sa.Integer(), nullable=True),
         _when("csat_sent_at"),
         _when("csat_answered_at"),
         sa.Column("csat_rating", sa.Integer(), nullable=True),
