@@ -119,18 +119,20 @@ async def series(
     dim = group_by or scope.dim
     value = scope.value if scope.dim == dim and scope.dim != "all" else None
     rows = await _cells(session, dim, scope, value, hourly_only=interval == "hour")
-    sums: dict[tuple[datetime, str], Counter[str]] = {}
+    cells: dict[tuple[datetime, str], list[dict[str, int]]] = {}
     groups: set[str] = set()
     for row in rows:
         group = row.value if group_by else "all"
         groups.add(group)
-        sums.setdefault((interval_start(row.hour, interval), group), Counter()).update(row.metrics)
+        cells.setdefault((interval_start(row.hour, interval), group), []).append(row.metrics)
+    # A point made of one cell (a day, by day) is read as it is, without a merge.
+    sums = {key: found[0] if len(found) == 1 else merge(found) for key, found in cells.items()}
     points = []
     start = interval_start(scope.start, interval)
     while start < scope.end:
         for group in sorted(groups):
             point = {"start": start, "group": group}
-            point.update(measures(sums.get((start, group), Counter()), k))
+            point.update(measures(sums.get((start, group), {}), k))
             points.append(point)
         start = _next(start, interval)
     return points
