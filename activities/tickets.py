@@ -59,10 +59,24 @@ class TicketActivities:
                         exc.message, exc.details, type=type_, non_retryable=True
                     ) from None
             raise
+        if result.applied and row.status == "RESOLVED" and "status" in change.updates.fields:
+            await self._send_survey(change)
         # Also on a retry that found the change written: the first attempt may have died
         # before its push, and clients drop a repeated event id.
         result.pushed = await self._push(change, result, row)
         return result
+
+    async def _send_survey(self, change: PersistChange) -> None:
+        """The satisfaction survey of this resolution, when it is due at once (no delay);
+        after the commit, never failing the change (the reconcile loop retries)."""
+        if self.runtime.settings.csat_survey_delay_seconds:
+            return
+        from helpdesk.services import satisfaction
+
+        try:
+            await satisfaction.send_due(self.runtime, ticket_id=change.ticket_id)
+        except Exception as exc:  # the change is committed; the survey waits for a retry
+            activity.logger.warning("survey not sent: %s", type(exc).__name__)
 
     async def _push(self, change: PersistChange, result: PersistResult, row: Ticket) -> bool:
         """The change's Socket.IO push, as the main loop would send it, published after the

@@ -25,6 +25,7 @@ from api.routes import (
     comments,
     health,
     link_pages,
+    satisfaction,
     sla,
     ticket_queries,
     tickets,
@@ -58,6 +59,8 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         # The pages emailed links open when no portal is configured (api.routes.link_pages).
         ("GET", "/verify-email"),
         ("GET", "/reset-password"),
+        # With the survey email's token instead of a sign-in (helpdesk.services.satisfaction).
+        ("POST", f"{API_PREFIX}/tickets/{{ticket_id}}/satisfaction"),
     }
 )
 
@@ -154,6 +157,7 @@ def create_app(
     app.include_router(attachments.router, prefix=API_PREFIX, tags=["attachments"])
     app.include_router(sla.router, prefix=API_PREFIX, tags=["sla"])
     app.include_router(analytics.router, prefix=API_PREFIX, tags=["analytics"])
+    app.include_router(satisfaction.router, prefix=API_PREFIX, tags=["satisfaction"])
     app.include_router(codec.router, prefix=f"{API_PREFIX}/temporal-codec", tags=["temporal"])
     # Outermost: the Temporal UI (another origin) preflights its codec calls.
     app.add_middleware(

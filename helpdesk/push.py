@@ -79,6 +79,7 @@ class PushEvent(StrEnum):
     SLA_BREACH = "sla.breach"
     ATTACHMENT_BLOCKED = "attachment.blocked"
     ATTACHMENT_READY = "attachment.ready"
+    SATISFACTION_ANSWERED = "ticket.satisfaction"  # to the ticket's staff room
 
 
 def user_room(user_id: uuid.UUID | str) -> str:

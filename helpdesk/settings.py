@@ -262,6 +262,13 @@ class Settings(BaseSettings):
         description="Category ids an export may show (comma-separated)",
     )
 
+    csat_survey_delay_seconds: int = Field(
+        0, ge=0, description="Delay between a resolution and its satisfaction survey email"
+    )
+    csat_survey_life_hours: int = Field(
+        168, ge=1, le=24 * 90, description="How long a satisfaction survey link answers"
+    )
+
     # --- email -----------------------------------------------------------------------
     email_backend: EmailBackendName = Field(
         EmailBackendName.CONSOLE, description="Mail backend (console and file: not in production)"

@@ -8,6 +8,7 @@ from models.category import Category
 from models.comment import Comment
 from models.enums import Priority, Role, ScanStatus, TicketStatus, TokenPurpose
 from models.keys import DataKey
+from models.satisfaction import SatisfactionSurvey
 from models.sla import BusinessCalendar, EscalationRule, SlaPolicy
 from models.ticket import (
     Counter,
@@ -38,6 +39,7 @@ __all__ = [
     "Priority",
     "RefreshToken",
     "Role",
+    "SatisfactionSurvey",
     "ScanStatus",
     "SlaPolicy",
     "Ticket",

@@ -44,6 +44,14 @@ class TicketFact(Base):
     escalated_at: Mapped[datetime | None]
     first_response_breached_at: Mapped[datetime | None]
     resolution_breached_at: Mapped[datetime | None]
+    # Durations in business time: the working hours of the SLA calendar of the ticket's
+    # priority (24x7 without one), computed when the event happened.
+    first_response_business_seconds: Mapped[int | None] = mapped_column(Integer)
+    resolution_business_seconds: Mapped[int | None] = mapped_column(Integer)
+    # The latest survey sent and not cancelled (helpdesk.services.satisfaction).
+    csat_sent_at: Mapped[datetime | None]
+    csat_answered_at: Mapped[datetime | None]
+    csat_rating: Mapped[int | None] = mapped_column(Integer)
 
 
 class AnalyticsRollup(Base):

@@ -18,7 +18,7 @@ from activities.comments import CommentActivities, CommentRecord
 from activities.sla import SlaActivities, SlaHistoryEntry, SlaWrite
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import satisfaction, tickets
 from models.comment import Comment
 from models.enums import Role
 from tests.conftest import postgres_available
@@ -46,6 +46,7 @@ def install_clock(monkeypatch: pytest.MonkeyPatch, start: datetime = START) -> C
     monkeypatch.setattr(tickets, "utcnow", clock)
     monkeypatch.setattr(activities.comments, "utcnow", clock)
     monkeypatch.setattr(activities.sla, "utcnow", clock)
+    monkeypatch.setattr(satisfaction, "utcnow", clock)
     return clock
 
 

@@ -63,8 +63,8 @@ async def overview(rt: Runtime, clock: Clock, k: int = 1, **scope: Any) -> dict[
 
 
 def near(value: float | None, expected: float) -> bool:
-    """Within the histogram's 1% relative accuracy (and a second of rounding)."""
-    return value is not None and abs(value - expected) <= expected * 0.01 + 1
+    """Within the histogram's 2% relative accuracy (and a second of rounding)."""
+    return value is not None and abs(value - expected) <= expected * 0.02 + 1
 
 
 async def test_first_reply_time_runs_from_creation_to_the_first_public_staff_reply(
@@ -264,3 +264,113 @@ async def test_the_rebuild_command_restores_lost_rollups(
     finally:
         get_settings.cache_clear()
     assert await _snapshot(runtime) == before
+
+
+def test_a_period_reads_whole_days_from_daily_cells_and_its_edges_from_hourly_ones() -> None:
+    from helpdesk.analytics.queries import _spans
+
+    start = START.replace(hour=9, minute=30)  # Monday 09:30
+    end = START + timedelta(days=3, hours=4, minutes=10)  # Thursday 13:10
+    day = timedelta(days=1)
+    monday = START.replace(hour=0)
+    assert _spans(Scope(start, end)) == [
+        ("", START, monday + day),
+        ("@d", monday + day, monday + 3 * day),
+        ("", monday + 3 * day, end.replace(minute=0) + timedelta(hours=1)),
+    ]
+    inside = Scope(START.replace(hour=10), START.replace(hour=12))
+    assert _spans(inside) == [("", START.replace(hour=10), START.replace(hour=12))]
+
+
+async def test_an_edge_hour_counts_whole_and_a_later_hour_not_at_all(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    timeline.clock.advance(minutes=30)  # 09:30
+    await timeline.create()
+    async with rt.database.read() as session:
+        for start, end, expected in (
+            (START + timedelta(minutes=59), START + timedelta(days=2), 1),
+            (START - timedelta(days=2), START + timedelta(minutes=1), 1),
+            (START + timedelta(hours=1), START + timedelta(days=2), 0),
+            (START - timedelta(days=2), START, 0),
+        ):
+            m = await queries.period(session, Scope(start, end), 1)
+            assert m["created"] == expected, (start, end)
+
+
+def test_migration_0007_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    import sqlite3
+
+    from helpdesk.migrate import downgrade, upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    downgrade(url, "0006")
+    tables = {
+        row[0]
+        for row in sqlite3.connect(tmp_path / "m.db").execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    }
+    assert not tables & {"ticket_facts", "analytics_rollups", "satisfaction_surveys"}
+    upgrade(url)
+
+
+async def test_concurrent_changes_keep_the_rollups_exact(timeline: Timeline, rt: Runtime) -> None:
+    """Writers of different tickets meet on the same cells (the hour, the day, `all`): on
+    PostgreSQL they queue on the cells' row locks; none is lost, none deadlocks."""
+    ids = [await timeline.create(priority="HIGH") for _ in range(12)]
+    await asyncio.gather(*(timeline.assign(t) for t in ids))
+    await asyncio.gather(*(timeline.set_status(t, "IN_PROGRESS") for t in ids))
+    await asyncio.gather(*(timeline.set_status(t, "RESOLVED") for t in ids))
+    m = await overview(rt, timeline.clock)
+    assert (m["created"], m["resolved"]) == (12, 12)
+    kept = await _snapshot(rt)
+    async with rt.database.transaction() as session:
+        await rebuild(session)
+    assert await _snapshot(rt) == kept
+
+
+async def test_business_time_counts_only_the_calendar_s_working_hours(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """MEDIUM tickets under a Monday-Friday 09:00-17:00 UTC calendar: created Friday 16:00,
+    first reply Monday 10:00 (66 h of calendar time, 2 h of business time), resolved
+    Monday 12:00 (68 h; 4 h)."""
+    from helpdesk.services import sla as sla_service
+    from models.enums import Priority
+    from models.sla import SlaPolicy
+
+    hours = [["09:00", "17:00"]]
+    async with rt.database.transaction() as session:
+        calendar = await sla_service.save_calendar(
+            session, rt, calendar_id=None, name="office", time_zone="UTC",
+            weekly_hours={d: hours for d in ("mon", "tue", "wed", "thu", "fri")}, holidays=[],
+        )  # fmt: skip
+        policy = await session.scalar(select(SlaPolicy).where(SlaPolicy.priority == "MEDIUM"))
+        assert policy is not None
+        await sla_service.save_policy(
+            session, rt, policy_id=policy.id, priority=Priority.MEDIUM,
+            first_response_minutes=policy.first_response_minutes,
+            resolution_minutes=policy.resolution_minutes, calendar_id=calendar.id,
+        )  # fmt: skip
+    timeline.clock.now = START - timedelta(days=3) + timedelta(hours=7)  # Friday 16:00
+    t = await timeline.create()
+    timeline.clock.now = START + timedelta(hours=1)  # Monday 10:00
+    await timeline.reply(t)
+    await timeline.set_status(t, "IN_PROGRESS")
+    timeline.clock.advance(hours=2)
+    await timeline.set_status(t, "RESOLVED")
+    async with rt.database.read() as session:
+        m = await queries.period(
+            session, Scope(START - timedelta(days=5), START + timedelta(days=1)), 1
+        )
+    assert m["first_response"]["mean_seconds"] == 66 * 3600
+    assert m["first_response_business"]["mean_seconds"] == 2 * 3600
+    assert m["resolution"]["mean_seconds"] == 68 * 3600
+    assert m["resolution_business"]["mean_seconds"] == 4 * 3600
+    assert near(m["resolution_business"]["median_seconds"], 4 * 3600)
+    kept = await _snapshot(rt)
+    async with rt.database.transaction() as session:
+        await rebuild(session)
+    assert await _snapshot(rt) == kept

@@ -1,9 +1,11 @@
 """Analytics on the real stack: tickets driven through the API and their Temporal
-workflows (real worker, real dev server) show up in /analytics, and the rollups the
-workflow's activities kept equal the rebuilt ones."""
+workflows (real worker, real dev server) show up in /analytics, the CSAT loop runs (email
+through the file backend, answer by token, counted), and the rollups the workflow's
+activities kept equal the rebuilt ones."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,6 +49,17 @@ async def test_a_ticket_s_life_through_its_workflow_is_counted(runtime, temporal
         assert (await set_status(http, agent, tid, "IN_PROGRESS")).status_code == 200
         assert (await set_status(http, agent, tid, "RESOLVED")).status_code == 200
 
+        # The CSAT loop: each resolution's survey went out from the persist activity (the
+        # first one was withdrawn by the reopen); the second link's token answers.
+        bodies = [m["body"] for m in runtime.email.messages() if m["to"] == requester.email]
+        found = [re.search(r"#token=([\w-]+)", b) for b in bodies]
+        tokens = [m.group(1) for m in found if m is not None]
+        assert len(tokens) == 2
+        r = await http.post(
+            f"/api/v1/tickets/{tid}/satisfaction", json={"rating": 4, "token": tokens[-1]}
+        )
+        assert r.status_code == 201, r.text
+
         now = datetime.now(UTC)
         period = {
             "from": (now - timedelta(hours=2)).isoformat(),
@@ -58,6 +71,7 @@ async def test_a_ticket_s_life_through_its_workflow_is_counted(runtime, temporal
         assert (m["created"], m["resolved"], m["reopened"]) == (1, 1, 1)
         assert m["first_response"]["count"] == 1
         assert m["reopen_rate"] == 1.0 and m["one_touch_rate"] == 1.0
+        assert m["csat"] == {"sent": 1, "answered": 1, "score": 1.0, "response_rate": 1.0}
         r = await http.get("/api/v1/analytics/agents", params=period, headers=agent.headers)
         assert r.json()["items"][0]["resolved"] == 1
 

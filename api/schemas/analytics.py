@@ -141,16 +141,26 @@ class Escalations(BaseModel):
     by_level: dict[str, int | None]
 
 
+class Csat(BaseModel):
+    sent: int | None
+    answered: int | None
+    score: float | None = Field(description="share of answers rating 4 or 5")
+    response_rate: float | None = Field(description="answered / sent")
+
+
 class Measures(BaseModel):
     created: int | None
     resolved: int | None
     reopened: int | None
     first_response: Durations
     resolution: Durations
+    first_response_business: Durations = Field(description="in the SLA calendar's hours")
+    resolution_business: Durations = Field(description="in the SLA calendar's hours")
     sla: Sla
     escalations: Escalations
     reopen_rate: float | None
     one_touch_rate: float | None
+    csat: Csat
     suppressed: bool = Field(description="some figure counted fewer than k tickets: null")
 
 

@@ -53,6 +53,7 @@ COLUMNS = (
     "first_response_breached",
     "resolution_breached",
 )
+_TEXT_COLUMNS = frozenset({"category", "tags"})
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -74,7 +75,7 @@ class Pseudonyms:
     def of(self, kind: str, value: uuid.UUID | None) -> str:
         if value is None:
             return ""
-        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:20]
+        return hmac.digest(self._key, kind.encode() + value.bytes, "sha256").hex()[:20]
 
 
 def _day(at: datetime | None) -> str:
@@ -100,7 +101,7 @@ class ExportRequest:
 
 
 def row_of(
-    fact: TicketFact,
+    fact: Any,
     requester_id: uuid.UUID,
     tags: Sequence[str],
     names: Pseudonyms,
@@ -135,7 +136,14 @@ def encode(rows: Sequence[dict[str, Any]], fmt: ExportFormat, header: bool) -> b
     if header:
         writer.writerow(COLUMNS)
     for r in rows:
-        writer.writerow([safe_cell("" if r[c] is None else r[c]) for c in COLUMNS])
+        # Only the allow-listed text columns can hold what a spreadsheet would run;
+        # the others are hex pseudonyms, enumerations, dates and numbers.
+        writer.writerow(
+            [
+                safe_cell(r[c]) if c in _TEXT_COLUMNS else ("" if r[c] is None else r[c])
+                for c in COLUMNS
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -148,7 +156,7 @@ async def stream(runtime: Runtime, request: ExportRequest) -> AsyncIterator[list
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
         query = (
-            select(TicketFact, Ticket.requester_id)
+            select(*TicketFact.__table__.columns, Ticket.requester_id)
             .join(Ticket, Ticket.id == TicketFact.ticket_id)
             .where(
                 TicketFact.created_at >= scope.start,
@@ -167,7 +175,7 @@ async def stream(runtime: Runtime, request: ExportRequest) -> AsyncIterator[list
             if found and allowed_tags:
                 rows = await session.execute(
                     select(TicketTag.ticket_id, TicketTag.token).where(
-                        TicketTag.ticket_id.in_([f.ticket_id for f, _ in found]),
+                        TicketTag.ticket_id.in_([f.ticket_id for f in found]),
                         TicketTag.token.in_(list(allowed_tags)),
                     )
                 )
@@ -175,11 +183,17 @@ async def stream(runtime: Runtime, request: ExportRequest) -> AsyncIterator[list
                     tags.setdefault(ticket_id, []).append(allowed_tags[token])
         if not found:
             return
-        last = found[-1][0]
+        last = found[-1]
         after = (last.created_at, last.ticket_id)
         yield [
-            row_of(fact, requester, tags.get(fact.ticket_id, ()), request.pseudonyms, categories)
-            for fact, requester in found
+            row_of(
+                fact,
+                fact.requester_id,
+                tags.get(fact.ticket_id, ()),
+                request.pseudonyms,
+                categories,
+            )
+            for fact in found
         ]
         if len(found) < BATCH:
             return

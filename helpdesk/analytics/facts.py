@@ -9,7 +9,8 @@ which is exactly what `helpdesk analytics rebuild` recomputes from the rows.
 
 A fact's measures are attributed to the ticket's CURRENT status, priority, category and
 assignee (as Zendesk Explore reports ticket attributes), each at the UTC hour of the event
-that defines it (created, first reply, resolution, breach, reopen, escalation).
+that defines it (created, first reply, resolution, breach, reopen, escalation), in the
+cell of that hour and in the cell of that day.
 """
 
 from __future__ import annotations
@@ -18,16 +19,23 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.histogram import bucket
+from helpdesk.business_hours import WorkingCalendar
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
+from models.satisfaction import SatisfactionSurvey
+from models.sla import BusinessCalendar, SlaPolicy
 from models.ticket import Ticket
 
 DIMENSIONS = ("all", "status", "priority", "category", "assignee")
+# Each measure is kept twice: per UTC hour (dimension name as is) and per UTC day (the name
+# with this suffix), so a long period reads one row per day and value, hours at its edges.
+DAILY = "@d"
 NONE_VALUE = "none"  # the dimension value of "no category" / "unassigned"
 _DONE = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
 _LIVE = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
@@ -54,6 +62,11 @@ def values_of(fact: TicketFact) -> dict[str, Any]:
     return {name: getattr(fact, name) for name in _FIELDS}
 
 
+def _business(m: dict[str, int], name: str, seconds: int | None) -> None:
+    if seconds is not None:
+        m.update({f"{name}_n": 1, f"{name}_sum": seconds, f"{name}:{bucket(seconds)}": 1})
+
+
 def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     """The measures one ticket contributes, each at the moment that defines it."""
     created: datetime = f["created_at"]
@@ -65,6 +78,7 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
         m = {"fr_n": 1, "fr_sum": s, f"fr:{bucket(s)}": 1}
         if fr_breached is None:
             m["fr_met"] = 1
+        _business(m, "frb", f["first_response_business_seconds"])
         events.append((first_response, m))
     if fr_breached is not None:
         events.append((fr_breached, {"fr_breached": 1}))
@@ -73,6 +87,7 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     if resolved is not None:
         s = _seconds(created, resolved)
         m = {"resolved": 1, "res_n": 1, "res_sum": s, f"res:{bucket(s)}": 1}
+        _business(m, "resb", f["resolution_business_seconds"])
         if f["reopen_count"]:
             m["resolved_reopened"] = 1
         if f["staff_replies"] == 1:
@@ -86,6 +101,11 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
         events.append((f["last_reopened_at"], {"reopened": 1}))
     if f["escalated_at"] is not None and f["escalation_level"] > 0:
         events.append((f["escalated_at"], {"escalated": 1, f"esc:{f['escalation_level']}": 1}))
+    if f["csat_sent_at"] is not None:
+        events.append((f["csat_sent_at"], {"csat_sent": 1}))
+        if f["csat_answered_at"] is not None and f["csat_rating"] is not None:
+            good = 1 if f["csat_rating"] >= 4 else 0
+            events.append((f["csat_answered_at"], {"csat_answered": 1, "csat_good": good}))
     return events
 
 
@@ -103,8 +123,10 @@ def contributions(f: Mapping[str, Any] | None) -> Contributions:
     )
     for at, measures in events_of(f):
         hour = hour_of(at)
+        day = hour.replace(hour=0)
         for dim, value in dims:
             out.setdefault((dim, hour, value), Counter()).update(measures)
+            out.setdefault((dim + DAILY, day, value), Counter()).update(measures)
     return out
 
 
@@ -154,6 +176,53 @@ def advance(
             fact.resolution_breached_at = when
 
 
+async def working_calendar(session: AsyncSession, priority: str) -> WorkingCalendar:
+    """The calendar of the SLA policy of a priority (24x7 without one)."""
+    calendar = await session.scalar(
+        select(BusinessCalendar)
+        .join(SlaPolicy, SlaPolicy.calendar_id == BusinessCalendar.id)
+        .where(SlaPolicy.priority == priority)
+    )
+    if calendar is None:
+        return WorkingCalendar.always()
+    return WorkingCalendar.from_spec(calendar.time_zone, calendar.weekly_hours, calendar.holidays)
+
+
+async def business_durations(
+    session: AsyncSession, fact: TicketFact, old: Mapping[str, Any] | None
+) -> None:
+    """Business-time durations of the first reply and the resolution, computed when they
+    happen (or change), under the calendar of the ticket's priority then."""
+    before = old or {}
+    jobs = []
+    if fact.first_response_at != before.get("first_response_at"):
+        jobs.append(("first_response_business_seconds", fact.first_response_at))
+    if fact.resolved_at != before.get("resolved_at"):
+        jobs.append(("resolution_business_seconds", fact.resolved_at))
+    if not jobs:
+        return
+    calendar: WorkingCalendar | None = None
+    for column, end in jobs:
+        if end is None:
+            setattr(fact, column, None)
+            continue
+        calendar = calendar or await working_calendar(session, fact.priority)
+        seconds = calendar.working_time_between(fact.created_at, end).total_seconds()
+        setattr(fact, column, max(0, int(seconds)))
+
+
+def latest_survey(surveys: Iterable[SatisfactionSurvey]) -> SatisfactionSurvey | None:
+    """The survey a fact reports: the latest resolution's that was sent, not cancelled."""
+    live = [s for s in surveys if s.sent_at is not None and s.cancelled_at is None]
+    return max(live, key=lambda s: s.resolution, default=None)
+
+
+def apply_survey(fact: TicketFact, survey: SatisfactionSurvey | None) -> None:
+    fact.csat_sent_at = survey.sent_at if survey else None
+    fact.csat_answered_at = survey.answered_at if survey else None
+    fact.csat_rating = survey.rating if survey else None
+
+
 def new_fact(ticket: Ticket) -> TicketFact:
     return TicketFact(
         ticket_id=ticket.id,
@@ -173,55 +242,76 @@ async def record(
     at: datetime,
     staff_reply: bool = False,
     breaches: Iterable[tuple[str, datetime]] = (),
+    surveys: bool = False,
 ) -> None:
     """Update the ticket's fact and the rollups, in the caller's transaction (which has
-    written, and on PostgreSQL locked, the ticket row)."""
+    written, and on PostgreSQL locked, the ticket row). `surveys`: the ticket's
+    satisfaction surveys changed; the fact takes the latest one sent and not cancelled."""
     fact = await session.get(TicketFact, ticket.id)
     old = None if fact is None else values_of(fact)
     if fact is None:
         fact = new_fact(ticket)
         session.add(fact)
     advance(fact, ticket, at=at, staff_reply=staff_reply, breaches=breaches)
+    await business_durations(session, fact, old)
+    if surveys:
+        found = await session.scalars(
+            select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id == ticket.id)
+        )
+        apply_survey(fact, latest_survey(list(found)))
     delta = difference(contributions(old), contributions(values_of(fact)))
     await apply_delta(session, delta)
 
 
 async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
-    """Add measure deltas to rollup cells, creating and deleting cells as needed. Cells are
-    locked in one global order, so concurrent writers on PostgreSQL cannot deadlock."""
-    for key in sorted(delta):
-        row = await session.get(AnalyticsRollup, key, with_for_update=True, populate_existing=True)
-        if row is None:
-            await _insert_empty(session, key)
-            row = await session.get(
-                AnalyticsRollup, key, with_for_update=True, populate_existing=True
-            )
-            if row is None:  # pragma: no cover - inserted (or found) just above
-                raise LookupError("analytics rollup cell vanished")
-        merged = dict(row.metrics or {})
-        for name, change in delta[key].items():
+    """Add measure deltas to rollup cells in three statements: insert the missing cells
+    (ON CONFLICT DO NOTHING), read them all FOR UPDATE (PostgreSQL locks them, in one
+    statement, so concurrent writers queue on the hot cells instead of deadlocking), then
+    one executemany of the new values; cells left empty are deleted."""
+    if not delta:
+        return
+    table = cast(Table, AnalyticsRollup.__table__)
+    keys = sorted(delta)
+    await session.execute(
+        _insert(session, table).on_conflict_do_nothing(),
+        [{"dim": d, "hour": h, "value": v, "metrics": {}} for d, h, v in keys],
+    )
+    rows = await session.execute(
+        select(table.c.dim, table.c.hour, table.c.value, table.c.metrics)
+        .where(tuple_(table.c.dim, table.c.hour, table.c.value).in_(keys))
+        .order_by(table.c.dim, table.c.hour, table.c.value)
+        .with_for_update()
+    )
+    updates, empty = [], []
+    for dim, hour, value, metrics in rows.all():
+        merged = dict(metrics or {})
+        for name, change in delta.get((dim, hour, value), Counter()).items():
             total = int(merged.get(name, 0)) + change
             if total:
                 merged[name] = total
             else:
                 merged.pop(name, None)
+        key = {"k_dim": dim, "k_hour": hour, "k_value": value}
         if merged:
-            row.metrics = merged
+            updates.append({**key, "metrics": merged})
         else:
-            await session.delete(row)
-    await session.flush()
+            empty.append(key)
+    where = (
+        (table.c.dim == bindparam("k_dim"))
+        & (table.c.hour == bindparam("k_hour", type_=table.c.hour.type))
+        & (table.c.value == bindparam("k_value"))
+    )
+    if updates:
+        await session.execute(update(table).where(where), updates)
+    if empty:
+        await session.execute(delete(table).where(where), empty)
 
 
-async def _insert_empty(session: AsyncSession, key: CellKey) -> None:
-    dim, hour, value = key
+def _insert(session: AsyncSession, table: Any) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(AnalyticsRollup)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(AnalyticsRollup)
-    await session.execute(
-        stmt.values(dim=dim, hour=hour, value=value, metrics={}).on_conflict_do_nothing()
-    )
+    return sqlite_insert(table)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from helpdesk.analytics.histogram import quantile
+from helpdesk.analytics.histogram import quantiles
 
 
 def merge(rows: Iterable[Mapping[str, int]]) -> Counter[str]:
@@ -40,12 +40,32 @@ class Suppressor:
         return None if self.hides(count) else count
 
 
-def _histogram(m: Mapping[str, int], prefix: str) -> dict[int, int]:
-    return {int(name[len(prefix) :]): v for name, v in m.items() if name.startswith(prefix)}
+@dataclass
+class _Split:
+    """Merged metrics split in one pass: plain counts, histograms, escalation levels."""
+
+    counts: dict[str, int]
+    hists: dict[str, dict[int, int]]
+    levels: dict[str, int]
 
 
-def _durations(m: Mapping[str, int], name: str, s: Suppressor) -> dict[str, Any]:
-    n = int(m.get(f"{name}_n", 0))
+def _split(m: Mapping[str, int]) -> _Split:
+    counts: dict[str, int] = {}
+    hists: dict[str, dict[int, int]] = {"fr": {}, "res": {}}
+    levels: dict[str, int] = {}
+    for name, v in m.items():
+        head, sep, tail = name.partition(":")
+        if not sep:
+            counts[name] = int(v)
+        elif head == "esc":
+            levels[tail] = int(v)
+        else:
+            hists.setdefault(head, {})[int(tail)] = int(v)
+    return _Split(counts, hists, levels)
+
+
+def _durations(m: _Split, name: str, s: Suppressor) -> dict[str, Any]:
+    n = m.counts.get(f"{name}_n", 0)
     if s.hides(n) or n == 0:
         hidden = n > 0
         return {
@@ -54,13 +74,13 @@ def _durations(m: Mapping[str, int], name: str, s: Suppressor) -> dict[str, Any]
             "p90_seconds": None,
             "mean_seconds": None,
         }
-    hist = _histogram(m, f"{name}:")
-    median, p90 = quantile(hist, 0.5), quantile(hist, 0.9)
+    hist = m.hists.get(name, {})
+    median, p90 = quantiles(hist, (0.5, 0.9))
     return {
         "count": n,
         "median_seconds": None if median is None else round(median),
         "p90_seconds": None if p90 is None else round(p90),
-        "mean_seconds": round(int(m.get(f"{name}_sum", 0)) / n),
+        "mean_seconds": round(m.counts.get(f"{name}_sum", 0) / n),
     }
 
 
@@ -70,8 +90,8 @@ def _rate(part: int, whole: int, s: Suppressor) -> float | None:
     return round(part / whole, 4)
 
 
-def _clock(m: Mapping[str, int], name: str, s: Suppressor) -> dict[str, Any]:
-    met, breached = int(m.get(f"{name}_met", 0)), int(m.get(f"{name}_breached", 0))
+def _clock(c: Mapping[str, int], name: str, s: Suppressor) -> dict[str, Any]:
+    met, breached = c.get(f"{name}_met", 0), c.get(f"{name}_breached", 0)
     return {
         "met": s.count(met),
         "breached": s.count(breached),
@@ -79,28 +99,34 @@ def _clock(m: Mapping[str, int], name: str, s: Suppressor) -> dict[str, Any]:
     }
 
 
-def measures(m: Mapping[str, int], k: int) -> dict[str, Any]:
+def measures(metrics: Mapping[str, int], k: int) -> dict[str, Any]:
     """Every measure of a period (or a series point, or an agent) from merged metrics."""
     s = Suppressor(k)
-    resolved = int(m.get("resolved", 0))
-    levels = {
-        name.split(":", 1)[1]: s.count(int(v))
-        for name, v in sorted(m.items())
-        if name.startswith("esc:") and v
-    }
+    m = _split(metrics)
+    c = m.counts
+    resolved = c.get("resolved", 0)
+    levels = {level: s.count(v) for level, v in sorted(m.levels.items()) if v}
     out: dict[str, Any] = {
-        "created": s.count(int(m.get("created", 0))),
+        "created": s.count(c.get("created", 0)),
         "resolved": s.count(resolved),
-        "reopened": s.count(int(m.get("reopened", 0))),
+        "reopened": s.count(c.get("reopened", 0)),
         "first_response": _durations(m, "fr", s),
         "resolution": _durations(m, "res", s),
+        "first_response_business": _durations(m, "frb", s),
+        "resolution_business": _durations(m, "resb", s),
         "sla": {
-            "first_response": _clock(m, "fr", s),
-            "resolution": _clock(m, "res", s),
+            "first_response": _clock(c, "fr", s),
+            "resolution": _clock(c, "res", s),
         },
-        "escalations": {"count": s.count(int(m.get("escalated", 0))), "by_level": levels},
-        "reopen_rate": _rate(int(m.get("resolved_reopened", 0)), resolved, s),
-        "one_touch_rate": _rate(int(m.get("one_touch", 0)), resolved, s),
+        "escalations": {"count": s.count(c.get("escalated", 0)), "by_level": levels},
+        "reopen_rate": _rate(c.get("resolved_reopened", 0), resolved, s),
+        "one_touch_rate": _rate(c.get("one_touch", 0), resolved, s),
+        "csat": {
+            "sent": s.count(c.get("csat_sent", 0)),
+            "answered": s.count(c.get("csat_answered", 0)),
+            "score": _rate(c.get("csat_good", 0), c.get("csat_answered", 0), s),
+            "response_rate": _rate(c.get("csat_answered", 0), c.get("csat_sent", 0), s),
+        },
     }
     out["suppressed"] = s.suppressed
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -16,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.analytics.facts import NONE_VALUE, hour_of
+from helpdesk.analytics.facts import DAILY, NONE_VALUE, hour_of
 from helpdesk.analytics.measures import Suppressor, measures, merge
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
@@ -68,15 +67,43 @@ def _next(start: datetime, interval: Interval) -> datetime:
     return (start + timedelta(days=32)).replace(day=1)
 
 
-async def _cells(session: AsyncSession, dim: str, scope: Scope, value: str | None) -> Sequence[Any]:
-    query = select(AnalyticsRollup.hour, AnalyticsRollup.value, AnalyticsRollup.metrics).where(
-        AnalyticsRollup.dim == dim,
-        AnalyticsRollup.hour >= hour_of(scope.start),
-        AnalyticsRollup.hour < scope.end,
-    )
-    if value is not None:
-        query = query.where(AnalyticsRollup.value == value)
-    return (await session.execute(query)).all()
+def _spans(scope: Scope) -> list[tuple[str, datetime, datetime]]:
+    """The period as ranges of hourly and daily cells: whole UTC days inside it read their
+    daily cell, the hours at either edge their hourly cells."""
+    first = hour_of(scope.start)
+    last = hour_of(scope.end)
+    if last < scope.end:
+        last += timedelta(hours=1)  # an hour that starts before `end` counts whole
+    day_from = first.replace(hour=0)
+    if day_from < first:
+        day_from += timedelta(days=1)
+    day_to = last.replace(hour=0)
+    if day_from >= day_to:
+        return [("", first, last)]
+    spans = [("", first, day_from), (DAILY, day_from, day_to), ("", day_to, last)]
+    return [span for span in spans if span[1] < span[2]]
+
+
+async def _cells(
+    session: AsyncSession,
+    dim: str,
+    scope: Scope,
+    value: str | None,
+    *,
+    hourly_only: bool = False,
+) -> list[Any]:
+    spans = [("", hour_of(scope.start), scope.end)] if hourly_only else _spans(scope)
+    rows: list[Any] = []
+    for suffix, start, end in spans:
+        query = select(AnalyticsRollup.hour, AnalyticsRollup.value, AnalyticsRollup.metrics).where(
+            AnalyticsRollup.dim == dim + suffix,
+            AnalyticsRollup.hour >= start,
+            AnalyticsRollup.hour < end,
+        )
+        if value is not None:
+            query = query.where(AnalyticsRollup.value == value)
+        rows += (await session.execute(query)).all()
+    return rows
 
 
 async def period(session: AsyncSession, scope: Scope, k: int) -> dict[str, Any]:
@@ -91,19 +118,21 @@ async def series(
     """One point per interval (every interval of the period) and group seen in it."""
     dim = group_by or scope.dim
     value = scope.value if scope.dim == dim and scope.dim != "all" else None
-    rows = await _cells(session, dim, scope, value)
-    sums: dict[tuple[datetime, str], Counter[str]] = {}
+    rows = await _cells(session, dim, scope, value, hourly_only=interval == "hour")
+    cells: dict[tuple[datetime, str], list[dict[str, int]]] = {}
     groups: set[str] = set()
     for row in rows:
         group = row.value if group_by else "all"
         groups.add(group)
-        sums.setdefault((interval_start(row.hour, interval), group), Counter()).update(row.metrics)
+        cells.setdefault((interval_start(row.hour, interval), group), []).append(row.metrics)
+    # A point made of one cell (a day, by day) is read as it is, without a merge.
+    sums = {key: found[0] if len(found) == 1 else merge(found) for key, found in cells.items()}
     points = []
     start = interval_start(scope.start, interval)
     while start < scope.end:
         for group in sorted(groups):
             point = {"start": start, "group": group}
-            point.update(measures(sums.get((start, group), Counter()), k))
+            point.update(measures(sums.get((start, group), {}), k))
             points.append(point)
         start = _next(start, interval)
     return points

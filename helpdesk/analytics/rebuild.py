@@ -19,9 +19,16 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.analytics.facts import Contributions, contributions
+from helpdesk.analytics.facts import (
+    Contributions,
+    contributions,
+    latest_survey,
+    working_calendar,
+)
+from helpdesk.business_hours import WorkingCalendar
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import STAFF_ROLES, TicketStatus
+from models.satisfaction import SatisfactionSurvey
 from models.ticket import Ticket, TicketHistory
 
 BATCH = 1000
@@ -35,8 +42,12 @@ class Rebuilt:
     cells: int
 
 
-def fact_from_rows(ticket: Ticket, history: Sequence[TicketHistory]) -> dict[str, Any]:
-    """A ticket's fact from its row and its history entries (in time order)."""
+def fact_from_rows(
+    ticket: Ticket,
+    history: Sequence[TicketHistory],
+    surveys: Sequence[SatisfactionSurvey] = (),
+) -> dict[str, Any]:
+    """A ticket's fact from its row, its history entries (in time order) and surveys."""
     first_resolved: datetime | None = None
     reopens = 0
     last_reopened: datetime | None = None
@@ -64,6 +75,7 @@ def fact_from_rows(ticket: Ticket, history: Sequence[TicketHistory]) -> dict[str
                 breaches[clock] = entry.at
     if first_resolved is None:
         first_resolved = ticket.resolved_at
+    survey = latest_survey(surveys)
     return {
         "ticket_id": ticket.id,
         "created_at": ticket.created_at,
@@ -81,7 +93,28 @@ def fact_from_rows(ticket: Ticket, history: Sequence[TicketHistory]) -> dict[str
         "escalated_at": ticket.escalated_at,
         "first_response_breached_at": breaches.get("first_response"),
         "resolution_breached_at": breaches.get("resolution"),
+        "csat_sent_at": survey.sent_at if survey else None,
+        "csat_answered_at": survey.answered_at if survey else None,
+        "csat_rating": survey.rating if survey else None,
     }
+
+
+async def _business(
+    session: AsyncSession, values: dict[str, Any], calendars: dict[str, WorkingCalendar]
+) -> None:
+    """Business-time durations under the calendar of the ticket's current priority."""
+    for column, end in (
+        ("first_response_business_seconds", values["first_response_at"]),
+        ("resolution_business_seconds", values["resolved_at"]),
+    ):
+        if end is None:
+            values[column] = None
+            continue
+        priority = values["priority"]
+        if priority not in calendars:
+            calendars[priority] = await working_calendar(session, priority)
+        seconds = calendars[priority].working_time_between(values["created_at"], end)
+        values[column] = max(0, int(seconds.total_seconds()))
 
 
 async def rebuild(session: AsyncSession) -> Rebuilt:
@@ -90,6 +123,7 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
     await session.execute(delete(TicketFact))
     await session.execute(delete(AnalyticsRollup))
     cells: Contributions = {}
+    calendars: dict[str, WorkingCalendar] = {}
     count = 0
     after: uuid.UUID | None = None
     while True:
@@ -109,7 +143,14 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
         )
         for entry in entries:
             by_ticket[entry.ticket_id].append(entry)
-        facts = [fact_from_rows(t, by_ticket[t.id]) for t in tickets]
+        surveys: dict[uuid.UUID, list[SatisfactionSurvey]] = {}
+        for survey in await session.scalars(
+            select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id.in_(ids))
+        ):
+            surveys.setdefault(survey.ticket_id, []).append(survey)
+        facts = [fact_from_rows(t, by_ticket[t.id], surveys.get(t.id, [])) for t in tickets]
+        for values in facts:
+            await _business(session, values, calendars)
         for values in facts:
             for key, measures in contributions(values).items():
                 cells.setdefault(key, Counter()).update(measures)

@@ -52,7 +52,7 @@ from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.deadline import command_deadline
 from helpdesk.runtime import Runtime
-from helpdesk.services import assignment, ticket_tags, ticket_text
+from helpdesk.services import assignment, satisfaction, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
 from helpdesk.services.sla_resume import resumed_sla
@@ -364,6 +364,7 @@ async def apply_change_to_row(
     u = change.updates
     changes = dict(change.changes)
     now = utcnow()
+    old_status = ticket.status
     if change.auto_assign:
         picked = await assignment.assign_least_loaded_agent(session, exclude_ticket=ticket.id)
         if picked is None:
@@ -438,7 +439,8 @@ async def apply_change_to_row(
         )
     )
     await session.flush()
-    await analytics_facts.record(session, ticket, at=now)
+    surveys = await satisfaction.on_status_change(session, runtime, ticket, old_status, now)
+    await analytics_facts.record(session, ticket, at=now, surveys=surveys)
     audit_details = {k: v for k, v in changes.items() if k != "note"}
     if "note" in changes:
         audit_details["note"] = {"changed": True}
@@ -1248,6 +1250,10 @@ async def run_reconciler(runtime: Runtime, stop: asyncio.Event | None = None) ->
             await reconcile_workflows(runtime)
         except Exception as exc:  # keep reconciling: the next round may succeed
             log.warning("reconcile round failed: %s", type(exc).__name__)
+        try:  # satisfaction surveys whose delay has passed
+            await satisfaction.send_due(runtime)
+        except Exception as exc:  # the next round tries again
+            log.warning("survey round failed: %s", type(exc).__name__)
         try:
             await asyncio.wait_for(
                 stop.wait(), timeout=runtime.settings.ticket_reconcile_interval_seconds
