@@ -90,11 +90,11 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def _create_admin(settings: Settings, email: str, password: str, name: str | None) -> str:
-    from api.app import prepare_runtime
     from helpdesk.context import RequestContext, set_context
     from helpdesk.runtime import build_runtime
     from helpdesk.security import new_totp_secret, totp_uri
     from helpdesk.services import users
+    from helpdesk.services.sessions import prepare_runtime
     from models.enums import Role
 
     set_context(

@@ -144,9 +144,9 @@ ALL_TICKETS_HOURS = 100 * 365 * 24.0
 
 
 async def _resume_workflows(settings: Any) -> int:
-    from api.app import prepare_runtime
     from helpdesk.runtime import build_runtime
     from helpdesk.services import tickets
+    from helpdesk.services.sessions import prepare_runtime
     from helpdesk.temporal import connect
 
     runtime = prepare_runtime(build_runtime(settings))
