@@ -14,10 +14,10 @@ from temporalio.exceptions import ApplicationError
 
 from helpdesk import errors
 from helpdesk.context import RequestContext, set_context
+from helpdesk.rules.contracts import ChangeEvent, PersistChange, PersistResult
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from models.ticket import Ticket
-from workflows.ticket_types import ChangeEvent, PersistChange, PersistResult
 
 # Domain errors that no retry can fix, by the ApplicationError type the workflow sees.
 _NON_RETRYABLE: tuple[tuple[type[errors.DomainError], str], ...] = (
@@ -82,7 +82,7 @@ class TicketActivities:
         """The change's Socket.IO push, as the main loop would send it, published after the
         commit. False when it could not go out: the workflow's main loop then sends it."""
         from activities.notifications import PushInput, publish_for_row
-        from workflows.ticket_notify import NOTIFIED_BY_SLA, notifications_for
+        from helpdesk.rules.notify import NOTIFIED_BY_SLA, notifications_for
 
         changes = dict(change.changes)
         if change.action == "assigned":

@@ -166,14 +166,14 @@ async def run(
     from api.app import create_app, prepare_runtime
     from helpdesk.devserver import TemporalDevServer, temporal_binary
     from helpdesk.migrate import upgrade
+    from helpdesk.rules.contracts import Actor, StatusChange
+    from helpdesk.rules.transitions import Status
     from helpdesk.runtime import build_runtime
     from helpdesk.services import sessions, users
     from helpdesk.settings import Settings
     from models.enums import Role
     from workers.worker import run_worker_in_background
     from workflows.ticket import TicketWorkflow
-    from workflows.ticket_types import Actor, StatusChange
-    from workflows.transitions import Status
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-tickets-"))
     db = tmp / "helpdesk.db"

@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from helpdesk import command_auth
 from helpdesk.metrics import COMMANDS_REFUSED
+from helpdesk.rules.contracts import Actor, StatusChange, TicketConfig, TicketInput, TicketState
 from helpdesk.runtime import Runtime
 from helpdesk.settings import Settings
 from helpdesk.temporal import data_converter, ticket_workflow_id
@@ -38,7 +39,6 @@ from models.enums import Role
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
 from workflows.ticket import TicketWorkflow
-from workflows.ticket_types import Actor, StatusChange, TicketConfig, TicketInput, TicketState
 
 pytestmark = pytest.mark.temporal
 

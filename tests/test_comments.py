@@ -27,6 +27,10 @@ from temporalio.worker import Worker
 from activities.registry import build_activities
 from api.app import create_app
 from helpdesk import policy
+from helpdesk.rules.contracts import TicketState
+from helpdesk.rules.sla import SlaPolicySnapshot, fulfil_first_response
+from helpdesk.rules.sla import start as sla_start
+from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
 from helpdesk.services import comments, tickets
 from helpdesk.temporal import ticket_workflow_id
@@ -40,12 +44,8 @@ from tests.test_canary import assert_absent, database_files
 from tests.ticket_support import create_ticket, set_status
 from workers.worker import GRACEFUL_SHUTDOWN, workflow_runner
 from workflows.registry import WORKFLOWS
-from workflows.sla import SlaPolicySnapshot, fulfil_first_response
-from workflows.sla import start as sla_start
 from workflows.ticket import TicketWorkflow
 from workflows.ticket_comments import CommentAdded, on_comment, refusal
-from workflows.ticket_types import TicketState
-from workflows.transitions import Status
 
 API = "/api/v1"
 

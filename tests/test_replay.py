@@ -30,6 +30,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from helpdesk.rules.contracts import ChangeEvent, TicketInput, TicketState
 from helpdesk.temporal import data_converter, ticket_workflow_id
 from models.enums import Role
 from tests.factories import make_user
@@ -37,7 +38,6 @@ from tests.ticket_support import create_ticket, set_status, ticket_api
 from workers.worker import workflow_runner
 from workflows.registry import WORKFLOWS
 from workflows.ticket import TicketWorkflow
-from workflows.ticket_types import ChangeEvent, TicketInput, TicketState
 
 pytestmark = pytest.mark.temporal
 

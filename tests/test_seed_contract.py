@@ -9,11 +9,11 @@ import uuid
 import pytest
 
 from helpdesk import errors
+from helpdesk.rules.contracts import TicketEdits
 from helpdesk.services import tickets as ticket_service
 from models.enums import Role
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workflows.ticket_types import TicketEdits
 
 pytestmark = pytest.mark.temporal
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from helpdesk.rules.sla import SlaClockKind, SlaState, clock_views
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
 from helpdesk.temporal import ESCALATED, ticket_workflow_id
@@ -26,7 +27,6 @@ from models.sla import EscalationRule, SlaPolicy
 from models.ticket import NotificationLog, Ticket, TicketHistory
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workflows.sla import SlaClockKind, SlaState, clock_views
 from workflows.ticket import TicketWorkflow
 
 pytestmark = pytest.mark.temporal

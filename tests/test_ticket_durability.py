@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
+from helpdesk.rules.transitions import Status
 from helpdesk.services import tickets
 from helpdesk.settings import Settings
 from helpdesk.temporal import ticket_workflow_id
@@ -25,7 +26,6 @@ from models.ticket import Ticket
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, ticket_api
 from workflows.ticket import TicketWorkflow
-from workflows.transitions import Status
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 

@@ -18,6 +18,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
+from helpdesk.rules.contracts import Actor, StatusChange
+from helpdesk.rules.transitions import Status
 from helpdesk.services import assignment, tickets
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
@@ -35,8 +37,6 @@ from models.user import User
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
 from workflows.ticket import TicketWorkflow
-from workflows.ticket_types import Actor, StatusChange
-from workflows.transitions import Status
 
 # What the SDK core writes, in plaintext, into a local activity's marker (no input, no PHI).
 LOCAL_ACTIVITY_MARKER_KEYS = {

@@ -28,8 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotifyInput, PushInput
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
+    from helpdesk.rules.notify import Notification
     from helpdesk.temporal import ui_text
-    from workflows.ticket_notify import Notification, send_all
+    from workflows.ticket_notify import send_all
 
 __all__ = [
     "AttachmentScanWorkflow",

@@ -3,7 +3,7 @@
 Every change arrives as an Update with a validator (refused changes never enter history),
 carries a request id the workflow deduplicates, and is persisted by ONE idempotent
 activity (ticket row + history entry + audit row in one transaction) before the handler
-returns the new state. Decisions live in pure modules (`workflows.transitions`); this class
+returns the new state. Decisions live in pure modules (`helpdesk.rules.transitions`); this class
 only orchestrates. Handlers are serialised by a lock so a change is judged against the
 state the previous change left.
 
@@ -25,14 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import PushInput
     from activities.tickets import TicketActivities
     from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
-    from helpdesk.temporal import (
-        ASSIGNED_AGENT,
-        ESCALATED,
-        TICKET_PRIORITY,
-        TICKET_STATUS,
-        ui_text,
-    )
-    from workflows.ticket_types import (
+    from helpdesk.rules.contracts import (
         AssignRequest,
         ChangeEvent,
         EditRequest,
@@ -45,15 +38,18 @@ with workflow.unsafe.imports_passed_through():
         TicketInput,
         TicketState,
     )
-    from workflows.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
+    from helpdesk.rules.notify import NOTIFIED_BY_SLA, notifications_for
+    from helpdesk.rules.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
+    from helpdesk.temporal import (
+        ASSIGNED_AGENT,
+        ESCALATED,
+        TICKET_PRIORITY,
+        TICKET_STATUS,
+        ui_text,
+    )
 
 from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
-from workflows.ticket_notify import (  # email and push for every change
-    NOTIFIED_BY_SLA,
-    creation_events,
-    notifications_for,
-    send_all,
-)
+from workflows.ticket_notify import creation_events, send_all  # email and push per change
 from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")

@@ -54,12 +54,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.comments import COMMENT_ADDED, CommentActivities, CommentRecord
-    from workflows.sla import SlaClockKind
-    from workflows.ticket_types import SYSTEM_ROLE, Actor, FieldUpdates, TicketState
-    from workflows.transitions import STAFF, Status
+    from helpdesk.rules.contracts import SYSTEM_ROLE, Actor, FieldUpdates, TicketState
+    from helpdesk.rules.sla import SlaClockKind
+    from helpdesk.rules.transitions import STAFF, Status
 
 if TYPE_CHECKING:
-    from workflows.ticket_types import PersistResult, TicketConfig
+    from helpdesk.rules.contracts import PersistResult, TicketConfig
 
 # The update's name (the API sends it by name: `helpdesk.services.comments`).
 ADD_COMMENT = "add_comment"

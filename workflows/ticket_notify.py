@@ -36,10 +36,8 @@ Actors: `ChangeEvent.changes` may carry ``actor_id`` (the reopen event does; a c
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -52,16 +50,9 @@ with workflow.unsafe.imports_passed_through():
         NotifyInput,
         PushInput,
     )
-    from helpdesk.notifications import NotificationKind
-    from helpdesk.push import PushEvent
-    from models.enums import Priority, TicketStatus
-    from workflows.ticket_types import ChangeEvent
+    from helpdesk.rules.contracts import ChangeEvent
+    from helpdesk.rules.notify import Notification, created_event
 
-Notification = NotifyInput | PushInput
-
-# Changes whose notifications the SLA mixin already sends (escalation: emails to the
-# managers it looks up, and the push), passed as `skip=` by the ticket workflow.
-NOTIFIED_BY_SLA: frozenset[str] = frozenset({"escalated"})
 # A change's notifications run as ONE activity (`notify_change`), not one per email and push,
 # and as a LOCAL activity first, inside the workflow task already running (no activity task,
 # no second workflow task: a new ticket costs the Temporal server one workflow task, as a
@@ -71,47 +62,6 @@ NOTIFIED_BY_SLA: frozenset[str] = frozenset({"escalated"})
 # A local activity running past ~8 s makes the SDK complete the workflow task anyway (its
 # heartbeat), so the creation answers by then.
 LOCAL_NOTIFY_TIMEOUT = timedelta(seconds=30)
-CREATED = "created"
-
-
-class ChangeLike(Protocol):
-    """What the mapping reads of a change (workflows.ticket_types.ChangeEvent)."""
-
-    @property
-    def action(self) -> str: ...
-
-    @property
-    def request_id(self) -> str: ...
-
-    @property
-    def changes(self) -> dict[str, Any]: ...
-
-
-class TicketLike(Protocol):
-    """What the mapping reads of the ticket's state (workflows.ticket_types.TicketState)."""
-
-    @property
-    def ticket_id(self) -> uuid.UUID: ...
-
-    @property
-    def requester_id(self) -> uuid.UUID: ...
-
-    @property
-    def assignee_id(self) -> uuid.UUID | None: ...
-
-    @property
-    def status(self) -> Any: ...
-
-    @property
-    def priority(self) -> str: ...
-
-    @property
-    def escalation_level(self) -> int: ...
-
-
-def created_event() -> ChangeEvent:
-    """The change a ticket's first workflow run announces (its row was written by the API)."""
-    return ChangeEvent(action=CREATED, request_id=CREATED)
 
 
 def creation_events() -> list[ChangeEvent]:
@@ -120,139 +70,6 @@ def creation_events() -> list[ChangeEvent]:
     if workflow.info().continued_run_id is not None:
         return []
     return [created_event()]
-
-
-# --- the pure mapping --------------------------------------------------------------------
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
-def _new(changes: Mapping[str, Any], name: str) -> Any:
-    """The new value of a field in `changes` (``{"old":..,"new":..}`` or a bare value)."""
-    value = changes.get(name)
-    return value.get("new") if isinstance(value, dict) else value
-
-
-def _status(value: Any) -> TicketStatus | None:
-    if value is None:
-        return None
-    try:
-        return TicketStatus(str(getattr(value, "value", value)))
-    except ValueError:
-        return None
-
-
-def _priority(value: Any) -> Priority | None:
-    try:
-        return Priority(str(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def notifications_for(
-    event: ChangeLike, state: TicketLike, *, skip: Collection[str] = ()
-) -> list[Notification]:
-    """The emails and pushes one accepted change causes, in sending order (see the module
-    docstring for the table). Pure: the same change and state give equal inputs."""
-    if event.action in skip:
-        return []
-    changes = event.changes or {}
-    ticket_id = state.ticket_id
-    key = event.request_id[:100]
-    push_id = f"{ticket_id}:{event.request_id}"[:200]
-    # Who made the change, when it says (a comment's author is its actor).
-    actor = _uuid(changes.get("actor_id")) or _uuid(changes.get("author_id"))
-    status = _status(state.status)
-    priority = _priority(state.priority)
-    out: list[Notification] = []
-
-    def email(kind: NotificationKind, recipient: uuid.UUID | None, **facts: Any) -> None:
-        # Nobody is told about their own change; each person once per change.
-        if recipient is None or recipient == actor:
-            return
-        if any(isinstance(n, NotifyInput) and n.recipient_id == recipient for n in out):
-            return
-        out.append(
-            NotifyInput(
-                kind=kind, event_key=key, recipient_id=recipient, ticket_id=ticket_id, **facts
-            )
-        )
-
-    def push(kind: PushEvent, **facts: Any) -> None:
-        out.append(PushInput(event=kind, event_id=push_id, ticket_id=ticket_id, **facts))
-
-    match event.action:
-        case "created":
-            email(
-                NotificationKind.TICKET_CREATED,
-                state.requester_id,
-                status=status,
-                priority=priority,
-            )
-            email(NotificationKind.TICKET_ASSIGNED, state.assignee_id, priority=priority)
-            push(
-                PushEvent.TICKET_CREATED,
-                status=status,
-                priority=priority,
-                assignee_id=state.assignee_id,
-            )
-        case "assigned":
-            assignee = _uuid(_new(changes, "assignee_id"))
-            email(NotificationKind.TICKET_ASSIGNED, assignee, priority=priority)
-            push(PushEvent.TICKET_ASSIGNED, assignee_id=assignee)
-        case "status_changed":
-            new = _status(_new(changes, "status")) or status
-            old_value = changes.get("status")
-            old = _status(old_value.get("old")) if isinstance(old_value, dict) else None
-            if actor is not None and actor == state.requester_id:
-                # The requester closed or reopened it (or replied on a RESOLVED ticket):
-                # the agent working it is the one to tell.
-                email(
-                    NotificationKind.STATUS_CHANGED,
-                    state.assignee_id,
-                    status=new,
-                    previous_status=old,
-                )
-            else:
-                email(
-                    NotificationKind.STATUS_CHANGED,
-                    state.requester_id,
-                    status=new,
-                    previous_status=old,
-                )
-            push(PushEvent.TICKET_STATUS_CHANGED, status=new, previous_status=old)
-        case "edited":
-            push(PushEvent.TICKET_UPDATED, priority=priority)
-        case "comment_added":
-            comment_id = _uuid(changes.get("comment_id"))
-            author = actor
-            if changes.get("internal") is not False:
-                # An internal note (or a change that does not say it is public): staff
-                # rooms only, no email to anybody.
-                push(PushEvent.COMMENT_ADDED, comment_id=comment_id, internal=True)
-                return out
-            other = state.assignee_id if author == state.requester_id else state.requester_id
-            if other != author:
-                email(NotificationKind.PUBLIC_REPLY, other)
-            push(PushEvent.COMMENT_ADDED, comment_id=comment_id, internal=False)
-        case "escalated":
-            escalated_to = _uuid(_new(changes, "escalated_to"))
-            level = _new(changes, "escalation_level")
-            level = level if isinstance(level, int) else state.escalation_level
-            email(NotificationKind.ESCALATED, escalated_to, escalation_level=level)
-            push(PushEvent.TICKET_ESCALATED, escalation_level=level, escalated_to=escalated_to)
-        case _:
-            pass
-    return out
 
 
 # --- sending, from the workflow's main loop ----------------------------------------------

@@ -1,7 +1,7 @@
 """The SLA side of TicketWorkflow: clocks, durable timers, escalation and auto-close.
 
 A mixin so the SLA part stays in one place; the decisions are the pure functions of
-`workflows.sla`, this class only wires them to workflow time, activities and the ticket's
+`helpdesk.rules.sla`, this class only wires them to workflow time, activities and the ticket's
 own change path:
 
 - `_sla_begin()` starts both clocks at creation from the policy then in force.
@@ -39,9 +39,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
-    from helpdesk.temporal import ui_text
-    from workflows import local_first
-    from workflows.sla import (
+    from helpdesk.rules.contracts import Actor, ChangeEvent, FieldUpdates, TicketState
+    from helpdesk.rules.sla import (
         EscalationPlan,
         SlaClockKind,
         SlaClockView,
@@ -49,51 +48,52 @@ with workflow.unsafe.imports_passed_through():
         SlaPolicySnapshot,
         SlaRecord,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         change_policy as sla_change_policy,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         clock_views as sla_clock_views,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         due_dates as sla_due_dates,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         due_events as sla_due_events,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         fulfil_first_response as sla_fulfil_first_response,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         mark_fired as sla_mark_fired,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         next_due as sla_next_due,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         pause as sla_pause,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         pending_events as sla_pending_events,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         plan_escalation as sla_plan_escalation,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         resume as sla_resume,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         start as sla_start,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         stop as sla_stop,
     )
+    from helpdesk.rules.transitions import STAFF, Status
+    from helpdesk.temporal import ui_text
+    from workflows import local_first
     from workflows.ticket_notify import send_all
-    from workflows.ticket_types import Actor, ChangeEvent, FieldUpdates, TicketState
-    from workflows.transitions import STAFF, Status
 
 if TYPE_CHECKING:
-    from workflows.ticket_types import PersistResult, TicketConfig
+    from helpdesk.rules.contracts import PersistResult, TicketConfig
 
 _RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10), non_retryable_error_types=["TicketGone"]

@@ -26,11 +26,11 @@ from api.schemas.tickets import (
     WorkflowStateOut,
 )
 from helpdesk import errors, policy
+from helpdesk.rules.contracts import TicketEdits
+from helpdesk.rules.transitions import Status
 from helpdesk.services import tickets
 from models.enums import Priority, Role, TicketStatus
 from workflows.ticket_sla import live_clocks
-from workflows.ticket_types import TicketEdits
-from workflows.transitions import Status
 
 router = APIRouter()
 

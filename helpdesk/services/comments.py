@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import errors, policy
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
+from helpdesk.rules.contracts import TicketState
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from models.base import utcnow
@@ -55,7 +56,6 @@ from models.comment import Comment
 from models.enums import Role, TicketStatus
 from models.ticket import Ticket, TicketHistory
 from workflows.ticket_comments import ADD_COMMENT, CommentAdded
-from workflows.ticket_types import TicketState
 
 TABLE = "comments"
 COLUMN = "body"

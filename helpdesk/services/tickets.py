@@ -51,6 +51,23 @@ from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.deadline import command_deadline
+from helpdesk.rules import sla as sla_rules
+from helpdesk.rules.contracts import (
+    Actor,
+    AssignRequest,
+    EditRequest,
+    EscalateRequest,
+    OpenRequest,
+    PersistChange,
+    PersistResult,
+    StatusChange,
+    TicketConfig,
+    TicketEdits,
+    TicketInput,
+    TicketState,
+)
+from helpdesk.rules.sla import SlaPolicySnapshot, SlaState
+from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, satisfaction, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
@@ -66,23 +83,6 @@ from helpdesk.temporal import (
 from models.base import utcnow
 from models.enums import Priority, TicketStatus
 from models.ticket import IdempotencyRecord, Ticket, TicketHistory, TicketTag
-from workflows import sla as sla_rules
-from workflows.sla import SlaPolicySnapshot, SlaState
-from workflows.ticket_types import (
-    Actor,
-    AssignRequest,
-    EditRequest,
-    EscalateRequest,
-    OpenRequest,
-    PersistChange,
-    PersistResult,
-    StatusChange,
-    TicketConfig,
-    TicketEdits,
-    TicketInput,
-    TicketState,
-)
-from workflows.transitions import Status
 
 log = logging.getLogger("helpdesk.tickets")
 

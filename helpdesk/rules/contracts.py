@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.sla import SlaState
-from workflows.transitions import Status
+from helpdesk.rules.sla import SlaState
+from helpdesk.rules.transitions import Status
 
 # The role of changes the help desk makes by itself (timers, automations, re-assignment
 # when an agent is deactivated). It may do what staff may do.
@@ -60,7 +60,7 @@ class TicketState(_Model):
     seen_request_ids: list[str] = Field(default_factory=list)
     # Set when the ticket's row was found disposed of: the workflow then ends.
     gone: bool = False
-    # SLA clocks (workflows.sla; set at creation by TicketSlaMixin, kept across
+    # SLA clocks (helpdesk.rules.sla; set at creation by TicketSlaMixin, kept across
     # continue-as-new). No PHI: targets, instants and fired thresholds.
     sla: SlaState | None = None
 
