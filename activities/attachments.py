@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from helpdesk import metrics
 from helpdesk.errors import DomainError
+from helpdesk.rules.contracts import ScanRequest
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
 
@@ -29,13 +30,6 @@ SCAN_LIMIT_EXCEEDED = "ScanLimitExceeded"
 FATAL_SCAN_ERRORS = ("not_found", "gone", "integrity_error", SCAN_LIMIT_EXCEEDED)
 # Attempts that find the bytes of a live attachment missing before the scan fails for good.
 BYTES_MISSING_RETRIES = 3
-
-
-class ScanRequest(BaseModel):
-    """Input of the scan activity and of AttachmentScanWorkflow (ids only: no PHI)."""
-
-    attachment_id: uuid.UUID
-    ticket_id: uuid.UUID | None = None
 
 
 class ScanResult(BaseModel):

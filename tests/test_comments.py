@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from activities.registry import build_activities
 from api.app import create_app
 from helpdesk import policy
-from helpdesk.rules.contracts import TicketState
+from helpdesk.rules.contracts import CommentAdded, TicketState
 from helpdesk.rules.sla import SlaPolicySnapshot, fulfil_first_response
 from helpdesk.rules.sla import start as sla_start
 from helpdesk.rules.transitions import Status
@@ -45,7 +45,7 @@ from tests.ticket_support import create_ticket, set_status
 from workers.worker import GRACEFUL_SHUTDOWN, workflow_runner
 from workflows.registry import WORKFLOWS
 from workflows.ticket import TicketWorkflow
-from workflows.ticket_comments import CommentAdded, on_comment, refusal
+from workflows.ticket_comments import on_comment, refusal
 
 API = "/api/v1"
 

@@ -343,3 +343,23 @@ async def test_canary_absent_from_raw_history_and_database_files(
     assert blob
     for canary in canaries:
         assert canary.encode() not in blob
+
+
+def test_the_contract_names_are_the_ones_the_workflows_register() -> None:
+    """The API reaches the workflows by the names in helpdesk.rules.contracts only."""
+    from temporalio.workflow import _Definition
+
+    from helpdesk.rules.contracts import (
+        ATTACHMENT_SCAN_WORKFLOW,
+        TICKET_STATE_QUERY,
+        TICKET_WORKFLOW,
+        TicketCommand,
+    )
+    from workflows.attachment_scan import AttachmentScanWorkflow
+    from workflows.ticket import TicketWorkflow
+
+    ticket = _Definition.must_from_class(TicketWorkflow)
+    assert ticket.name == TICKET_WORKFLOW
+    assert set(ticket.updates) == {command.value for command in TicketCommand}
+    assert TICKET_STATE_QUERY in ticket.queries
+    assert _Definition.must_from_class(AttachmentScanWorkflow).name == ATTACHMENT_SCAN_WORKFLOW

@@ -16,7 +16,6 @@ notification that cannot be delivered is logged and never fails the scan.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -24,10 +23,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.attachments import FATAL_SCAN_ERRORS, ScanRequest, ScanResult
+    from activities.attachments import FATAL_SCAN_ERRORS, ScanResult
     from activities.notifications import NotifyInput, PushInput
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
+    from helpdesk.rules.contracts import (
+        ATTACHMENT_SCAN_WORKFLOW,
+        ScanRequest,
+        attachment_scan_workflow_id,
+    )
     from helpdesk.rules.notify import Notification
     from helpdesk.temporal import ui_text
     from workflows.ticket_notify import send_all
@@ -48,11 +52,6 @@ SCAN_RETRY_POLICY = RetryPolicy(
     maximum_attempts=0,  # unlimited: fail closed, never give up and release
     non_retryable_error_types=list(FATAL_SCAN_ERRORS),
 )
-
-
-def attachment_scan_workflow_id(attachment_id: uuid.UUID | str) -> str:
-    """Business-key id: one scan workflow per attachment (no PHI)."""
-    return f"attachment-scan-{attachment_id}"
 
 
 def scan_activity_options() -> dict[str, Any]:
@@ -100,7 +99,7 @@ def scan_notifications(result: ScanResult) -> list[Notification]:
     return []
 
 
-@workflow.defn(name="AttachmentScan")
+@workflow.defn(name=ATTACHMENT_SCAN_WORKFLOW)
 class AttachmentScanWorkflow:
     """Run the scan activity until it gives a verdict; return it."""
 

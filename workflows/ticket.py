@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.tickets import TicketActivities
     from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
     from helpdesk.rules.contracts import (
+        TICKET_STATE_QUERY,
+        TICKET_WORKFLOW,
         AssignRequest,
         ChangeEvent,
         EditRequest,
@@ -35,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         PersistChange,
         PersistResult,
         StatusChange,
+        TicketCommand,
         TicketInput,
         TicketState,
     )
@@ -62,7 +65,7 @@ def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
     return ApplicationError(message, details, type=type_, non_retryable=True)
 
 
-@workflow.defn
+@workflow.defn(name=TICKET_WORKFLOW)
 class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @workflow.init
     def __init__(self, inp: TicketInput) -> None:
@@ -126,13 +129,16 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
 
     # --- query -----------------------------------------------------------------------
 
-    @workflow.query(description="The ticket's live state (no PHI)")
+    @workflow.query(name=TICKET_STATE_QUERY, description="The ticket's live state (no PHI)")
     def state(self) -> TicketState:
         return self._ticket
 
     # --- updates ---------------------------------------------------------------------
 
-    @workflow.update(description="Answer once the ticket's workflow runs (sent with its start)")
+    @workflow.update(
+        name=TicketCommand.OPENED.value,
+        description="Answer once the ticket's workflow runs (sent with its start)",
+    )
     async def opened(self, req: OpenRequest) -> TicketState:
         del req
         return self._answer()
@@ -143,7 +149,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         before it is accepted (workers.command_guard)."""
         del req
 
-    @workflow.update(description="Move the ticket to another status")
+    @workflow.update(
+        name=TicketCommand.CHANGE_STATUS.value,
+        description="Move the ticket to another status",
+    )
     async def change_status(self, req: StatusChange) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
@@ -172,7 +181,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if not self._seen(req.request_id):
             self._check_status(req)
 
-    @workflow.update(description="Assign the ticket to an agent, or to the least-loaded one")
+    @workflow.update(
+        name=TicketCommand.ASSIGN.value,
+        description="Assign the ticket to an agent, or to the least-loaded one",
+    )
     async def assign(self, req: AssignRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
@@ -206,7 +218,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if not self._seen(req.request_id):
             self._check_assign(req)
 
-    @workflow.update(description="Edit title, description, priority, category, tags, due date")
+    @workflow.update(
+        name=TicketCommand.EDIT.value,
+        description="Edit title, description, priority, category, tags, due date",
+    )
     async def edit(self, req: EditRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
@@ -242,7 +257,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if not self._seen(req.request_id):
             self._check_edit(req)
 
-    @workflow.update(description="Escalate the ticket one level")
+    @workflow.update(
+        name=TicketCommand.ESCALATE.value,
+        description="Escalate the ticket one level",
+    )
     async def escalate(self, req: EscalateRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,28 @@ from helpdesk.rules.transitions import Status
 # The role of changes the help desk makes by itself (timers, automations, re-assignment
 # when an agent is deactivated). It may do what staff may do.
 SYSTEM_ROLE = "SYSTEM"
+
+# The names the API uses to reach the workflows (the workflows register the same names; a
+# test holds the two together), so that callers need the contracts, never workflow code.
+TICKET_WORKFLOW = "TicketWorkflow"
+ATTACHMENT_SCAN_WORKFLOW = "AttachmentScan"
+TICKET_STATE_QUERY = "state"
+
+
+class TicketCommand(StrEnum):
+    """The ticket workflow's updates."""
+
+    OPENED = "opened"
+    CHANGE_STATUS = "change_status"
+    ASSIGN = "assign"
+    EDIT = "edit"
+    ESCALATE = "escalate"
+    ADD_COMMENT = "add_comment"
+
+
+def attachment_scan_workflow_id(attachment_id: uuid.UUID | str) -> str:
+    """Business-key id: one scan workflow per attachment (no PHI)."""
+    return f"attachment-scan-{attachment_id}"
 
 
 class _Model(BaseModel):
@@ -175,3 +198,39 @@ class ChangeEvent(_Model):
     action: str
     request_id: str
     changes: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommentAdded(BaseModel):
+    """The `add_comment` update: ids and flags only. The body is already sealed in the
+    database; it never travels through the workflow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = Field(min_length=1, max_length=90)  # room for the ":reopen" suffix
+    comment_id: uuid.UUID
+    author_id: uuid.UUID
+    author_role: str
+    is_internal: bool
+    # The setting as the API read it when the comment was made: carried in the command so
+    # the workflow's decision is deterministic and visible in its history.
+    reopen_on_requester_reply: bool = True
+    # Where the request came from, for the audit rows the activities write.
+    ip: str | None = None
+    user_agent: str | None = None
+    http_request_id: str | None = None
+
+    def actor(self) -> Actor:
+        return Actor(
+            id=self.author_id,
+            role=self.author_role,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            http_request_id=self.http_request_id,
+        )
+
+
+class ScanRequest(BaseModel):
+    """Input of the scan activity and of AttachmentScanWorkflow (ids only: no PHI)."""
+
+    attachment_id: uuid.UUID
+    ticket_id: uuid.UUID | None = None

@@ -403,14 +403,14 @@ async def start_scan_workflow(
     """Default scan starter: the dedicated `AttachmentScanWorkflow` (idempotent by id)."""
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from workflows.attachment_scan import (
-        AttachmentScanWorkflow,
+    from helpdesk.rules.contracts import (
+        ATTACHMENT_SCAN_WORKFLOW,
         ScanRequest,
         attachment_scan_workflow_id,
     )
 
     await runtime.temporal.start_workflow(
-        AttachmentScanWorkflow.run,
+        ATTACHMENT_SCAN_WORKFLOW,
         ScanRequest(attachment_id=attachment_id, ticket_id=ticket_id),
         id=attachment_scan_workflow_id(attachment_id),
         task_queue=runtime.settings.temporal_task_queue,

@@ -53,6 +53,8 @@ from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
 from helpdesk.deadline import command_deadline
 from helpdesk.rules import sla as sla_rules
 from helpdesk.rules.contracts import (
+    TICKET_STATE_QUERY,
+    TICKET_WORKFLOW,
     Actor,
     AssignRequest,
     EditRequest,
@@ -61,6 +63,7 @@ from helpdesk.rules.contracts import (
     PersistChange,
     PersistResult,
     StatusChange,
+    TicketCommand,
     TicketConfig,
     TicketEdits,
     TicketInput,
@@ -641,12 +644,11 @@ def initial_search_attributes(state: TicketState) -> TypedSearchAttributes:
 
 
 def start_operation(runtime: Runtime, inp: TicketInput) -> WithStartWorkflowOperation[Any, Any]:
-    from workflows.ticket import TicketWorkflow
-
     state = inp.state
     return WithStartWorkflowOperation(
-        TicketWorkflow.run,
+        TICKET_WORKFLOW,
         inp,
+        result_type=TicketState,
         id=ticket_workflow_id(state.ticket_id),
         task_queue=runtime.settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -731,7 +733,7 @@ async def ensure_workflow(
 
     async def call() -> TicketState:
         state: TicketState = await client.execute_update_with_start_workflow(
-            "opened",  # TicketWorkflow.opened (by name: the SDK's typing refuses the method)
+            TicketCommand.OPENED.value,
             OpenRequest(request_id=f"open-{ticket.id}"),
             start_workflow_operation=start_operation(runtime, inp),
             result_type=TicketState,
@@ -747,7 +749,7 @@ async def ensure_workflow(
 
 
 async def send_update(
-    runtime: Runtime, ticket_id: uuid.UUID, update: Any, request: Any
+    runtime: Runtime, ticket_id: uuid.UUID, update: TicketCommand, request: Any
 ) -> TicketState:
     """Send a ticket's workflow an update and return the state it answers with."""
     client = _client(runtime)
@@ -759,11 +761,11 @@ async def send_update(
 
     async def call() -> TicketState:
         state: TicketState = await handle.execute_update(
-            update, request, id=update_id, result_type=TicketState
+            update.value, request, id=update_id, result_type=TicketState
         )
         return state
 
-    kind = getattr(update, "__name__", None) or str(getattr(update, "name", "update"))
+    kind = update.value
     for attempt in range(2):
         try:
             state = await _with_retries(runtime, call)
@@ -805,12 +807,10 @@ async def query_state(runtime: Runtime, ticket_id: uuid.UUID) -> TicketState | N
     """The live workflow state, or None when the workflow cannot answer quickly."""
     if runtime.temporal is None:
         return None
-    from workflows.ticket import TicketWorkflow
-
     handle = runtime.temporal.get_workflow_handle(ticket_workflow_id(ticket_id))
     try:
         async with asyncio.timeout(runtime.settings.ticket_query_timeout_seconds):
-            state: TicketState = await handle.query(TicketWorkflow.state, result_type=TicketState)
+            state: TicketState = await handle.query(TICKET_STATE_QUERY, result_type=TicketState)
             return state
     except Exception as exc:  # the read model still answers; the live part is optional
         log.info("live state of ticket %s unavailable: %s", ticket_id, type(exc).__name__)
@@ -974,7 +974,7 @@ async def _command(
     caller_id: uuid.UUID,
     caller_role: str,
     ticket_id: uuid.UUID,
-    update: Any,
+    update: TicketCommand,
     request: Any,
 ) -> TicketView:
     """Authorise against the row, send the update, answer with the row as the activity
@@ -1000,13 +1000,12 @@ async def change_status(
     note: str | None,
     request_id: str,
 ) -> TicketView:
-    from workflows.ticket import TicketWorkflow
 
     req = StatusChange(
         request_id=request_id, actor=actor_of(caller_id, caller_role), status=status, note=note
     )
     return await _command(
-        runtime, caller_id, caller_role, ticket_id, TicketWorkflow.change_status, req
+        runtime, caller_id, caller_role, ticket_id, TicketCommand.CHANGE_STATUS, req
     )
 
 
@@ -1020,7 +1019,6 @@ async def assign(
     auto: bool,
     request_id: str,
 ) -> TicketView:
-    from workflows.ticket import TicketWorkflow
 
     if agent_id is not None:
         async with runtime.database.read() as session:
@@ -1031,15 +1029,14 @@ async def assign(
     req = AssignRequest(
         request_id=request_id, actor=actor_of(caller_id, caller_role), agent_id=agent_id, auto=auto
     )
-    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.assign, req)
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketCommand.ASSIGN, req)
 
 
 async def assign_system(runtime: Runtime, ticket_id: uuid.UUID, *, request_id: str) -> TicketState:
     """Automatic re-assignment by the help desk itself (an agent was deactivated)."""
-    from workflows.ticket import TicketWorkflow
 
     req = AssignRequest(request_id=request_id, actor=Actor.system(), auto=True)
-    return await send_update(runtime, ticket_id, TicketWorkflow.assign, req)
+    return await send_update(runtime, ticket_id, TicketCommand.ASSIGN, req)
 
 
 async def edit(
@@ -1051,13 +1048,12 @@ async def edit(
     edits: TicketEdits,
     request_id: str,
 ) -> TicketView:
-    from workflows.ticket import TicketWorkflow
 
     if "category_id" in edits.fields:
         async with runtime.database.transaction() as session:
             await ensure_usable(session, edits.category_id)
     req = EditRequest(request_id=request_id, actor=actor_of(caller_id, caller_role), edits=edits)
-    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.edit, req)
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketCommand.EDIT, req)
 
 
 async def escalate(
@@ -1070,7 +1066,6 @@ async def escalate(
     request_id: str,
     reason: str = "manual",
 ) -> TicketView:
-    from workflows.ticket import TicketWorkflow
 
     # `reason` is a code (api.schemas.sla.EscalationReason), never free text.
     req = EscalateRequest(
@@ -1079,7 +1074,7 @@ async def escalate(
         escalated_to=escalated_to,
         reason=reason,
     )
-    return await _command(runtime, caller_id, caller_role, ticket_id, TicketWorkflow.escalate, req)
+    return await _command(runtime, caller_id, caller_role, ticket_id, TicketCommand.ESCALATE, req)
 
 
 async def dispose(
@@ -1228,7 +1223,7 @@ async def _running_ticket_workflows(client: Client, since: datetime) -> set[str]
     """Ids of running ticket workflows started since `since`, from visibility (eventually
     consistent: a workflow missing here is merely started again with USE_EXISTING)."""
     query = (
-        f"WorkflowType = 'TicketWorkflow' AND ExecutionStatus = 'Running' "
+        f"WorkflowType = '{TICKET_WORKFLOW}' AND ExecutionStatus = 'Running' "
         f"AND StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
     )
     ids: set[str] = set()
