@@ -176,7 +176,7 @@ def test_alert_rules_pass_promtool() -> None:
         text=True,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "6 rules found" in checked.stdout
+    assert "7 rules found" in checked.stdout
     tested = subprocess.run(
         [promtool, "test", "rules", "alerts.test.yml"],
         cwd=DEPLOY / "prometheus",
