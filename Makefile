@@ -41,6 +41,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_cycles.py
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -198,7 +198,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_anchor(args: argparse.Namespace) -> int:
     """Seal the chain's head now and append it to the anchor store (the schedule's job)."""
-    from helpdesk.audit_anchor import anchor_database
+    from helpdesk.audit_commands import anchor_database
 
     print(asyncio.run(anchor_database(_settings())))
     return 0

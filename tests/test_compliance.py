@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from api.app import prepare_runtime
 from helpdesk import compliance
-from helpdesk.audit_anchor import anchor_database
+from helpdesk.audit_commands import anchor_database
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.settings import Settings
 from models.enums import Role

@@ -76,7 +76,7 @@ async def test_metrics_label_requests_by_route_template(
 async def test_anchor_and_backup_times_are_exported(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    from helpdesk.audit_anchor import anchor_database
+    from helpdesk.audit_commands import anchor_database
 
     before = (await client.get("/metrics")).text
     assert sample(before, "helpdesk_audit_anchor_last_timestamp_seconds") is None

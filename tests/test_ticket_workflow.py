@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from helpdesk.rules.contracts import Actor, StatusChange
 from helpdesk.rules.transitions import Status
-from helpdesk.services import assignment, tickets
+from helpdesk.services import assignment, reassignment, tickets
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
     ENCODING,
@@ -198,9 +198,9 @@ async def test_deactivated_agents_tickets_are_reassigned_by_their_workflows(
             ids.append(t["id"])
         async with runtime.database.transaction() as session:
             await session.execute(update(User).where(User.id == leaving.id).values(is_active=False))
-        assert await assignment.reassign_open_tickets_of(runtime, leaving.id) == 3
+        assert await reassignment.reassign_open_tickets_of(runtime, leaving.id) == 3
         # Repeating it is harmless: nothing of theirs is left.
-        assert await assignment.reassign_open_tickets_of(runtime, leaving.id) == 0
+        assert await reassignment.reassign_open_tickets_of(runtime, leaving.id) == 0
         for tid in ids:
             state = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).query(
                 TicketWorkflow.state

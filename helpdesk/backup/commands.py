@@ -125,7 +125,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             checked = asyncio.run(restore_backup(_settings(), args.path, progress=progress))
     except BackupError as exc:
         return _fail("restore", exc)
-    from helpdesk.audit_anchor import anchor_database
+    from helpdesk.audit_commands import anchor_database
 
     # The restored chain ends where the backup did: anchor it for this site, so `audit
     # verify` holds later rows against it (an older site's anchors would call it cut short).

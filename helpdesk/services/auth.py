@@ -36,7 +36,7 @@ from helpdesk.security import (
     totp_match,
     totp_uri,
 )
-from helpdesk.services import assignment, one_time_tokens, sessions, users
+from helpdesk.services import one_time_tokens, reassignment, sessions, users
 from models.enums import TokenPurpose
 from models.user import AuthSession, User
 
@@ -408,5 +408,5 @@ async def deactivate_account(
     (or leaves it unassigned when none is left)."""
     async with runtime.database.transaction() as session:
         user, revoked = await users.deactivate(session, runtime, actor_id=actor_id, user_id=user_id)
-    reassigned = await assignment.reassign_open_tickets_of(runtime, user_id)
+    reassigned = await reassignment.reassign_open_tickets_of(runtime, user_id)
     return Deactivation(user=user, sessions_revoked=revoked, tickets_reassigned=reassigned)
