@@ -61,7 +61,7 @@ class LoadShedMiddleware:
                 response = JSONResponse(
                     error_body(refused.code, refused.message),
                     status_code=503,
-                    headers={"Retry-After": str(refused.retry_after), "Connection": "close"},
+                    headers={"Retry-After": str(refused.retry_after)},
                 )
                 await response(scope, receive, send)
                 return

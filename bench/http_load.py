@@ -12,8 +12,8 @@ at most 10 s, and retries with the same Idempotency-Key) and prints one JSON lin
     python -m bench.http_load --base URL --token TOKEN --burst N
 
 sends N creations at once over N connections opened beforehand (no retry) and prints
-``{"answers": [[status, ms, retry_after], ...]}``: the load-shedding figure, measured from
-outside the server's process.
+``{"answers": [[status, ms, retry_after], ...], "healthz_p50_ms": ...}``: the load-shedding
+figure, measured from outside the server's process, beside a burst as large of /healthz.
 """
 
 from __future__ import annotations
@@ -102,7 +102,16 @@ async def burst(base: str, token: str, count: int) -> dict[str, object]:
             return [r.status_code, (time.perf_counter() - t0) * 1000, r.headers.get("Retry-After")]
 
         answers = await asyncio.gather(*(one(n) for n in range(count)))
-    return {"answers": answers}
+
+        async def probe() -> float:
+            t0 = time.perf_counter()
+            await http.get("/healthz")
+            return (time.perf_counter() - t0) * 1000
+
+        # The same burst against the cheapest route: what the client, the connections and
+        # the machine cost by themselves, to read the shed figure against.
+        healthz = await asyncio.gather(*(probe() for _ in range(count)))
+    return {"answers": answers, "healthz_p50_ms": statistics.median(healthz)}
 
 
 def main() -> None:
