@@ -208,7 +208,13 @@ async def test_the_export_carries_no_identifier_and_no_free_text(
     await line.assign(t)
     await line.change(t, "edited", priority="HIGH")
     await line.reply(t)
-    await line.set_status(t, "RESOLVED")
+    await line.change(t, "status_changed", note=f"{CANARY} note", status="RESOLVED")
+    from helpdesk.services import satisfaction
+
+    await satisfaction.send_due(runtime)
+    await satisfaction.answer(
+        runtime, t, rating=5, comment=f"{CANARY} csat", user=requester.user, token=None
+    )
     secrets = [
         CANARY,
         CANARY.lower(),
@@ -239,6 +245,7 @@ async def test_the_export_carries_no_identifier_and_no_free_text(
     assert row["created_date"] == "2026-03-02" and row["priority"] == "HIGH"
     assert row["tags"] == "billing"  # the approved tag only
     assert row["category"] == "" and row["staff_replies"] == "1"
+    assert row["status"] == "RESOLVED"
     assert all(not cell.startswith(("=", "+", "-", "@")) for r_ in rows for cell in r_.values())
     (jrow,) = [json.loads(line_) for line_ in bodies[1].splitlines()]
     assert jrow["ticket"] != row["ticket"]  # a new salt per export: no join
