@@ -283,3 +283,29 @@ async def test_exports_are_rate_limited_and_stable_pseudonyms_are_for_administra
     r = await client.get("/api/v1/analytics/export", params=PERIOD, headers=admin)
     assert r.status_code == 429
     assert r.headers.get("retry-after")
+
+
+@K1
+async def test_agents_sort_and_page(
+    client: httpx.AsyncClient, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    await _worked_tickets(timeline, 1)
+    await _worked_tickets(timeline, 3, agent=staff["other_agent"].id)
+    manager = staff["manager"].headers
+    pages = []
+    for page in (1, 2):
+        r = await client.get(
+            "/api/v1/analytics/agents",
+            params=PERIOD | {"sort": "resolved", "order": "desc", "page_size": 1, "page": page},
+            headers=manager,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["total"] == 2
+        pages.append(r.json()["items"][0])
+    assert [p["agent_id"] for p in pages] == [str(staff["other_agent"].id), str(staff["agent"].id)]
+    assert [p["resolved"] for p in pages] == [3, 1]
+    r = await client.get(
+        "/api/v1/analytics/agents", params=PERIOD | {"sort": "resolved", "order": "asc"},
+        headers=manager,
+    )  # fmt: skip
+    assert [i["resolved"] for i in r.json()["items"]] == [1, 3]
