@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from helpdesk.analytics import export, queries
-from helpdesk.analytics.facts import Contributions, contributions, hour_of
+from helpdesk.analytics.facts import Contributions, contributions, hour_of, nest
 from helpdesk.analytics.queries import Scope
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
@@ -177,7 +177,7 @@ def load_sqlite(path: Path, facts: list[dict[str, Any]], cells: Contributions) -
     )
     db.executemany(
         "INSERT INTO analytics_rollups (dim, hour, value, metrics) VALUES (?, ?, ?, ?)",
-        ((dim, conv(hour), value, json.dumps(dict(m))) for (dim, hour, value), m in cells.items()),
+        ((dim, conv(hour), value, json.dumps(nest(m))) for (dim, hour, value), m in cells.items()),
     )
     db.execute("COMMIT")
     db.execute("ANALYZE")
@@ -202,7 +202,7 @@ async def load_postgres(dsn: str, facts: list[dict[str, Any]], cells: Contributi
         )  # fmt: skip
         await conn.copy_records_to_table(
             "analytics_rollups",
-            records=[(d, h, v, json.dumps(dict(m))) for (d, h, v), m in cells.items()],
+            records=[(d, h, v, json.dumps(nest(m))) for (d, h, v), m in cells.items()],
             columns=["dim", "hour", "value", "metrics"],
         )
         for table in ("tickets", "ticket_facts", "analytics_rollups"):

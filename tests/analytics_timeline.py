@@ -79,7 +79,9 @@ class Timeline:
         self.status[inserted.ticket.id] = "OPEN"
         return inserted.ticket.id
 
-    async def change(self, ticket_id: uuid.UUID, action: str, **fields: object) -> None:
+    async def change(
+        self, ticket_id: uuid.UUID, action: str, note: str | None = None, **fields: object
+    ) -> None:
         changes: dict[str, object] = {}
         if "status" in fields:
             changes["status"] = {"old": self.status[ticket_id], "new": fields["status"]}
@@ -95,6 +97,7 @@ class Timeline:
                     action=action,
                     updates=FieldUpdates(fields=list(fields), **fields),
                     changes=changes,
+                    note=note,
                 ),
             )
 

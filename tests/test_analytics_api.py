@@ -208,7 +208,13 @@ async def test_the_export_carries_no_identifier_and_no_free_text(
     await line.assign(t)
     await line.change(t, "edited", priority="HIGH")
     await line.reply(t)
-    await line.set_status(t, "RESOLVED")
+    await line.change(t, "status_changed", note=f"{CANARY} note", status="RESOLVED")
+    from helpdesk.services import satisfaction
+
+    await satisfaction.send_due(runtime)
+    await satisfaction.answer(
+        runtime, t, rating=5, comment=f"{CANARY} csat", user=requester.user, token=None
+    )
     secrets = [
         CANARY,
         CANARY.lower(),
@@ -239,6 +245,7 @@ async def test_the_export_carries_no_identifier_and_no_free_text(
     assert row["created_date"] == "2026-03-02" and row["priority"] == "HIGH"
     assert row["tags"] == "billing"  # the approved tag only
     assert row["category"] == "" and row["staff_replies"] == "1"
+    assert row["status"] == "RESOLVED"
     assert all(not cell.startswith(("=", "+", "-", "@")) for r_ in rows for cell in r_.values())
     (jrow,) = [json.loads(line_) for line_ in bodies[1].splitlines()]
     assert jrow["ticket"] != row["ticket"]  # a new salt per export: no join
@@ -276,3 +283,29 @@ async def test_exports_are_rate_limited_and_stable_pseudonyms_are_for_administra
     r = await client.get("/api/v1/analytics/export", params=PERIOD, headers=admin)
     assert r.status_code == 429
     assert r.headers.get("retry-after")
+
+
+@K1
+async def test_agents_sort_and_page(
+    client: httpx.AsyncClient, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    await _worked_tickets(timeline, 1)
+    await _worked_tickets(timeline, 3, agent=staff["other_agent"].id)
+    manager = staff["manager"].headers
+    pages = []
+    for page in (1, 2):
+        r = await client.get(
+            "/api/v1/analytics/agents",
+            params=PERIOD | {"sort": "resolved", "order": "desc", "page_size": 1, "page": page},
+            headers=manager,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["total"] == 2
+        pages.append(r.json()["items"][0])
+    assert [p["agent_id"] for p in pages] == [str(staff["other_agent"].id), str(staff["agent"].id)]
+    assert [p["resolved"] for p in pages] == [3, 1]
+    r = await client.get(
+        "/api/v1/analytics/agents", params=PERIOD | {"sort": "resolved", "order": "asc"},
+        headers=manager,
+    )  # fmt: skip
+    assert [i["resolved"] for i in r.json()["items"]] == [1, 3]

@@ -374,3 +374,21 @@ async def test_business_time_counts_only_the_calendar_s_working_hours(
     async with rt.database.transaction() as session:
         await rebuild(session)
     assert await _snapshot(rt) == kept
+
+
+def test_histogram_percentiles_are_within_two_percent_of_the_exact_ones() -> None:
+    import math
+    import random
+
+    from helpdesk.analytics.histogram import bucket, quantiles
+
+    rng = random.Random(3)
+    values = [int(rng.lognormvariate(9, 1.5)) + 1 for _ in range(20_000)]
+    hist: dict[str, int] = {}
+    for v in values:
+        key = f"{bucket(v):04d}"
+        hist[key] = hist.get(key, 0) + 1
+    ordered = sorted(values)
+    for q, got in zip((0.5, 0.9, 0.99), quantiles(hist, (0.5, 0.9, 0.99)), strict=True):
+        exact = ordered[math.ceil(q * len(ordered)) - 1]
+        assert got is not None and abs(got - exact) <= 0.02 * exact

@@ -64,7 +64,7 @@ def values_of(fact: TicketFact) -> dict[str, Any]:
 
 def _business(m: dict[str, int], name: str, seconds: int | None) -> None:
     if seconds is not None:
-        m.update({f"{name}_n": 1, f"{name}_sum": seconds, f"{name}:{bucket(seconds)}": 1})
+        m.update({f"{name}_n": 1, f"{name}_sum": seconds, f"{name}:{bucket(seconds):04d}": 1})
 
 
 def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
@@ -75,7 +75,7 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     fr_breached = f["first_response_breached_at"]
     if first_response is not None:
         s = _seconds(created, first_response)
-        m = {"fr_n": 1, "fr_sum": s, f"fr:{bucket(s)}": 1}
+        m = {"fr_n": 1, "fr_sum": s, f"fr:{bucket(s):04d}": 1}
         if fr_breached is None:
             m["fr_met"] = 1
         _business(m, "frb", f["first_response_business_seconds"])
@@ -86,7 +86,7 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     res_breached = f["resolution_breached_at"]
     if resolved is not None:
         s = _seconds(created, resolved)
-        m = {"resolved": 1, "res_n": 1, "res_sum": s, f"res:{bucket(s)}": 1}
+        m = {"resolved": 1, "res_n": 1, "res_sum": s, f"res:{bucket(s):04d}": 1}
         _business(m, "resb", f["resolution_business_seconds"])
         if f["reopen_count"]:
             m["resolved_reopened"] = 1
@@ -127,6 +127,31 @@ def contributions(f: Mapping[str, Any] | None) -> Contributions:
         for dim, value in dims:
             out.setdefault((dim, hour, value), Counter()).update(measures)
             out.setdefault((dim + DAILY, day, value), Counter()).update(measures)
+    return out
+
+
+def nest(flat: Mapping[str, int]) -> dict[str, Any]:
+    """The stored shape of a cell: counts at the top, each histogram (and the escalation
+    levels) as a nested object keyed by zero-padded bucket, so readers sort the keys as
+    they are and never parse a name."""
+    out: dict[str, Any] = {}
+    for name, v in flat.items():
+        head, sep, tail = name.partition(":")
+        if sep:
+            out.setdefault(head, {})[tail] = v
+        else:
+            out[name] = v
+    return out
+
+
+def flatten(nested: Mapping[str, Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, v in nested.items():
+        if isinstance(v, dict):
+            for tail, count in v.items():
+                out[f"{name}:{tail}"] = int(count)
+        else:
+            out[name] = int(v)
     return out
 
 
@@ -284,7 +309,7 @@ async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
     )
     updates, empty = [], []
     for dim, hour, value, metrics in rows.all():
-        merged = dict(metrics or {})
+        merged = flatten(metrics or {})
         for name, change in delta.get((dim, hour, value), Counter()).items():
             total = int(merged.get(name, 0)) + change
             if total:
@@ -293,7 +318,7 @@ async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
                 merged.pop(name, None)
         key = {"k_dim": dim, "k_hour": hour, "k_value": value}
         if merged:
-            updates.append({**key, "metrics": merged})
+            updates.append({**key, "metrics": nest(merged)})
         else:
             empty.append(key)
     where = (

@@ -9,7 +9,10 @@ of the exact one. Counts add up, so histograms of hours merge into any period.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
+from typing import Any
 
 ALPHA = 0.02  # relative accuracy of a quantile (the issue's goal: 2%)
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
@@ -30,26 +33,24 @@ def representative(index: int) -> float:
     return 2 * GAMMA**index / (GAMMA + 1)
 
 
-def quantile(counts: Mapping[int, int], q: float) -> float | None:
+def quantile(counts: Mapping[Any, int], q: float) -> float | None:
     """The q-quantile (0..1) of a histogram, None when it is empty. Uses the lower
     nearest rank: the value of rank ceil(q * n), as `percentile_disc` does in SQL."""
     return quantiles(counts, (q,))[0]
 
 
-def quantiles(counts: Mapping[int, int], qs: Sequence[float]) -> list[float | None]:
-    """Several quantiles (ascending `qs`) in one walk of the sorted buckets."""
-    total = sum(counts.values())
+def quantiles(counts: Mapping[Any, int], qs: Sequence[float]) -> list[float | None]:
+    """Several quantiles (ascending `qs`) in one walk of the sorted buckets. Keys are bucket
+    numbers, or the rollups' zero-padded strings of them (which sort the same way)."""
+    if not counts:
+        return [None] * len(qs)
+    keys = sorted(counts)
+    running = list(accumulate(map(counts.__getitem__, keys)))
+    total = running[-1]
     if total <= 0:
         return [None] * len(qs)
-    ranks = [max(1, math.ceil(q * total)) for q in qs]
     out: list[float | None] = []
-    seen = 0
-    i = 0
-    for index in sorted(counts):
-        seen += counts[index]
-        while i < len(ranks) and seen >= ranks[i]:
-            out.append(representative(index))
-            i += 1
-        if i == len(ranks):
-            break
+    for q in qs:
+        rank = max(1, math.ceil(q * total))
+        out.append(representative(int(keys[bisect_left(running, rank)])))
     return out

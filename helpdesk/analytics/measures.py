@@ -7,7 +7,6 @@ suppressed (it identifies nobody).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +14,17 @@ from typing import Any
 from helpdesk.analytics.histogram import quantiles
 
 
-def merge(rows: Iterable[Mapping[str, int]]) -> Counter[str]:
-    """The sum of rollup metrics (counts and histogram buckets add up)."""
-    total: Counter[str] = Counter()
+def merge(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The sum of stored rollup metrics (counts, and nested histograms bucket by bucket)."""
+    total: dict[str, Any] = {}
     for metrics in rows:
-        total.update(metrics)
+        for name, v in metrics.items():
+            if isinstance(v, dict):
+                into = total.setdefault(name, {})
+                for b, c in v.items():
+                    into[b] = into.get(b, 0) + c
+            else:
+                total[name] = total.get(name, 0) + v
     return total
 
 
@@ -40,32 +45,8 @@ class Suppressor:
         return None if self.hides(count) else count
 
 
-@dataclass
-class _Split:
-    """Merged metrics split in one pass: plain counts, histograms, escalation levels."""
-
-    counts: dict[str, int]
-    hists: dict[str, dict[int, int]]
-    levels: dict[str, int]
-
-
-def _split(m: Mapping[str, int]) -> _Split:
-    counts: dict[str, int] = {}
-    hists: dict[str, dict[int, int]] = {"fr": {}, "res": {}}
-    levels: dict[str, int] = {}
-    for name, v in m.items():
-        head, sep, tail = name.partition(":")
-        if not sep:
-            counts[name] = int(v)
-        elif head == "esc":
-            levels[tail] = int(v)
-        else:
-            hists.setdefault(head, {})[int(tail)] = int(v)
-    return _Split(counts, hists, levels)
-
-
-def _durations(m: _Split, name: str, s: Suppressor) -> dict[str, Any]:
-    n = m.counts.get(f"{name}_n", 0)
+def _durations(m: Mapping[str, Any], name: str, s: Suppressor) -> dict[str, Any]:
+    n = int(m.get(f"{name}_n", 0))
     if s.hides(n) or n == 0:
         hidden = n > 0
         return {
@@ -74,13 +55,13 @@ def _durations(m: _Split, name: str, s: Suppressor) -> dict[str, Any]:
             "p90_seconds": None,
             "mean_seconds": None,
         }
-    hist = m.hists.get(name, {})
+    hist = m.get(name) or {}
     median, p90 = quantiles(hist, (0.5, 0.9))
     return {
         "count": n,
         "median_seconds": None if median is None else round(median),
         "p90_seconds": None if p90 is None else round(p90),
-        "mean_seconds": round(m.counts.get(f"{name}_sum", 0) / n),
+        "mean_seconds": round(int(m.get(f"{name}_sum", 0)) / n),
     }
 
 
@@ -90,7 +71,7 @@ def _rate(part: int, whole: int, s: Suppressor) -> float | None:
     return round(part / whole, 4)
 
 
-def _clock(c: Mapping[str, int], name: str, s: Suppressor) -> dict[str, Any]:
+def _clock(c: Mapping[str, Any], name: str, s: Suppressor) -> dict[str, Any]:
     met, breached = c.get(f"{name}_met", 0), c.get(f"{name}_breached", 0)
     return {
         "met": s.count(met),
@@ -99,13 +80,12 @@ def _clock(c: Mapping[str, int], name: str, s: Suppressor) -> dict[str, Any]:
     }
 
 
-def measures(metrics: Mapping[str, int], k: int) -> dict[str, Any]:
+def measures(metrics: Mapping[str, Any], k: int) -> dict[str, Any]:
     """Every measure of a period (or a series point, or an agent) from merged metrics."""
     s = Suppressor(k)
-    m = _split(metrics)
-    c = m.counts
-    resolved = c.get("resolved", 0)
-    levels = {level: s.count(v) for level, v in sorted(m.levels.items()) if v}
+    m = c = metrics
+    resolved = int(c.get("resolved", 0))
+    levels = {level: s.count(int(v)) for level, v in sorted((m.get("esc") or {}).items()) if v}
     out: dict[str, Any] = {
         "created": s.count(c.get("created", 0)),
         "resolved": s.count(resolved),

@@ -7,7 +7,6 @@ A period is whole UTC hours: every hour that starts in [start, end) counts.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -119,7 +118,7 @@ async def series(
     dim = group_by or scope.dim
     value = scope.value if scope.dim == dim and scope.dim != "all" else None
     rows = await _cells(session, dim, scope, value, hourly_only=interval == "hour")
-    cells: dict[tuple[datetime, str], list[dict[str, int]]] = {}
+    cells: dict[tuple[datetime, str], list[dict[str, Any]]] = {}
     groups: set[str] = set()
     for row in rows:
         group = row.value if group_by else "all"
@@ -190,10 +189,11 @@ async def agents(
     """Per agent: measures of the tickets now assigned to them, by the period's events, and
     their current weighted load. `only`: that agent's row alone."""
     rows = await _cells(session, "assignee", scope, None if only is None else str(only))
-    sums: dict[str, Counter[str]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row.value != NONE_VALUE:
-            sums.setdefault(row.value, Counter()).update(row.metrics)
+            found.setdefault(row.value, []).append(row.metrics)
+    sums = {agent: merge(cells) for agent, cells in found.items()}
     weight = case(
         *((TicketFact.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0
     )
@@ -207,7 +207,7 @@ async def agents(
     loads = {str(a): (int(n), int(w)) for a, n, w in (await session.execute(load_query)).all()}
     out = []
     for agent in sorted(sums.keys() | loads.keys()):
-        m = measures(sums.get(agent, Counter()), k)
+        m = measures(sums.get(agent, {}), k)
         s = Suppressor(k)
         open_tickets, weighted = loads.get(agent, (0, 0))
         m["agent_id"] = agent

@@ -23,6 +23,7 @@ from helpdesk.analytics.facts import (
     Contributions,
     contributions,
     latest_survey,
+    nest,
     working_calendar,
 )
 from helpdesk.business_hours import WorkingCalendar
@@ -158,7 +159,12 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
         session.expunge_all()
         count += len(tickets)
     rows = [
-        {"dim": dim, "hour": hour, "value": value, "metrics": {k: v for k, v in m.items() if v}}
+        {
+            "dim": dim,
+            "hour": hour,
+            "value": value,
+            "metrics": nest({k: v for k, v in m.items() if v}),
+        }
         for (dim, hour, value), m in cells.items()
     ]
     rows = [row for row in rows if row["metrics"]]
