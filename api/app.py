@@ -100,6 +100,8 @@ def create_app(
                 from workers.worker import run_worker_in_background
 
                 await stack.enter_async_context(run_worker_in_background(rt))
+            if settings.metrics_enabled:
+                http_metrics.warm(app)
             yield
 
     app = FastAPI(
