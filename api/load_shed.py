@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.errors import error_body
 from helpdesk import errors
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import ticket_commands
 
 Slot = Callable[[Runtime], AbstractAsyncContextManager[None]]
 
@@ -28,9 +28,9 @@ Slot = Callable[[Runtime], AbstractAsyncContextManager[None]]
 def _admissions(prefix: str) -> list[tuple[str, re.Pattern[str], Slot]]:
     one = rf"{re.escape(prefix)}/tickets/[^/]+"
     return [
-        ("POST", re.compile(rf"^{re.escape(prefix)}/tickets/?$"), tickets.creation_slot),
-        ("PUT", re.compile(rf"^{one}/?$"), tickets.command_slot),
-        ("POST", re.compile(rf"^{one}/(?:status|assign)/?$"), tickets.command_slot),
+        ("POST", re.compile(rf"^{re.escape(prefix)}/tickets/?$"), ticket_commands.creation_slot),
+        ("PUT", re.compile(rf"^{one}/?$"), ticket_commands.command_slot),
+        ("POST", re.compile(rf"^{one}/(?:status|assign)/?$"), ticket_commands.command_slot),
     ]
 
 

@@ -136,8 +136,8 @@ async def run(
     from helpdesk.migrate import upgrade
     from helpdesk.runtime import build_runtime
     from helpdesk.services import sla as sla_service
+    from helpdesk.services import ticket_commands, users
     from helpdesk.services import tickets as ticket_service
-    from helpdesk.services import users
     from helpdesk.settings import Settings
     from helpdesk.temporal import SEARCH_ATTRIBUTES, connect, ticket_workflow_id
     from models.enums import Priority, Role
@@ -222,7 +222,7 @@ async def run(
 
             async def create_one(n: int) -> None:
                 async with slots:
-                    await ticket_service.create(
+                    await ticket_commands.create(
                         runtime,
                         requester_id=requester.id,
                         data=ticket_service.NewTicket(

@@ -3,7 +3,7 @@ answered 503 after 35 to 46 s although the command timeout was 30 s, because eve
 of every call had a full timeout of its own).
 
 `command_deadline` opens the deadline once, at the outermost call; nested calls (the
-retries of `_with_retries`, a second call after NOT_FOUND, the connect) share it, so the
+retries of `with_retries`, a second call after NOT_FOUND, the connect) share it, so the
 whole request ends within `HELPDESK_TICKET_COMMAND_TIMEOUT_SECONDS`.
 """
 

@@ -18,7 +18,7 @@ from temporalio.client import WorkflowExecutionStatus
 from api.app import create_app
 from helpdesk.runtime import Runtime
 from helpdesk.services import attachments as service
-from helpdesk.services import tickets
+from helpdesk.services import ticket_commands
 from models.enums import Role
 from tests.clamd import ClamdProcess, clamd_factory  # noqa: F401
 from tests.factories import make_user
@@ -58,7 +58,7 @@ async def test_a_scan_whose_ticket_was_deleted_completes_as_gone(
             if pending and pending[0].attempt >= 2:
                 break
             await asyncio.sleep(0.1)
-        await tickets.dispose(runtime, admin.id, Role.ADMINISTRATOR.value, ticket_id)
+        await ticket_commands.dispose(runtime, admin.id, Role.ADMINISTRATOR.value, ticket_id)
 
         result = await asyncio.wait_for(handle.result(), 60)
         assert result.deleted and result.outcome == "gone"

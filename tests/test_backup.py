@@ -175,7 +175,7 @@ async def test_crypto_shredding_reaches_backups_only_when_they_expire(runtime, s
     attachment = await add_attachment(runtime, ticket, requester.id, b"scan of a lab result")
     before = await create_backup(settings, out_dir=tmp_path / "backups")
 
-    # Deletion as `tickets.dispose` does it: the data key destroyed, text dropped, the
+    # Deletion as `ticket_commands.dispose` does it: the data key destroyed, text dropped, the
     # attachment objects removed.
     async with runtime.database.transaction() as session:
         row = await session.get(Ticket, ticket.id)

@@ -32,7 +32,7 @@ from helpdesk.rules.sla import SlaPolicySnapshot, fulfil_first_response
 from helpdesk.rules.sla import start as sla_start
 from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
-from helpdesk.services import comments, tickets
+from helpdesk.services import comments, ticket_commands
 from helpdesk.temporal import ticket_workflow_id
 from models.audit import AuditLog
 from models.comment import Comment
@@ -455,7 +455,7 @@ async def test_a_deleted_ticket_answers_410(client, runtime) -> None:
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     ticket = await insert_ticket(runtime, requester.id)
     comment = await seed(runtime, ticket.id, requester, "shred me")
-    await tickets.dispose(runtime, admin.id, Role.ADMINISTRATOR.value, ticket.id)
+    await ticket_commands.dispose(runtime, admin.id, Role.ADMINISTRATOR.value, ticket.id)
     for who in (requester, admin):
         assert (
             await client.get(f"{API}/tickets/{ticket.id}/comments", headers=who.headers)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
 from helpdesk.rules.transitions import Status
-from helpdesk.services import tickets
+from helpdesk.services import ticket_reconcile
 from helpdesk.settings import Settings
 from helpdesk.temporal import ticket_workflow_id
 from models.enums import Role
@@ -139,7 +139,7 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             i: (await temporal_client.get_workflow_handle(ticket_workflow_id(i)).describe()).run_id
             for i in ids
         }
-        await tickets.reconcile_workflows(runtime, grace_seconds=0)
+        await ticket_reconcile.reconcile_workflows(runtime, grace_seconds=0)
         for ticket_id in ids:
             description = await temporal_client.get_workflow_handle(
                 ticket_workflow_id(ticket_id)

@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from helpdesk.rules.contracts import Actor, StatusChange
 from helpdesk.rules.transitions import Status
-from helpdesk.services import assignment, reassignment, tickets
+from helpdesk.services import assignment, reassignment, ticket_reconcile, tickets
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
     ENCODING,
@@ -232,13 +232,13 @@ async def test_rows_without_a_workflow_are_reconciled(runtime, temporal_client):
         assert moved.status_code == 200, moved.text
         assert moved.json()["workflow"]["status"] == "IN_PROGRESS"
 
-        started = await tickets.reconcile_workflows(runtime, grace_seconds=0)
+        started = await ticket_reconcile.reconcile_workflows(runtime, grace_seconds=0)
         assert started >= 1
         handle = temporal_client.get_workflow_handle(ticket_workflow_id(orphans[1]))
         first = await handle.describe()
         state = await handle.query(TicketWorkflow.state)
         assert state.status is Status.OPEN and state.number > 0
-        await tickets.reconcile_workflows(runtime, grace_seconds=0)
+        await ticket_reconcile.reconcile_workflows(runtime, grace_seconds=0)
         assert (await handle.describe()).run_id == first.run_id  # not started twice
         # The first orphan kept its progress: the reconciler did not restart it.
         state0 = await temporal_client.get_workflow_handle(ticket_workflow_id(orphans[0])).query(

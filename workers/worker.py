@@ -22,7 +22,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from helpdesk import command_auth, eventloop, heap, metrics
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import ticket_reconcile
 from helpdesk.settings import Settings
 from workers.audit_schedule import ensure_anchor_schedule_or_warn
 from workers.command_guard import CommandGuard, audit_sink
@@ -144,7 +144,7 @@ async def run_worker_in_background(
     await ensure_anchor_schedule_or_warn(runtime.temporal, runtime.settings)
     stop_reconciling = asyncio.Event()
     reconciler = asyncio.create_task(
-        tickets.run_reconciler(runtime, stop_reconciling), name="ticket-reconciler"
+        ticket_reconcile.run_reconciler(runtime, stop_reconciling), name="ticket-reconciler"
     )
     try:
         yield worker
@@ -180,7 +180,9 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = Fa
     await _resume_pending_scans(runtime)
     await ensure_anchor_schedule_or_warn(runtime.temporal, runtime.settings)
     # Rows whose workflow never started (a crash between commit and start) get one.
-    reconciler = asyncio.create_task(tickets.run_reconciler(runtime, stop), name="reconciler")
+    reconciler = asyncio.create_task(
+        ticket_reconcile.run_reconciler(runtime, stop), name="reconciler"
+    )
     if settle_heap:
         heap.settle()
     stopper = asyncio.create_task(stop.wait())

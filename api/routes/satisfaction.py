@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import BEARER, AnyUser, RuntimeDep, get_principal
 from helpdesk import push
-from helpdesk.services import satisfaction, tickets
+from helpdesk.services import satisfaction, ticket_reads
 
 router = APIRouter()
 
@@ -62,5 +62,5 @@ async def read_surveys(
 ) -> list[satisfaction.SurveyView]:
     """The ticket's surveys and their answers (staff, or the ticket's requester)."""
     async with runtime.database.transaction() as session:
-        ticket = await tickets.load_visible(session, principal.id, principal.role, ticket_id)
+        ticket = await ticket_reads.load_visible(session, principal.id, principal.role, ticket_id)
         return await satisfaction.surveys_of(session, runtime, ticket)

@@ -28,7 +28,7 @@ from api.schemas.tickets import (
 from helpdesk import errors, policy
 from helpdesk.rules.contracts import TicketEdits
 from helpdesk.rules.transitions import Status
-from helpdesk.services import tickets
+from helpdesk.services import ticket_commands, ticket_reads, ticket_workflow, tickets
 from models.enums import Priority, Role, TicketStatus
 from workflows.ticket_sla import live_clocks
 
@@ -44,7 +44,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _out(v: tickets.TicketView, role: Role) -> TicketOut:
+def _out(v: ticket_reads.TicketView, role: Role) -> TicketOut:
     t = v.ticket
     state = v.workflow
     return TicketOut(
@@ -101,7 +101,7 @@ async def create_ticket(
         tags=tuple(body.tags),
         due_date=body.due_date,
     )
-    result = await tickets.create(
+    result = await ticket_commands.create(
         runtime, requester_id=principal.id, data=data, idempotency_key=idempotency_key
     )
     if result.replayed:
@@ -112,11 +112,11 @@ async def create_ticket(
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
 async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep) -> TicketOut:
     """One ticket from the read model, with the live state of its workflow."""
-    result = await tickets.read_view(
+    result = await ticket_reads.read_view(
         runtime, principal.id, principal.role.value, ticket_id, attachments_for=principal
     )
     if result.ticket.status != Status.CLOSED.value:
-        result.workflow = await tickets.query_state(runtime, ticket_id)
+        result.workflow = await ticket_workflow.query_state(runtime, ticket_id)
     out = _out(result, principal.role)
     out.attachments = [AttachmentOut.model_validate(i) for i in result.extra["attachments"]]
     return out
@@ -146,7 +146,7 @@ async def update_ticket(
         due_date=body.due_date,
         tags=list(body.tags) if body.tags is not None else None,
     )
-    result = await tickets.edit(
+    result = await ticket_commands.edit(
         runtime,
         principal.id,
         principal.role.value,
@@ -168,7 +168,7 @@ async def change_ticket_status(
     """Move a ticket along OPEN → IN_PROGRESS → RESOLVED → CLOSED (or reopen a RESOLVED
     one). An illegal move → 409 with `details.allowed`; a move this caller may not make →
     403. End users may close or reopen their own RESOLVED tickets."""
-    result = await tickets.change_status(
+    result = await ticket_commands.change_status(
         runtime,
         principal.id,
         principal.role.value,
@@ -190,7 +190,7 @@ async def assign_ticket(
 ) -> TicketOut:
     """Assign to an agent, or `{"auto": true}` for the least-loaded support agent. Agents
     may assign only themselves (or auto); managers and administrators anyone on staff."""
-    result = await tickets.assign(
+    result = await ticket_commands.assign(
         runtime,
         principal.id,
         principal.role.value,
@@ -206,7 +206,7 @@ async def assign_ticket(
 async def delete_ticket(ticket_id: uuid.UUID, principal: Admin, runtime: RuntimeDep) -> Response:
     """Dispose of a ticket (administrators): its data key is destroyed (crypto-shredding),
     its workflow ends; later reads answer 410."""
-    await tickets.dispose(runtime, principal.id, principal.role.value, ticket_id)
+    await ticket_commands.dispose(runtime, principal.id, principal.role.value, ticket_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -215,7 +215,7 @@ async def ticket_history(
     ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep
 ) -> list[HistoryEntryOut]:
     """Who changed what and when, oldest first."""
-    entries = await tickets.history(runtime, principal.id, principal.role.value, ticket_id)
+    entries = await ticket_reads.history(runtime, principal.id, principal.role.value, ticket_id)
     return [
         HistoryEntryOut(
             id=e.id, at=e.at, actor_id=e.actor_id, action=e.action, changes=e.changes, note=e.note

@@ -145,14 +145,14 @@ ALL_TICKETS_HOURS = 100 * 365 * 24.0
 
 async def _resume_workflows(settings: Any) -> int:
     from helpdesk.runtime import build_runtime
-    from helpdesk.services import tickets
+    from helpdesk.services import ticket_reconcile
     from helpdesk.services.sessions import prepare_runtime
     from helpdesk.temporal import connect
 
     runtime = prepare_runtime(build_runtime(settings))
     try:
         runtime.temporal = await connect(settings)
-        return await tickets.reconcile_workflows(
+        return await ticket_reconcile.reconcile_workflows(
             runtime, grace_seconds=0, window_hours=ALL_TICKETS_HOURS
         )
     finally:

@@ -50,7 +50,7 @@ from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
 from helpdesk.rules.contracts import CommentAdded, TicketCommand, TicketState
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import ticket_workflow, tickets
 from models.base import utcnow
 from models.comment import Comment
 from models.enums import Role, TicketStatus
@@ -306,7 +306,7 @@ async def add(
         http_request_id=ctx.request_id,
     )
     try:
-        view.workflow = await tickets.send_update(
+        view.workflow = await ticket_workflow.send_update(
             runtime, ticket_id, TicketCommand.ADD_COMMENT, event
         )
     except errors.DomainError:

@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 
 from helpdesk.errors import DomainError
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import ticket_commands
 from helpdesk.services.assignment import OPEN_LOAD_STATUSES
 from models.ticket import Ticket
 
@@ -36,7 +36,7 @@ async def reassign_open_tickets_of(runtime: Runtime, agent_id: uuid.UUID) -> int
         # A request id derived from agent and ticket: a repeated call is deduplicated.
         request_id = f"reassign-{uuid.uuid5(agent_id, str(ticket_id))}"
         try:
-            await tickets.assign_system(runtime, ticket_id, request_id=request_id)
+            await ticket_commands.assign_system(runtime, ticket_id, request_id=request_id)
             done += 1
         except DomainError as exc:
             log.warning("re-assignment of ticket %s skipped: %s", ticket_id, exc.code)
