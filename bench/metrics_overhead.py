@@ -5,7 +5,8 @@
 Runs `bench.lists` (SQLite, `--tickets` rows loaded once into a kept directory, then
 measured) and `bench.tickets` (creations through the API and the worker on a Temporal dev
 server) as subprocesses, alternately with `HELPDESK_METRICS_ENABLED=true` and `false`, for
-`--rounds` rounds, so that both settings meet the same background. `false` removes the
+`--rounds` rounds (after one untimed warm-up of each), so that both settings meet the same
+background. `false` removes the
 metrics middleware and `/metrics`; the domain counters (commands, emails, scans) stay, each
 one `Counter.inc()` per event. Prints per setting the median over rounds of the list p99 and
 p50, the API creation rate and the CPU per ticket, then the overhead; the last line is one
@@ -45,7 +46,7 @@ def _run(module: str, args: list[str], metrics: bool) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--creations", type=int, default=600)
     options = parser.parse_args()
@@ -63,7 +64,10 @@ def main() -> None:
         str(keep),
     ]
     ticket_args = ["--tickets", str(options.creations), "--clients", "32", "--updates", "50"]
-    _run("bench.lists", [*list_args, "--requests", "60"], True)  # load once, untimed
+    # Untimed warm-up of both (the first run after the load reads a cold page cache and
+    # was 40% slower in either setting), then the rounds.
+    _run("bench.lists", list_args, True)
+    _run("bench.tickets", ticket_args, True)
     samples: dict[bool, dict[str, list[float]]] = {True: {}, False: {}}
     for round_no in range(options.rounds):
         for metrics in (True, False) if round_no % 2 == 0 else (False, True):
