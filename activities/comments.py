@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
-from helpdesk.rules.contracts import Actor
+from helpdesk.rules.contracts import Actor, Failure
 from helpdesk.runtime import Runtime
 from models.base import utcnow
 from models.comment import Comment
@@ -78,7 +78,7 @@ class CommentActivities:
             ticket = await session.get(Ticket, record.ticket_id, with_for_update=True)
             if ticket is None or ticket.deleted_at is not None:
                 raise ApplicationError(
-                    "the ticket was deleted", type="TicketGone", non_retryable=True
+                    "the ticket was deleted", type=Failure.TICKET_GONE, non_retryable=True
                 )
             done = await session.scalar(
                 select(TicketHistory.id).where(
@@ -94,7 +94,7 @@ class CommentActivities:
                 # forged update, never something a retry fixes.
                 raise ApplicationError(
                     "the comment does not belong to this ticket",
-                    type="ValidationFailed",
+                    type=Failure.VALIDATION_FAILED,
                     non_retryable=True,
                 )
             now = utcnow()

@@ -29,6 +29,7 @@ from activities.notifications import PushInput, publish_for_row
 from helpdesk import metrics
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
+from helpdesk.rules.contracts import Failure
 from helpdesk.rules.sla import SlaDueDates, SlaPolicySnapshot
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
@@ -135,7 +136,7 @@ class SlaActivities:
             ticket = await session.get(Ticket, write.ticket_id)
             if ticket is None or ticket.deleted_at is not None:
                 raise ApplicationError(
-                    "the ticket was deleted", type="TicketGone", non_retryable=True
+                    "the ticket was deleted", type=Failure.TICKET_GONE, non_retryable=True
                 )
             existing = (
                 set(

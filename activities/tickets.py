@@ -14,18 +14,18 @@ from temporalio.exceptions import ApplicationError
 
 from helpdesk import errors
 from helpdesk.context import RequestContext, set_context
-from helpdesk.rules.contracts import ChangeEvent, PersistChange, PersistResult
+from helpdesk.rules.contracts import ChangeEvent, Failure, PersistChange, PersistResult
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from models.ticket import Ticket
 
 # Domain errors that no retry can fix, by the ApplicationError type the workflow sees.
 _NON_RETRYABLE: tuple[tuple[type[errors.DomainError], str], ...] = (
-    (errors.Gone, "TicketGone"),
-    (errors.NotFound, "TicketGone"),
-    (tickets.NoAgentAvailable, "NoAgentAvailable"),
-    (tickets.AgentNotAssignable, "AgentNotAssignable"),
-    (errors.ValidationFailed, "ValidationFailed"),
+    (errors.Gone, Failure.TICKET_GONE),
+    (errors.NotFound, Failure.TICKET_GONE),
+    (tickets.NoAgentAvailable, Failure.NO_AGENT_AVAILABLE),
+    (tickets.AgentNotAssignable, Failure.AGENT_NOT_ASSIGNABLE),
+    (errors.ValidationFailed, Failure.VALIDATION_FAILED),
 )
 
 

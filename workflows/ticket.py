@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ChangeEvent,
         EditRequest,
         EscalateRequest,
+        Failure,
         FieldUpdates,
         OpenRequest,
         PersistChange,
@@ -58,7 +59,12 @@ from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
-NON_RETRYABLE = ["TicketGone", "NoAgentAvailable", "AgentNotAssignable", "ValidationFailed"]
+NON_RETRYABLE = [
+    Failure.TICKET_GONE,
+    Failure.NO_AGENT_AVAILABLE,
+    Failure.AGENT_NOT_ASSIGNABLE,
+    Failure.VALIDATION_FAILED,
+]
 
 
 def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
@@ -302,10 +308,13 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
 
     def _check_live(self) -> None:
         if self._ticket.gone:
-            raise _refuse("the ticket was deleted", "TicketGone")
+            raise _refuse("the ticket was deleted", Failure.TICKET_GONE)
         if self._ticket.status is Status.CLOSED:
             raise _refuse(
-                "the ticket is closed", "InvalidTransition", current=Status.CLOSED.value, allowed=[]
+                "the ticket is closed",
+                Failure.INVALID_TRANSITION,
+                current=Status.CLOSED.value,
+                allowed=[],
             )
 
     def _is_requester(self, actor_id: Any) -> bool:
@@ -332,7 +341,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             )
         raise _refuse(
             f"a ticket cannot go from {self._ticket.status.value} to {req.status.value}",
-            "InvalidTransition",
+            Failure.INVALID_TRANSITION,
             **details,
         )
 
@@ -340,35 +349,37 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self._check_live()
         role = req.actor.role
         if role not in STAFF:
-            raise _refuse("only staff assign tickets", "PermissionDenied")
+            raise _refuse("only staff assign tickets", Failure.PERMISSION_DENIED)
         if req.auto == (req.agent_id is not None):
-            raise _refuse("give either an agent id or auto", "ValidationFailed")
+            raise _refuse("give either an agent id or auto", Failure.VALIDATION_FAILED)
         # Least privilege: an agent takes a ticket or asks for automatic assignment;
         # assigning someone else is for managers and administrators.
         if role == "SUPPORT_AGENT" and not req.auto and req.agent_id != req.actor.id:
-            raise _refuse("agents may assign tickets only to themselves", "PermissionDenied")
+            raise _refuse("agents may assign tickets only to themselves", Failure.PERMISSION_DENIED)
 
     def _check_edit(self, req: EditRequest) -> None:
         self._check_live()
         fields = set(req.edits.fields)
         if not fields:
-            raise _refuse("nothing to change", "ValidationFailed")
+            raise _refuse("nothing to change", Failure.VALIDATION_FAILED)
         if not fields <= EDITABLE:
-            raise _refuse("unknown fields", "ValidationFailed", fields=sorted(fields - EDITABLE))
+            raise _refuse(
+                "unknown fields", Failure.VALIDATION_FAILED, fields=sorted(fields - EDITABLE)
+            )
         if req.actor.role not in STAFF:  # (STAFF includes the help desk's own SYSTEM actor)
             if not self._is_requester(req.actor.id):
-                raise _refuse("you may not edit this ticket", "PermissionDenied")
+                raise _refuse("you may not edit this ticket", Failure.PERMISSION_DENIED)
             # The one rule the API applies too (helpdesk.policy): same 403, same details.
             refused = fields_refused_to(req.actor.role, fields)
             if refused:
-                raise _refuse(STAFF_ONLY_FIELDS_MESSAGE, "PermissionDenied", fields=refused)
+                raise _refuse(STAFF_ONLY_FIELDS_MESSAGE, Failure.PERMISSION_DENIED, fields=refused)
         if "priority" in fields and req.edits.priority not in PRIORITIES:
-            raise _refuse("unknown priority", "ValidationFailed")
+            raise _refuse("unknown priority", Failure.VALIDATION_FAILED)
 
     def _check_escalate(self, req: EscalateRequest) -> None:
         self._check_live()
         if req.actor.role not in STAFF:
-            raise _refuse("only staff escalate tickets", "PermissionDenied")
+            raise _refuse("only staff escalate tickets", Failure.PERMISSION_DENIED)
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -423,12 +434,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type:
-                if cause.type == "TicketGone":
+                if cause.type == Failure.TICKET_GONE:
                     self._ticket.gone = True
                 raise ApplicationError(
                     cause.message, *cause.details, type=cause.type, non_retryable=True
                 ) from None
-            raise _refuse("the change could not be saved", "PersistFailed") from None
+            raise _refuse("the change could not be saved", Failure.PERSIST_FAILED) from None
         if result.pushed:
             self._pushed.add(request_id)
         return result

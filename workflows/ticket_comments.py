@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SYSTEM_ROLE,
         Actor,
         CommentAdded,
+        Failure,
         FieldUpdates,
         TicketCommand,
         TicketState,
@@ -165,22 +166,24 @@ def refusal(event: CommentAdded, state: TicketState) -> ApplicationError | None:
     """Why the workflow refuses a comment (shared by the validator and the handler), or
     None. The API checked the same before writing the row; this is the workflow's word."""
     if state.gone:
-        return ApplicationError("the ticket was deleted", type="TicketGone", non_retryable=True)
+        return ApplicationError(
+            "the ticket was deleted", type=Failure.TICKET_GONE, non_retryable=True
+        )
     if state.status is Status.CLOSED:
         return ApplicationError(
             "the ticket is closed",
             {"current": Status.CLOSED.value, "allowed": []},
-            type="InvalidTransition",
+            type=Failure.INVALID_TRANSITION,
             non_retryable=True,
         )
     by_staff = event.author_role in STAFF and event.author_role != SYSTEM_ROLE
     if event.is_internal and not by_staff:
         return ApplicationError(
-            "only staff write internal notes", type="PermissionDenied", non_retryable=True
+            "only staff write internal notes", type=Failure.PERMISSION_DENIED, non_retryable=True
         )
     if not by_staff and event.author_id != state.requester_id:
         return ApplicationError(
-            "you may not comment on this ticket", type="PermissionDenied", non_retryable=True
+            "you may not comment on this ticket", type=Failure.PERMISSION_DENIED, non_retryable=True
         )
     return None
 
@@ -190,7 +193,7 @@ def refusal(event: CommentAdded, state: TicketState) -> ApplicationError | None:
 
 _RECORD_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=["TicketGone", "ValidationFailed"],
+    non_retryable_error_types=[Failure.TICKET_GONE, Failure.VALIDATION_FAILED],
 )
 
 
@@ -287,11 +290,11 @@ class TicketCommentsMixin:
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type:
-                if cause.type == "TicketGone":
+                if cause.type == Failure.TICKET_GONE:
                     self._ticket.gone = True
                 raise ApplicationError(
                     cause.message, *cause.details, type=cause.type, non_retryable=True
                 ) from None
             raise ApplicationError(
-                "the comment could not be recorded", type="PersistFailed", non_retryable=True
+                "the comment could not be recorded", type=Failure.PERSIST_FAILED, non_retryable=True
             ) from None

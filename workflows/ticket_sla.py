@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
-    from helpdesk.rules.contracts import Actor, ChangeEvent, FieldUpdates, TicketState
+    from helpdesk.rules.contracts import Actor, ChangeEvent, Failure, FieldUpdates, TicketState
     from helpdesk.rules.sla import (
         EscalationPlan,
         SlaClockKind,
@@ -96,10 +96,10 @@ if TYPE_CHECKING:
     from helpdesk.rules.contracts import PersistResult, TicketConfig
 
 _RETRY = RetryPolicy(
-    maximum_interval=timedelta(seconds=10), non_retryable_error_types=["TicketGone"]
+    maximum_interval=timedelta(seconds=10), non_retryable_error_types=[Failure.TICKET_GONE]
 )
 # Failures no retry can fix: raised at once, not retried as a regular activity.
-_FINAL = frozenset({"TicketGone"})
+_FINAL = frozenset({Failure.TICKET_GONE})
 # Below this a timer is pointless (and a zero timeout is refused): handle the event now.
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
@@ -254,7 +254,7 @@ class TicketSlaMixin:
             await self._sla_push(push, entry.event_key, clock)
 
     def _sla_gone(self, err: Exception) -> None:
-        if local_first.failure_type(err) == "TicketGone":
+        if local_first.failure_type(err) == Failure.TICKET_GONE:
             self._ticket.gone = True
             return
         raise err
@@ -460,7 +460,7 @@ class TicketSlaMixin:
                 auto_assign=auto_assign,
             )
         except ApplicationError as err:
-            if err.type == "TicketGone" or self._ticket.gone:
+            if err.type == Failure.TICKET_GONE or self._ticket.gone:
                 self._ticket.gone = True
                 return None
             # e.g. no agent to re-assign to: the step is recorded, the action skipped.

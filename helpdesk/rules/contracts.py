@@ -29,6 +29,19 @@ ATTACHMENT_SCAN_WORKFLOW = "AttachmentScan"
 TICKET_STATE_QUERY = "state"
 
 
+class Failure(StrEnum):
+    """The types of the application errors workflows and activities raise (what a caller's
+    `err.cause.type` says), mapped to HTTP answers by `ticket_workflow.domain_error`."""
+
+    TICKET_GONE = "TicketGone"
+    INVALID_TRANSITION = "InvalidTransition"
+    PERMISSION_DENIED = "PermissionDenied"
+    VALIDATION_FAILED = "ValidationFailed"
+    PERSIST_FAILED = "PersistFailed"
+    NO_AGENT_AVAILABLE = "NoAgentAvailable"
+    AGENT_NOT_ASSIGNABLE = "AgentNotAssignable"
+
+
 class TicketCommand(StrEnum):
     """The ticket workflow's updates."""
 

@@ -31,6 +31,7 @@ from helpdesk.deadline import command_deadline
 from helpdesk.rules.contracts import (
     TICKET_STATE_QUERY,
     TICKET_WORKFLOW,
+    Failure,
     OpenRequest,
     TicketCommand,
     TicketConfig,
@@ -165,15 +166,15 @@ def domain_error(err: WorkflowUpdateFailedError) -> errors.DomainError:
     details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
     message = cause.message
     match cause.type:
-        case "InvalidTransition":
+        case Failure.INVALID_TRANSITION:
             return errors.InvalidTransition(message, details=details)
-        case "TransitionNotPermitted" | "PermissionDenied":
+        case "TransitionNotPermitted" | Failure.PERMISSION_DENIED:
             return errors.PermissionDenied(message, details=details)
-        case "TicketGone":
+        case Failure.TICKET_GONE:
             return errors.Gone("this ticket was deleted")
-        case "NoAgentAvailable":
+        case Failure.NO_AGENT_AVAILABLE:
             return errors.Conflict(message, details=details)
-        case "ValidationFailed" | "AgentNotAssignable":
+        case Failure.VALIDATION_FAILED | Failure.AGENT_NOT_ASSIGNABLE:
             return errors.ValidationFailed(message, details=details)
         case _:
             return errors.Unavailable("the change could not be applied; retry", retry_after=2)
