@@ -29,7 +29,8 @@ migrate: install
 # every scripts/install-*.sh present, in name order. Each one is idempotent.
 # PYTEST_ARGS narrows a run, e.g. make test PYTEST_ARGS=tests/test_codec.py (coverage then
 # falls short of fail_under, which only the whole suite meets).
-test: install
+# Lint first: a style or type error fails CI before the long run.
+test: lint
 	@set -e; for script in scripts/install-*.sh; do \
 		[ -f "$$script" ] || continue; \
 		echo "== $$script"; bash "$$script"; \
@@ -38,7 +39,10 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy helpdesk api models workflows activities workers
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_cycles.py
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from helpdesk import metrics
 from helpdesk.errors import DomainError
+from helpdesk.rules.contracts import ScanRequest
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
 
@@ -27,13 +28,8 @@ from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
 SCANNER_UNAVAILABLE = "ScannerUnavailable"
 SCAN_LIMIT_EXCEEDED = "ScanLimitExceeded"
 FATAL_SCAN_ERRORS = ("not_found", "gone", "integrity_error", SCAN_LIMIT_EXCEEDED)
-
-
-class ScanRequest(BaseModel):
-    """Input of the scan activity and of AttachmentScanWorkflow (ids only: no PHI)."""
-
-    attachment_id: uuid.UUID
-    ticket_id: uuid.UUID | None = None
+# Attempts that find the bytes of a live attachment missing before the scan fails for good.
+BYTES_MISSING_RETRIES = 3
 
 
 class ScanResult(BaseModel):
@@ -47,6 +43,11 @@ class ScanResult(BaseModel):
     is_internal: bool
     signature: str | None = None
     deleted: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """How the scan ended: ``gone`` (deleted before its verdict), ``clean``, ``infected``."""
+        return "gone" if self.deleted else self.scan_status.lower()
 
 
 log = logging.getLogger("helpdesk.scan")
@@ -83,6 +84,12 @@ class AttachmentActivities:
                 category=ApplicationErrorCategory.BENIGN,
             ) from None
         except DomainError as exc:
+            if exc.code == "gone" and activity.info().attempt < BYTES_MISSING_RETRIES:
+                # A delete removes the bytes before it marks the row: give it a moment, the
+                # next attempt then ends the scan cleanly (`deleted`).
+                raise ApplicationError(
+                    "attachment bytes missing", type="AttachmentBytesMissing"
+                ) from None
             raise ApplicationError(exc.message, type=exc.code, non_retryable=True) from exc
         metrics.SCANS.labels(verdict=str(outcome.scan_status).lower()).inc()
         return ScanResult(

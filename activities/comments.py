@@ -21,12 +21,12 @@ from temporalio.exceptions import ApplicationError
 
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
+from helpdesk.rules.contracts import Actor
 from helpdesk.runtime import Runtime
 from models.base import utcnow
 from models.comment import Comment
 from models.enums import STAFF_ROLES
 from models.ticket import Ticket, TicketHistory
-from workflows.ticket_types import Actor
 
 COMMENT_ADDED = "comment_added"
 

@@ -35,7 +35,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,10 +45,13 @@ from helpdesk import metrics, push
 from helpdesk.audit import AuditEntry
 from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
 from helpdesk.errors import DomainError
-from helpdesk.notifications import NotificationKind, TicketFacts, render_ticket_email
+from helpdesk.notifications import TicketFacts, render_ticket_email
+from helpdesk.rules.notify import NotifyBatch as NotifyBatch
+from helpdesk.rules.notify import NotifyInput as NotifyInput
+from helpdesk.rules.notify import NotifyResult as NotifyResult
+from helpdesk.rules.notify import PushInput as PushInput
 from helpdesk.runtime import Runtime
 from helpdesk.services import users
-from models.enums import Priority, TicketStatus
 from models.ticket import NotificationLog, Ticket
 from models.user import User
 
@@ -59,68 +61,6 @@ PERMANENT_EMAIL_ERROR = "EmailPermanentError"
 TRANSIENT_EMAIL_ERROR = "EmailTransientError"
 # A batch's email whose claim was released because an earlier one failed transiently.
 NOT_ATTEMPTED = "NotAttempted"
-
-
-class NotifyInput(BaseModel):
-    """One email to one person about one ticket event. No PHI: ids and states."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: NotificationKind
-    # Unique per event within the ticket, decided by the workflow (e.g. "status:7"), so a
-    # retried activity or a replayed workflow produces the same notification key.
-    event_key: str = Field(min_length=1, max_length=100)
-    recipient_id: uuid.UUID
-    ticket_id: uuid.UUID
-    status: TicketStatus | None = None
-    previous_status: TicketStatus | None = None
-    priority: Priority | None = None
-    escalation_level: int | None = Field(None, ge=0)
-    sla_clock: Literal["first_response", "resolution"] | None = None
-
-    @property
-    def notification_key(self) -> str:
-        return f"email:{self.kind.value}:{self.ticket_id}:{self.event_key}:{self.recipient_id}"
-
-
-class NotifyResult(BaseModel):
-    # sent: handed to the provider; duplicate: an earlier attempt claimed it; skipped: the
-    # recipient or ticket is gone or inactive; uncertain: the connection broke after the
-    # hand-over, the claim is kept and nothing is re-sent.
-    outcome: Literal["sent", "duplicate", "skipped", "uncertain"]
-
-
-class PushInput(BaseModel):
-    """One ticket event for Socket.IO. The activity adds number, requester and assignee
-    from the database and picks the rooms (`helpdesk.push.rooms_for`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    event: push.PushEvent
-    event_id: str = Field(min_length=1, max_length=200)
-    ticket_id: uuid.UUID
-    status: TicketStatus | None = None
-    previous_status: TicketStatus | None = None
-    priority: Priority | None = None
-    assignee_id: uuid.UUID | None = None
-    escalation_level: int | None = None
-    escalated_to: uuid.UUID | None = None
-    comment_id: uuid.UUID | None = None
-    internal: bool = False
-    sla_clock: Literal["first_response", "resolution"] | None = None
-    # Attachment verdicts (attachment.blocked / attachment.ready): which file, and who
-    # uploaded it (a room, never put in the payload).
-    attachment_id: uuid.UUID | None = None
-    uploader_id: uuid.UUID | None = None
-
-
-class NotifyBatch(BaseModel):
-    """Every email and push of one change, for one `notify_change` activity."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    emails: list[NotifyInput] = Field(default_factory=list)
-    pushes: list[PushInput] = Field(default_factory=list)
 
 
 class NotificationActivities:

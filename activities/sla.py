@@ -29,13 +29,13 @@ from activities.notifications import PushInput, publish_for_row
 from helpdesk import metrics
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
+from helpdesk.rules.sla import SlaDueDates, SlaPolicySnapshot
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
 from models.base import utcnow
 from models.enums import Role
 from models.ticket import Ticket, TicketHistory
 from models.user import User
-from workflows.sla import SlaDueDates, SlaPolicySnapshot
 
 SYSTEM_ROLE = "SYSTEM"
 

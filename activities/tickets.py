@@ -14,10 +14,10 @@ from temporalio.exceptions import ApplicationError
 
 from helpdesk import errors
 from helpdesk.context import RequestContext, set_context
+from helpdesk.rules.contracts import ChangeEvent, PersistChange, PersistResult
 from helpdesk.runtime import Runtime
 from helpdesk.services import tickets
 from models.ticket import Ticket
-from workflows.ticket_types import ChangeEvent, PersistChange, PersistResult
 
 # Domain errors that no retry can fix, by the ApplicationError type the workflow sees.
 _NON_RETRYABLE: tuple[tuple[type[errors.DomainError], str], ...] = (
@@ -61,10 +61,9 @@ class TicketActivities:
             raise
         if result.applied and row.status == "RESOLVED" and "status" in change.updates.fields:
             await self._send_survey(change)
-        if change.push:
-            # Also on a retry that found the change written: the first attempt may have
-            # died before its push, and clients drop a repeated event id.
-            result.pushed = await self._push(change, result, row)
+        # Also on a retry that found the change written: the first attempt may have died
+        # before its push, and clients drop a repeated event id.
+        result.pushed = await self._push(change, result, row)
         return result
 
     async def _send_survey(self, change: PersistChange) -> None:
@@ -81,9 +80,9 @@ class TicketActivities:
 
     async def _push(self, change: PersistChange, result: PersistResult, row: Ticket) -> bool:
         """The change's Socket.IO push, as the main loop would send it, published after the
-        commit. False when it could not go out: the workflow then sends it the old way."""
+        commit. False when it could not go out: the workflow's main loop then sends it."""
         from activities.notifications import PushInput, publish_for_row
-        from workflows.ticket_notify import NOTIFIED_BY_SLA, notifications_for
+        from helpdesk.rules.notify import NOTIFIED_BY_SLA, notifications_for
 
         changes = dict(change.changes)
         if change.action == "assigned":

@@ -9,11 +9,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from api import metrics as http_metrics
+from api.cors import JsonCorsMiddleware
 from api.errors import install_error_handlers
+from api.load_shed import LoadShedMiddleware
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.routes import (
     analytics,
     attachments,
@@ -22,6 +24,7 @@ from api.routes import (
     codec,
     comments,
     health,
+    link_pages,
     satisfaction,
     sla,
     ticket_queries,
@@ -30,8 +33,7 @@ from api.routes import (
 )
 from api.tracing import TracingMiddleware
 from helpdesk.runtime import Runtime, build_runtime
-from helpdesk.security import Passwords
-from helpdesk.services import sessions
+from helpdesk.services.sessions import prepare_runtime
 from helpdesk.settings import Settings, get_settings
 
 log = logging.getLogger("helpdesk.api")
@@ -53,20 +55,14 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{API_PREFIX}/auth/forgot-password"),
         ("POST", f"{API_PREFIX}/auth/reset-password"),
         ("POST", f"{API_PREFIX}/auth/verify-email"),
+        ("POST", f"{API_PREFIX}/auth/resend-verification"),
+        # The pages emailed links open when no portal is configured (api.routes.link_pages).
+        ("GET", "/verify-email"),
+        ("GET", "/reset-password"),
         # With the survey email's token instead of a sign-in (helpdesk.services.satisfaction).
         ("POST", f"{API_PREFIX}/tickets/{{ticket_id}}/satisfaction"),
     }
 )
-
-
-def prepare_runtime(runtime: Runtime) -> Runtime:
-    """Objects every request needs, built once per process."""
-    settings = runtime.settings
-    runtime.extras.setdefault(
-        "passwords", Passwords(settings.argon2_time_cost, settings.argon2_memory_cost)
-    )
-    sessions.access_tokens(runtime)
-    return runtime
 
 
 def create_app(
@@ -104,6 +100,8 @@ def create_app(
                 from workers.worker import run_worker_in_background
 
                 await stack.enter_async_context(run_worker_in_background(rt))
+            if settings.metrics_enabled:
+                http_metrics.warm(app)
             yield
 
     app = FastAPI(
@@ -123,7 +121,7 @@ def create_app(
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCorsMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
@@ -137,6 +135,9 @@ def create_app(
         )
     # Inside the request context (it reads the request id), outside everything else.
     app.add_middleware(TracingMiddleware)
+    # Before the body is read, the caller authenticated or the database asked: a refused
+    # ticket creation or command costs next to nothing (api.load_shed).
+    app.add_middleware(LoadShedMiddleware, prefix=API_PREFIX)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=settings.trusted_proxies,
@@ -146,7 +147,9 @@ def create_app(
         ipaddress.ip_network(n, strict=False) for n in settings.metrics_allowed_networks
     ]
     app.include_router(health.router)
-    app.include_router(http_metrics.router)
+    if settings.metrics_enabled:
+        app.include_router(http_metrics.router)
+    app.include_router(link_pages.router)
     app.include_router(auth.router, prefix=f"{API_PREFIX}/auth", tags=["auth"])
     app.include_router(users.router, prefix=f"{API_PREFIX}/users", tags=["users"])
     app.include_router(categories.router, prefix=f"{API_PREFIX}/categories", tags=["categories"])
@@ -165,7 +168,9 @@ def create_app(
         path_prefix=f"{API_PREFIX}/temporal-codec",
     )
     # Outermost of all: counts every answer, the middlewares' own refusals included.
-    app.add_middleware(http_metrics.MetricsMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(http_metrics.MetricsMiddleware)
+    install_openapi(app)
     return app
 
 

@@ -7,21 +7,24 @@ reachable anonymously unless its router says so explicitly (see `api.app.PUBLIC_
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.context import bind_actor
-from helpdesk.errors import AuthenticationFailed, MfaRequired, PermissionDenied
+from helpdesk.errors import (
+    AuthenticationFailed,
+    EmailUnverified,
+    MfaRequired,
+    PermissionDenied,
+)
+from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
-from helpdesk.security import AccessClaims
-from models.enums import PRIVILEGED_ROLES, STAFF_ROLES, Role
-from models.user import AuthSession, User
+from models.enums import PRIVILEGED_ROLES, Role
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -34,65 +37,86 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent."""
-    async with runtime.database.transaction() as session:
-        yield session
+# Declared as FastAPI's HTTP bearer scheme so that the OpenAPI document names it (the
+# Authorize button of /docs) and marks every operation that needs it; a missing or
+# malformed header is our own 401, in the one JSON error shape.
+BEARER = HTTPBearer(
+    scheme_name="BearerAuth",
+    bearerFormat="JWT",
+    description="An access token from POST /api/v1/auth/login (or /auth/refresh)",
+    auto_error=False,
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller."""
-
-    user: User
-    session: AuthSession
-    claims: AccessClaims
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.user.id
-
-    @property
-    def role(self) -> Role:
-        return Role(self.user.role)
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
-
-    @property
-    def mfa(self) -> bool:
-        return self.session.mfa
-
-
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials.strip():
         raise AuthenticationFailed("authentication required")
-    return token.strip()
+    return credentials.credentials.strip()
 
 
-async def authenticate_token(runtime: Runtime, token: str) -> Principal:
-    """Validate an access token against its server-side session (shared with Socket.IO)."""
+UNVERIFIED = "confirm your email address first: use the link we sent, or ask for a new one"
+
+
+async def authenticate_token(
+    runtime: Runtime, token: str, *, allow_unverified: bool = False
+) -> Principal:
+    """Validate an access token against its server-side session (shared with Socket.IO).
+
+    An account that has not confirmed its email is refused (403 `email_unverified`)
+    unless the caller allows it: such an account may only verify or ask for a new link."""
     from helpdesk.services import sessions
 
     claims = sessions.access_tokens(runtime).decode(token)
     principal = await sessions.load_active(runtime, claims)
     bind_actor(principal.user.id, principal.user.role, principal.session.id)
+    if principal.user.email_verified_at is None and not allow_unverified:
+        raise EmailUnverified(
+            UNVERIFIED,
+            details={"resend": "/api/v1/auth/resend-verification"},
+            audit={
+                "action": "access.denied",
+                "outcome": "denied",
+                "details": {"why": "email_unverified"},
+            },
+        )
     return principal
 
 
-async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    principal = await authenticate_token(runtime, _bearer(request))
+async def get_principal(
+    request: Request, runtime: RuntimeDep, credentials: BearerCredentials
+) -> Principal:
+    principal = await authenticate_token(runtime, _bearer(credentials))
+    request.state.principal = principal
+    return principal
+
+
+async def get_principal_even_unverified(
+    request: Request, runtime: RuntimeDep, credentials: BearerCredentials
+) -> Principal:
+    """The caller, even before they confirmed their email (for logout only)."""
+    principal = await authenticate_token(runtime, _bearer(credentials), allow_unverified=True)
     request.state.principal = principal
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+UnverifiedOk = Annotated[Principal, Depends(get_principal_even_unverified)]
+
+
+async def get_session(runtime: RuntimeDep, _: CurrentPrincipal) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent.
+
+    It depends on the principal so that authentication (which may take the SQLite writer
+    lock itself, to stamp or end the session) always finishes before the request's
+    transaction takes that lock, whatever order a route lists its dependencies in; the
+    other way round, the request would wait for itself (issue 11's wedge). Every route
+    with a session is authenticated."""
+    async with runtime.database.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _denied(principal: Principal, why: str, request: Request) -> PermissionDenied:

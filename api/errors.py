@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from helpdesk import errors
@@ -82,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if exc.audit is not None:
             runtime = request.app.state.runtime
-            await runtime.audit.record_separately(runtime.database.sessionmaker, **exc.audit)
+            await runtime.audit.record_separately(runtime.database, **exc.audit)
         headers: dict[str, str] = {}
         if isinstance(exc, errors.RateLimited | errors.Unavailable):
             headers["Retry-After"] = str(exc.retry_after)
@@ -124,6 +125,18 @@ def install_error_handlers(app: FastAPI) -> None:
             request.method,
             request.scope.get("route_path", "?"),
             type(exc.orig).__name__,
+        )
+        return JSONResponse(
+            error_body("unavailable", "the database is busy; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed out for the whole checkout timeout: busy, retry.
+        log.warning(
+            "database pool exhausted on %s %s", request.method, request.scope.get("route_path", "?")
         )
         return JSONResponse(
             error_body("unavailable", "the database is busy; retry shortly"),

@@ -347,9 +347,9 @@ async def write_overhead(changes: int = 200) -> dict[str, Any]:
     tickets' lives (create, assign, in progress, resolve) through the services, on a fresh
     SQLite file, with the time spent in `facts.record` summed apart."""
     from helpdesk.analytics import facts as facts_module
+    from helpdesk.rules.contracts import Actor, FieldUpdates, PersistChange
     from helpdesk.services import tickets, users
     from models.enums import Role
-    from workflows.ticket_types import Actor, FieldUpdates, PersistChange
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-analytics-w-"))
     url = f"sqlite+aiosqlite:///{tmp / 'w.db'}"

@@ -8,6 +8,12 @@ its workflow tasks also need, and the benchmark would measure its own client. Cr
 `--count` tickets with `--clients` concurrent connections (each 503/429 waits Retry-After,
 at most 10 s, and retries with the same Idempotency-Key) and prints one JSON line:
 ``{"per_s": ..., "ids": [...], "shed": ..., "retried": ..., "latency_p50_ms": ...}``.
+
+    python -m bench.http_load --base URL --token TOKEN --burst N
+
+sends N creations at once over N connections opened beforehand (no retry) and prints
+``{"answers": [[status, ms, retry_after], ...], "healthz_p50_ms": ...}``: the load-shedding
+figure, measured from outside the server's process, beside a burst as large of /healthz.
 """
 
 from __future__ import annotations
@@ -82,14 +88,44 @@ async def create_many(base: str, token: str, count: int, clients: int) -> dict[s
     }
 
 
+async def burst(base: str, token: str, count: int) -> dict[str, object]:
+    """`count` creations at once, each on its own already-open connection."""
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+        # Open the connections first: the figure is the server's answer, not TCP set-up.
+        await asyncio.gather(*(http.get("/healthz") for _ in range(count)))
+
+        async def one(n: int) -> list[object]:
+            t0 = time.perf_counter()
+            r = await http.post("/api/v1/tickets", json={"title": f"Burst {n}"}, headers=headers)
+            return [r.status_code, (time.perf_counter() - t0) * 1000, r.headers.get("Retry-After")]
+
+        answers = await asyncio.gather(*(one(n) for n in range(count)))
+
+        async def probe() -> float:
+            t0 = time.perf_counter()
+            await http.get("/healthz")
+            return (time.perf_counter() - t0) * 1000
+
+        # The same burst against the cheapest route: what the client, the connections and
+        # the machine cost by themselves, to read the shed figure against.
+        healthz = await asyncio.gather(*(probe() for _ in range(count)))
+    return {"answers": answers, "healthz_p50_ms": statistics.median(healthz)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True)
     parser.add_argument("--token", required=True)
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--burst", type=int, help="N creations at once (load shedding)")
     args = parser.parse_args()
-    result = asyncio.run(create_many(args.base, args.token, args.count, args.clients))
+    if args.burst:
+        result = asyncio.run(burst(args.base, args.token, args.burst))
+    else:
+        result = asyncio.run(create_many(args.base, args.token, args.count, args.clients))
     print(json.dumps(result), flush=True)
 
 

@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -206,6 +207,7 @@ async def _user_with_session(runtime: Any, role: Any, label: str) -> tuple[uuid.
             password=uuid.uuid4().hex,
             full_name=f"Bench {label}",
             role=role,
+            email_verified_at=datetime.now(UTC),  # the API refuses unverified accounts
         )
         issued = await sessions.start(
             session, runtime, user, mfa=False, ip="127.0.0.1", user_agent="bench"

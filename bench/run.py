@@ -15,7 +15,16 @@ import time
 from typing import Any
 
 # Order: cheap first, the million-row list load last.
-BENCHMARKS = ["login", "tickets", "push", "sla", "attachments", "analytics", "lists"]
+BENCHMARKS = [
+    "sqlite_driver",
+    "login",
+    "tickets",
+    "push",
+    "sla",
+    "attachments",
+    "analytics",
+    "lists",
+]
 
 
 def _last_json_line(output: str) -> dict[str, Any]:

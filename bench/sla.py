@@ -136,8 +136,8 @@ async def run(
     from helpdesk.migrate import upgrade
     from helpdesk.runtime import build_runtime
     from helpdesk.services import sla as sla_service
+    from helpdesk.services import ticket_commands, users
     from helpdesk.services import tickets as ticket_service
-    from helpdesk.services import users
     from helpdesk.settings import Settings
     from helpdesk.temporal import SEARCH_ATTRIBUTES, connect, ticket_workflow_id
     from models.enums import Priority, Role
@@ -151,10 +151,10 @@ async def run(
     settings = Settings(
         environment="test",
         var_dir=tmp,
-        database_url=f"sqlite+aiosqlite:///{db}",  # type: ignore[arg-type]
+        database_url=f"sqlite+aiosqlite:///{db}",
         email_backend="file",
         run_worker_in_api=False,
-        auto_assign_on_create=False,  # type: ignore[arg-type]
+        auto_assign_on_create=False,
         temporal_task_queue=f"bench-sla-{uuid.uuid4().hex[:6]}",
         sla_seconds_per_minute=1.0,
         argon2_time_cost=1,
@@ -186,6 +186,7 @@ async def run(
                 password="bench password 1234",
                 full_name="Bench Requester",
                 role=Role.END_USER,
+                email_verified_at=datetime.now(UTC),  # the API refuses unverified accounts
             )
             calendar = await sla_service.save_calendar(
                 session,
@@ -221,7 +222,7 @@ async def run(
 
             async def create_one(n: int) -> None:
                 async with slots:
-                    await ticket_service.create(
+                    await ticket_commands.create(
                         runtime,
                         requester_id=requester.id,
                         data=ticket_service.NewTicket(

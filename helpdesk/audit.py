@@ -14,13 +14,16 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.context import current_context
 from models.audit import AuditLog
+
+if TYPE_CHECKING:
+    from helpdesk.db import Database
 
 GENESIS = "0" * 64
 Outcome = Literal["success", "failure", "denied"]
@@ -139,9 +142,13 @@ class AuditTrail:
         await session.flush()
         return rows
 
-    async def record_separately(self, sessionmaker: Any, action: str, **kwargs: Any) -> None:
-        """Audit in a transaction of its own: for failures whose request rolls back."""
-        async with sessionmaker() as session, session.begin():
+    async def record_separately(self, database: Database, action: str, **kwargs: Any) -> None:
+        """Audit in a transaction of its own: for failures whose request rolls back.
+
+        It queues for the writer lock like any other transaction (a bare session would
+        meet the lock's holder in SQLite's busy handler instead, for the whole busy
+        timeout when that holder is this very task)."""
+        async with database.transaction() as session:
             await self.record(session, action, **kwargs)
 
     async def checkpoint(self, session: AsyncSession) -> Checkpoint:

@@ -150,24 +150,6 @@ async def anchor_now(
     return anchor
 
 
-async def anchor_database(settings: Settings) -> str:
-    """Anchor the configured database's chain now (`helpdesk audit anchor`, and after a
-    restore: the restored chain, authentic as the backup's seals prove, becomes this site's
-    newest anchor). Returns one line saying where."""
-    from helpdesk.runtime import build_runtime
-
-    runtime = build_runtime(settings)
-    store = anchor_store(settings)
-    try:
-        async with runtime.database.read() as session:
-            anchor = await anchor_now(
-                runtime.audit, settings.secret_bytes("audit_key"), session, store
-            )
-    finally:
-        await runtime.close()
-    return f"audit chain anchored at row {anchor.rows} (head {anchor.head}) in {store.describe()}"
-
-
 @dataclass(frozen=True, slots=True)
 class AnchoredReport:
     """What `helpdesk audit verify` says about the chain against its latest anchor."""

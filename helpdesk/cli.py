@@ -90,11 +90,11 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def _create_admin(settings: Settings, email: str, password: str, name: str | None) -> str:
-    from api.app import prepare_runtime
     from helpdesk.context import RequestContext, set_context
     from helpdesk.runtime import build_runtime
     from helpdesk.security import new_totp_secret, totp_uri
     from helpdesk.services import users
+    from helpdesk.services.sessions import prepare_runtime
     from models.enums import Role
 
     set_context(
@@ -198,7 +198,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_anchor(args: argparse.Namespace) -> int:
     """Seal the chain's head now and append it to the anchor store (the schedule's job)."""
-    from helpdesk.audit_anchor import anchor_database
+    from helpdesk.audit_commands import anchor_database
 
     print(asyncio.run(anchor_database(_settings())))
     return 0

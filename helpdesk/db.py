@@ -12,6 +12,7 @@ PostgreSQL's pooled connections are checked before use when they sat idle for lo
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,16 +51,19 @@ def _sqlite_file(url: str) -> Path | None:
 
 def create_engine(url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> AsyncEngine:
     """An async engine configured for the help desk on SQLite or PostgreSQL."""
+    # A pool with every connection out makes the next checkout wait: no longer than a
+    # lock would (sqlalchemy.exc.TimeoutError, which the API answers 503).
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         path = _sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            kwargs["pool_timeout"] = busy_timeout  # a queue pool (memory: a static one)
         kwargs["connect_args"] = {"timeout": busy_timeout}
         # One thread hop per statement instead of aiosqlite's four (helpdesk.sqlite_driver).
         kwargs["module"] = sqlite_driver.dbapi()
     else:
-        kwargs.update(pool_size=10, max_overflow=20)
+        kwargs.update(pool_size=10, max_overflow=20, pool_timeout=busy_timeout)
         # Short OLTP queries: JIT compilation and parallel workers cost more than they save.
         kwargs["connect_args"] = {
             "server_settings": {"jit": "off", "max_parallel_workers_per_gather": "0"}
@@ -127,12 +131,66 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+class NestedTransactionError(RuntimeError):
+    """A task asked for a write transaction while it already holds the writer lock.
+
+    Waiting would never end (the lock is released only when this very task goes on), so it
+    is a bug in the caller: open the inner work on the outer session, or after it."""
+
+
+class WriterBusy(sa_exc.OperationalError):
+    """The writer lock was not free within the busy timeout: retryable, like SQLite's own
+    "database is locked" (the API answers 503 with Retry-After, activities retry)."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(
+            "BEGIN IMMEDIATE",
+            None,
+            sqlite3.OperationalError(f"database is locked (writer busy for {waited:g} s)"),
+        )
+
+
+class WriterLock:
+    """One event loop's SQLite writer lock: FIFO, aware of its owner, and bounded.
+
+    A nested attempt by the owning task raises `NestedTransactionError` at once (it would
+    otherwise wait for itself for ever); any other waiter gives up with `WriterBusy` after
+    its timeout, so no request or activity waits without bound."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.owner: asyncio.Task[Any] | None = None
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    @asynccontextmanager
+    async def hold(self, wait: float) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self.owner is task:
+            raise NestedTransactionError(
+                "a write transaction was opened inside another one of the same task"
+            )
+        try:
+            async with asyncio.timeout(wait):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise WriterBusy(wait) from None
+        self.owner = task
+        try:
+            yield
+        finally:
+            self.owner = None
+            self._lock.release()
+
+
 class Database:
     """Owns the engine and hands out sessions: one transaction per request or activity."""
 
     def __init__(self, url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.busy_timeout = busy_timeout
         self.engine = create_engine(url, echo=echo, busy_timeout=busy_timeout)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         options: dict[str, Any] = {READONLY_OPTION: True}
@@ -144,10 +202,11 @@ class Database:
         # SQLite has one writer. Every transaction here is BEGIN IMMEDIATE, so two in this
         # process would otherwise meet in SQLite's busy handler, which polls with sleeps of
         # up to 100 ms: queue them FIFO on the event loop instead (one lock per loop).
-        # Other processes (a separate worker) still meet in the busy handler.
-        self._write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        # Other processes (a separate worker) still meet in the busy handler. The queue is
+        # bounded by the busy timeout, like SQLite's own (`WriterLock`).
+        self._write_locks: dict[asyncio.AbstractEventLoop, WriterLock] = {}
 
-    def _write_lock(self) -> asyncio.Lock | None:
+    def _write_lock(self) -> WriterLock | None:
         if not self.is_sqlite:
             return None
         loop = asyncio.get_running_loop()
@@ -155,18 +214,23 @@ class Database:
         if lock is None:
             for old in [lp for lp in self._write_locks if lp.is_closed()]:
                 del self._write_locks[old]
-            lock = self._write_locks[loop] = asyncio.Lock()
+            lock = self._write_locks[loop] = WriterLock()
         return lock
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session whose work commits at the end of the block, or rolls back on error."""
+    async def transaction(self, *, wait: float | None = None) -> AsyncIterator[AsyncSession]:
+        """A session whose work commits at the end of the block, or rolls back on error.
+
+        On SQLite it first queues for this event loop's writer lock, at most `wait` seconds
+        (default: the busy timeout), then raises `WriterBusy`; a nested transaction of the
+        same task raises `NestedTransactionError`."""
         lock = self._write_lock()
         if lock is None:
             async with self.sessionmaker() as session, session.begin():
                 yield session
             return
-        async with lock, self.sessionmaker() as session, session.begin():
+        timeout = self.busy_timeout if wait is None else wait
+        async with lock.hold(timeout), self.sessionmaker() as session, session.begin():
             yield session
 
     @asynccontextmanager

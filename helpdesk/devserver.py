@@ -115,8 +115,14 @@ def temporal_command(settings: Settings, binary: str) -> list[str]:
         "--namespace",
         settings.temporal_namespace,
         *search_attribute_cli_args(),
-        "--ui-codec-endpoint",
-        api_base_url(settings) + CODEC_PATH,
+        # Opt-in: a browser cannot authenticate to the codec endpoint by default, and the UI
+        # then shows "Codec Server could not connect" on every page. Without it the UI shows
+        # the plaintext, PHI-free summaries and keeps payloads encrypted.
+        *(
+            ["--ui-codec-endpoint", api_base_url(settings) + CODEC_PATH]
+            if settings.temporal_ui_codec
+            else []
+        ),
         "--ui-disable-news-fetch",
         "--log-level",
         "warn",

@@ -4,7 +4,7 @@ Backends, chosen by ``settings.email_backend``:
 
 - ``console``: logs subject and body (never the address), for development;
 - ``file``: appends JSON lines to a mailbox file, for development and tests;
-- ``smtp``: stdlib ``smtplib`` in a thread, STARTTLS required when ``smtp_starttls`` (the
+- ``smtp``: ``aiosmtplib`` (asyncio, no thread), STARTTLS required when ``smtp_starttls`` (the
   certificate is verified against the system CAs or ``smtp_ca_file``, hostname included),
   credentials from settings, every socket operation bounded by ``smtp_timeout_seconds``;
 - ``sendgrid``: the ``sendgrid`` library's v3 ``/mail/send`` at ``sendgrid_host``.
@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import smtplib
 import ssl
 import urllib.error
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
 
 from helpdesk.settings import ConfigurationError, EmailBackendName, Settings
@@ -172,39 +172,54 @@ class SmtpEmailBackend:
 
     async def send(self, message: EmailMessage) -> None:
         to = check_address(message.to)
-        await asyncio.to_thread(self._send_blocking, self._mime(message, to), to)
-
-    def _send_blocking(self, mime: MimeMessage, to: str) -> None:
+        mime = self._mime(message, to)
         handed_over = False
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            timeout=self.timeout,
+            use_tls=False,
+            start_tls=False,  # decided below: never an opportunistic, silent downgrade
+        )
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                smtp.ehlo()
+            async with smtp:
+                await smtp.ehlo()
                 if self.tls_context is not None:
-                    if not smtp.has_extn("starttls"):
+                    if not smtp.supports_extension("starttls"):
                         # Never fall back to cleartext: a stripped STARTTLS may be an attack.
                         raise EmailTransientError("SMTP server does not offer STARTTLS")
-                    smtp.starttls(context=self.tls_context)
-                    smtp.ehlo()
+                    await smtp.starttls(tls_context=self.tls_context)
+                    await smtp.ehlo()
                 if self.username:
-                    smtp.login(self.username, self.password or "")
+                    await smtp.login(self.username, self.password or "")
                 handed_over = True
-                smtp.send_message(mime, from_addr=self.sender, to_addrs=[to])
+                await smtp.send_message(mime, sender=self.sender, recipients=[to])
         except EmailError:
             raise
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _reply in exc.recipients.values()]
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refused.code for refused in exc.recipients]
             raise _smtp_reply_error(min(codes, default=550), "recipient") from None
-        except smtplib.SMTPAuthenticationError as exc:
-            raise _smtp_reply_error(exc.smtp_code, "authentication") from None
-        except smtplib.SMTPResponseException as exc:
-            raise _smtp_reply_error(exc.smtp_code, "message") from None
-        except smtplib.SMTPNotSupportedError:
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            raise _smtp_reply_error(exc.code, "recipient") from None
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise _smtp_reply_error(exc.code, "authentication") from None
+        except aiosmtplib.SMTPNotSupported:
             raise EmailPermanentError("SMTP server lacks a required extension") from None
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            raise EmailTransientError(
+                "SMTP server unavailable", maybe_delivered=handed_over
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _smtp_reply_error(exc.code, "message") from None
         except ssl.SSLCertVerificationError:
             raise EmailTransientError("SMTP server certificate not trusted") from None
         except ssl.SSLError:
             raise EmailTransientError("SMTP TLS handshake failed") from None
-        except (smtplib.SMTPException, OSError):
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                raise EmailTransientError("SMTP server certificate not trusted") from None
+            if isinstance(exc.__cause__, ssl.SSLError):
+                raise EmailTransientError("SMTP TLS handshake failed") from None
             # Connection refused or reset, timeouts, a server that hung up. Once the message
             # was being transferred, silence does not prove it was not accepted.
             raise EmailTransientError(

@@ -56,6 +56,13 @@ class MfaRequired(PermissionDenied):
     code = "mfa_required"
 
 
+class EmailUnverified(PermissionDenied):
+    """The account has not confirmed its email address: it may only verify or ask for a
+    new link."""
+
+    code = "email_unverified"
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
 

@@ -37,6 +37,11 @@ TICKET_COMMANDS = Counter(
     "Commands sent to ticket workflows, by kind and outcome (ok, refused, unavailable)",
     ["kind", "outcome"],
 )
+COMMANDS_REFUSED = Counter(
+    "helpdesk_commands_refused",
+    "Workflow commands the worker refused (no or bad MAC, stale, plaintext), by reason",
+    ["kind", "reason"],
+)
 REQUESTS_SHED = Counter(
     "helpdesk_requests_shed",
     "Requests refused at once with 503 because the process carried its maximum",

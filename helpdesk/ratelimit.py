@@ -1,25 +1,31 @@
-"""In-process rate limiting and lockout bookkeeping for the anonymous auth routes.
+"""Rate limiting and lockout bookkeeping for the anonymous auth routes.
 
-**Per process.** Counters live in this process's memory: with N api replicas an address
-gets N times the configured budget, and a restart forgets them. That is acceptable for the
-per-IP limit, which is a brake on floods, not the account protection; the per-account
-lockout that HIPAA's login monitoring needs is stored on the user row in the database and
-holds across every replica. A shared limiter (Redis) can replace this class behind the same
-`hit` call.
+**Shared when Redis is configured.** The per-IP budget is a moving window kept by the
+`limits` library: in `HELPDESK_REDIS_URL`'s Redis when set (every API replica counts
+against one budget, and a restart forgets nothing), else in this process's memory (one
+replica: the embedded default). Should Redis fail, a request is allowed and one warning is
+logged: the limiter is a brake on floods, while the per-account lockout that HIPAA's login
+monitoring needs is stored on the user row in the database and holds across every replica
+regardless.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from helpdesk.runtime import Runtime
 
-WINDOW_SECONDS = 60.0
-# Beyond this many tracked keys, idle ones are swept so memory stays bounded under a flood.
+log = logging.getLogger("helpdesk.ratelimit")
+WINDOW_SECONDS = 60
+# Beyond this many tracked keys, unlocked ones are swept so memory stays bounded.
 _SWEEP_ABOVE = 10_000
 
 
@@ -34,40 +40,47 @@ class Verdict:
     first_refusal: bool = False
 
 
-class SlidingWindowLimiter:
-    """At most `limit` hits per key in any `window` seconds (a sliding log per key)."""
+def storage_for(redis_url: str | None) -> Storage:
+    """Redis (shared by every replica) when configured, else this process's memory."""
+    if redis_url:
+        uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
+        return RedisStorage(uri, implementation="redispy", key_prefix="helpdesk-ratelimit")
+    return MemoryStorage()
 
-    def __init__(self, limit: int, window: float = WINDOW_SECONDS) -> None:
-        self.limit = max(1, limit)
-        self.window = window
-        self._hits: dict[str, deque[float]] = {}
-        self._refused: dict[str, float] = {}
-        # Requests run on one event loop, but a thread pool may call in too.
-        self._lock = threading.Lock()
 
-    def hit(self, key: str, *, now: float | None = None) -> Verdict:
+class RequestLimiter:
+    """At most `limit` hits per key in any `window` seconds (a moving window)."""
+
+    def __init__(
+        self, storage: Storage, bucket: str, limit: int, window: int = WINDOW_SECONDS
+    ) -> None:
+        self.bucket = bucket
+        per = RateLimitItemPerMinute if window == 60 else RateLimitItemPerSecond
+        amount = 1 if window == 60 else window
+        self.item = per(max(1, limit), amount, namespace=f"auth-{bucket}")
+        # One audited refusal per key and window.
+        self.refusal_item = per(1, amount, namespace=f"auth-{bucket}-refused")
+        self.strategy = MovingWindowRateLimiter(storage)
+        self._warned = False
+
+    async def hit(self, key: str) -> Verdict:
         """Count one request of `key`; refuse it when the window is full."""
-        at = time.monotonic() if now is None else now
-        with self._lock:
-            log = self._hits.setdefault(key, deque())
-            while log and log[0] <= at - self.window:
-                log.popleft()
-            if len(log) >= self.limit:
-                retry = max(1, math.ceil(log[0] + self.window - at))
-                first = self._refused.get(key, -math.inf) <= at - self.window
-                if first:
-                    self._refused[key] = at
-                return Verdict(False, retry, first)
-            log.append(at)
-            if len(self._hits) > _SWEEP_ABOVE:
-                self._sweep(at)
+        try:
+            if await self.strategy.hit(self.item, key):
+                return Verdict(True)
+            stats = await self.strategy.get_window_stats(self.item, key)
+            first = await self.strategy.hit(self.refusal_item, key)
+        except Exception as exc:  # the shared store is down: a brake, not a gate
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "rate limiter store unavailable (%s); allowing requests",
+                    type(exc).__name__,
+                )
             return Verdict(True)
-
-    def _sweep(self, at: float) -> None:
-        stale = [k for k, log in self._hits.items() if not log or log[-1] <= at - self.window]
-        for key in stale:
-            self._hits.pop(key, None)
-            self._refused.pop(key, None)
+        self._warned = False
+        retry = max(1, math.ceil(stats.reset_time - time.time()))
+        return Verdict(False, retry, first)
 
 
 @dataclass
@@ -120,12 +133,19 @@ def lockout_duration(base_seconds: int, previous_lockouts: int) -> int:
     return int(min(MAX_LOCKOUT_SECONDS, base_seconds * 2 ** min(previous_lockouts, 16)))
 
 
-def limiter(runtime: Runtime, bucket: str) -> SlidingWindowLimiter:
-    """The process's limiter for one bucket (login, register, ...), built on first use."""
-    limiters: dict[str, SlidingWindowLimiter] = runtime.extras.setdefault("rate_limiters", {})
+def limiter(
+    runtime: Runtime, bucket: str, *, limit: int | None = None, window: int = WINDOW_SECONDS
+) -> RequestLimiter:
+    """The process's limiter for one bucket (login, register, analytics export, ...), built
+    on first use; `limit` defaults to `rate_limit_per_minute`, `window` is in seconds."""
+    limiters: dict[str, RequestLimiter] = runtime.extras.setdefault("rate_limiters", {})
     found = limiters.get(bucket)
     if found is None:
-        found = limiters[bucket] = SlidingWindowLimiter(runtime.settings.rate_limit_per_minute)
+        storage: Storage = runtime.extras.get("rate_limit_storage") or runtime.extras.setdefault(
+            "rate_limit_storage", storage_for(runtime.settings.redis_url)
+        )
+        budget = runtime.settings.rate_limit_per_minute if limit is None else limit
+        found = limiters[bucket] = RequestLimiter(storage, bucket, budget, window)
     return found
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
-import struct
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import jwt
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -122,49 +120,46 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-# --- TOTP (RFC 6238: HMAC-SHA1, 30 s steps, 6 digits) -----------------------------------
+# --- TOTP (RFC 6238: HMAC-SHA1, 30 s steps, 6 digits), by pyotp ----------------------
 
 TOTP_STEP_SECONDS = 30
 TOTP_DIGITS = 6
 
 
 def new_totp_secret() -> str:
-    return base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
+    return pyotp.random_base32(32)
 
 
-def _b32(secret: str) -> bytes:
-    return base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
+def _totp(secret: str) -> pyotp.TOTP:
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS)
 
 
 def totp_at(secret: str, step: int) -> str:
-    digest = hmac.new(_b32(secret), struct.pack(">Q", step), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    code = (struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 10**TOTP_DIGITS
-    return f"{code:0{TOTP_DIGITS}d}"
+    """The code of time step `step` (unix time // 30)."""
+    return _totp(secret).generate_otp(step)
 
 
 def totp_now(secret: str, at: float | None = None) -> str:
-    return totp_at(secret, int((time.time() if at is None else at) // TOTP_STEP_SECONDS))
+    return _totp(secret).at(time.time() if at is None else at)
 
 
 def totp_match(
     secret: str, code: str, *, last_step: int | None, at: float | None = None
 ) -> int | None:
     """The step a code matches (±1 step of drift), or None. A step at or before
-    `last_step` never matches again, so no code is accepted twice."""
+    `last_step` never matches again, so no code is accepted twice (pyotp's `verify` says
+    only whether a code matches, not at which step, so the replay guard stays here)."""
     if not (code.isdigit() and len(code) == TOTP_DIGITS):
         return None
-    now_step = int((time.time() if at is None else at) // TOTP_STEP_SECONDS)
+    totp = _totp(secret)
+    now_step = totp.timecode(datetime.fromtimestamp(time.time() if at is None else at, UTC))
     for step in (now_step - 1, now_step, now_step + 1):
         if last_step is not None and step <= last_step:
             continue
-        if hmac.compare_digest(totp_at(secret, step), code):
+        if hmac.compare_digest(totp.generate_otp(step), code):
             return step
     return None
 
 
 def totp_uri(secret: str, account: str, issuer: str = "Helpdesk") -> str:
-    return (
-        f"otpauth://totp/{quote(issuer)}:{quote(account)}?secret={secret}"
-        f"&issuer={quote(issuer)}&algorithm=SHA1&digits={TOTP_DIGITS}&period={TOTP_STEP_SECONDS}"
-    )
+    return _totp(secret).provisioning_uri(name=account, issuer_name=issuer)

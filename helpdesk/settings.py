@@ -29,6 +29,7 @@ _GENERATED_SECRETS = (
     "blind_index_key",
     "audit_key",
     "payload_codec_key",
+    "command_key",
 )
 
 
@@ -74,7 +75,9 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the API binds")
     api_port: int = Field(8000, description="Port the API binds")
     public_base_url: str = Field(
-        "http://127.0.0.1:8000", description="Portal URL used in emails (never the Host header)"
+        "http://127.0.0.1:8000",
+        description="Base of the links in emails (never the Host header): a portal's URL, or "
+        "the API's own, which then serves /verify-email and /reset-password",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (comma-separated)"
@@ -100,7 +103,9 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy async URL; default SQLite under var/")
     database_echo: bool = Field(False, description="Log SQL statements (never in production)")
     database_busy_timeout_seconds: float = Field(
-        30.0, gt=0, description="SQLite: wait this long for a lock, then answer 503"
+        30.0,
+        gt=0,
+        description="Wait this long for the SQLite writer or a pooled connection, then 503",
     )
 
     # --- temporal --------------------------------------------------------------------
@@ -108,6 +113,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", description="Temporal namespace")
     temporal_task_queue: str = Field("helpdesk-tickets", description="Task queue of the worker")
     temporal_ui_port: int = Field(8233, description="Temporal UI port of the dev server")
+    temporal_ui_codec: bool = Field(
+        False,
+        description="Point the dev server's Temporal UI at the API's codec endpoint (the "
+        "browser must then hold a codec token); off: the UI shows the plaintext summaries "
+        "and no codec error",
+    )
     temporal_dev_server: bool = Field(
         True, description="`helpdesk dev` starts the Temporal dev server itself"
     )
@@ -186,6 +197,11 @@ class Settings(BaseSettings):
     payload_codec_key: SecretStr | None = Field(
         None, description="AES-256 key (base64) encrypting Temporal payloads"
     )
+    command_key: SecretStr | None = Field(
+        None,
+        description="HMAC key signing every workflow command the API sends; only API and "
+        "worker hold it (never the codec endpoint). Required outside development",
+    )
 
     # --- tokens and sessions ---------------------------------------------------------
     jwt_issuer: str = Field("helpdesk", description="`iss` of access tokens")
@@ -203,7 +219,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, description="Failures before an account is locked")
     login_lockout_seconds: int = Field(300, description="First lockout; doubles each time")
     rate_limit_per_minute: int = Field(
-        30, description="Login/registration/reset requests per IP per minute"
+        30,
+        description="Login/registration/reset requests per IP per minute (all replicas "
+        "together when HELPDESK_REDIS_URL is set)",
     )
     argon2_time_cost: int = Field(3, description="argon2id iterations")
     argon2_memory_cost: int = Field(65536, description="argon2id memory (KiB)")
@@ -252,7 +270,9 @@ class Settings(BaseSettings):
     )
 
     # --- email -----------------------------------------------------------------------
-    email_backend: EmailBackendName = Field(EmailBackendName.CONSOLE, description="Mail backend")
+    email_backend: EmailBackendName = Field(
+        EmailBackendName.CONSOLE, description="Mail backend (console and file: not in production)"
+    )
     email_from: str = Field("helpdesk@localhost", description="Sender address")
     email_file_path: Path | None = Field(None, description="Mailbox file of the file backend")
     smtp_host: str = Field("127.0.0.1", description="SMTP host")
@@ -264,7 +284,9 @@ class Settings(BaseSettings):
     sendgrid_host: str = Field("https://api.sendgrid.com", description="SendGrid API host")
 
     # --- push ------------------------------------------------------------------------
-    redis_url: str | None = Field(None, description="Redis URL for Socket.IO fan-out")
+    redis_url: str | None = Field(
+        None, description="Redis URL: Socket.IO fan-out and the shared auth rate limit"
+    )
 
     # --- ticket commands and workflows: added by the tickets area ----------------------
     ticket_create_max_in_flight: int = Field(
@@ -274,7 +296,9 @@ class Settings(BaseSettings):
         256, gt=0, description="Ticket updates in flight per process; past it 503 at once"
     )
     ticket_command_timeout_seconds: float = Field(
-        30.0, gt=0, description="Longest wait for a ticket workflow to answer a command (503)"
+        30.0,
+        gt=0,
+        description="Longest a ticket creation or command takes, retries included (then 503)",
     )
     ticket_command_retries: int = Field(
         5, ge=1, description="Attempts of a command on UNAVAILABLE / RESOURCE_EXHAUSTED"
@@ -371,6 +395,9 @@ class Settings(BaseSettings):
         None,
         pattern="^(text|json)$",
         description="Log lines: text or json (one object per line); default json in production",
+    )
+    metrics_enabled: bool = Field(
+        True, description="Serve /metrics and time every request (false: neither)"
     )
     metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
@@ -516,9 +543,20 @@ class Settings(BaseSettings):
             if backup in others:
                 raise ValueError("HELPDESK_BACKUP_KEY must differ from every KEK and the codec key")
         if self.environment is Environment.PRODUCTION:
-            for name in ("jwt_secret", "blind_index_key", "audit_key"):
+            for name in ("jwt_secret", "blind_index_key", "audit_key", "command_key"):
                 if len(getattr(self, name).get_secret_value()) < 32:
                     raise ValueError(f"HELPDESK_{name.upper()} must be at least 32 characters")
+        if self.environment is Environment.PRODUCTION and self.email_backend in (
+            EmailBackendName.CONSOLE,
+            EmailBackendName.FILE,
+        ):
+            # Both keep recipients' addresses in clear, and the console prints one-time
+            # tokens (password reset, verification) to the process output.
+            raise ValueError(
+                f"HELPDESK_EMAIL_BACKEND={self.email_backend.value} is for development only "
+                "(it keeps addresses in clear and prints one-time tokens); "
+                "set HELPDESK_EMAIL_BACKEND=smtp or sendgrid in production"
+            )
         return self
 
     # --- derived ---------------------------------------------------------------------

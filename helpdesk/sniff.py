@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import filetype
+
 # Enough for every signature below and for the first entries of an OOXML zip.
 SNIFF_BYTES = 8 * 1024
 MAX_FILENAME_BYTES = 200
@@ -23,10 +25,11 @@ TEXT = "text/plain"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-# File types we recognise in order to refuse them by name in the audit row.
-_EXECUTABLE_MAGIC = (
-    b"MZ",  # Windows PE / DOS
-    b"\x7fELF",  # ELF
+_ACCEPTED_BINARY = frozenset({PDF, PNG, JPEG, GIF, DOCX, XLSX})
+# Native executables, refused by name in the audit row: `filetype` knows PE and ELF; it has
+# no Mach-O matcher, so those magics are ours.
+_EXECUTABLE_MIMES = frozenset({"application/x-msdownload", "application/x-executable"})
+_MACHO_MAGIC = (
     b"\xcf\xfa\xed\xfe",  # Mach-O 64
     b"\xce\xfa\xed\xfe",  # Mach-O 32
     b"\xca\xfe\xba\xbe",  # Mach-O fat / Java class
@@ -36,18 +39,15 @@ _TEXT_CONTROLS = frozenset(b"\t\n\r\f\x1b")
 
 
 def sniff_mime(head: bytes) -> str | None:
-    """The MIME type the first bytes of a file show, or None when it is none we accept."""
-    if head.startswith(b"%PDF-"):
-        return PDF
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return PNG
-    if head.startswith(b"\xff\xd8\xff"):
-        return JPEG
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return GIF
-    if head.startswith(b"PK\x03\x04"):
-        return _ooxml_kind(head)
-    if is_executable(head):
+    """The MIME type the first bytes of a file show, or None when it is none we accept.
+
+    Binary formats by the `filetype` library's signatures (OOXML included: a zip whose
+    first entries are [Content_Types].xml and word/ or xl/ parts); plain text by our own
+    check, since `filetype` does not do text."""
+    kind = filetype.guess(head) if head else None
+    if kind is not None:
+        return kind.mime if kind.mime in _ACCEPTED_BINARY else None
+    if head.startswith((b"PK\x03\x04", *_MACHO_MAGIC)):
         return None
     if _looks_like_text(head):
         return TEXT
@@ -56,19 +56,10 @@ def sniff_mime(head: bytes) -> str | None:
 
 def is_executable(head: bytes) -> bool:
     """True for the magic bytes of native executables."""
-    return head.startswith(_EXECUTABLE_MAGIC)
-
-
-def _ooxml_kind(head: bytes) -> str | None:
-    # An Office Open XML file is a zip whose first entries are [Content_Types].xml and
-    # parts under word/ or xl/; their names sit in clear in the local file headers.
-    if b"[Content_Types].xml" not in head:
-        return None
-    if b"word/" in head:
-        return DOCX
-    if b"xl/" in head:
-        return XLSX
-    return None
+    if head.startswith(_MACHO_MAGIC):
+        return True
+    kind = filetype.guess(head) if head else None
+    return kind is not None and kind.mime in _EXECUTABLE_MIMES
 
 
 def _looks_like_text(head: bytes) -> bool:

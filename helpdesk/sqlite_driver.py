@@ -61,31 +61,75 @@ def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 class _Worker(threading.Thread):
-    """The one thread that touches a sqlite3 connection; runs (future, function) items."""
+    """The one thread that touches a sqlite3 connection; runs (future, function) items.
+
+    Once stopped it takes no more work, and work queued behind the stop fails with
+    "connection closed" instead of waiting for ever: a statement, rollback or close racing
+    SQLAlchemy's terminate (`Connection.stop`) must not leave its awaiting task (and the
+    writer lock that task holds, `helpdesk.db.WriterLock`) hanging."""
 
     def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
         super().__init__(name="helpdesk-sqlite", daemon=True)
         self._connector = connector
-        self.tx: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._gate = threading.Lock()
+        self.stopped = False
+        # Items queued and not yet finished. Written under the gate or by this thread after
+        # an item ran; read from the event loop (an int read is atomic).
+        self.pending = 0
         self.conn: sqlite3.Connection | None = None
+
+    def submit(self, item: tuple[Any, Callable[[], Any]]) -> None:
+        """Queue work, or fail its future at once when the worker is stopped."""
+        with self._gate:
+            if not self.stopped:
+                self.pending += 1
+                self._queue.put(item)
+                return
+        _hand_over(item[0], False, ValueError("connection closed"))
+
+    def put_nowait(self, item: tuple[Any, Callable[[], Any]]) -> None:
+        # SQLAlchemy's adapter queues its isolation-level change straight into ``_tx``.
+        self.submit(item)
+
+    def stop_soon(self) -> None:
+        """Run what is queued, then end; nothing queued after this runs."""
+        with self._gate:
+            if not self.stopped:
+                self.stopped = True
+                self._queue.put(_STOP)
 
     def run(self) -> None:
         while True:
-            item = self.tx.get()
+            item = self._queue.get()
             if item is _STOP:
-                return
+                break
             future, function = item
             try:
                 value, ok = function(), True
             except BaseException as exc:  # handed to the awaiting coroutine
                 value, ok = exc, False
-            loop = future.get_loop()
-            if loop.is_closed():
-                continue
+            with self._gate:
+                self.pending -= 1
+            _hand_over(future, ok, value)
+        while True:  # nothing arrives after _STOP (see submit); fail any stragglers
             try:
-                loop.call_soon_threadsafe(_deliver, future, ok, value)
-            except RuntimeError:  # the loop closed between the check and the call
-                continue
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                _hand_over(item[0], False, ValueError("connection closed"))
+
+
+def _hand_over(future: Any, ok: bool, value: Any) -> None:
+    """Deliver a result to its future on the future's loop (from any thread)."""
+    loop = future.get_loop()
+    if loop.is_closed():
+        return
+    try:
+        loop.call_soon_threadsafe(_deliver, future, ok, value)
+    except RuntimeError:  # the loop closed between the check and the call
+        return
 
 
 class Cursor:
@@ -187,8 +231,8 @@ class Connection:
 
     # aiosqlite's names, used by SQLAlchemy's adapter (isolation_level, terminate).
     @property
-    def _tx(self) -> queue.SimpleQueue[Any]:
-        return self._worker.tx
+    def _tx(self) -> _Worker:
+        return self._worker
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -204,10 +248,10 @@ class Connection:
         return self._connection
 
     async def _run(self, function: Callable[[], Any]) -> Any:
-        if not self._worker.is_alive():
+        if self._worker.stopped or not self._worker.is_alive():
             raise ValueError("connection closed")
         future = asyncio.get_running_loop().create_future()
-        self._worker.tx.put((future, function))
+        self._worker.submit((future, function))
         return await future
 
     async def _connect(self) -> Connection:
@@ -221,7 +265,7 @@ class Connection:
         try:
             self._connection = await self._run(connect)
         except BaseException:
-            self._worker.tx.put(_STOP)
+            self._worker.stop_soon()
             raise
         return self
 
@@ -251,11 +295,16 @@ class Connection:
     def _ends_without_hop(self) -> bool:
         """True when there is no transaction to end: its BEGIN never went out (no statement
         followed it), or none is open (the pool's reset after a session already ended
-        it). Reading `in_transaction` from this thread is safe: nothing runs on the
-        connection's thread between statements."""
+        it) and nothing is queued that could open one. Reading `in_transaction` from this
+        thread is then safe: nothing runs on the connection's thread."""
         if self._pending_begin:
             self._pending_begin = None
             return True
+        if self._worker.pending:
+            # A statement is still queued or running (its awaiting task was cancelled, say
+            # by a request's deadline): it may yet BEGIN. End the transaction after it, in
+            # queue order, or the pool would take back a connection holding SQLite's lock.
+            return False
         return not self._require().in_transaction
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
@@ -268,14 +317,14 @@ class Connection:
         try:
             await self._run(connection.close)
         finally:
-            self._worker.tx.put(_STOP)
+            self._worker.stop_soon()
 
     def stop(self) -> None:
         """Terminate without waiting (SQLAlchemy's terminate): close on the thread, end it."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            self._worker.tx.put((_Discard(), connection.close))
-        self._worker.tx.put(_STOP)
+            self._worker.submit((_Discard(), connection.close))
+        self._worker.stop_soon()
 
 
 class _Discard:

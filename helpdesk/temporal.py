@@ -3,24 +3,42 @@ failure converter that encrypts failure messages, namespace and search attribute
 
 API, worker, tests and the replayer all use `data_converter(settings)`, so a payload written
 by one is readable by every other and by the codec endpoint the Temporal UI calls.
+
+Inbound, the codec refuses plaintext: a payload without its encoding (the `temporal` CLI's
+`--input`, say) is replaced by a `binary/refused-plaintext` payload no converter reads, so the
+update is rejected (nothing enters history), a signal is dropped, and the refusal is counted
+and audited (`helpdesk.command_auth`). The one exception is UI text (`UiText`): activity and
+timer summaries, static summaries and current details are PHI-free by design and stay
+plaintext so a manager reads them in the Temporal UI; a UI text payload is a JSON string
+only, which no command of ours takes.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any, Self
 
+import temporalio.client
+import temporalio.worker
+import temporalio.workflow
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
 )
 from temporalio.runtime import PrometheusConfig, TelemetryConfig
 from temporalio.runtime import Runtime as TemporalRuntime
@@ -30,6 +48,111 @@ from helpdesk.settings import Settings
 
 ENCODING = b"binary/encrypted-aes256gcm"
 _NONCE = 12
+# Metadata marking a payload as UI text (PHI-free by design): sent and stored unencrypted.
+UI_TEXT = "helpdesk-ui-text"
+_JSON_PLAIN = b"json/plain"
+_METADATA_TYPE = WorkflowMetadata.DESCRIPTOR.full_name.encode()
+# What a refused plaintext payload becomes: no payload converter reads this encoding.
+REFUSED_ENCODING = b"binary/refused-plaintext"
+
+
+class UiText(str):
+    """Text for the Temporal UI (summaries, details): never PHI, so never encrypted."""
+
+    __slots__ = ()
+
+
+def ui_text(text: str) -> UiText:
+    """Mark `text` (PHI-free: ids, numbers, statuses, fixed words) as readable UI text."""
+    return UiText(text)
+
+
+class HelpdeskPayloadConverter(PydanticPayloadConverter):
+    """The pydantic payload converter, marking `UiText` values so the codec leaves them
+    readable."""
+
+    def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
+        payloads = super().to_payloads(values)
+        for value, payload in zip(values, payloads, strict=True):
+            if isinstance(value, UiText) and payload.metadata.get("encoding") == _JSON_PLAIN:
+                payload.metadata[UI_TEXT] = b"1"
+            elif isinstance(value, WorkflowMetadata):
+                # The UI's `__temporal_workflow_metadata` query: handler descriptions and the
+                # current details, PHI-free like the summaries.
+                payload.metadata[UI_TEXT] = b"1"
+        return payloads
+
+
+class UiSummaries(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+    """Every summary is UI text: static summaries and details of the workflows we start
+    (client side) and the summaries of the activities our workflows run (worker side). A
+    summary never holds PHI (ids, numbers, statuses, fixed words): review them as such."""
+
+    def intercept_client(
+        self, next: temporalio.client.OutboundInterceptor
+    ) -> temporalio.client.OutboundInterceptor:
+        return _UiClient(next)
+
+    def workflow_interceptor_class(
+        self, input: temporalio.worker.WorkflowInterceptorClassInput
+    ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
+        return _UiInbound
+
+
+def _ui(text: str | None) -> str | None:
+    return UiText(text) if text else text
+
+
+class _UiClient(temporalio.client.OutboundInterceptor):
+    async def start_workflow(
+        self, input: temporalio.client.StartWorkflowInput
+    ) -> temporalio.client.WorkflowHandle[Any, Any]:
+        input.static_summary = _ui(input.static_summary)
+        input.static_details = _ui(input.static_details)
+        return await super().start_workflow(input)
+
+    async def start_update_with_start_workflow(
+        self, input: temporalio.client.StartWorkflowUpdateWithStartInput
+    ) -> temporalio.client.WorkflowUpdateHandle[Any]:
+        start = input.start_workflow_input
+        start.static_summary = _ui(start.static_summary)
+        start.static_details = _ui(start.static_details)
+        return await super().start_update_with_start_workflow(input)
+
+
+class _UiInbound(temporalio.worker.WorkflowInboundInterceptor):
+    def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
+        super().init(_UiOutbound(outbound))
+
+
+class _UiOutbound(temporalio.worker.WorkflowOutboundInterceptor):
+    def start_activity(
+        self, input: temporalio.worker.StartActivityInput
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        input.summary = _ui(input.summary)
+        return super().start_activity(input)
+
+    def start_local_activity(
+        self, input: temporalio.worker.StartLocalActivityInput
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        input.summary = _ui(input.summary)
+        return super().start_local_activity(input)
+
+
+def is_ui_text(payload: Payload) -> bool:
+    """A UI text payload: marked, and a JSON string or the workflow metadata the UI queries
+    (nothing a command of ours takes)."""
+    if payload.metadata.get(UI_TEXT) != b"1":
+        return False
+    if payload.metadata.get("messageType") == _METADATA_TYPE:
+        return payload.metadata.get("encoding") == b"json/protobuf"
+    if payload.metadata.get("encoding") != _JSON_PLAIN:
+        return False
+    try:
+        return isinstance(json.loads(payload.data), str)
+    except ValueError:
+        return False
+
 
 # Search attributes a manager filters by in the Temporal UI. Plaintext: never PHI.
 TICKET_STATUS = SearchAttributeKey.for_keyword("TicketStatus")
@@ -54,11 +177,21 @@ def search_attribute_cli_args() -> list[str]:
     return args
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM over whole payloads; the key id travels in the payload metadata."""
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """AES-256-GCM over whole payloads; the key id travels in the payload metadata.
+
+    `strict` (API and worker): an inbound payload that is neither encrypted nor UI text is
+    refused (see the module docstring). The codec endpoint decodes leniently: the UI sends
+    it the plaintext summaries too."""
 
     def __init__(
-        self, key: bytes, key_id: str = "codec-1", old_keys: dict[str, bytes] | None = None
+        self,
+        key: bytes,
+        key_id: str = "codec-1",
+        old_keys: dict[str, bytes] | None = None,
+        *,
+        strict: bool = True,
+        workflow_id: str = "",
     ):
         if len(key) != 32:
             raise ValueError("payload codec key must be 32 bytes")
@@ -66,10 +199,24 @@ class EncryptionCodec(PayloadCodec):
         self._keys = {key_id.encode(): AESGCM(key)}
         for old_id, old_key in (old_keys or {}).items():
             self._keys[old_id.encode()] = AESGCM(old_key)
+        self._strict = strict
+        self._workflow_id = workflow_id
+
+    def with_context(self, context: SerializationContext) -> Self:
+        """The same codec, knowing which workflow it decodes for (to audit a refusal)."""
+        workflow_id = getattr(context, "workflow_id", None)
+        if not isinstance(context, WorkflowSerializationContext) or not workflow_id:
+            return self
+        new = copy.copy(self)
+        new._workflow_id = workflow_id
+        return new
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
         for payload in payloads:
+            if is_ui_text(payload):
+                out.append(payload)
+                continue
             nonce = os.urandom(_NONCE)
             sealed = self._keys[self._key_id].encrypt(
                 nonce, payload.SerializeToString(), self._key_id
@@ -86,7 +233,10 @@ class EncryptionCodec(PayloadCodec):
         out = []
         for payload in payloads:
             if payload.metadata.get("encoding") != ENCODING:
-                out.append(payload)
+                if not self._strict or is_ui_text(payload):
+                    out.append(payload)
+                    continue
+                out.append(self._refuse_plaintext())
                 continue
             key_id = payload.metadata.get("encryption-key-id", b"")
             cipher = self._keys.get(key_id)
@@ -101,15 +251,32 @@ class EncryptionCodec(PayloadCodec):
             out.append(decoded)
         return out
 
+    def _refuse_plaintext(self) -> Payload:
+        from helpdesk.command_auth import Refusal, refused
 
-def codec(settings: Settings) -> EncryptionCodec:
-    return EncryptionCodec(settings.secret_bytes("payload_codec_key"))
+        refused(
+            Refusal(
+                kind="payload",
+                reason="plaintext",
+                workflow_id=self._workflow_id,
+                command="",
+                actor_id="",
+                role="",
+            )
+        )
+        return Payload(metadata={"encoding": REFUSED_ENCODING}, data=b"")
+
+
+def codec(settings: Settings, *, strict: bool = True) -> EncryptionCodec:
+    return EncryptionCodec(settings.secret_bytes("payload_codec_key"), strict=strict)
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic-aware JSON, encrypted payloads, failure messages encrypted too."""
+    """Pydantic-aware JSON, encrypted payloads (UI text aside), failure messages encrypted
+    too."""
     return dataclasses.replace(
         pydantic_data_converter,
+        payload_converter_class=HelpdeskPayloadConverter,
         payload_codec=codec(settings),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
@@ -137,6 +304,7 @@ def sdk_runtime(settings: Settings) -> TemporalRuntime | None:
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
     """A client for the API, the worker or a test; all share one converter."""
     from helpdesk import tracing
+    from helpdesk.command_auth import CommandSigner
 
     tracing.configure(settings)
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
@@ -147,7 +315,11 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
         tls=tls_config(settings),
         api_key=api_key,
         runtime=sdk_runtime(settings),
-        interceptors=tracing.client_interceptors(),
+        interceptors=[
+            *tracing.client_interceptors(),
+            UiSummaries(),
+            CommandSigner(settings.secret_bytes("command_key")),
+        ],
     )
 
 

@@ -23,8 +23,9 @@ from models.enums import Role, TokenPurpose, check_in
 class User(Timestamps, Base):
     """A person: end user, support agent, manager or administrator.
 
-    Email, name and phone are PHI: stored as AES-GCM ciphertext under the user's data key;
-    the email is found through its keyed blind index.
+    Email, names and phone are PHI: stored as AES-GCM ciphertext under the user's data key;
+    the email is found through its keyed blind index. The full name is derived from the
+    first and last names (the seed's columns).
     """
 
     __tablename__ = "users"
@@ -34,7 +35,8 @@ class User(Timestamps, Base):
     data_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("data_keys.id"))
     email_bidx: Mapped[str] = mapped_column(String(64), unique=True)
     email_enc: Mapped[bytes] = mapped_column(LargeBinary)
-    full_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    first_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    last_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     role: Mapped[str] = mapped_column(String(20), default=Role.END_USER.value, index=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -47,6 +49,7 @@ class User(Timestamps, Base):
     lockouts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     deactivated_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
     disposed_at: Mapped[datetime | None]
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     updated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))

@@ -17,13 +17,13 @@ import activities.sla
 from activities.comments import CommentActivities, CommentRecord
 from activities.sla import SlaActivities, SlaHistoryEntry, SlaWrite
 from helpdesk.migrate import upgrade
+from helpdesk.rules.contracts import Actor, FieldUpdates, PersistChange
+from helpdesk.rules.sla import SlaDueDates
 from helpdesk.runtime import Runtime
 from helpdesk.services import satisfaction, tickets
 from models.comment import Comment
 from models.enums import Role
 from tests.conftest import postgres_available
-from workflows.sla import SlaDueDates
-from workflows.ticket_types import Actor, FieldUpdates, PersistChange
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 

@@ -180,7 +180,7 @@ async def temporal_server() -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture
-async def temporal_client(temporal_server: str, settings: Settings):  # type: ignore[no-untyped-def]
+async def temporal_client(temporal_server: str, settings: Settings):
     from helpdesk.temporal import connect
 
     return await connect(settings, address=temporal_server)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from helpdesk.runtime import Runtime
 from helpdesk.security import new_totp_secret
@@ -45,9 +46,11 @@ async def make_user(
     password: str = PASSWORD,
     full_name: str | None = None,
     mfa: bool | None = None,
+    verified: bool = True,
 ) -> Actor:
     """A user and a live session. Managers and administrators get TOTP and an MFA session
-    unless `mfa=False`."""
+    unless `mfa=False`. The email counts as confirmed unless `verified=False` (an
+    unverified account may only verify or ask for a new link)."""
     n = next(_counter)
     email = email or f"{role.value.lower()}{n}-{uuid.uuid4().hex[:6]}@example.test"
     with_mfa = role in (Role.MANAGER, Role.ADMINISTRATOR) if mfa is None else mfa
@@ -60,6 +63,7 @@ async def make_user(
             password=password,
             full_name=full_name or f"Test Person {n}",
             role=role,
+            email_verified_at=datetime.now(UTC) if verified else None,
         )
         if secret:
             await users.seal_mfa_secret(session, runtime, user, secret)

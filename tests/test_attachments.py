@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import secrets
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from helpdesk.sniff import (
     JPEG,
     PDF,
     PNG,
+    SNIFF_BYTES,
     TEXT,
     XLSX,
     ascii_fallback,
@@ -731,6 +734,17 @@ async def test_scan_starter_seam_and_resume_after_an_outage(
 # --- pure: sniffing and names ------------------------------------------------------------------
 
 
+def _ooxml(part: str) -> bytes:
+    """The first bytes of an Office Open XML file as Office writes it: a zip whose first
+    entries are [Content_Types].xml, _rels/.rels and the main part."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("_rels/.rels", "<Relationships/>")
+        archive.writestr(part, "<document/>")
+    return buffer.getvalue()[:SNIFF_BYTES]
+
+
 def test_sniffing_by_magic_bytes() -> None:
     assert sniff_mime(minimal_pdf()) == PDF
     assert sniff_mime(PNG_1X1) == PNG
@@ -738,9 +752,9 @@ def test_sniffing_by_magic_bytes() -> None:
     assert sniff_mime(b"GIF89a\x01\x00") == GIF
     assert sniff_mime("Grüße, Dr. Müller\r\n\tok".encode()) == TEXT
     assert sniff_mime("é".encode()[:1]) == TEXT  # a character cut by the sniff window
-    zip_head = b"PK\x03\x04" + b"\0" * 26 + b"[Content_Types].xml" + b"\0" * 40
-    assert sniff_mime(zip_head + b"word/document.xml") == DOCX
-    assert sniff_mime(zip_head + b"xl/workbook.xml") == XLSX
+    assert sniff_mime(_ooxml("word/document.xml")) == DOCX
+    assert sniff_mime(_ooxml("xl/workbook.xml")) == XLSX
+    assert sniff_mime(_ooxml("ppt/presentation.xml")) is None  # a zip we do not accept
     for refused in (
         b"MZ\x90\x00",  # PE, even if it were printable
         b"MZ this is a dos stub",

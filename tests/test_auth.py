@@ -13,10 +13,16 @@ from typing import Any
 
 import httpx
 import pytest
+from limits.aio.storage import MemoryStorage
 from sqlalchemy import select, update
 
 from api.app import create_app, prepare_runtime
-from helpdesk.ratelimit import SlidingWindowLimiter, UnknownAccountLockouts, lockout_duration
+from helpdesk.ratelimit import (
+    RequestLimiter,
+    UnknownAccountLockouts,
+    lockout_duration,
+    storage_for,
+)
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.security import Passwords, hash_token, totp_at, totp_now
 from models.audit import AuditLog
@@ -355,15 +361,43 @@ async def test_inactive_user_cannot_log_in(client, runtime):
     assert response.json()["error"]["message"] == "invalid email or password"
 
 
-def test_sliding_window_limiter_refuses_past_the_budget_and_reopens():
-    limiter = SlidingWindowLimiter(limit=2, window=60)
-    assert limiter.hit("ip", now=0).allowed
-    assert limiter.hit("ip", now=10).allowed
-    refused = limiter.hit("ip", now=20)
-    assert (refused.allowed, refused.retry_after, refused.first_refusal) == (False, 40, True)
-    assert limiter.hit("ip", now=30).first_refusal is False  # a flood is audited once
-    assert limiter.hit("other", now=30).allowed
-    assert limiter.hit("ip", now=60.5).allowed  # the first hit left the window
+async def test_moving_window_limiter_refuses_past_the_budget_and_reopens():
+    limiter = RequestLimiter(MemoryStorage(), f"t{uuid.uuid4().hex}", limit=2, window=2)
+    assert (await limiter.hit("ip")).allowed
+    assert (await limiter.hit("ip")).allowed
+    refused = await limiter.hit("ip")
+    assert (refused.allowed, refused.first_refusal) == (False, True)
+    assert 1 <= refused.retry_after <= 2
+    assert (await limiter.hit("ip")).first_refusal is False  # a flood is audited once
+    assert (await limiter.hit("other")).allowed
+    await asyncio.sleep(2.1)
+    assert (await limiter.hit("ip")).allowed  # the first hits left the window
+
+
+async def test_replicas_share_one_budget_through_redis():
+    """Two API replicas (two limiters, two connections) count against one budget."""
+    redis_url = "redis://127.0.0.1:6379/0"
+    try:
+        import redis.asyncio as redis_asyncio
+
+        probe = redis_asyncio.from_url(redis_url)
+        await probe.ping()
+        await probe.aclose()
+    except Exception:
+        pytest.skip("Redis is not running on 127.0.0.1:6379 (the machine starts it)")
+    bucket = f"t{uuid.uuid4().hex}"
+    first = RequestLimiter(storage_for(redis_url), bucket, limit=3)
+    second = RequestLimiter(storage_for(redis_url), bucket, limit=3)
+    verdicts = [await limiter.hit("10.0.0.7") for limiter in (first, second, first, second)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert verdicts[-1].first_refusal and 1 <= verdicts[-1].retry_after <= 60
+
+
+async def test_a_limiter_whose_store_is_down_allows_and_warns(caplog):
+    down = RequestLimiter(storage_for("redis://127.0.0.1:1/0"), "down", limit=1)
+    with caplog.at_level("WARNING", logger="helpdesk.ratelimit"):
+        assert all([(await down.hit("ip")).allowed for _ in range(3)])
+    assert len([r for r in caplog.records if "store unavailable" in r.message]) == 1
 
 
 def test_lockout_duration_doubles_and_is_capped():
@@ -630,7 +664,12 @@ async def test_register_login_and_me_on_postgresql(pg_url, var_dir):
             assert (await register(http, email.upper())).status_code == 409
             assert (await login(http, email, "wrong password 99")).status_code == 401
             tokens = (await login(http, email)).json()
-            me = await http.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
+            me = await http.get(f"{API}/users/profile", headers=bearer(tokens["access_token"]))
+            assert (me.status_code, error_of(me)["code"]) == (403, "email_unverified")
+            token = link_token(mail_to(runtime, email)[-1])
+            verified = await http.post(f"{API}/auth/verify-email", json={"token": token})
+            assert verified.status_code == 200
+            me = await http.get(f"{API}/users/profile", headers=bearer(tokens["access_token"]))
             assert me.status_code == 200
             assert (me.json()["email"], me.json()["full_name"]) == (email, "Pg Person")
             logout = await http.post(f"{API}/auth/logout", headers=bearer(tokens["access_token"]))

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CANARY = "CANARY-7f3e-backup-plaintext"
 
 
-async def _world(runtime, n: int = 4):  # type: ignore[no-untyped-def]
+async def _world(runtime, n: int = 4):
     requester = await make_user(runtime, Role.END_USER)
     made = []
     for i, status in enumerate(list(TicketStatus)[:n]):
@@ -114,10 +114,10 @@ async def test_any_tampering_is_reported_by_verify_and_refused_by_restore(
         part.write_bytes(bytes(raw))
     elif damage == "truncate":  # cut at a segment boundary: only the final flag tells
         part = path / "attachments.enc"
-        raw = part.read_bytes()
+        sealed = part.read_bytes()
         boundary = 25 + 2 * (12 + 1024 * 1024 + 16)  # header, then two whole segments
-        assert len(raw) > boundary
-        part.write_bytes(raw[:boundary])
+        assert len(sealed) > boundary
+        part.write_bytes(sealed[:boundary])
     elif damage == "swap":  # a part of another backup, sealed under the same key
         (path / "attachments.enc").write_bytes((second.path / "attachments.enc").read_bytes())
     else:
@@ -175,7 +175,7 @@ async def test_crypto_shredding_reaches_backups_only_when_they_expire(runtime, s
     attachment = await add_attachment(runtime, ticket, requester.id, b"scan of a lab result")
     before = await create_backup(settings, out_dir=tmp_path / "backups")
 
-    # Deletion as `tickets.dispose` does it: the data key destroyed, text dropped, the
+    # Deletion as `ticket_commands.dispose` does it: the data key destroyed, text dropped, the
     # attachment objects removed.
     async with runtime.database.transaction() as session:
         row = await session.get(Ticket, ticket.id)
@@ -234,7 +234,7 @@ async def test_an_object_deleted_after_the_snapshot_is_listed_missing(runtime, s
         await store.delete(key)  # the ticket was deleted between snapshot and copy
         return await real_read(key)
 
-    store.read_raw = gone_meanwhile  # type: ignore[method-assign]
+    store.read_raw = gone_meanwhile  # type: ignore[method-assign,assignment]
     created = await create_backup(settings, out_dir=tmp_path / "b", store=store)
     assert created.manifest["attachments"]["missing"] == [attachment.storage_key]
     verify_backup(settings, created.path)
@@ -251,11 +251,13 @@ def test_settings_keep_the_backup_key_apart(tmp_path):
     production = make_settings(
         tmp_path,
         environment="production",
+        email_backend="smtp",
         jwt_secret="j" * 40,
         kek=kek,
         blind_index_key="b" * 40,
         audit_key="a" * 40,
         payload_codec_key=_b64(b"P" * 32),
+        command_key="m" * 40,
     )
     assert production.backup_key is None  # API and worker do not need it ...
     from helpdesk.backup.keys import backup_key

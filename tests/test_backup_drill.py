@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from helpdesk.backup.create import create_backup
 from helpdesk.backup.restore import restore_backup
-from helpdesk.services import tickets
+from helpdesk.services import ticket_reconcile
 from helpdesk.temporal import SEARCH_ATTRIBUTES, connect, ticket_workflow_id
 from models.enums import Role
 from models.ticket import NotificationLog, Ticket
@@ -52,7 +52,7 @@ async def start_temporal(db_file: Path) -> WorkflowEnvironment:
     )
 
 
-async def settled(runtime, mail: Path) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+async def settled(runtime, mail: Path) -> tuple[int, str]:
     """Wait until the notification log and the mailbox stop changing."""
     last: tuple[int, str] | None = None
     for _ in range(60):
@@ -180,7 +180,7 @@ async def test_disaster_recovery_drill(runtime, settings, tmp_path):
         async with restored.database.transaction() as session:
             assert (await restored.audit.verify(session)).ok
         async with ticket_api(restored, client) as http:
-            started = await tickets.reconcile_workflows(restored, grace_seconds=0)
+            started = await ticket_reconcile.reconcile_workflows(restored, grace_seconds=0)
             assert started == 3  # OPEN, IN_PROGRESS, RESOLVED; never the closed one
             for status, item in made.items():
                 handle = client.get_workflow_handle(ticket_workflow_id(item["id"]))
@@ -215,7 +215,7 @@ async def test_disaster_recovery_drill(runtime, settings, tmp_path):
             assert [e for e, _ in after_pushes.sent] == ["ticket.created"] * 3
             assert set(after_pushes.sent) <= set(before_pushes.sent), after_pushes.sent
             # A second reconciliation starts nothing; the restored site takes commands.
-            assert await tickets.reconcile_workflows(restored, grace_seconds=0) == 0
+            assert await ticket_reconcile.reconcile_workflows(restored, grace_seconds=0) == 0
             moved = await set_status(http, agent, made["OPEN"]["id"], "IN_PROGRESS")
             assert moved.status_code == 200, moved.text
             async with restored.database.transaction() as session:
@@ -240,8 +240,8 @@ async def test_resume_workflows_reaches_live_tickets_older_than_the_reconcile_wi
     created = datetime.now(UTC) - timedelta(days=10)
     old = await make_ticket(runtime, requester_id=requester.id, created_at=created)
     async with ticket_api(runtime, temporal_client):
-        assert await tickets.reconcile_workflows(runtime, grace_seconds=0) == 0
-        started = await tickets.reconcile_workflows(
+        assert await ticket_reconcile.reconcile_workflows(runtime, grace_seconds=0) == 0
+        started = await ticket_reconcile.reconcile_workflows(
             runtime, grace_seconds=0, window_hours=ALL_TICKETS_HOURS
         )
         assert started == 1

@@ -142,7 +142,7 @@ def office_hours(holidays: tuple[date, ...] = ()) -> WorkingCalendar:
 
 
 def ny(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NY)  # type: ignore[misc]
+    return datetime(*args, tzinfo=NY)  # type: ignore[arg-type,misc]
 
 
 def test_friday_afternoon_rolls_over_the_weekend() -> None:

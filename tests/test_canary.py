@@ -14,7 +14,7 @@ from helpdesk.runtime import Runtime
 from models.enums import Role
 from models.user import User
 from tests.factories import PASSWORD, make_user
-from tests.test_auth import API, audit_rows, bearer, load_user, login, register
+from tests.test_auth import API, audit_rows, bearer, link_token, load_user, login, register
 
 
 def database_files(runtime: Runtime) -> dict[str, bytes]:
@@ -60,7 +60,10 @@ async def test_contact_data_is_absent_from_the_database_file_and_its_wal(client,
     assert_absent(files, canary, phone, email, password)
 
     tokens = (await login(client, email, password)).json()
-    me = await client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
+    [message] = runtime.email.messages()
+    verified = await client.post(f"{API}/auth/verify-email", json={"token": link_token(message)})
+    assert verified.status_code == 200
+    me = await client.get(f"{API}/users/profile", headers=bearer(tokens["access_token"]))
     assert me.status_code == 200
     assert (me.json()["email"], me.json()["full_name"], me.json()["phone"]) == (
         email,
@@ -68,7 +71,7 @@ async def test_contact_data_is_absent_from_the_database_file_and_its_wal(client,
         phone,
     )
     changed = await client.put(
-        f"{API}/users/me",
+        f"{API}/users/profile",
         headers=bearer(tokens["access_token"]),
         json={"full_name": f"Changed {canary}"},
     )
@@ -114,19 +117,19 @@ async def test_swapped_email_ciphertexts_fail_cleanly_not_as_the_other_users_dat
 async def test_one_flipped_ciphertext_byte_is_an_integrity_error(client, runtime):
     actor = await make_user(runtime, full_name="Flip Target")
     row = await load_user(runtime, actor.id)
-    assert row.full_name_enc is not None
-    flipped = bytearray(row.full_name_enc)
+    assert row.last_name_enc is not None
+    flipped = bytearray(row.last_name_enc)
     flipped[-1] ^= 0x01
     async with runtime.database.transaction() as session:
         await session.execute(
-            update(User).where(User.id == actor.id).values(full_name_enc=bytes(flipped))
+            update(User).where(User.id == actor.id).values(last_name_enc=bytes(flipped))
         )
-    response = await client.get(f"{API}/users/me", headers=actor.headers)
+    response = await client.get(f"{API}/users/profile", headers=actor.headers)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "integrity_error"
-    assert "Flip" not in response.text
+    assert "Flip" not in response.text and "Target" not in response.text
     [audit] = await audit_rows(runtime, "integrity.failure")
-    assert audit.details == {"column": "full_name"}
+    assert audit.details == {"column": "last_name"}
 
 
 async def test_an_admin_listing_never_shows_garbled_text(client, runtime):

@@ -2,10 +2,8 @@
 encryption at rest (database file and WAL, Temporal history, mail), and the trip through the
 ticket's workflow (timeline, first response, reopen on the requester's reply, notifications).
 
-The database-level tests run without Temporal. The workflow tests run a real worker on the
-real Temporal dev server: with the real `TicketWorkflow` once the lead has wired
-`TicketCommentsMixin` into it, and until then with `tests.comment_workflow`, the same class
-wired exactly as the snippet in `workflows.ticket_comments` says."""
+The database-level tests run without Temporal. The workflow tests run a real worker with the
+app's `TicketWorkflow` on the real Temporal dev server."""
 
 from __future__ import annotations
 
@@ -29,26 +27,25 @@ from temporalio.worker import Worker
 from activities.registry import build_activities
 from api.app import create_app
 from helpdesk import policy
+from helpdesk.rules.contracts import CommentAdded, TicketState
+from helpdesk.rules.sla import SlaPolicySnapshot, fulfil_first_response
+from helpdesk.rules.sla import start as sla_start
+from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
-from helpdesk.services import comments, tickets
+from helpdesk.services import comments, ticket_commands
 from helpdesk.temporal import ticket_workflow_id
 from models.audit import AuditLog
 from models.comment import Comment
 from models.enums import Role
 from models.ticket import Ticket, TicketHistory
 from tests.comm_support import insert_ticket
-from tests.comment_workflow import WIRED, CommentedTicketWorkflow
 from tests.factories import Actor, make_user
 from tests.test_canary import assert_absent, database_files
 from tests.ticket_support import create_ticket, set_status
 from workers.worker import GRACEFUL_SHUTDOWN, workflow_runner
 from workflows.registry import WORKFLOWS
-from workflows.sla import SlaPolicySnapshot, fulfil_first_response
-from workflows.sla import start as sla_start
 from workflows.ticket import TicketWorkflow
-from workflows.ticket_comments import CommentAdded, on_comment, refusal
-from workflows.ticket_types import TicketState
-from workflows.transitions import Status
+from workflows.ticket_comments import on_comment, refusal
 
 API = "/api/v1"
 
@@ -458,7 +455,7 @@ async def test_a_deleted_ticket_answers_410(client, runtime) -> None:
     admin = await make_user(runtime, Role.ADMINISTRATOR)
     ticket = await insert_ticket(runtime, requester.id)
     comment = await seed(runtime, ticket.id, requester, "shred me")
-    await tickets.dispose(runtime, admin.id, Role.ADMINISTRATOR.value, ticket.id)
+    await ticket_commands.dispose(runtime, admin.id, Role.ADMINISTRATOR.value, ticket.id)
     for who in (requester, admin):
         assert (
             await client.get(f"{API}/tickets/{ticket.id}/comments", headers=who.headers)
@@ -555,8 +552,8 @@ async def test_comment_text_is_sealed_under_the_tickets_key(client, runtime) -> 
 
 
 def comment_worker(client: Client, runtime: Runtime) -> Worker:
-    """The app's worker, with the ticket workflow that has comments wired."""
-    workflows = [w for w in WORKFLOWS if w is not TicketWorkflow] + [CommentedTicketWorkflow]
+    """The app's worker."""
+    workflows = list(WORKFLOWS)
     return Worker(
         client,
         task_queue=runtime.settings.temporal_task_queue,
@@ -828,14 +825,7 @@ async def test_over_socketio_an_end_user_hears_public_replies_and_never_internal
             await agent_socket.close()
 
 
-@pytest.mark.skipif(
-    not WIRED,
-    reason="the lead wires TicketCommentsMixin into TicketWorkflow "
-    "(snippet in workflows/ticket_comments.py); until then the tests above run "
-    "tests.comment_workflow",
-)
 def test_ticket_workflow_has_comments_wired() -> None:
     from workflows.ticket_comments import TicketCommentsMixin
 
     assert issubclass(TicketWorkflow, TicketCommentsMixin)
-    assert CommentedTicketWorkflow is TicketWorkflow

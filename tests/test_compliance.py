@@ -10,18 +10,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from api.app import prepare_runtime
 from helpdesk import compliance
-from helpdesk.audit_anchor import anchor_database
+from helpdesk.audit_commands import anchor_database
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.settings import Settings
 from models.enums import Role
 from tests.conftest import make_settings
 from tests.factories import make_user
 
-SECRETS = ("jwt_secret", "kek", "blind_index_key", "audit_key", "payload_codec_key")
+SECRETS = (
+    "jwt_secret",
+    "kek",
+    "blind_index_key",
+    "audit_key",
+    "payload_codec_key",
+    "command_key",
+)
 
 
 def production_settings(base: Settings, var_dir: Path, **overrides: Any) -> Settings:
@@ -157,7 +165,7 @@ async def test_the_daily_schedule_mails_the_administrators(
     runtime.temporal = temporal_client
     async with run_worker_in_background(runtime):
         for _ in range(300):
-            mails = [m for m in runtime.email.messages() if "compliance" in m["subject"]]  # type: ignore[attr-defined]
+            mails = [m for m in runtime.email.messages() if "compliance" in m["subject"]]
             if mails:
                 break
             await asyncio.sleep(0.1)
@@ -166,3 +174,26 @@ async def test_the_daily_schedule_mails_the_administrators(
     from helpdesk import metrics
 
     assert metrics.COMPLIANCE_RUN._value.get() > 0  # exported where the schedule ran
+
+
+async def test_a_self_check_before_the_migrations_is_one_benign_failure(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """A worker started before `helpdesk migrate` runs the schedule's first check: it fails
+    as one benign, retried error and one log line, not a traceback."""
+    from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.compliance import ComplianceActivities
+
+    runtime = build_runtime(make_settings(tmp_path / "empty"))
+    try:
+        with caplog.at_level("WARNING", logger="helpdesk.activities.compliance"):
+            with pytest.raises(ApplicationError) as refused:
+                await ActivityEnvironment().run(ComplianceActivities(runtime).compliance_report)
+    finally:
+        await runtime.close()
+    assert refused.value.category is ApplicationErrorCategory.BENIGN
+    assert refused.value.type == "ComplianceUnavailable"
+    lines = [r for r in caplog.records if r.name == "helpdesk.activities.compliance"]
+    assert len(lines) == 1 and lines[0].exc_info is None

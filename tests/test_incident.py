@@ -47,9 +47,7 @@ async def test_audit_trail_export_is_whole_and_ordered(
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert count == len(rows) >= 2
     assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
-    assert all(
-        r["actor_id"] == str(person.id) or r["record_id"] == str(person.id) for r in rows
-    )
+    assert all(r["actor_id"] == str(person.id) or r["record_id"] == str(person.id) for r in rows)
     # The export itself is on the record.
     again = io.StringIO()
     await incident.export_audit_trail(runtime, person.id, again.write)

@@ -415,10 +415,12 @@ def test_settings_select_the_provider(vault: Vault, tmp_path: Path) -> None:
         "jwt_secret": "j" * 40,
         "blind_index_key": "b" * 40,
         "audit_key": "a" * 40,
+        "command_key": "m" * 40,
         "payload_codec_key": base64.b64encode(b"p" * 32).decode(),
     }
     prod = Settings(
         environment="production",
+        email_backend="smtp",
         var_dir=tmp_path,
         kek_provider="azure-keyvault",
         azure_key_vault_url=vault.url,
@@ -426,8 +428,11 @@ def test_settings_select_the_provider(vault: Vault, tmp_path: Path) -> None:
     )
     assert prod.kek is None and prod.key_encryption_keys() == {}
     with pytest.raises(ValueError, match="HELPDESK_AZURE_KEY_VAULT_URL"):
-        Settings(  # type: ignore[arg-type]
-            environment="production", var_dir=tmp_path, kek_provider="azure-keyvault", **secrets
+        Settings(
+            environment="production",
+            var_dir=tmp_path,
+            kek_provider="azure-keyvault",
+            **secrets,  # type: ignore[arg-type]
         )
     with pytest.raises(ValueError, match="HELPDESK_KEK"):
         Settings(environment="production", var_dir=tmp_path, **secrets)  # type: ignore[arg-type]

@@ -76,7 +76,7 @@ async def test_metrics_label_requests_by_route_template(
 async def test_anchor_and_backup_times_are_exported(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    from helpdesk.audit_anchor import anchor_database
+    from helpdesk.audit_commands import anchor_database
 
     before = (await client.get("/metrics")).text
     assert sample(before, "helpdesk_audit_anchor_last_timestamp_seconds") is None
@@ -99,6 +99,25 @@ async def test_metrics_refused_outside_the_allowed_networks(runtime: Runtime) ->
         response = await http.get("/metrics")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_metrics_can_be_turned_off(runtime: Runtime) -> None:
+    """HELPDESK_METRICS_ENABLED=false: no endpoint, and requests are not counted."""
+    runtime.settings = runtime.settings.model_copy(update={"metrics_enabled": False})
+    app = create_app(runtime=runtime, run_worker=False)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        from prometheus_client import REGISTRY, generate_latest
+
+        counted = sample(
+            generate_latest(REGISTRY).decode(), "helpdesk_http_requests_total", route="/healthz"
+        )
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/metrics")).status_code == 404
+        after = sample(
+            generate_latest(REGISTRY).decode(), "helpdesk_http_requests_total", route="/healthz"
+        )
+    assert after == counted
 
 
 async def test_a_lifecycle_leaves_no_identifier_or_phi_in_metrics(
@@ -157,7 +176,7 @@ def test_alert_rules_pass_promtool() -> None:
         text=True,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "6 rules found" in checked.stdout
+    assert "7 rules found" in checked.stdout
     tested = subprocess.run(
         [promtool, "test", "rules", "alerts.test.yml"],
         cwd=DEPLOY / "prometheus",

@@ -201,7 +201,7 @@ def test_missing_temporal_binary_is_a_clear_prerequisite(
         devserver.temporal_binary()
 
 
-def test_temporal_command_persists_with_wal_and_points_the_ui_at_the_codec(
+def test_temporal_command_persists_with_wal_and_the_ui_codec_is_opt_in(
     settings: Settings,
 ) -> None:
     settings.temporal_address = "127.0.0.1:17233"
@@ -215,6 +215,11 @@ def test_temporal_command_persists_with_wal_and_points_the_ui_at_the_codec(
     assert "--ip 127.0.0.1 --port 17233 --ui-port 18233" in joined
     assert "--search-attribute TicketStatus=Keyword" in joined
     assert "--search-attribute Escalated=Bool" in joined
+    # By default the UI is not pointed at a codec endpoint the browser cannot authenticate
+    # to (its red "Codec Server could not connect" banner on every page).
+    assert "--ui-codec-endpoint" not in joined
+    settings.temporal_ui_codec = True
+    joined = " ".join(devserver.temporal_command(settings, "/bin/temporal"))
     assert "--ui-codec-endpoint http://127.0.0.1:18000/api/v1/temporal-codec" in joined
 
 

@@ -1,14 +1,19 @@
-"""Determinism: recorded ticket histories replay against today's TicketWorkflow.
+"""Determinism: every recorded history replays against today's workflows (CI runs this).
 
 `tests/histories/ticket_lifecycle.json` was recorded from a real run (create, assign,
 status changes with a note, edit, escalation, close) with the fixed codec key below, so the
-encrypted payloads in it decode here; `ticket_lifecycle_local_notify.json` is the same run
-recorded after a new ticket's notifications became a local activity (notify-created-local-v1).
-Both were recorded again when CRITICAL replaced URGENT (issue 11, before any release): the
-older recordings held an edit to URGENT, which today's workflow refuses.
-A change that breaks replay must be guarded with `workflow.patched(...)`. Record deliberately
-(after an intended, patched change) with `HELPDESK_RECORD_HISTORIES=<name> pytest
-tests/test_replay.py -k fresh` (a new fixture beside the others; `1` replaces the original).
+encrypted payloads in it decode here; `ticket_sla_breach.json` (tests/test_sla_breach_push.py)
+and `ticket_ordinary_life.json` (tests/test_history_size.py: comments, escalation,
+reassignment) likewise. All were recorded afresh when the pre-release `workflow.patched`
+branches were removed (issue 12: nothing had been released, so no history needed them).
+
+From the first release on, the policy in README "Changing a workflow" holds: a change that
+alters the commands a workflow issues is guarded with `workflow.patched(id)`, recorded as a
+new fixture, then deprecated (`workflow.deprecate_patch(id)`) once no running workflow
+predates it, then removed with its fixture once no history holds the deprecation. Record
+with `HELPDESK_RECORD_HISTORIES=1 pytest tests/test_replay.py tests/test_sla_breach_push.py
+tests/test_history_size.py -k "fresh or ordinary"` (`1` replaces the fixtures; any other value
+`<name>` adds histories/<name>.json beside them).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from helpdesk.rules.contracts import ChangeEvent, TicketInput, TicketState
 from helpdesk.temporal import data_converter, ticket_workflow_id
 from models.enums import Role
 from tests.factories import make_user
@@ -32,7 +38,6 @@ from tests.ticket_support import create_ticket, set_status, ticket_api
 from workers.worker import workflow_runner
 from workflows.registry import WORKFLOWS
 from workflows.ticket import TicketWorkflow
-from workflows.ticket_types import ChangeEvent, TicketInput, TicketState
 
 pytestmark = pytest.mark.temporal
 
@@ -43,7 +48,7 @@ FIXED_CODEC_KEY = base64.b64encode(bytes(range(32))).decode()
 FIXED = {"payload_codec_key": FIXED_CODEC_KEY, "ticket_continue_as_new_after_events": 400}
 
 
-def replayer(settings) -> Replayer:  # type: ignore[no-untyped-def]
+def replayer(settings) -> Replayer:
     return Replayer(
         workflows=list(WORKFLOWS),
         data_converter=data_converter(settings),
@@ -51,7 +56,7 @@ def replayer(settings) -> Replayer:  # type: ignore[no-untyped-def]
     )
 
 
-async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:  # type: ignore[no-untyped-def]
+async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     manager = await make_user(runtime, Role.MANAGER)

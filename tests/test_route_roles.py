@@ -148,8 +148,8 @@ async def _fresh_sessions(
 async def _send(
     http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]
 ) -> httpx.Response:
-    body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
-    return await http.request(method, concrete(path), headers=headers, **body)
+    body: dict[str, object] | None = {} if method in ("POST", "PUT", "PATCH") else None
+    return await http.request(method, concrete(path), headers=headers, json=body)
 
 
 def _verdict(status: int, who: str, expected: str, temporal_absent: bool) -> str | None:
@@ -191,7 +191,7 @@ def _admin_only_routes(client: httpx.AsyncClient) -> list[Key]:
     table, _ = expected_table()
     return sorted(
         key
-        for key, _route in every_route(client.app)
+        for key, _route in every_route(client.app)  # type: ignore[attr-defined]
         if isinstance(_route, APIRoute)
         and key in table
         and table[key]["ADMINISTRATOR"] == "allow"

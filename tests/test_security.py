@@ -58,7 +58,7 @@ def test_access_token_round_trip_and_rejections(settings):
     assert raw["exp"] - raw["iat"] <= 900
 
     key = settings.secret_bytes("jwt_secret")
-    forged_none = jwt.encode(raw, None, algorithm="none")
+    forged_none = jwt.encode(raw, None, algorithm="none")  # type: ignore[arg-type]
     wrong_alg = jwt.encode(raw, key + b"x" * 32, algorithm="HS512")
     expired = jwt.encode({**raw, "exp": int(time.time()) - 5}, key, algorithm="HS256")
     missing = jwt.encode({k: v for k, v in raw.items() if k != "sid"}, key, algorithm="HS256")

@@ -9,11 +9,11 @@ import uuid
 import pytest
 
 from helpdesk import errors
-from helpdesk.services import tickets as ticket_service
+from helpdesk.rules.contracts import TicketEdits
+from helpdesk.services import ticket_commands
 from models.enums import Role
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workflows.ticket_types import TicketEdits
 
 pytestmark = pytest.mark.temporal
 
@@ -106,7 +106,7 @@ async def test_role_refusals_are_403_with_one_rule(runtime, temporal_client):
         assert by_api.status_code == 403
         # The workflow, asked directly (past the API's check), answers the same.
         with pytest.raises(errors.PermissionDenied) as refused:
-            await ticket_service.edit(
+            await ticket_commands.edit(
                 runtime,
                 requester.id,
                 Role.END_USER.value,

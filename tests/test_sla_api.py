@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app, prepare_runtime
+from helpdesk.rules.sla import SlaClockKind
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import sla as sla_service
 from models.audit import AuditLog
@@ -20,7 +21,6 @@ from models.ticket import Ticket
 from tests.conftest import make_settings
 from tests.factories import make_user
 from tests.ticket_rows import make_ticket
-from workflows.sla import SlaClockKind
 
 API = "/api/v1"
 

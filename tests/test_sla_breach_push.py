@@ -1,16 +1,18 @@
-"""A breach is recorded and pushed by ONE activity (`record_sla_then_push`, patched
-`sla-breach-record-then-push-v1`): the history entry, the audit row and the ticket's
-breach column commit first, then `sla.breach` goes to the staff rooms. A push that fails
-there never fails the record: the workflow sends it with its own push activity.
+"""A breach is recorded and pushed by ONE activity (`record_sla_then_push`): the history
+entry, the audit row and the ticket's breach column commit first, then `sla.breach` goes to the
+staff rooms. A push that fails there never fails the record: the workflow sends it with its
+own push activity.
 
-`tests/histories/ticket_sla_breach.json` was recorded before the patch (a record and a
-push activity side by side) with `record_breach` below and the fixed codec key of
-tests/test_replay.py, which replays every stored history against today's workflow.
+`tests/histories/ticket_sla_breach.json` is recorded by `test_a_fresh_breach_history_replays`
+(with HELPDESK_RECORD_HISTORIES=1) under the fixed codec key of tests/test_replay.py, which
+replays every stored history against today's workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 from typing import Any
 
@@ -26,7 +28,7 @@ from helpdesk.temporal import ticket_workflow_id
 from models.audit import AuditLog
 from models.enums import Role
 from tests.factories import make_user
-from tests.test_replay import FIXED, replayer
+from tests.test_replay import FIXED, HISTORIES, replayer
 from tests.test_sla_workflow import FAST, eventually, history, row, set_targets
 from tests.ticket_support import create_ticket, set_status, ticket_api
 
@@ -153,3 +155,6 @@ async def test_a_fresh_breach_history_replays(
     assert "record_sla_then_push" in names
     result = await replayer(settings).replay_workflow(history_now)
     assert result.replay_failure is None
+    if os.environ.get("HELPDESK_RECORD_HISTORIES") == "1":
+        target = HISTORIES / "ticket_sla_breach.json"
+        target.write_text(json.dumps(history_now.to_json_dict(), indent=1))

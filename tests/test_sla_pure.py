@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows import sla
-from workflows.sla import (
+from helpdesk.rules import sla
+from helpdesk.rules.sla import (
     CalendarSpec,
     EscalationAction,
     EscalationStep,
@@ -264,8 +264,8 @@ def test_any_sequence_fires_each_event_at_most_once_and_never_early(
 
 
 def test_only_a_public_staff_reply_fulfils_first_response() -> None:
+    from helpdesk.rules.contracts import ChangeEvent
     from workflows.ticket_sla import is_public_staff_reply
-    from workflows.ticket_types import ChangeEvent
 
     def event(action: str = "comment_added", **changes: object) -> ChangeEvent:
         return ChangeEvent(action=action, request_id="r", changes=changes)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from helpdesk.services.sla_resume import SlaEntry, replay
-from workflows.sla import (
+from helpdesk.rules.sla import (
     EscalationAction,
     EscalationStep,
     SlaClockKind,
@@ -19,6 +18,7 @@ from workflows.sla import (
     resume,
     start,
 )
+from helpdesk.services.sla_resume import SlaEntry, replay
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = SlaPolicySnapshot(

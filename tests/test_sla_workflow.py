@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from helpdesk.rules.sla import SlaClockKind, SlaState, clock_views
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
 from helpdesk.temporal import ESCALATED, ticket_workflow_id
@@ -26,7 +27,6 @@ from models.sla import EscalationRule, SlaPolicy
 from models.ticket import NotificationLog, Ticket, TicketHistory
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workflows.sla import SlaClockKind, SlaState, clock_views
 from workflows.ticket import TicketWorkflow
 
 pytestmark = pytest.mark.temporal
@@ -461,6 +461,7 @@ async def test_continue_as_new_keeps_every_clock(runtime, temporal_client):
         assert s.clocks[RES].elapsed_seconds > 0  # banked across three pauses
         assert s.clocks[FR].phase == "running"
         t = await row(runtime, tid)
+        assert t.resolution_due_at is not None
         breach = (await eventually(lambda: _breaches_of(runtime, tid, "resolution"), timeout=30))[0]
         assert abs((at_of(breach, "due_at") - t.resolution_due_at).total_seconds()) < 0.05
         assert breach.changes["lateness_seconds"] <= 1.0

@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,11 @@ from helpdesk.db import Database
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> Database:
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}", busy_timeout=2.0)
     async with db.transaction() as session:
         await session.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
-    yield db  # type: ignore[misc]
+    yield db
     await db.dispose()
 
 

@@ -86,7 +86,7 @@ async def test_standalone_worker_process_runs_workflows_and_stops_on_sigterm(
     var_dir = tmp_path / "var"
     queue = f"tq-worker-{uuid.uuid4().hex[:8]}"
     # Generates the development keys the worker process will share.
-    settings = Settings(var_dir=var_dir, temporal_task_queue=queue)  # type: ignore[call-arg]
+    settings = Settings(var_dir=var_dir, temporal_task_queue=queue)
     process = subprocess.Popen(
         [sys.executable, "-m", "helpdesk.cli", "worker"],
         env=cli_env(

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
-from helpdesk.services import tickets
+from helpdesk.rules.transitions import Status
+from helpdesk.services import ticket_reconcile
 from helpdesk.settings import Settings
 from helpdesk.temporal import ticket_workflow_id
 from models.enums import Role
@@ -25,7 +26,6 @@ from models.ticket import Ticket
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, ticket_api
 from workflows.ticket import TicketWorkflow
-from workflows.transitions import Status
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -75,7 +75,7 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             }
             gate = asyncio.Semaphore(16)
 
-            async def post(key: str):  # type: ignore[no-untyped-def]
+            async def post(key: str):
                 async with gate:
                     return key, await http.post(
                         "/api/v1/tickets",
@@ -139,7 +139,7 @@ async def test_killing_the_worker_mid_burst_loses_no_accepted_ticket(
             i: (await temporal_client.get_workflow_handle(ticket_workflow_id(i)).describe()).run_id
             for i in ids
         }
-        await tickets.reconcile_workflows(runtime, grace_seconds=0)
+        await ticket_reconcile.reconcile_workflows(runtime, grace_seconds=0)
         for ticket_id in ids:
             description = await temporal_client.get_workflow_handle(
                 ticket_workflow_id(ticket_id)

@@ -575,7 +575,7 @@ async def test_a_commands_reads_do_not_queue_behind_the_writer(runtime: Runtime)
     activity left it. Those two reads are snapshots: while another unit of work holds
     SQLite's one writer (as the ticket's own activities do), they still answer; a read
     that audits waits for the writer, as every write does."""
-    from helpdesk.services import tickets
+    from helpdesk.services import ticket_reads
 
     w = await _world(runtime)
     agent: Actor = w["agent"]  # type: ignore[assignment]
@@ -594,12 +594,12 @@ async def test_a_commands_reads_do_not_queue_behind_the_writer(runtime: Runtime)
         async with asyncio.timeout(10):
             await holding.wait()
         async with asyncio.timeout(5):
-            result = await tickets.read_view(
+            result = await ticket_reads.read_view(
                 runtime, agent.id, "SUPPORT_AGENT", ticket_id, audit_action=None
             )
         assert result.ticket.id == ticket_id and result.title
         audited = asyncio.create_task(
-            tickets.read_view(runtime, agent.id, "SUPPORT_AGENT", ticket_id)
+            ticket_reads.read_view(runtime, agent.id, "SUPPORT_AGENT", ticket_id)
         )
         await asyncio.sleep(0.3)
         assert not audited.done()  # its audit row waits for the writer

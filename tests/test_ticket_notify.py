@@ -1,4 +1,4 @@
-"""Who hears of each ticket change: the pure mapping `workflows.ticket_notify.notifications_for`
+"""Who hears of each ticket change: the pure mapping `helpdesk.rules.notify.notifications_for`
 from a ChangeEvent and the ticket's state to the exact email and push activity inputs.
 
 The workflow run of the same mapping (real worker, real activities) is in
@@ -15,14 +15,10 @@ from activities.notifications import NotifyInput, PushInput
 from helpdesk import push
 from helpdesk.notifications import NotificationKind
 from helpdesk.push import PushEvent
+from helpdesk.rules.contracts import ChangeEvent, TicketState
+from helpdesk.rules.notify import NOTIFIED_BY_SLA, created_event, notifications_for
+from helpdesk.rules.transitions import Status
 from models.enums import Priority, Role, TicketStatus
-from workflows.ticket_notify import (
-    NOTIFIED_BY_SLA,
-    created_event,
-    notifications_for,
-)
-from workflows.ticket_types import ChangeEvent, TicketState
-from workflows.transitions import Status
 
 TICKET = uuid.UUID("00000000-0000-4000-8000-000000000001")
 REQUESTER = uuid.UUID("00000000-0000-4000-8000-0000000000a1")

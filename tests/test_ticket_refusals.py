@@ -61,13 +61,14 @@ async def test_every_refused_ticket_access_writes_a_denied_row(runtime, temporal
 
         # Staff see every ticket, so their refusals are unknown ids: audited as well.
         unknown = str(uuid.uuid4())
-        for method, url, body in (
+        calls: list[tuple[str, str, dict[str, object] | None]] = [
             ("GET", f"/api/v1/tickets/{unknown}", None),
             ("POST", f"/api/v1/tickets/{unknown}/assign", {"auto": True}),
             ("POST", f"/api/v1/tickets/{unknown}/escalate", {"reason": "complaint"}),
             ("POST", f"/api/v1/tickets/{unknown}/status", {"status": "IN_PROGRESS"}),
-        ):
-            response = await http.request(method, url, json=body, headers=agent.headers)
+        ]
+        for method, url, payload in calls:
+            response = await http.request(method, url, json=payload, headers=agent.headers)
             assert response.status_code == 404, (method, url, response.text)
         rows = await _denied(runtime, agent.id)
         assert [(r.action, r.record_id, r.details["why"]) for r in rows] == [

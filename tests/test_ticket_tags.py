@@ -17,7 +17,7 @@ from sqlalchemy import JSON, Uuid, bindparam, text
 from api.app import prepare_runtime
 from helpdesk.migrate import downgrade, upgrade
 from helpdesk.runtime import Runtime, build_runtime
-from helpdesk.services import ticket_list, tickets
+from helpdesk.services import ticket_list, ticket_reads
 from helpdesk.services.ticket_list import PageRequest, TicketFilter
 from helpdesk.settings import Settings
 from models.enums import Role
@@ -95,7 +95,7 @@ async def test_a_moved_sealed_tag_fails_to_open(runtime: Runtime) -> None:
     from helpdesk.errors import DataIntegrityError
 
     with pytest.raises(DataIntegrityError):
-        await tickets.read_view(runtime, requester.id, "END_USER", a.id, audit_action=None)
+        await ticket_reads.read_view(runtime, requester.id, "END_USER", a.id, audit_action=None)
 
 
 async def test_migration_0005_reseals_existing_plain_tags(tmp_path: Path) -> None:
@@ -105,13 +105,12 @@ async def test_migration_0005_reseals_existing_plain_tags(tmp_path: Path) -> Non
     var_dir.mkdir()
     db = var_dir / "helpdesk.db"
     url = f"sqlite+aiosqlite:///{db}"
-    await asyncio.to_thread(upgrade, url, "0004")
+    await asyncio.to_thread(upgrade, url)
     await _reseal_round_trip(make_settings(var_dir, database_url=url), lambda: _raw(db))
 
 
 @pytest.mark.postgres
 async def test_migration_0005_reseals_existing_plain_tags_postgres(pg_url, var_dir) -> None:
-    await asyncio.to_thread(downgrade, pg_url, "0004")  # empty tables: no keys needed
     await _reseal_round_trip(make_settings(var_dir, database_url=pg_url), None)
 
 
@@ -120,8 +119,11 @@ async def _reseal_round_trip(settings: Settings, raw: Callable[[], bytes] | None
     url = settings.database_url
     runtime = prepare_runtime(build_runtime(settings))
     try:
+        # Made at head (the ORM's shape), then taken back to 0004 (0006 re-seals the name).
         requester = await make_user(runtime, Role.END_USER)
         ticket = await make_ticket(runtime, requester_id=requester.id)
+        await runtime.database.dispose()
+        await asyncio.to_thread(downgrade, url, "0004", settings=settings)
         async with runtime.database.transaction() as session:
             await session.execute(
                 text("INSERT INTO ticket_tags (ticket_id, tag) VALUES (:t, :tag)").bindparams(
@@ -151,7 +153,7 @@ async def _reseal_round_trip(settings: Settings, raw: Callable[[], bytes] | None
         await asyncio.to_thread(upgrade, url, settings=settings)
         if raw is not None:
             assert canary.encode() not in raw()
-        view = await tickets.read_view(
+        view = await ticket_reads.read_view(
             runtime, requester.id, "END_USER", ticket.id, audit_action=None
         )
         assert view.tags == sorted([canary, "vpn"])
@@ -164,7 +166,7 @@ async def _reseal_round_trip(settings: Settings, raw: Callable[[], bytes] | None
                 PageRequest(),
             )
         assert [i.id for i in listed.items] == [ticket.id]
-        [entry] = await tickets.history(runtime, requester.id, "END_USER", ticket.id)
+        [entry] = await ticket_reads.history(runtime, requester.id, "END_USER", ticket.id)
         assert entry.changes["tags"] == {"old": ["vpn"], "new": [canary, "vpn"]}
         await runtime.database.dispose()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from pathlib import Path
 
@@ -19,13 +18,16 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
-from helpdesk.services import assignment, tickets
+from helpdesk.rules.contracts import Actor, StatusChange
+from helpdesk.rules.transitions import Status
+from helpdesk.services import assignment, reassignment, ticket_reconcile, tickets
 from helpdesk.temporal import (
     ASSIGNED_AGENT,
     ENCODING,
     ESCALATED,
     TICKET_PRIORITY,
     TICKET_STATUS,
+    UI_TEXT,
     codec,
     ticket_workflow_id,
 )
@@ -34,9 +36,7 @@ from models.ticket import TicketHistory
 from models.user import User
 from tests.factories import make_user
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workflows.ticket import PUSH_PATCH, TicketWorkflow
-from workflows.ticket_types import Actor, StatusChange
-from workflows.transitions import Status
+from workflows.ticket import TicketWorkflow
 
 # What the SDK core writes, in plaintext, into a local activity's marker (no input, no PHI).
 LOCAL_ACTIVITY_MARKER_KEYS = {
@@ -98,7 +98,8 @@ async def test_continue_as_new_keeps_state_and_deduplication(runtime, temporal_c
         # IN_PROGRESS from RESOLVED would be refused: the duplicate is answered, not judged.
         again = await handle.execute_update(TicketWorkflow.change_status, replay)
         assert again.version == state.version
-        assert "dup-1" in again.seen_request_ids
+        assert "dup-1" in (await handle.query(TicketWorkflow.state)).seen_request_ids
+        assert again.seen_request_ids == []  # answers leave them out (history size)
 
         # It continued as new (at least once): the main loop does so in the workflow task
         # after the update that crossed the threshold, so give it a moment under load.
@@ -149,7 +150,7 @@ async def test_search_attributes_summary_and_refusals_stay_out_of_history(runtim
         assert attrs.get(ASSIGNED_AGENT) == str(agent.id)
         assert attrs.get(ESCALATED) is False
         summary = await description.static_summary()
-        assert summary == f"Ticket #{ticket['number']} · CRITICAL"
+        assert summary == f"Ticket #{ticket['number']} · CRITICAL · OPEN"
         assert "Secret" not in (summary or "")
 
 
@@ -197,9 +198,9 @@ async def test_deactivated_agents_tickets_are_reassigned_by_their_workflows(
             ids.append(t["id"])
         async with runtime.database.transaction() as session:
             await session.execute(update(User).where(User.id == leaving.id).values(is_active=False))
-        assert await assignment.reassign_open_tickets_of(runtime, leaving.id) == 3
+        assert await reassignment.reassign_open_tickets_of(runtime, leaving.id) == 3
         # Repeating it is harmless: nothing of theirs is left.
-        assert await assignment.reassign_open_tickets_of(runtime, leaving.id) == 0
+        assert await reassignment.reassign_open_tickets_of(runtime, leaving.id) == 0
         for tid in ids:
             state = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).query(
                 TicketWorkflow.state
@@ -231,13 +232,13 @@ async def test_rows_without_a_workflow_are_reconciled(runtime, temporal_client):
         assert moved.status_code == 200, moved.text
         assert moved.json()["workflow"]["status"] == "IN_PROGRESS"
 
-        started = await tickets.reconcile_workflows(runtime, grace_seconds=0)
+        started = await ticket_reconcile.reconcile_workflows(runtime, grace_seconds=0)
         assert started >= 1
         handle = temporal_client.get_workflow_handle(ticket_workflow_id(orphans[1]))
         first = await handle.describe()
         state = await handle.query(TicketWorkflow.state)
         assert state.status is Status.OPEN and state.number > 0
-        await tickets.reconcile_workflows(runtime, grace_seconds=0)
+        await ticket_reconcile.reconcile_workflows(runtime, grace_seconds=0)
         assert (await handle.describe()).run_id == first.run_id  # not started twice
         # The first orphan kept its progress: the reconciler did not restart it.
         state0 = await temporal_client.get_workflow_handle(ticket_workflow_id(orphans[0])).query(
@@ -303,24 +304,26 @@ async def test_canary_absent_from_raw_history_and_database_files(
     # hold only status, priority, flags and an agent id.
     plaintext = [p for p in payloads if p.metadata.get("encoding") != ENCODING]
     assert encrypted
-    # Patch markers (workflow.patched) and local activity markers are written by the SDK
-    # core in plaintext too: they hold only the patch name, or the activity's type, id,
-    # attempt and times (its input is not recorded, its result is encrypted).
+    # Local activity markers are written by the SDK core in plaintext too: they hold only
+    # the activity's type, id, attempt and times (its input is not recorded, its result is
+    # encrypted). No patch markers: nothing was ever released, so no `workflow.patched`.
+    # UI text (summaries, PHI-free by design) and the command MACs (ids, a time and a
+    # digest) are plaintext too.
+    ui = [p for p in plaintext if p.metadata.get(UI_TEXT) == b"1"]
+    assert ui and all(isinstance(json.loads(p.data), str) for p in ui)
+    plaintext = [p for p in plaintext if p.metadata.get(UI_TEXT) != b"1"]
+    macs = [p for p in plaintext if p.data.startswith(b'{"v": ')]
+    assert macs and all(json.loads(p.data).keys() == {"v", "iat", "mac"} for p in macs)
+    plaintext = [p for p in plaintext if not p.data.startswith(b'{"v": ')]
     markers = [p for p in plaintext if b"type" not in p.metadata]
-    patch_keys = {"id", "deprecated"}
-    assert all(
-        json.loads(p.data).keys() in (patch_keys, LOCAL_ACTIVITY_MARKER_KEYS) for p in markers
-    ), [sorted(json.loads(p.data)) for p in markers]
+    assert all(json.loads(p.data).keys() == LOCAL_ACTIVITY_MARKER_KEYS for p in markers), [
+        sorted(json.loads(p.data)) for p in markers
+    ]
     local = [json.loads(p.data) for p in markers if "activity_type" in json.loads(p.data)]
-    assert [m["activity_type"] for m in local] == ["notify_change"]
+    assert {m["activity_type"] for m in local} <= {"notify_change", "record_sla", "load_sla_policy"}
     plaintext = [p for p in plaintext if b"type" in p.metadata]
-    # TemporalChangeVersion, upserted by workflow.patched: the patch names, nothing else.
-    versions = [p for p in plaintext if p.data.startswith(b"[")]
-    assert versions and all(
-        re.fullmatch(r"[a-z0-9-]+-v\d+", name) for p in versions for name in json.loads(p.data)
-    )
-    assert PUSH_PATCH in json.loads(versions[-1].data)
-    plaintext = [p for p in plaintext if not p.data.startswith(b"[")]
+    # No TemporalChangeVersion upserts (those came with `workflow.patched`).
+    assert not [p for p in plaintext if p.data.startswith(b"[")]
     assert {p.data for p in plaintext} <= {
         b'"OPEN"',
         b'"IN_PROGRESS"',
@@ -340,3 +343,23 @@ async def test_canary_absent_from_raw_history_and_database_files(
     assert blob
     for canary in canaries:
         assert canary.encode() not in blob
+
+
+def test_the_contract_names_are_the_ones_the_workflows_register() -> None:
+    """The API reaches the workflows by the names in helpdesk.rules.contracts only."""
+    from temporalio.workflow import _Definition
+
+    from helpdesk.rules.contracts import (
+        ATTACHMENT_SCAN_WORKFLOW,
+        TICKET_STATE_QUERY,
+        TICKET_WORKFLOW,
+        TicketCommand,
+    )
+    from workflows.attachment_scan import AttachmentScanWorkflow
+    from workflows.ticket import TicketWorkflow
+
+    ticket = _Definition.must_from_class(TicketWorkflow)
+    assert ticket.name == TICKET_WORKFLOW
+    assert set(ticket.updates) == {command.value for command in TicketCommand}
+    assert TICKET_STATE_QUERY in ticket.queries
+    assert _Definition.must_from_class(AttachmentScanWorkflow).name == ATTACHMENT_SCAN_WORKFLOW

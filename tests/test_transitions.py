@@ -6,8 +6,7 @@ import itertools
 
 import pytest
 
-from helpdesk.services.assignment import AgentLoad, choose_agent, spread
-from workflows.transitions import (
+from helpdesk.rules.transitions import (
     Status,
     TransitionVerdict,
     allowed_next,
@@ -15,6 +14,7 @@ from workflows.transitions import (
     judge,
     machine_allows,
 )
+from helpdesk.services.assignment import AgentLoad, choose_agent, spread
 
 EDGES = {
     (Status.OPEN, Status.IN_PROGRESS),

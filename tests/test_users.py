@@ -20,44 +20,93 @@ SECRET_KEYS = {"password_hash", "password", "mfa_secret", "mfa_secret_enc", "sec
 # --- own profile ------------------------------------------------------------------------
 
 
-async def test_me_shows_the_decrypted_profile_and_audits_the_read(client, runtime):
+async def test_profile_shows_the_decrypted_profile_and_audits_the_read(client, runtime):
     actor = await make_user(runtime, full_name="Robin Reader")
-    response = await client.get(f"{API}/users/me", headers=actor.headers)
+    response = await client.get(f"{API}/users/profile", headers=actor.headers)
     assert response.status_code == 200
     body = response.json()
-    assert (body["email"], body["full_name"], body["role"]) == (
+    assert (body["email"], body["first_name"], body["last_name"], body["role"]) == (
         actor.email,
-        "Robin Reader",
+        "Robin",
+        "Reader",
         "END_USER",
     )
+    assert body["full_name"] == "Robin Reader"  # derived, for older clients
+    assert (body["is_active"], body["is_verified"], body["last_login_at"]) == (True, True, None)
     assert not SECRET_KEYS & body.keys()
     assert response.headers["cache-control"] == "no-store"
     [row] = await audit_rows(runtime, "user.profile_read")
     assert (row.actor_id, row.record_id) == (actor.id, str(actor.id))
     assert "Robin" not in json.dumps(row.details)
-    assert (await client.get(f"{API}/users/me")).status_code == 401
+    assert (await client.get(f"{API}/users/profile")).status_code == 401
+    # The product's first path stays as a documented, deprecated alias.
+    alias = await client.get(f"{API}/users/me", headers=actor.headers)
+    assert alias.json() == body
+    operations = client.app.openapi()["paths"]
+    assert operations[f"{API}/users/me"]["get"]["deprecated"] is True
+    assert operations[f"{API}/users/me"]["put"]["deprecated"] is True
+    assert "deprecated" not in operations[f"{API}/users/profile"]["get"]
 
 
-async def test_profile_update_changes_name_and_phone_and_audits_field_names(client, runtime):
+async def test_last_login_at_is_set_by_a_successful_login_only(client, runtime):
+    actor = await make_user(runtime)
+    assert (await load_user(runtime, actor.id)).last_login_at is None
+    bad = await client.post(
+        f"{API}/auth/login", json={"email": actor.email, "password": "wrong password 123"}
+    )
+    assert bad.status_code == 401
+    assert (await load_user(runtime, actor.id)).last_login_at is None
+    tokens = (await login(client, actor.email, actor.password)).json()
+    stamped = (await load_user(runtime, actor.id)).last_login_at
+    assert stamped is not None
+    me = await client.get(f"{API}/users/profile", headers=bearer(tokens["access_token"]))
+    assert me.json()["last_login_at"] == stamped.isoformat().replace("+00:00", "Z")
+
+
+async def test_profile_update_changes_names_and_phone_and_audits_field_names(client, runtime):
     actor = await make_user(runtime, full_name="Old Name")
     update = await client.put(
-        f"{API}/users/me",
+        f"{API}/users/profile",
         headers=actor.headers,
-        json={"full_name": "  New Name ", "phone": "+1 (555) 010-2030"},
+        json={"first_name": " New ", "last_name": "van Name", "phone": "+1 (555) 010-2030"},
     )
     assert update.status_code == 200
-    assert (update.json()["full_name"], update.json()["phone"]) == ("New Name", "+1 (555) 010-2030")
-    cleared = await client.put(f"{API}/users/me", headers=actor.headers, json={"phone": None})
-    assert cleared.json()["phone"] is None
-    assert cleared.json()["full_name"] == "New Name"
-    unchanged = await client.put(f"{API}/users/me", headers=actor.headers, json={})
+    got = update.json()
+    assert (got["first_name"], got["last_name"], got["full_name"], got["phone"]) == (
+        "New",
+        "van Name",
+        "New van Name",
+        "+1 (555) 010-2030",
+    )
+    cleared = await client.put(
+        f"{API}/users/profile", headers=actor.headers, json={"phone": None, "last_name": None}
+    )
+    assert (cleared.json()["phone"], cleared.json()["last_name"]) == (None, None)
+    assert cleared.json()["first_name"] == "New"
+    unchanged = await client.put(f"{API}/users/profile", headers=actor.headers, json={})
     assert unchanged.status_code == 200
-    me = (await client.get(f"{API}/users/me", headers=actor.headers)).json()
-    assert (me["full_name"], me["phone"]) == ("New Name", None)
+    me = (await client.get(f"{API}/users/profile", headers=actor.headers)).json()
+    assert (me["full_name"], me["phone"]) == ("New", None)
+    # The older `full_name` field still works (split at its first space), on the alias too.
+    legacy = await client.put(
+        f"{API}/users/me", headers=actor.headers, json={"full_name": "  Ana de la Cruz "}
+    )
+    assert (legacy.json()["first_name"], legacy.json()["last_name"]) == ("Ana", "de la Cruz")
 
     rows = await audit_rows(runtime, "user.profile_update")
-    assert [r.details["fields"] for r in rows] == [["full_name", "phone"], ["phone"]]
-    assert "New Name" not in json.dumps([r.details for r in rows])
+    assert [r.details["fields"] for r in rows] == [
+        ["first_name", "last_name", "phone"],
+        ["last_name", "phone"],
+        ["first_name", "last_name"],
+    ]
+    assert "New" not in json.dumps([r.details for r in rows])
+
+
+async def test_names_are_sealed_in_their_own_columns(runtime):
+    actor = await make_user(runtime, full_name="Sealed Person")
+    row = await load_user(runtime, actor.id)
+    assert row.first_name_enc is not None and row.last_name_enc is not None
+    assert b"Sealed" not in row.first_name_enc and b"Person" not in row.last_name_enc
 
 
 @pytest.mark.parametrize(
@@ -69,12 +118,17 @@ async def test_profile_update_changes_name_and_phone_and_audits_field_names(clie
         {"phone": "not a phone"},
         {"full_name": ""},
         {"full_name": "x" * 201},
+        {"first_name": ""},
+        {"first_name": None},
+        {"last_name": "x" * 101},
+        {"full_name": "Pat Example", "first_name": "Pat"},
     ],
 )
 async def test_profile_update_refuses_forbidden_or_bad_fields(client, runtime, body):
     actor = await make_user(runtime)
-    response = await client.put(f"{API}/users/me", headers=actor.headers, json=body)
+    response = await client.put(f"{API}/users/profile", headers=actor.headers, json=body)
     assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_failed"
     assert (await load_user(runtime, actor.id)).role == "END_USER"
 
 
@@ -95,7 +149,16 @@ async def test_agents_list_shows_active_agents_to_managers_and_admins_only(clien
         response = await client.get(f"{API}/users/agents", headers=caller.headers)
         assert response.status_code == 200
         assert response.json() == [
-            {"id": str(agent.id), "full_name": "Agent Active", "email": agent.email}
+            {
+                "id": str(agent.id),
+                "email": agent.email,
+                "first_name": "Agent",
+                "last_name": "Active",
+                "full_name": "Agent Active",
+                "role": "SUPPORT_AGENT",
+                "is_active": True,
+                "is_verified": True,
+            }
         ]
     for caller in (agent, end_user):
         denied = await client.get(f"{API}/users/agents", headers=caller.headers)
@@ -290,3 +353,39 @@ async def test_admin_reads_a_users_audit_trail_without_phi(client, runtime):
     async with runtime.database.transaction() as session:
         read = await session.scalar(select(AuditLog).where(AuditLog.action == "audit.read"))
     assert read is not None and read.record_id == str(target.id)
+
+
+# --- registration with the seed's names -------------------------------------------------
+
+
+async def test_registration_takes_first_and_last_name(client, runtime):
+    email = f"names-{uuid.uuid4().hex[:8]}@example.test"
+    body = {"email": email, "password": "correct horse battery 42"}
+    created = await client.post(
+        f"{API}/auth/register", json={**body, "first_name": "Grace", "last_name": "Hopper"}
+    )
+    assert created.status_code == 201
+    assert created.json()["is_verified"] is False
+    async with runtime.database.transaction() as session:
+        from helpdesk.services import users
+
+        user = await users.get_user(session, uuid.UUID(created.json()["id"]))
+        view = await users.view(session, runtime, user)
+    assert (view.first_name, view.last_name, view.full_name) == ("Grace", "Hopper", "Grace Hopper")
+    nameless = await client.post(
+        f"{API}/auth/register", json={**body, "email": f"x{uuid.uuid4().hex[:6]}@example.test"}
+    )
+    assert nameless.status_code == 422
+    assert nameless.json()["error"]["code"] == "validation_failed"
+
+
+async def test_openapi_carries_the_user_seed_columns(client):
+    schemas = (await client.get(f"{API}/openapi.json")).json()["components"]["schemas"]
+    seed = {"first_name", "last_name", "is_active", "is_verified", "role", "email"}
+    for name in ("ProfileOut", "UserAdminOut", "AgentOut"):
+        assert seed <= set(schemas[name]["properties"]), name
+    for name in ("ProfileOut", "UserAdminOut"):
+        assert "last_login_at" in schemas[name]["properties"], name
+    assert {"first_name", "last_name"} <= set(schemas["ProfileUpdateIn"]["properties"])
+    assert {"first_name", "last_name"} <= set(schemas["RegisterIn"]["properties"])
+    assert schemas["ProfileUpdateIn"]["properties"]["full_name"]["deprecated"] is True

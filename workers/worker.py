@@ -20,11 +20,12 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from helpdesk import eventloop, heap, metrics
+from helpdesk import command_auth, eventloop, heap, metrics
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import ticket_reconcile
 from helpdesk.settings import Settings
 from workers.audit_schedule import ensure_anchor_schedule_or_warn
+from workers.command_guard import CommandGuard, audit_sink
 
 log = logging.getLogger("helpdesk.worker")
 
@@ -43,13 +44,11 @@ PASSTHROUGH_MODULES = (
     "activities",
     # The tracing interceptor's context propagation (TEMPORAL's OpenTelemetry guidance).
     "opentelemetry",
-    # Pure, reviewed workflow modules (types, state machine, SLA arithmetic, the mixins'
-    # decisions): importing them once instead of per workflow run is the main lever on
-    # ticket creation throughput (each run re-compiled ~29 modules). Replay tests still
-    # guard their determinism; the TicketWorkflow class itself stays sandboxed.
-    "workflows.ticket_types",
-    "workflows.transitions",
-    "workflows.sla",
+    # (helpdesk.rules, the pure rules and contracts, comes with "helpdesk".)
+    # Reviewed workflow modules (the mixins' decisions): importing them once instead of per
+    # workflow run is the main lever on ticket creation throughput (each run re-compiled ~29
+    # modules). Replay tests still guard their determinism.
+    "workflows.local_first",
     "workflows.ticket_sla",
     "workflows.ticket_comments",
     "workflows.ticket_notify",
@@ -98,11 +97,14 @@ def build_worker(client: Client, runtime: Runtime, *, task_queue: str | None = N
     from workflows.registry import WORKFLOWS
 
     settings = runtime.settings
+    # Commands without the API's MAC are refused, counted and audited (issue 11).
+    command_auth.install_sink(audit_sink(runtime))
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=list(WORKFLOWS),
         activities=build_activities(runtime),
+        interceptors=[CommandGuard(settings.secret_bytes("command_key"))],
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **worker_tuning(settings),
@@ -142,7 +144,7 @@ async def run_worker_in_background(
     await ensure_anchor_schedule_or_warn(runtime.temporal, runtime.settings)
     stop_reconciling = asyncio.Event()
     reconciler = asyncio.create_task(
-        tickets.run_reconciler(runtime, stop_reconciling), name="ticket-reconciler"
+        ticket_reconcile.run_reconciler(runtime, stop_reconciling), name="ticket-reconciler"
     )
     try:
         yield worker
@@ -178,7 +180,9 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = Fa
     await _resume_pending_scans(runtime)
     await ensure_anchor_schedule_or_warn(runtime.temporal, runtime.settings)
     # Rows whose workflow never started (a crash between commit and start) get one.
-    reconciler = asyncio.create_task(tickets.run_reconciler(runtime, stop), name="reconciler")
+    reconciler = asyncio.create_task(
+        ticket_reconcile.run_reconciler(runtime, stop), name="reconciler"
+    )
     if settle_heap:
         heap.settle()
     stopper = asyncio.create_task(stop.wait())
@@ -211,8 +215,8 @@ async def connect_or_explain(settings: Settings, command: str) -> Client | None:
 
 
 async def _main() -> int:
-    from api.app import prepare_runtime
     from helpdesk.runtime import build_runtime
+    from helpdesk.services.sessions import prepare_runtime
     from helpdesk.settings import get_settings
 
     settings = get_settings()

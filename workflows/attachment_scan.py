@@ -6,7 +6,7 @@ behaviour is the same: retry with backoff (1 s, doubling, at most 60 s apart, wi
 while the scanner is unreachable, so the file stays quarantined and is released as soon
 as clamd answers again.
 
-After the verdict (histories made since `NOTIFY_PATCH_ID` only): INFECTED emails the
+After the verdict: INFECTED emails the
 uploader (kind ``attachment_blocked``: the ticket number, never the file's name) and pushes
 ``attachment.blocked`` to the ticket's staff room, the uploader and the agents; CLEAN pushes
 ``attachment.ready`` so clients showing the ticket refresh. Keys derive from the attachment
@@ -16,7 +16,6 @@ notification that cannot be delivered is logged and never fails the scan.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -24,14 +23,20 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.attachments import FATAL_SCAN_ERRORS, ScanRequest, ScanResult
+    from activities.attachments import FATAL_SCAN_ERRORS, ScanResult
     from activities.notifications import NotifyInput, PushInput
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
-    from workflows.ticket_notify import Notification, send_each
+    from helpdesk.rules.contracts import (
+        ATTACHMENT_SCAN_WORKFLOW,
+        ScanRequest,
+        attachment_scan_workflow_id,
+    )
+    from helpdesk.rules.notify import Notification
+    from helpdesk.temporal import ui_text
+    from workflows.ticket_notify import send_all
 
 __all__ = [
-    "NOTIFY_PATCH_ID",
     "AttachmentScanWorkflow",
     "ScanRequest",
     "ScanResult",
@@ -47,15 +52,6 @@ SCAN_RETRY_POLICY = RetryPolicy(
     maximum_attempts=0,  # unlimited: fail closed, never give up and release
     non_retryable_error_types=list(FATAL_SCAN_ERRORS),
 )
-
-
-# `workflow.patched` id: scans recorded before the verdict was announced replay unchanged.
-NOTIFY_PATCH_ID = "attachment-scan-notify-v1"
-
-
-def attachment_scan_workflow_id(attachment_id: uuid.UUID | str) -> str:
-    """Business-key id: one scan workflow per attachment (no PHI)."""
-    return f"attachment-scan-{attachment_id}"
 
 
 def scan_activity_options() -> dict[str, Any]:
@@ -103,18 +99,18 @@ def scan_notifications(result: ScanResult) -> list[Notification]:
     return []
 
 
-@workflow.defn(name="AttachmentScan")
+@workflow.defn(name=ATTACHMENT_SCAN_WORKFLOW)
 class AttachmentScanWorkflow:
     """Run the scan activity until it gives a verdict; return it."""
 
     @workflow.run
     async def run(self, request: ScanRequest) -> ScanResult:
-        workflow.set_current_details("Waiting for the virus scanner")
+        workflow.set_current_details(ui_text("Waiting for the virus scanner"))
         result: ScanResult = await workflow.execute_activity(
             "scan_attachment", request, result_type=ScanResult, **scan_activity_options()
         )
-        workflow.set_current_details(f"Scan finished: {result.scan_status}")
-        if workflow.patched(NOTIFY_PATCH_ID):
-            # `send_each` catches ActivityError: a bad address never fails the scan.
-            await send_each(scan_notifications(result))
+        # An attachment deleted before its verdict ends the scan cleanly ("gone").
+        workflow.set_current_details(ui_text(f"Scan finished: {result.outcome}"))
+        # `send_all` never raises for a notification: a bad address never fails the scan.
+        await send_all(scan_notifications(result))
         return result

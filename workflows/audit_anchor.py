@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AnchorRecord
+    from helpdesk.temporal import ui_text
 
 __all__ = ["AnchorRecord", "AuditAnchorWorkflow"]
 
@@ -22,7 +23,7 @@ class AuditAnchorWorkflow:
 
     @workflow.run
     async def run(self) -> AnchorRecord:
-        workflow.set_current_details("Sealing the audit chain's head")
+        workflow.set_current_details(ui_text("Sealing the audit chain's head"))
         anchor: AnchorRecord = await workflow.execute_activity(
             "anchor_audit_chain",
             result_type=AnchorRecord,
@@ -30,5 +31,5 @@ class AuditAnchorWorkflow:
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
             summary="seal and store the audit head",
         )
-        workflow.set_current_details(f"Anchored the audit chain at row {anchor.rows}")
+        workflow.set_current_details(ui_text(f"Anchored the audit chain at row {anchor.rows}"))
         return anchor

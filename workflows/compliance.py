@@ -11,6 +11,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.compliance import ComplianceSummary
+    from helpdesk.temporal import ui_text
 
 
 @workflow.defn(name="Compliance")
@@ -19,7 +20,7 @@ class ComplianceWorkflow:
 
     @workflow.run
     async def run(self) -> ComplianceSummary:
-        workflow.set_current_details("Running the HIPAA self-check")
+        workflow.set_current_details(ui_text("Running the HIPAA self-check"))
         summary: ComplianceSummary = await workflow.execute_activity(
             "compliance_report",
             result_type=ComplianceSummary,
@@ -28,5 +29,5 @@ class ComplianceWorkflow:
             summary="check every control, mail the administrators",
         )
         verdict = "all controls pass" if summary.ok else "failing: " + ", ".join(summary.failing)
-        workflow.set_current_details(f"Self-check: {verdict}")
+        workflow.set_current_details(ui_text(f"Self-check: {verdict}"))
         return summary

@@ -3,7 +3,7 @@
 Every change arrives as an Update with a validator (refused changes never enter history),
 carries a request id the workflow deduplicates, and is persisted by ONE idempotent
 activity (ticket row + history entry + audit row in one transaction) before the handler
-returns the new state. Decisions live in pure modules (`workflows.transitions`); this class
+returns the new state. Decisions live in pure modules (`helpdesk.rules.transitions`); this class
 only orchestrates. Handlers are serialised by a lock so a change is judged against the
 state the previous change left.
 
@@ -25,8 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import PushInput
     from activities.tickets import TicketActivities
     from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
-    from helpdesk.temporal import ASSIGNED_AGENT, ESCALATED, TICKET_PRIORITY, TICKET_STATUS
-    from workflows.ticket_types import (
+    from helpdesk.rules.contracts import (
+        TICKET_STATE_QUERY,
+        TICKET_WORKFLOW,
         AssignRequest,
         ChangeEvent,
         EditRequest,
@@ -36,35 +37,35 @@ with workflow.unsafe.imports_passed_through():
         PersistChange,
         PersistResult,
         StatusChange,
+        TicketCommand,
         TicketInput,
         TicketState,
     )
-    from workflows.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
+    from helpdesk.rules.notify import NOTIFIED_BY_SLA, notifications_for
+    from helpdesk.rules.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
+    from helpdesk.temporal import (
+        ASSIGNED_AGENT,
+        ESCALATED,
+        TICKET_PRIORITY,
+        TICKET_STATUS,
+        ui_text,
+    )
 
 from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
-from workflows.ticket_notify import (  # email and push for every change
-    CREATED,
-    NOTIFIED_BY_SLA,
-    creation_events,
-    notifications_for,
-    send_all,
-)
+from workflows.ticket_notify import creation_events, send_all  # email and push per change
 from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
 NON_RETRYABLE = ["TicketGone", "NoAgentAvailable", "AgentNotAssignable", "ValidationFailed"]
-# `workflow.patched` id: the persist activity publishes the change's push after its commit
-# (before the update answers) instead of the main loop running a push activity afterwards.
-PUSH_PATCH = "push-with-persist-v1"
 
 
 def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
     return ApplicationError(message, details, type=type_, non_retryable=True)
 
 
-@workflow.defn
+@workflow.defn(name=TICKET_WORKFLOW)
 class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @workflow.init
     def __init__(self, inp: TicketInput) -> None:
@@ -73,7 +74,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self.config = inp.config
         self._lock = asyncio.Lock()
         self._outbox: list[ChangeEvent] = []
-        # Request ids whose push the persist activity already published (PUSH_PATCH).
+        # The search attributes as last set: at start (by the API, or carried over by
+        # continue-as-new) they match the state.
+        self._upserted = self._search_values()
+        # Request ids whose push the persist activity already published (after its commit).
         self._pushed: set[str] = set()
 
     # --- main loop -------------------------------------------------------------------
@@ -93,12 +97,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             await self._sla_fire_due()
             if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                # A change accepted while we waited still has its effects (histories made
-                # before this fix dropped them, so they replay without it).
-                if self._outbox and workflow.patched("drain-outbox-before-close-v1"):
-                    while self._outbox:
-                        await self._after_change(self._outbox.pop(0))
-                return self._ticket
+                # A change accepted while we waited still has its effects.
+                while self._outbox:
+                    await self._after_change(self._outbox.pop(0))
+                return self._answer()
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._outbox:  # a handler finished meanwhile: drain first
@@ -113,7 +115,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if event.request_id in self._pushed:
             self._pushed.discard(event.request_id)
             notifications = [n for n in notifications if not isinstance(n, PushInput)]
-        await send_all(notifications, created=event.action == CREATED)
+        await send_all(notifications)
 
     def _finished(self) -> bool:
         return self._ticket.status is Status.CLOSED or self._ticket.gone
@@ -127,22 +129,34 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
 
     # --- query -----------------------------------------------------------------------
 
-    @workflow.query(description="The ticket's live state (no PHI)")
+    @workflow.query(name=TICKET_STATE_QUERY, description="The ticket's live state (no PHI)")
     def state(self) -> TicketState:
         return self._ticket
 
     # --- updates ---------------------------------------------------------------------
 
-    @workflow.update(description="Answer once the ticket's workflow runs (sent with its start)")
+    @workflow.update(
+        name=TicketCommand.OPENED.value,
+        description="Answer once the ticket's workflow runs (sent with its start)",
+    )
     async def opened(self, req: OpenRequest) -> TicketState:
         del req
-        return self._ticket
+        return self._answer()
 
-    @workflow.update(description="Move the ticket to another status")
+    @opened.validator
+    def _validate_opened(self, req: OpenRequest) -> None:
+        """Nothing to judge; a validator lets the command guard refuse a forged `opened`
+        before it is accepted (workers.command_guard)."""
+        del req
+
+    @workflow.update(
+        name=TicketCommand.CHANGE_STATUS.value,
+        description="Move the ticket to another status",
+    )
     async def change_status(self, req: StatusChange) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_status(req)
             old = self._ticket.status
             await self._persist(
@@ -160,23 +174,26 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 "status_changed",
                 {"status": {"old": old.value, "new": req.status.value}},
             )
-            return self._ticket
+            return self._answer()
 
     @change_status.validator
     def _validate_status(self, req: StatusChange) -> None:
         if not self._seen(req.request_id):
             self._check_status(req)
 
-    @workflow.update(description="Assign the ticket to an agent, or to the least-loaded one")
+    @workflow.update(
+        name=TicketCommand.ASSIGN.value,
+        description="Assign the ticket to an agent, or to the least-loaded one",
+    )
     async def assign(self, req: AssignRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_assign(req)
             old = self._ticket.assignee_id
             if not req.auto and req.agent_id == old:
                 self._remember(req.request_id)
-                return self._ticket
+                return self._answer()
             updates = FieldUpdates(fields=["assignee_id"], assignee_id=req.agent_id)
             changes = {"assignee_id": {"old": _s(old), "new": _s(req.agent_id)}}
             result = await self._persist(
@@ -194,18 +211,21 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 "assigned",
                 {"assignee_id": {"old": _s(old), "new": _s(result.assignee_id)}},
             )
-            return self._ticket
+            return self._answer()
 
     @assign.validator
     def _validate_assign(self, req: AssignRequest) -> None:
         if not self._seen(req.request_id):
             self._check_assign(req)
 
-    @workflow.update(description="Edit title, description, priority, category, tags, due date")
+    @workflow.update(
+        name=TicketCommand.EDIT.value,
+        description="Edit title, description, priority, category, tags, due date",
+    )
     async def edit(self, req: EditRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_edit(req)
             e = req.edits
             updates = FieldUpdates(fields=list(e.fields))
@@ -230,18 +250,21 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 if name in e.fields:
                     setattr(self._ticket, name, getattr(e, name))
             self._accepted(req.request_id, "edited", changes)
-            return self._ticket
+            return self._answer()
 
     @edit.validator
     def _validate_edit(self, req: EditRequest) -> None:
         if not self._seen(req.request_id):
             self._check_edit(req)
 
-    @workflow.update(description="Escalate the ticket one level")
+    @workflow.update(
+        name=TicketCommand.ESCALATE.value,
+        description="Escalate the ticket one level",
+    )
     async def escalate(self, req: EscalateRequest) -> TicketState:
         async with self._lock:
             if self._seen(req.request_id):
-                return self._ticket
+                return self._answer()
             self._check_escalate(req)
             level = self._ticket.escalation_level + 1
             changes = {
@@ -268,7 +291,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             self._ticket.escalated = True
             self._ticket.escalation_level = level
             self._accepted(req.request_id, "escalated", changes)
-            return self._ticket
+            return self._answer()
 
     @escalate.validator
     def _validate_escalate(self, req: EscalateRequest) -> None:
@@ -349,6 +372,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
 
     # --- plumbing --------------------------------------------------------------------
 
+    def _answer(self) -> TicketState:
+        """The state an update (or the run) answers with: without the request ids seen,
+        which only the workflow needs (each answer is stored in history; the `state` query
+        and continue-as-new carry them)."""
+        return self._ticket.model_copy(update={"seen_request_ids": []})
+
     def _seen(self, request_id: str) -> bool:
         return request_id in self._ticket.seen_request_ids
 
@@ -380,8 +409,6 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             note=note,
             auto_assign=auto_assign,
             version=self._ticket.version + 1,
-            # Histories made before the activity pushed replay with the main loop's push.
-            push=workflow.patched(PUSH_PATCH),
         )
         try:
             result: PersistResult = await workflow.execute_activity_method(
@@ -409,9 +436,18 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:
         self._ticket.version += 1
         self._remember(request_id)
-        workflow.upsert_search_attributes(self._search_attributes())
+        # Only when a value a manager filters by changed (a comment changes none): each
+        # upsert is an event in the ticket's history.
+        values = self._search_values()
+        if values != self._upserted:
+            self._upserted = values
+            workflow.upsert_search_attributes(self._search_attributes())
         self._describe()
         self._outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
+
+    def _search_values(self) -> tuple[Any, ...]:
+        s = self._ticket
+        return (s.status, s.priority, s.escalated, s.assignee_id)
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
         s = self._ticket
@@ -433,7 +469,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         ]
         if s.escalated:
             parts.append(f"escalated (level {s.escalation_level})")
-        workflow.set_current_details(" · ".join(parts))
+        workflow.set_current_details(ui_text(" · ".join(parts)))
 
 
 def _s(value: Any) -> Any:

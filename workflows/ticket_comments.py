@@ -47,52 +47,29 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.comments import COMMENT_ADDED, CommentActivities, CommentRecord
-    from workflows.sla import SlaClockKind
-    from workflows.ticket_types import SYSTEM_ROLE, Actor, FieldUpdates, TicketState
-    from workflows.transitions import STAFF, Status
+    from helpdesk.rules.contracts import (
+        SYSTEM_ROLE,
+        Actor,
+        CommentAdded,
+        FieldUpdates,
+        TicketCommand,
+        TicketState,
+    )
+    from helpdesk.rules.sla import SlaClockKind
+    from helpdesk.rules.transitions import STAFF, Status
 
 if TYPE_CHECKING:
-    from workflows.ticket_types import PersistResult, TicketConfig
+    from helpdesk.rules.contracts import PersistResult, TicketConfig
 
 # The update's name (the API sends it by name: `helpdesk.services.comments`).
-ADD_COMMENT = "add_comment"
+ADD_COMMENT = TicketCommand.ADD_COMMENT.value
 REOPEN_REASON = "requester_reply"
-
-
-class CommentAdded(BaseModel):
-    """The `add_comment` update: ids and flags only. The body is already sealed in the
-    database; it never travels through the workflow."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    request_id: str = Field(min_length=1, max_length=90)  # room for the ":reopen" suffix
-    comment_id: uuid.UUID
-    author_id: uuid.UUID
-    author_role: str
-    is_internal: bool
-    # The setting as the API read it when the comment was made: carried in the command so
-    # the workflow's decision is deterministic and visible in its history.
-    reopen_on_requester_reply: bool = True
-    # Where the request came from, for the audit rows the activities write.
-    ip: str | None = None
-    user_agent: str | None = None
-    http_request_id: str | None = None
-
-    def actor(self) -> Actor:
-        return Actor(
-            id=self.author_id,
-            role=self.author_role,
-            ip=self.ip,
-            user_agent=self.user_agent,
-            http_request_id=self.http_request_id,
-        )
 
 
 # --- the pure decision -------------------------------------------------------------------
@@ -229,6 +206,8 @@ class TicketCommentsMixin:
 
         def _seen(self, request_id: str) -> bool: ...
 
+        def _answer(self) -> TicketState: ...
+
         async def _persist(
             self,
             request_id: str,
@@ -251,7 +230,7 @@ class TicketCommentsMixin:
     async def add_comment(self, event: CommentAdded) -> TicketState:
         async with self._lock:
             if self._seen(event.request_id):
-                return self._ticket
+                return self._answer()
             problem = refusal(event, self._ticket)
             if problem is not None:
                 raise problem
@@ -275,7 +254,7 @@ class TicketCommentsMixin:
                 )
                 self._ticket.status = Status.OPEN
                 self._accepted(key, "status_changed", {**changes, "actor_id": str(actor.id)})
-            return self._ticket
+            return self._answer()
 
     @add_comment.validator
     def _validate_comment(self, event: CommentAdded) -> None:

@@ -2,8 +2,8 @@
 exact notification activity inputs, and the workflow-safe `send_all` that runs them.
 
 `notifications_for(event, state)` is pure (tests call it directly). Each change
-(`ChangeEvent.action`) → emails (`send_email`, `NotifyInput`) + push
-(`publish_event`, `PushInput`):
+(`ChangeEvent.action`) → emails (`NotifyInput`) + push (`PushInput`), all sent by ONE
+`notify_change` activity:
 
 - ``created``: ticket_created → the requester; ticket_assigned → the assignee if it was
   auto-assigned; push ``ticket.created``.
@@ -18,7 +18,7 @@ exact notification activity inputs, and the workflow-safe `send_all` that runs t
 - ``comment_added``, internal: NO email to anybody; push ``comment.added`` (internal: true).
 - ``escalated``: escalated → the person escalated to; push ``ticket.escalated``.
 
-Rooms are not chosen here: `publish_event` asks `helpdesk.push.rooms_for`, which sends an
+Rooms are not chosen here: the push asks `helpdesk.push.rooms_for`, which sends an
 internal note's event to ``ticket:<id>:staff``, the assignee's and the ``agents`` rooms only
 (never ``ticket:<id>`` nor the requester's room), and escalations to staff and managers.
 Managers' escalation emails need a lookup of who the managers are: the SLA mixin does it
@@ -36,11 +36,8 @@ Actors: `ChangeEvent.changes` may carry ``actor_id`` (the reopen event does; a c
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -53,217 +50,26 @@ with workflow.unsafe.imports_passed_through():
         NotifyInput,
         PushInput,
     )
-    from helpdesk.notifications import NotificationKind
-    from helpdesk.push import PushEvent
-    from models.enums import Priority, TicketStatus
-    from workflows.ticket_types import ChangeEvent
+    from helpdesk.rules.contracts import ChangeEvent
+    from helpdesk.rules.notify import Notification, created_event
 
-Notification = NotifyInput | PushInput
-
-# Changes whose notifications the SLA mixin already sends (escalation: emails to the
-# managers it looks up, and the push), passed as `skip=` by the ticket workflow.
-NOTIFIED_BY_SLA: frozenset[str] = frozenset({"escalated"})
-# `workflow.patched` id: histories recorded before notifications existed replay unchanged.
-PATCH_ID = "ticket-notifications-v1"
-# `workflow.patched` id: a change's notifications run as ONE activity (`notify_change`)
-# instead of one per email and push; older histories replay with one each.
-BATCH_PATCH_ID = "notify-batch-v1"
-# `workflow.patched` id: a new ticket's notifications run as a LOCAL activity inside its first
-# workflow task (no activity task, no second workflow task: creation costs the Temporal
-# server one workflow task, as a trivial workflow does); a failed local attempt falls back
-# to the `notify_change` activity with its retries. Older histories replay with the activity.
-LOCAL_CREATED_PATCH_ID = "notify-created-local-v1"
+# A change's notifications run as ONE activity (`notify_change`), not one per email and push,
+# and as a LOCAL activity first, inside the workflow task already running (no activity task,
+# no second workflow task: a new ticket costs the Temporal server one workflow task, as a
+# trivial workflow does); a failed local attempt falls back to the regular activity.
 # How long the local attempt may take: as long as one attempt of the activity (a cut-off
 # send keeps its claim, at most once, so a shorter limit would lose slow providers' mail).
 # A local activity running past ~8 s makes the SDK complete the workflow task anyway (its
 # heartbeat), so the creation answers by then.
 LOCAL_NOTIFY_TIMEOUT = timedelta(seconds=30)
-CREATED = "created"
-
-
-class ChangeLike(Protocol):
-    """What the mapping reads of a change (workflows.ticket_types.ChangeEvent)."""
-
-    @property
-    def action(self) -> str: ...
-
-    @property
-    def request_id(self) -> str: ...
-
-    @property
-    def changes(self) -> dict[str, Any]: ...
-
-
-class TicketLike(Protocol):
-    """What the mapping reads of the ticket's state (workflows.ticket_types.TicketState)."""
-
-    @property
-    def ticket_id(self) -> uuid.UUID: ...
-
-    @property
-    def requester_id(self) -> uuid.UUID: ...
-
-    @property
-    def assignee_id(self) -> uuid.UUID | None: ...
-
-    @property
-    def status(self) -> Any: ...
-
-    @property
-    def priority(self) -> str: ...
-
-    @property
-    def escalation_level(self) -> int: ...
-
-
-def created_event() -> ChangeEvent:
-    """The change a ticket's first workflow run announces (its row was written by the API)."""
-    return ChangeEvent(action=CREATED, request_id=CREATED)
 
 
 def creation_events() -> list[ChangeEvent]:
     """Workflow code, at the start of `run`: the `created` change to announce, on the first
-    run of a ticket only (a continued run does not announce it again), and only for
-    histories made since notifications exist (`workflow.patched`), so older histories
-    replay unchanged."""
+    run of a ticket only (a continued run does not announce it again)."""
     if workflow.info().continued_run_id is not None:
         return []
-    if not workflow.patched(PATCH_ID):
-        return []
     return [created_event()]
-
-
-# --- the pure mapping --------------------------------------------------------------------
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
-def _new(changes: Mapping[str, Any], name: str) -> Any:
-    """The new value of a field in `changes` (``{"old":..,"new":..}`` or a bare value)."""
-    value = changes.get(name)
-    return value.get("new") if isinstance(value, dict) else value
-
-
-def _status(value: Any) -> TicketStatus | None:
-    if value is None:
-        return None
-    try:
-        return TicketStatus(str(getattr(value, "value", value)))
-    except ValueError:
-        return None
-
-
-def _priority(value: Any) -> Priority | None:
-    try:
-        return Priority(str(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def notifications_for(
-    event: ChangeLike, state: TicketLike, *, skip: Collection[str] = ()
-) -> list[Notification]:
-    """The emails and pushes one accepted change causes, in sending order (see the module
-    docstring for the table). Pure: the same change and state give equal inputs."""
-    if event.action in skip:
-        return []
-    changes = event.changes or {}
-    ticket_id = state.ticket_id
-    key = event.request_id[:100]
-    push_id = f"{ticket_id}:{event.request_id}"[:200]
-    # Who made the change, when it says (a comment's author is its actor).
-    actor = _uuid(changes.get("actor_id")) or _uuid(changes.get("author_id"))
-    status = _status(state.status)
-    priority = _priority(state.priority)
-    out: list[Notification] = []
-
-    def email(kind: NotificationKind, recipient: uuid.UUID | None, **facts: Any) -> None:
-        # Nobody is told about their own change; each person once per change.
-        if recipient is None or recipient == actor:
-            return
-        if any(isinstance(n, NotifyInput) and n.recipient_id == recipient for n in out):
-            return
-        out.append(
-            NotifyInput(
-                kind=kind, event_key=key, recipient_id=recipient, ticket_id=ticket_id, **facts
-            )
-        )
-
-    def push(kind: PushEvent, **facts: Any) -> None:
-        out.append(PushInput(event=kind, event_id=push_id, ticket_id=ticket_id, **facts))
-
-    match event.action:
-        case "created":
-            email(
-                NotificationKind.TICKET_CREATED,
-                state.requester_id,
-                status=status,
-                priority=priority,
-            )
-            email(NotificationKind.TICKET_ASSIGNED, state.assignee_id, priority=priority)
-            push(
-                PushEvent.TICKET_CREATED,
-                status=status,
-                priority=priority,
-                assignee_id=state.assignee_id,
-            )
-        case "assigned":
-            assignee = _uuid(_new(changes, "assignee_id"))
-            email(NotificationKind.TICKET_ASSIGNED, assignee, priority=priority)
-            push(PushEvent.TICKET_ASSIGNED, assignee_id=assignee)
-        case "status_changed":
-            new = _status(_new(changes, "status")) or status
-            old_value = changes.get("status")
-            old = _status(old_value.get("old")) if isinstance(old_value, dict) else None
-            if actor is not None and actor == state.requester_id:
-                # The requester closed or reopened it (or replied on a RESOLVED ticket):
-                # the agent working it is the one to tell.
-                email(
-                    NotificationKind.STATUS_CHANGED,
-                    state.assignee_id,
-                    status=new,
-                    previous_status=old,
-                )
-            else:
-                email(
-                    NotificationKind.STATUS_CHANGED,
-                    state.requester_id,
-                    status=new,
-                    previous_status=old,
-                )
-            push(PushEvent.TICKET_STATUS_CHANGED, status=new, previous_status=old)
-        case "edited":
-            push(PushEvent.TICKET_UPDATED, priority=priority)
-        case "comment_added":
-            comment_id = _uuid(changes.get("comment_id"))
-            author = actor
-            if changes.get("internal") is not False:
-                # An internal note (or a change that does not say it is public): staff
-                # rooms only, no email to anybody.
-                push(PushEvent.COMMENT_ADDED, comment_id=comment_id, internal=True)
-                return out
-            other = state.assignee_id if author == state.requester_id else state.requester_id
-            if other != author:
-                email(NotificationKind.PUBLIC_REPLY, other)
-            push(PushEvent.COMMENT_ADDED, comment_id=comment_id, internal=False)
-        case "escalated":
-            escalated_to = _uuid(_new(changes, "escalated_to"))
-            level = _new(changes, "escalation_level")
-            level = level if isinstance(level, int) else state.escalation_level
-            email(NotificationKind.ESCALATED, escalated_to, escalation_level=level)
-            push(PushEvent.TICKET_ESCALATED, escalation_level=level, escalated_to=escalated_to)
-        case _:
-            pass
-    return out
 
 
 # --- sending, from the workflow's main loop ----------------------------------------------
@@ -283,25 +89,20 @@ PUSH_RETRY = RetryPolicy(
 )
 
 
-async def send_all(notifications: Sequence[Notification], *, created: bool = False) -> list[str]:
-    """Run the notification activities of one change, concurrently, from workflow code.
+async def send_all(notifications: Sequence[Notification]) -> list[str]:
+    """Run the notification activity of one change from workflow code: ONE local attempt
+    first (`send_batch_local`), the regular activity with its retries if that failed.
 
     Returns one outcome per input (``sent``/``duplicate``/``skipped``/``uncertain`` for an
     email, ``pushed`` for a push, ``failed`` when the activity gave up). Never raises for a
     failed notification: an undeliverable email or an unreachable Socket.IO fan-out must not
-    fail the ticket. Histories recorded before notifications existed replay unchanged
-    (`workflow.patched`)."""
+    fail the ticket (or the attachment scan)."""
     if not notifications:
         return []
-    if not workflow.patched(PATCH_ID):
-        return ["skipped"] * len(notifications)
-    if workflow.patched(BATCH_PATCH_ID):
-        if created and workflow.patched(LOCAL_CREATED_PATCH_ID):
-            outcomes = await send_batch_local(notifications)
-            if outcomes is not None:
-                return outcomes
-        return await send_batch(notifications)
-    return await send_each(notifications)
+    outcomes = await send_batch_local(notifications)
+    if outcomes is not None:
+        return outcomes
+    return await send_batch(notifications)
 
 
 def _batch(notifications: Sequence[Notification]) -> tuple[NotifyBatch, list[str], list[int]]:
@@ -351,7 +152,7 @@ async def send_batch_local(notifications: Sequence[Notification]) -> list[str] |
 
 async def send_batch(notifications: Sequence[Notification]) -> list[str]:
     """All of one change's notifications in one `notify_change` activity. Outcomes in
-    input order, as `send_each` gives them; never raises."""
+    input order; never raises."""
     batch, kinds, order = _batch(notifications)
     try:
         outcomes: list[str] = await workflow.execute_activity_method(
@@ -368,44 +169,3 @@ async def send_batch(notifications: Sequence[Notification]) -> list[str]:
         workflow.logger.warning("notifications %s not delivered: %s", kinds, reason)
         return ["failed"] * len(notifications)
     return _in_input_order(notifications, order, outcomes)
-
-
-async def send_each(notifications: Sequence[Notification]) -> list[str]:
-    """`send_all` without its patch marker, for a workflow that guards its notifications
-    with its own `workflow.patched` id (the attachment scan). Never raises for a failed
-    notification."""
-    return list(await asyncio.gather(*(_send_one(n) for n in notifications)))
-
-
-async def _send_one(notification: Notification) -> str:
-    try:
-        if isinstance(notification, NotifyInput):
-            result = await workflow.execute_activity_method(
-                NotificationActivities.send_email,
-                notification,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=2),
-                retry_policy=EMAIL_RETRY,
-                summary=f"Email {notification.kind.value}",
-            )
-            return result.outcome
-        await workflow.execute_activity_method(
-            NotificationActivities.publish_event,
-            notification,
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(minutes=1),
-            retry_policy=PUSH_RETRY,
-            summary=f"Push {notification.event.value}",
-        )
-        return "pushed"
-    except ActivityError as err:
-        cause = err.cause
-        reason = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
-        # Kind and error type only: no address, no text.
-        what = (
-            notification.kind.value
-            if isinstance(notification, NotifyInput)
-            else notification.event.value
-        )
-        workflow.logger.warning("notification %s not delivered: %s", what, reason)
-        return "failed"

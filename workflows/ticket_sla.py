@@ -1,7 +1,7 @@
 """The SLA side of TicketWorkflow: clocks, durable timers, escalation and auto-close.
 
 A mixin so the SLA part stays in one place; the decisions are the pure functions of
-`workflows.sla`, this class only wires them to workflow time, activities and the ticket's
+`helpdesk.rules.sla`, this class only wires them to workflow time, activities and the ticket's
 own change path:
 
 - `_sla_begin()` starts both clocks at creation from the policy then in force.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities, NotifyInput, PushInput
@@ -39,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
-    from workflows.sla import (
+    from helpdesk.rules.contracts import Actor, ChangeEvent, FieldUpdates, TicketState
+    from helpdesk.rules.sla import (
         EscalationPlan,
         SlaClockKind,
         SlaClockView,
@@ -47,62 +48,58 @@ with workflow.unsafe.imports_passed_through():
         SlaPolicySnapshot,
         SlaRecord,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         change_policy as sla_change_policy,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         clock_views as sla_clock_views,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         due_dates as sla_due_dates,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         due_events as sla_due_events,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         fulfil_first_response as sla_fulfil_first_response,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         mark_fired as sla_mark_fired,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         next_due as sla_next_due,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         pause as sla_pause,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         pending_events as sla_pending_events,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         plan_escalation as sla_plan_escalation,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         resume as sla_resume,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         start as sla_start,
     )
-    from workflows.sla import (
+    from helpdesk.rules.sla import (
         stop as sla_stop,
     )
-    from workflows.ticket_types import Actor, ChangeEvent, FieldUpdates, TicketState
-    from workflows.transitions import STAFF, Status
+    from helpdesk.rules.transitions import STAFF, Status
+    from helpdesk.temporal import ui_text
+    from workflows import local_first
+    from workflows.ticket_notify import send_all
 
 if TYPE_CHECKING:
-    from workflows.ticket_types import PersistResult, TicketConfig
+    from helpdesk.rules.contracts import PersistResult, TicketConfig
 
 _RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10), non_retryable_error_types=["TicketGone"]
 )
-_NOTIFY_RETRY = RetryPolicy(
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=20,
-    non_retryable_error_types=["EmailPermanentError"],
-)
-# `workflow.patched` id: a breach is recorded and pushed by ONE activity (the push after the
-# commit), not by a record and a push activity side by side; older histories replay with two.
-BREACH_PATCH = "sla-breach-record-then-push-v1"
+# Failures no retry can fix: raised at once, not retried as a regular activity.
+_FINAL = frozenset({"TicketGone"})
 # Below this a timer is pointless (and a zero timeout is refused): handle the event now.
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
@@ -136,6 +133,10 @@ def is_public_staff_reply(event: ChangeEvent) -> bool:
 class TicketSlaMixin:
     """SLA behaviour of TicketWorkflow (see the module docstring)."""
 
+    # The main loop's SLA timer and the instant it fires for (`_sla_wait`).
+    _sla_timer: asyncio.Task[None] | None = None
+    _sla_timer_due: datetime | None = None
+
     # Provided by TicketWorkflow.
     _ticket: TicketState
     config: TicketConfig
@@ -165,13 +166,14 @@ class TicketSlaMixin:
         return timedelta(seconds=self.config.activity_timeout_seconds)
 
     async def _sla_load(self, priority: str) -> SlaPolicySnapshot:
-        return await workflow.execute_activity_method(
+        policy: SlaPolicySnapshot = await local_first.run(
             SlaActivities.load_sla_policy,
             LoadPolicy(priority=priority),
-            start_to_close_timeout=self._sla_timeout_s(),
+            start_to_close=self._sla_timeout_s(),
             retry_policy=_RETRY,
             summary=f"Load SLA policy {priority}",
         )
+        return policy
 
     def _sla_write_input(
         self,
@@ -210,14 +212,15 @@ class TicketSlaMixin:
         if write is None:
             return
         try:
-            await workflow.execute_activity_method(
+            await local_first.run(
                 SlaActivities.record_sla,
                 write,
-                start_to_close_timeout=self._sla_timeout_s(),
+                start_to_close=self._sla_timeout_s(),
                 retry_policy=_RETRY,
                 summary=summary,
+                final=_FINAL,
             )
-        except ActivityError as err:
+        except FailureError as err:
             self._sla_gone(err)
 
     async def _sla_write_then_push(
@@ -229,8 +232,8 @@ class TicketSlaMixin:
         clock: ClockName | None,
         summary: str,
     ) -> None:
-        """Record one SLA fact and push it, in one activity (BREACH_PATCH). A push that did
-        not go out after the commit is sent by the push activity, as before the patch."""
+        """Record one SLA fact and push it, in one activity (the push after the commit). A
+        push that did not go out then is sent by the push activity."""
         write = self._sla_write_input([], [entry], breached_at)
         if write is None:
             return
@@ -251,8 +254,7 @@ class TicketSlaMixin:
             await self._sla_push(push, entry.event_key, clock)
 
     def _sla_gone(self, err: Exception) -> None:
-        cause = getattr(err, "cause", None)
-        if isinstance(cause, ApplicationError) and cause.type == "TicketGone":
+        if local_first.failure_type(err) == "TicketGone":
             self._ticket.gone = True
             return
         raise err
@@ -292,19 +294,29 @@ class TicketSlaMixin:
         return "SLA"
 
     async def _sla_wait(self, condition: Any) -> None:
-        """The main loop's sleep: until `condition` or the next SLA event is due."""
+        """The main loop's sleep: until `condition` or the next SLA event is due.
+
+        The timer outlives one wait: a change that leaves the next due instant where it was
+        (a comment, an edit, most status changes before a breach) keeps the running timer
+        instead of cancelling it and starting an equal one (two history events saved per
+        change)."""
         s = self._ticket.sla
         nxt = sla_next_due(s) if s is not None and not self._ticket.gone else None
         if nxt is not None and nxt <= workflow.now():
             return  # already due. (Anything later needs a real timer: workflow time does
             # not advance within one activation, so returning early would spin forever.)
-        timeout = self._sla_timeout()
-        try:
-            await workflow.wait_condition(
-                condition, timeout=timeout, timeout_summary=self._sla_timer_summary()
+        timer = self._sla_timer
+        if timer is not None and (timer.done() or nxt != self._sla_timer_due):
+            if not timer.done():
+                timer.cancel()
+            timer = self._sla_timer = None
+        if timer is None and nxt is not None:
+            delay = max(nxt - workflow.now(), _MIN_TIMER)
+            timer = self._sla_timer = asyncio.create_task(
+                workflow.sleep(delay, summary=ui_text(self._sla_timer_summary()))
             )
-        except TimeoutError:
-            pass
+            self._sla_timer_due = nxt
+        await workflow.wait_condition(lambda: condition() or (timer is not None and timer.done()))
 
     async def _sla_fire_due(self) -> None:
         """Handle every SLA event due now, earliest first, each exactly once."""
@@ -341,23 +353,14 @@ class TicketSlaMixin:
                     "lateness_seconds": lateness,
                 },
             )
-            if workflow.patched(BREACH_PATCH):
-                # One activity: half the activity tasks and workflow tasks per breach, which
-                # is what many breaches at once queue behind.
-                await self._sla_write_then_push(
-                    entry,
-                    breached_at=event.due_at,
-                    push=PushEvent.SLA_BREACH,
-                    clock=clock,
-                    summary=f"SLA {clock} breached",
-                )
-                return
-            # Record and push together: one round trip instead of two when many breach.
-            await asyncio.gather(
-                self._sla_write(
-                    [], extra=[entry], breached_at=event.due_at, summary=f"SLA {clock} breached"
-                ),
-                self._sla_push(PushEvent.SLA_BREACH, event.key, clock),
+            # One activity records and pushes: half the activity and workflow tasks per
+            # breach, which is what many breaches at once queue behind.
+            await self._sla_write_then_push(
+                entry,
+                breached_at=event.due_at,
+                push=PushEvent.SLA_BREACH,
+                clock=clock,
+                summary=f"SLA {clock} breached",
             )
             return
         step = event.step
@@ -392,11 +395,13 @@ class TicketSlaMixin:
                 if step.threshold_percent >= 100
                 else NotificationKind.SLA_WARNING
             )
-            await self._sla_notify(kind, event.key, plan.notify, None, clock)
-            await self._sla_push(
-                PushEvent.SLA_WARNING if step.threshold_percent < 100 else PushEvent.SLA_BREACH,
+            await self._sla_announce(
+                kind,
                 event.key,
+                plan.notify,
+                None,
                 clock,
+                PushEvent.SLA_WARNING if step.threshold_percent < 100 else PushEvent.SLA_BREACH,
             )
         if plan.new_priority is not None:
             await self._sla_apply(
@@ -544,14 +549,14 @@ class TicketSlaMixin:
                 await self._sla_write(records, summary=f"Recompute SLA for {policy.priority}")
         elif event.action == "escalated":
             notify = event.changes.get("notify") or ["managers", "escalated_to"]
-            await self._sla_notify(
+            await self._sla_announce(
                 NotificationKind.ESCALATED,
                 event.request_id,
                 notify,
                 self._escalated_to(event),
                 None,
+                PushEvent.TICKET_ESCALATED,
             )
-            await self._sla_push(PushEvent.TICKET_ESCALATED, event.request_id, None)
 
     def _escalated_to(self, event: ChangeEvent) -> uuid.UUID | None:
         value = event.changes.get("escalated_to")
@@ -561,50 +566,43 @@ class TicketSlaMixin:
 
     # --- notifications ----------------------------------------------------------------------
 
-    async def _sla_notify(
+    async def _sla_announce(
         self,
         kind: NotificationKind,
         event_key: str,
         notify: Sequence[str],
         escalated_to: uuid.UUID | None,
         clock: ClockName | None,
+        push: PushEvent,
     ) -> None:
-        if not notify:
-            return
-        recipients: list[uuid.UUID] = await workflow.execute_activity_method(
-            SlaActivities.sla_recipients,
-            RecipientsQuery(
-                ticket_id=self._ticket.ticket_id, notify=list(notify), escalated_to=escalated_to
-            ),
-            start_to_close_timeout=self._sla_timeout_s(),
-            retry_policy=_RETRY,
-            summary="Who to notify",
-        )
-        sends = [
-            workflow.execute_activity_method(
-                NotificationActivities.send_email,
-                NotifyInput(
-                    kind=kind,
-                    event_key=event_key[:100],
-                    recipient_id=recipient,
+        """The emails (to the people `notify` names, looked up now) and the push of one SLA
+        event or escalation, as ONE notification batch (`send_all`: local first). A notice
+        that cannot be sent is logged, never fails the ticket."""
+        recipients: list[uuid.UUID] = []
+        if notify:
+            recipients = await local_first.run(
+                SlaActivities.sla_recipients,
+                RecipientsQuery(
                     ticket_id=self._ticket.ticket_id,
-                    escalation_level=self._ticket.escalation_level,
-                    sla_clock=clock,
+                    notify=list(notify),
+                    escalated_to=escalated_to,
                 ),
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=_NOTIFY_RETRY,
-                summary=f"Email {kind.value}",
+                start_to_close=self._sla_timeout_s(),
+                retry_policy=_RETRY,
+                summary="Who to notify",
             )
-            for recipient in recipients
+        emails: list[NotifyInput | PushInput] = [
+            NotifyInput(
+                kind=kind,
+                event_key=event_key[:100],
+                recipient_id=recipient,
+                ticket_id=self._ticket.ticket_id,
+                escalation_level=self._ticket.escalation_level,
+                sla_clock=clock,
+            )
+            for recipient in dict.fromkeys(recipients)
         ]
-        # One email per person, in parallel; a notice that cannot be sent is logged (the
-        # change itself is on the portal and in history), never fails the ticket.
-        for outcome in await asyncio.gather(*sends, return_exceptions=True):
-            if isinstance(outcome, ActivityError):
-                workflow.logger.warning("SLA email not sent: %s", _error_type(outcome))
-            elif isinstance(outcome, BaseException):
-                raise outcome
+        await send_all([*emails, self._sla_push_input(push, event_key, clock)])
 
     async def _sla_push(self, event: PushEvent, event_id: str, clock: ClockName | None) -> None:
         try:

@@ -1,6 +1,6 @@
 """Routes: /api/v1/auth — registration, login, tokens, password reset, email verification,
 MFA enrolment. The anonymous ones are listed in `api.app.PUBLIC_ROUTES` and rate-limited
-per client IP (see `helpdesk.ratelimit`: the limit is per process)."""
+per client IP (see `helpdesk.ratelimit`: shared through Redis when configured)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Response
 
-from api.deps import AnyUser, RuntimeDep, SessionDep
+from api.deps import AnyUser, RuntimeDep, SessionDep, UnverifiedOk
 from api.schemas.auth import (
     AcceptedOut,
     ForgotPasswordIn,
@@ -20,6 +20,7 @@ from api.schemas.auth import (
     RefreshIn,
     RegisteredOut,
     RegisterIn,
+    ResendVerificationIn,
     ResetPasswordIn,
     StatusOut,
     TokenOut,
@@ -29,12 +30,15 @@ from helpdesk import ratelimit
 from helpdesk.context import current_context
 from helpdesk.errors import RateLimited
 from helpdesk.runtime import Runtime
-from helpdesk.services import auth, sessions
+from helpdesk.services import auth, sessions, verification
 
 router = APIRouter()
 
 FORGOT_PASSWORD_ANSWER = (
     "If an account exists for this address, a link to reset its password is on its way."
+)
+RESEND_VERIFICATION_ANSWER = (
+    "If an unconfirmed account exists for this address, a new confirmation link is on its way."
 )
 
 
@@ -44,7 +48,7 @@ def per_ip_limit(bucket: str) -> Callable[[Runtime], Coroutine[Any, Any, None]]:
     It runs before the body is validated, so malformed floods are counted too."""
 
     async def dependency(runtime: RuntimeDep) -> None:
-        verdict = ratelimit.limiter(runtime, bucket).hit(current_context().ip or "unknown")
+        verdict = await ratelimit.limiter(runtime, bucket).hit(current_context().ip or "unknown")
         if not verdict.allowed:
             raise RateLimited(
                 "too many requests from this address; slow down",
@@ -82,14 +86,16 @@ def _tokens(issued: sessions.IssuedTokens) -> TokenOut:
 async def register(body: RegisterIn, runtime: RuntimeDep) -> RegisteredOut:
     """Create an END_USER account and mail a verification link (409 if the address,
     normalised, already has an account)."""
-    user = await auth.register(
+    first_name, last_name = body.names()
+    user = await verification.register(
         runtime,
         email=body.email,
         password=body.password,
-        full_name=body.full_name,
+        first_name=first_name,
+        last_name=last_name,
         phone=body.phone,
     )
-    return RegisteredOut(id=user.id, role=user.role, email_verified=False)
+    return RegisteredOut(id=user.id, role=user.role, is_verified=False, email_verified=False)
 
 
 @router.post("/login", response_model=TokenOut, dependencies=[Depends(per_ip_limit("login"))])
@@ -109,9 +115,12 @@ async def login(body: LoginIn, runtime: RuntimeDep) -> TokenOut:
 
 
 @router.post("/logout", status_code=204, response_class=Response)
-async def logout(principal: AnyUser, session: SessionDep, runtime: RuntimeDep) -> Response:
-    """End the caller's session: its access and refresh tokens stop working at once."""
-    await auth.logout(session, runtime, principal.session.id)
+async def logout(principal: UnverifiedOk, runtime: RuntimeDep) -> Response:
+    """End the caller's session: its access and refresh tokens stop working at once
+    (an account that has not confirmed its email may do this too)."""
+    # Its own transaction, not SessionDep: that one depends on a verified principal.
+    async with runtime.database.transaction() as session:
+        await auth.logout(session, runtime, principal.session.id)
     return Response(status_code=204)
 
 
@@ -157,8 +166,25 @@ async def reset_password(body: ResetPasswordIn, runtime: RuntimeDep) -> StatusOu
 )
 async def verify_email(body: VerifyEmailIn, runtime: RuntimeDep) -> StatusOut:
     """Confirm an email address with the token of its verification link."""
-    await auth.verify_email(runtime, body.token)
+    await verification.verify_email(runtime, body.token)
     return StatusOut(status="verified")
+
+
+@router.post(
+    "/resend-verification",
+    status_code=202,
+    response_model=AcceptedOut,
+    dependencies=[Depends(per_ip_limit("resend-verification"))],
+)
+async def resend_verification(
+    body: ResendVerificationIn, runtime: RuntimeDep, background: BackgroundTasks
+) -> AcceptedOut:
+    """Always the same 202. For a known account that has not confirmed its address, a new
+    verification link is mailed (earlier links stop working) after the response."""
+    pending = await verification.resend_verification(runtime, body.email)
+    if pending is not None:
+        background.add_task(auth.send_quietly, runtime, pending.message)
+    return AcceptedOut(status="accepted", message=RESEND_VERIFICATION_ANSWER)
 
 
 @router.post("/mfa/setup", response_model=MfaSetupOut)

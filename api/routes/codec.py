@@ -15,10 +15,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from pydantic import BaseModel, Field
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload
 
+from api.cors import JsonCorsMiddleware
 from api.deps import ManagerOrAdmin, RuntimeDep, SessionDep
 from helpdesk.errors import ValidationFailed
 from helpdesk.settings import Settings
@@ -81,7 +81,7 @@ async def decode(
 ) -> Any:
     """Decrypt payloads for display in the Temporal UI; audited with the count only."""
     try:
-        decoded = await payload_codec(runtime.settings).decode(_to_proto(body))
+        decoded = await payload_codec(runtime.settings, strict=False).decode(_to_proto(body))
     except ValueError as exc:
         # Unknown key id or a failed GCM tag: say so without echoing anything back.
         raise ValidationFailed(
@@ -119,7 +119,7 @@ class CodecCorsMiddleware:
     def __init__(self, app: ASGIApp, origins: list[str], path_prefix: str) -> None:
         self.app = app
         self.path_prefix = path_prefix.rstrip("/") + "/"
-        self.cors = CORSMiddleware(
+        self.cors = JsonCorsMiddleware(
             app,
             allow_origins=origins,
             allow_methods=["POST"],

@@ -8,9 +8,9 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AnyUser, RuntimeDep, get_principal
+from api.deps import BEARER, AnyUser, RuntimeDep, get_principal
 from helpdesk import push
-from helpdesk.services import satisfaction, tickets
+from helpdesk.services import satisfaction, ticket_reads
 
 router = APIRouter()
 
@@ -44,7 +44,7 @@ async def answer_survey(
     sent, withdrawn by a reopen, or answered), 410 once expired."""
     user = None
     if body.token is None:
-        user = (await get_principal(request, runtime)).user
+        user = (await get_principal(request, runtime, await BEARER(request))).user
     view = await satisfaction.answer(
         runtime, ticket_id, rating=body.rating, comment=body.comment, user=user, token=body.token
     )
@@ -62,5 +62,5 @@ async def read_surveys(
 ) -> list[satisfaction.SurveyView]:
     """The ticket's surveys and their answers (staff, or the ticket's requester)."""
     async with runtime.database.transaction() as session:
-        ticket = await tickets.load_visible(session, principal.id, principal.role, ticket_id)
+        ticket = await ticket_reads.load_visible(session, principal.id, principal.role, ticket_id)
         return await satisfaction.surveys_of(session, runtime, ticket)

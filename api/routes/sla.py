@@ -25,12 +25,12 @@ from api.schemas.sla import (
     RuleOut,
 )
 from helpdesk import errors
+from helpdesk.rules.sla import SlaClockKind
 from helpdesk.runtime import Runtime
-from helpdesk.services import assignment, tickets
+from helpdesk.services import assignment, ticket_commands, tickets
 from helpdesk.services import sla as sla_service
 from models.enums import Priority
 from models.sla import BusinessCalendar, EscalationRule
-from workflows.sla import SlaClockKind
 
 router = APIRouter()
 
@@ -311,7 +311,7 @@ async def escalate(
                 raise errors.ValidationFailed(
                     "escalate to an active staff member", details={"field": "escalated_to"}
                 )
-    view = await tickets.escalate(
+    view = await ticket_commands.escalate(
         runtime,
         principal.id,
         principal.role.value,

@@ -9,11 +9,10 @@ answers would serialise every request on SQLite's write lock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Header, Response, status
 
 from api.deps import Admin, AnyUser, RuntimeDep, Staff
 from api.schemas.attachments import AttachmentOut
@@ -27,11 +26,11 @@ from api.schemas.tickets import (
     WorkflowStateOut,
 )
 from helpdesk import errors, policy
-from helpdesk.services import tickets
+from helpdesk.rules.contracts import TicketEdits
+from helpdesk.rules.transitions import Status
+from helpdesk.services import ticket_commands, ticket_reads, ticket_workflow, tickets
 from models.enums import Priority, Role, TicketStatus
 from workflows.ticket_sla import live_clocks
-from workflows.ticket_types import TicketEdits
-from workflows.transitions import Status
 
 router = APIRouter()
 
@@ -45,23 +44,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def _creation_slot(runtime: RuntimeDep) -> AsyncIterator[None]:
-    async with tickets.creation_slot(runtime):
-        yield
-
-
-async def _command_slot(runtime: RuntimeDep) -> AsyncIterator[None]:
-    async with tickets.command_slot(runtime):
-        yield
-
-
-# Declared FIRST on a route so a saturated process sheds load (503 + Retry-After) before
-# it spends anything on authentication.
-CreationSlot = Annotated[None, Depends(_creation_slot)]
-CommandSlot = Annotated[None, Depends(_command_slot)]
-
-
-def _out(v: tickets.TicketView, role: Role) -> TicketOut:
+def _out(v: ticket_reads.TicketView, role: Role) -> TicketOut:
     t = v.ticket
     state = v.workflow
     return TicketOut(
@@ -101,7 +84,6 @@ def _out(v: tickets.TicketView, role: Role) -> TicketOut:
 
 @router.post("/tickets", status_code=status.HTTP_201_CREATED, response_model=TicketOut)
 async def create_ticket(
-    _slot: CreationSlot,
     body: TicketCreate,
     principal: AnyUser,
     runtime: RuntimeDep,
@@ -119,7 +101,7 @@ async def create_ticket(
         tags=tuple(body.tags),
         due_date=body.due_date,
     )
-    result = await tickets.create(
+    result = await ticket_commands.create(
         runtime, requester_id=principal.id, data=data, idempotency_key=idempotency_key
     )
     if result.replayed:
@@ -130,11 +112,11 @@ async def create_ticket(
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
 async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep) -> TicketOut:
     """One ticket from the read model, with the live state of its workflow."""
-    result = await tickets.read_view(
+    result = await ticket_reads.read_view(
         runtime, principal.id, principal.role.value, ticket_id, attachments_for=principal
     )
     if result.ticket.status != Status.CLOSED.value:
-        result.workflow = await tickets.query_state(runtime, ticket_id)
+        result.workflow = await ticket_workflow.query_state(runtime, ticket_id)
     out = _out(result, principal.role)
     out.attachments = [AttachmentOut.model_validate(i) for i in result.extra["attachments"]]
     return out
@@ -142,7 +124,6 @@ async def get_ticket(ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeD
 
 @router.put("/tickets/{ticket_id}", response_model=TicketOut)
 async def update_ticket(
-    _slot: CommandSlot,
     ticket_id: uuid.UUID,
     body: TicketUpdate,
     principal: AnyUser,
@@ -165,7 +146,7 @@ async def update_ticket(
         due_date=body.due_date,
         tags=list(body.tags) if body.tags is not None else None,
     )
-    result = await tickets.edit(
+    result = await ticket_commands.edit(
         runtime,
         principal.id,
         principal.role.value,
@@ -178,7 +159,6 @@ async def update_ticket(
 
 @router.post("/tickets/{ticket_id}/status", response_model=TicketOut)
 async def change_ticket_status(
-    _slot: CommandSlot,
     ticket_id: uuid.UUID,
     body: StatusChangeIn,
     principal: AnyUser,
@@ -188,7 +168,7 @@ async def change_ticket_status(
     """Move a ticket along OPEN → IN_PROGRESS → RESOLVED → CLOSED (or reopen a RESOLVED
     one). An illegal move → 409 with `details.allowed`; a move this caller may not make →
     403. End users may close or reopen their own RESOLVED tickets."""
-    result = await tickets.change_status(
+    result = await ticket_commands.change_status(
         runtime,
         principal.id,
         principal.role.value,
@@ -202,7 +182,6 @@ async def change_ticket_status(
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketOut)
 async def assign_ticket(
-    _slot: CommandSlot,
     ticket_id: uuid.UUID,
     body: AssignIn,
     principal: Staff,
@@ -211,7 +190,7 @@ async def assign_ticket(
 ) -> TicketOut:
     """Assign to an agent, or `{"auto": true}` for the least-loaded support agent. Agents
     may assign only themselves (or auto); managers and administrators anyone on staff."""
-    result = await tickets.assign(
+    result = await ticket_commands.assign(
         runtime,
         principal.id,
         principal.role.value,
@@ -227,7 +206,7 @@ async def assign_ticket(
 async def delete_ticket(ticket_id: uuid.UUID, principal: Admin, runtime: RuntimeDep) -> Response:
     """Dispose of a ticket (administrators): its data key is destroyed (crypto-shredding),
     its workflow ends; later reads answer 410."""
-    await tickets.dispose(runtime, principal.id, principal.role.value, ticket_id)
+    await ticket_commands.dispose(runtime, principal.id, principal.role.value, ticket_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -236,7 +215,7 @@ async def ticket_history(
     ticket_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep
 ) -> list[HistoryEntryOut]:
     """Who changed what and when, oldest first."""
-    entries = await tickets.history(runtime, principal.id, principal.role.value, ticket_id)
+    entries = await ticket_reads.history(runtime, principal.id, principal.role.value, ticket_id)
     return [
         HistoryEntryOut(
             id=e.id, at=e.at, actor_id=e.actor_id, action=e.action, changes=e.changes, note=e.note

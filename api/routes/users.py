@@ -34,8 +34,8 @@ PageSize = Annotated[
 ]
 
 
-@router.get("/me", response_model=ProfileOut)
-async def read_me(principal: AnyUser, session: SessionDep, runtime: RuntimeDep) -> ProfileOut:
+@router.get("/profile", response_model=ProfileOut)
+async def read_profile(principal: AnyUser, session: SessionDep, runtime: RuntimeDep) -> ProfileOut:
     """The caller's profile, decrypted."""
     view = await users.view(session, runtime, principal.user)
     await runtime.audit.record(
@@ -44,19 +44,24 @@ async def read_me(principal: AnyUser, session: SessionDep, runtime: RuntimeDep) 
     return ProfileOut.of(view)
 
 
-@router.put("/me", response_model=ProfileOut)
-async def update_me(
+@router.put("/profile", response_model=ProfileOut)
+async def update_profile(
     body: ProfileUpdateIn, principal: AnyUser, session: SessionDep, runtime: RuntimeDep
 ) -> ProfileOut:
-    """Change one's name or phone (send `phone: null` to remove it)."""
+    """Change one's names or phone (`phone: null` removes the phone, `last_name: null`
+    the last name)."""
     user = await users.get_user(session, principal.id, for_update=True)
+    first_name, last_name = body.names()
+    given = body.model_fields_set
     changed = await users.set_contact(
         session,
         runtime,
         user,
-        full_name=body.full_name,
+        first_name=first_name,
+        last_name=last_name,
+        clear_last_name="last_name" in given and body.last_name is None,
         phone=body.phone,
-        clear_phone="phone" in body.model_fields_set and body.phone is None,
+        clear_phone="phone" in given and body.phone is None,
     )
     if changed:
         user.updated_by = principal.id
@@ -70,11 +75,33 @@ async def update_me(
     return ProfileOut.of(await users.view(session, runtime, user))
 
 
+# The product's first paths, kept for existing clients; the seed names /profile.
+_ALIAS = "Deprecated alias of /api/v1/users/profile (kept for existing clients)."
+router.add_api_route(
+    "/me",
+    read_profile,
+    methods=["GET"],
+    response_model=ProfileOut,
+    deprecated=True,
+    summary="Read Profile (deprecated alias)",
+    description=_ALIAS,
+)
+router.add_api_route(
+    "/me",
+    update_profile,
+    methods=["PUT"],
+    response_model=ProfileOut,
+    deprecated=True,
+    summary="Update Profile (deprecated alias)",
+    description=_ALIAS,
+)
+
+
 @router.get("/agents", response_model=list[AgentOut])
 async def list_agents(
     principal: ManagerOrAdmin, session: SessionDep, runtime: RuntimeDep
 ) -> list[AgentOut]:
-    """Active support agents (for assignment), with name and email."""
+    """Active support agents (for assignment), with names, email and role."""
     agents = await users.views(session, runtime, await users.active_agents(session))
     await runtime.audit.record(
         session,
@@ -82,7 +109,7 @@ async def list_agents(
         table=users.TABLE,
         details={"role": Role.SUPPORT_AGENT.value, "count": len(agents)},
     )
-    return [AgentOut(id=a.id, full_name=a.full_name, email=a.email) for a in agents]
+    return [AgentOut.of(a) for a in agents]
 
 
 @router.get("", response_model=UserPage)

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from helpdesk.rules.sla import EscalationAction, SlaClockKind, SlaClockView
 from models.enums import Priority
-from workflows.sla import EscalationAction, SlaClockKind, SlaClockView
 
 __all__ = [
     "CalendarIn",

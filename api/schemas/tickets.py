@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api.schemas.attachments import AttachmentOut
+from helpdesk.rules.sla import SlaClockView
 from models.enums import Priority, TicketStatus
-from workflows.sla import SlaClockView
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=20_000)]

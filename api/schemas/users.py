@@ -7,74 +7,94 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.auth import FullName, Phone, StrictModel
+from api.schemas.auth import NamesIn, Phone, StrictModel
 from helpdesk.services.users import UserView
 from models.audit import AuditLog
 from models.enums import Role
 from models.user import User
 
 
-class ProfileOut(BaseModel):
-    """The caller's own profile, decrypted."""
+class _UserOut(BaseModel):
+    """The fields of a user every view shares (the seed's columns)."""
 
     id: uuid.UUID
     email: str
-    full_name: str | None
-    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    full_name: str | None = Field(description="first_name and last_name joined (compatibility)")
     role: str
-    email_verified: bool
+    is_active: bool
+    is_verified: bool = Field(description="The email address was confirmed with its link")
+
+    @classmethod
+    def _common(cls, view: UserView) -> dict[str, Any]:
+        return {
+            "id": view.id,
+            "email": view.email,
+            "first_name": view.first_name,
+            "last_name": view.last_name,
+            "full_name": view.full_name,
+            "role": view.role,
+            "is_active": view.is_active,
+            "is_verified": view.email_verified,
+        }
+
+
+class ProfileOut(_UserOut):
+    """The caller's own profile, decrypted."""
+
+    phone: str | None
+    email_verified: bool = Field(
+        description="Deprecated: the same as is_verified", json_schema_extra={"deprecated": True}
+    )
     mfa_enabled: bool
+    last_login_at: datetime | None
     created_at: datetime
 
     @classmethod
     def of(cls, view: UserView) -> ProfileOut:
         return cls(
-            id=view.id,
-            email=view.email,
-            full_name=view.full_name,
+            **cls._common(view),
             phone=view.phone,
-            role=view.role,
             email_verified=view.email_verified,
             mfa_enabled=view.mfa_enabled,
+            last_login_at=view.last_login_at,
             created_at=view.created_at,
         )
 
 
-class ProfileUpdateIn(StrictModel):
-    """Fields to change; an absent field stays as it is, `phone: null` removes the phone."""
+class ProfileUpdateIn(NamesIn):
+    """Fields to change; an absent field stays as it is. `phone: null` removes the phone,
+    `last_name: null` the last name."""
 
-    full_name: FullName | None = None
     phone: Phone | None = None
 
 
-class AgentOut(BaseModel):
-    id: uuid.UUID
-    full_name: str | None
-    email: str
+class AgentOut(_UserOut):
+    """A support agent as an assignment picker shows them."""
+
+    @classmethod
+    def of(cls, view: UserView) -> AgentOut:
+        return cls(**cls._common(view))
 
 
-class UserAdminOut(BaseModel):
-    id: uuid.UUID
-    email: str
-    full_name: str | None
-    role: str
-    is_active: bool
-    email_verified: bool
+class UserAdminOut(_UserOut):
+    email_verified: bool = Field(
+        description="Deprecated: the same as is_verified", json_schema_extra={"deprecated": True}
+    )
     mfa_enabled: bool
+    last_login_at: datetime | None
     created_at: datetime
 
     @classmethod
     def of(cls, view: UserView) -> UserAdminOut:
         return cls(
-            id=view.id,
-            email=view.email,
-            full_name=view.full_name,
-            role=view.role,
-            is_active=view.is_active,
+            **cls._common(view),
             email_verified=view.email_verified,
             mfa_enabled=view.mfa_enabled,
+            last_login_at=view.last_login_at,
             created_at=view.created_at,
         )
 

@@ -97,6 +97,9 @@ param auditKey string
 @description('Base64 of 32 random bytes.')
 param payloadCodecKey string
 @secure()
+@description('At least 32 random characters: signs every workflow command (API and worker only).')
+param commandKey string
+@secure()
 @description('Only while moving from a local KEK: the old HELPDESK_KEK, so data keys it wrapped still open.')
 param legacyKek string = ''
 param emailBackend string = 'sendgrid'
@@ -260,6 +263,7 @@ var vaultSecrets = {
   'blind-index-key': blindIndexKey
   'audit-key': auditKey
   'payload-codec-key': payloadCodecKey
+  'command-key': commandKey
   'legacy-kek': legacyKek
   'temporal-api-key': temporalApiKey
   'temporal-client-cert': temporalClientCertPem
@@ -326,6 +330,7 @@ var secretEnv = concat([
   { name: 'HELPDESK_BLIND_INDEX_KEY', secret: 'blind-index-key' }
   { name: 'HELPDESK_AUDIT_KEY', secret: 'audit-key' }
   { name: 'HELPDESK_PAYLOAD_CODEC_KEY', secret: 'payload-codec-key' }
+  { name: 'HELPDESK_COMMAND_KEY', secret: 'command-key' }
 ], empty(legacyKek) ? [] : [
   { name: 'HELPDESK_KEK', secret: 'legacy-kek' }
 ], empty(temporalApiKey) ? [] : [

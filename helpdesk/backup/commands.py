@@ -125,7 +125,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             checked = asyncio.run(restore_backup(_settings(), args.path, progress=progress))
     except BackupError as exc:
         return _fail("restore", exc)
-    from helpdesk.audit_anchor import anchor_database
+    from helpdesk.audit_commands import anchor_database
 
     # The restored chain ends where the backup did: anchor it for this site, so `audit
     # verify` holds later rows against it (an older site's anchors would call it cut short).
@@ -144,15 +144,15 @@ ALL_TICKETS_HOURS = 100 * 365 * 24.0
 
 
 async def _resume_workflows(settings: Any) -> int:
-    from api.app import prepare_runtime
     from helpdesk.runtime import build_runtime
-    from helpdesk.services import tickets
+    from helpdesk.services import ticket_reconcile
+    from helpdesk.services.sessions import prepare_runtime
     from helpdesk.temporal import connect
 
     runtime = prepare_runtime(build_runtime(settings))
     try:
         runtime.temporal = await connect(settings)
-        return await tickets.reconcile_workflows(
+        return await ticket_reconcile.reconcile_workflows(
             runtime, grace_seconds=0, window_hours=ALL_TICKETS_HOURS
         )
     finally:

@@ -8,11 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from helpdesk import errors
+from helpdesk import errors, ratelimit
 from helpdesk.analytics import export, queries
 from helpdesk.analytics.queries import Dimension, Interval, Scope
 from helpdesk.context import current_context, set_context
-from helpdesk.ratelimit import SlidingWindowLimiter
 from helpdesk.runtime import Runtime
 from models.base import utcnow
 
@@ -113,14 +112,6 @@ async def agents(
     }
 
 
-def _export_limiter(runtime: Runtime) -> SlidingWindowLimiter:
-    found: SlidingWindowLimiter | None = runtime.extras.get("analytics_export_limiter")
-    if found is None:
-        found = SlidingWindowLimiter(runtime.settings.analytics_exports_per_hour, window=3600)
-        runtime.extras["analytics_export_limiter"] = found
-    return found
-
-
 async def start_export(
     runtime: Runtime,
     user_id: uuid.UUID,
@@ -131,7 +122,9 @@ async def start_export(
 ) -> AsyncIterator[bytes]:
     """Check the rate, audit the export's start, and hand back its byte stream (which audits
     its end: rows, SHA-256 of the bytes sent)."""
-    verdict = _export_limiter(runtime).hit(str(user_id))
+    verdict = await ratelimit.limiter(
+        runtime, "analytics-export", limit=runtime.settings.analytics_exports_per_hour, window=3600
+    ).hit(str(user_id))
     if not verdict.allowed:
         raise errors.RateLimited(
             "too many exports; try again later", retry_after=verdict.retry_after

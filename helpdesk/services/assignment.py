@@ -21,10 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, or_, select, text
+from sqlalchemy import Select, and_, bindparam, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.runtime import Runtime
 from models.enums import STAFF_ROLES, Priority, Role, TicketStatus
 from models.ticket import Ticket
 from models.user import User
@@ -143,32 +142,3 @@ async def escalation_manager(session: AsyncSession, ticket: Ticket) -> uuid.UUID
     )
     picked: uuid.UUID | None = await session.scalar(manager.order_by(held, User.id).limit(1))
     return picked
-
-
-async def reassign_open_tickets_of(runtime: Runtime, agent_id: uuid.UUID) -> int:
-    """Send every open ticket of a (deactivated) agent an automatic re-assignment through its
-    workflow. Call after the deactivation is committed. Returns the tickets re-assigned;
-    a ticket whose workflow refuses (closed meanwhile, no agent left) is skipped and logged."""
-    from helpdesk.errors import DomainError
-    from helpdesk.services import tickets
-
-    async with runtime.database.transaction() as session:
-        ids = list(
-            await session.scalars(
-                select(Ticket.id).where(
-                    Ticket.assignee_id == agent_id,
-                    or_(*(Ticket.status == s for s in OPEN_LOAD_STATUSES)),
-                    Ticket.deleted_at.is_(None),
-                )
-            )
-        )
-    done = 0
-    for ticket_id in ids:
-        # A request id derived from agent and ticket: a repeated call is deduplicated.
-        request_id = f"reassign-{uuid.uuid5(agent_id, str(ticket_id))}"
-        try:
-            await tickets.assign_system(runtime, ticket_id, request_id=request_id)
-            done += 1
-        except DomainError as exc:
-            log.warning("re-assignment of ticket %s skipped: %s", ticket_id, exc.code)
-    return done

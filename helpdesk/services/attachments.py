@@ -16,6 +16,7 @@ Rules kept here (one place each):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -402,14 +403,14 @@ async def start_scan_workflow(
     """Default scan starter: the dedicated `AttachmentScanWorkflow` (idempotent by id)."""
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from workflows.attachment_scan import (
-        AttachmentScanWorkflow,
+    from helpdesk.rules.contracts import (
+        ATTACHMENT_SCAN_WORKFLOW,
         ScanRequest,
         attachment_scan_workflow_id,
     )
 
     await runtime.temporal.start_workflow(
-        AttachmentScanWorkflow.run,
+        ATTACHMENT_SCAN_WORKFLOW,
         ScanRequest(attachment_id=attachment_id, ticket_id=ticket_id),
         id=attachment_scan_workflow_id(attachment_id),
         task_queue=runtime.settings.temporal_task_queue,
@@ -474,6 +475,19 @@ def _outcome(row: Attachment, signature: str | None = None) -> ScanOutcome:
     )
 
 
+async def _gone(runtime: Runtime, attachment_id: uuid.UUID) -> ScanOutcome:
+    """The bytes are missing: a clean end (`deleted`) when the attachment or its ticket was
+    deleted meanwhile; `Gone` when a live attachment lost its bytes (worth a failed scan)."""
+    async with runtime.database.read() as session:
+        row = await session.get(Attachment, attachment_id)
+        ticket = await session.get(Ticket, row.ticket_id) if row is not None else None
+    if row is None:
+        raise NotFound("attachment not found")
+    if row.deleted_at is not None or ticket is None or ticket.deleted_at is not None:
+        return dataclasses.replace(_outcome(row), deleted=True)
+    raise Gone("attachment bytes are gone")
+
+
 async def scan(runtime: Runtime, attachment_id: uuid.UUID) -> ScanOutcome:
     """Scan an attachment's bytes with clamd and record the verdict. Idempotent.
 
@@ -490,18 +504,21 @@ async def scan(runtime: Runtime, attachment_id: uuid.UUID) -> ScanOutcome:
                 await store.delete(row.storage_key)  # finish a destruction cut short
             return _outcome(row)
         ticket = await session.get(Ticket, row.ticket_id)
-        key = await runtime.keys.get(session, ticket.data_key_id if ticket else None)
+        if ticket is None or ticket.deleted_at is not None:
+            # The ticket was disposed of (its key and bytes with it): nothing left to scan.
+            return dataclasses.replace(_outcome(row), deleted=True)
+        key = await runtime.keys.get(session, ticket.data_key_id)
         storage_key = row.storage_key
     if storage_key is None:
-        raise Gone("attachment bytes are gone")
+        return await _gone(runtime, attachment_id)
     try:
         chunks = await store.get(storage_key, key=key, attachment_id=attachment_id)
         verdict: ScanVerdict = await get_scanner(runtime).scan_stream(chunks)
-    except ObjectMissing as exc:
-        raise Gone("attachment bytes are gone") from exc
+    except ObjectMissing:
+        return await _gone(runtime, attachment_id)
     except IntegrityError as exc:
         await runtime.audit.record_separately(
-            runtime.database.sessionmaker,
+            runtime.database,
             "attachment.integrity_failure",
             outcome="failure",
             table=TABLE,
@@ -566,7 +583,7 @@ async def open_download(runtime: Runtime, caller: Any, attachment_id: uuid.UUID)
         raise Gone("this attachment's bytes are gone") from exc
     except IntegrityError as exc:
         await runtime.audit.record_separately(
-            runtime.database.sessionmaker,
+            runtime.database,
             "attachment.integrity_failure",
             outcome="failure",
             table=TABLE,

@@ -1,5 +1,6 @@
-"""Authentication flows: registration, login (argon2id, lockout with backoff, TOTP),
-logout, password reset, email verification, MFA enrolment, and account deactivation.
+"""Authentication flows: login (argon2id, lockout with backoff, TOTP), logout, password
+reset, MFA enrolment, and account deactivation (registration and email verification are
+`helpdesk.services.verification`).
 
 Login and the one-time-token flows own their transactions: a failed login must commit its
 failure count and audit row although the caller gets an error, and emails go out only
@@ -15,10 +16,8 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import ratelimit
@@ -33,20 +32,17 @@ from helpdesk.errors import (
 from helpdesk.runtime import Runtime
 from helpdesk.security import (
     Passwords,
-    hash_token,
-    new_opaque_token,
     new_totp_secret,
     totp_match,
     totp_uri,
 )
-from helpdesk.services import sessions, users
-from models.enums import Role, TokenPurpose
-from models.user import AuthSession, OneTimeToken, User
+from helpdesk.services import one_time_tokens, reassignment, sessions, users
+from models.enums import TokenPurpose
+from models.user import AuthSession, User
 
 log = logging.getLogger("helpdesk.auth")
 
 BAD_CREDENTIALS = "invalid email or password"
-BAD_LINK = "this link is invalid, already used or expired"
 MFA_ISSUER = "Helpdesk"
 
 
@@ -67,163 +63,6 @@ async def send_quietly(runtime: Runtime, message: EmailMessage) -> None:
     except Exception as exc:
         log.error(
             "sending %s mail failed: %s", message.message_key.split(":")[0], type(exc).__name__
-        )
-
-
-# --- one-time tokens (email verification, password reset) -----------------------------
-
-
-async def _issue_token(
-    session: AsyncSession, runtime: Runtime, user_id: uuid.UUID, purpose: TokenPurpose
-) -> tuple[str, uuid.UUID]:
-    """A fresh single-use token (only its SHA-256 is stored); earlier unused tokens of the
-    same purpose stop working, so only the newest link is good."""
-    now = _now()
-    await session.execute(
-        update(OneTimeToken)
-        .where(
-            OneTimeToken.user_id == user_id,
-            OneTimeToken.purpose == purpose.value,
-            OneTimeToken.used_at.is_(None),
-        )
-        .values(used_at=now)
-    )
-    token, digest = new_opaque_token()
-    row = OneTimeToken(
-        id=uuid.uuid4(),
-        user_id=user_id,
-        purpose=purpose.value,
-        token_hash=digest,
-        created_at=now,
-        expires_at=now + timedelta(seconds=runtime.settings.one_time_token_ttl_seconds),
-    )
-    session.add(row)
-    await session.flush()
-    return token, row.id
-
-
-async def _find_token(
-    session: AsyncSession, token: str, purpose: TokenPurpose
-) -> OneTimeToken | None:
-    row = await session.scalar(
-        select(OneTimeToken).where(
-            OneTimeToken.token_hash == hash_token(token), OneTimeToken.purpose == purpose.value
-        )
-    )
-    if row is None or row.used_at is not None or row.expires_at <= _now():
-        return None
-    return row
-
-
-async def _consume_token(session: AsyncSession, token: str, purpose: TokenPurpose) -> User:
-    """Mark the token used (atomically: a second use, even concurrent, fails) and return
-    its active user."""
-    row = await _find_token(session, token, purpose)
-    if row is not None:
-        claimed = await session.execute(
-            update(OneTimeToken)
-            .where(OneTimeToken.id == row.id, OneTimeToken.used_at.is_(None))
-            .values(used_at=_now())
-        )
-        if claimed.rowcount == 1:  # type: ignore[attr-defined]
-            user = await session.get(User, row.user_id, with_for_update=True)
-            if user is not None and user.is_active:
-                return user
-    raise _bad_link(purpose)
-
-
-def _bad_link(purpose: TokenPurpose) -> ValidationFailed:
-    return ValidationFailed(
-        BAD_LINK,
-        audit={
-            "action": f"auth.{purpose.value}",
-            "outcome": "failure",
-            "details": {"reason": "invalid_token"},
-        },
-    )
-
-
-def _link(runtime: Runtime, page: str, token: str) -> str:
-    # Built from configuration, never from the request's Host header; the token rides in
-    # the fragment so it never reaches a server log or a Referer header.
-    return f"{runtime.settings.public_base_url.rstrip('/')}/{page}#token={token}"
-
-
-# --- registration -----------------------------------------------------------------------
-
-
-async def register(
-    runtime: Runtime, *, email: str, password: str, full_name: str, phone: str | None
-) -> User:
-    """A new END_USER account (no caller ever chooses a role) and a verification mail."""
-    password_hash = await asyncio.to_thread(_passwords(runtime).hash, password)
-    duplicate = Conflict(
-        "an account with this email already exists",
-        audit={
-            "action": "auth.register",
-            "outcome": "failure",
-            "details": {"reason": "duplicate_email"},
-        },
-    )
-    try:
-        async with runtime.database.transaction() as session:
-            try:
-                user = await users.create_user(
-                    session,
-                    runtime,
-                    email=email,
-                    password=password,
-                    full_name=full_name,
-                    phone=phone,
-                    role=Role.END_USER,
-                    password_hash=password_hash,
-                )
-            except Conflict:
-                raise duplicate from None
-            token, token_id = await _issue_token(
-                session, runtime, user.id, TokenPurpose.VERIFY_EMAIL
-            )
-            await runtime.audit.record(
-                session,
-                "auth.register",
-                table=users.TABLE,
-                record_id=user.id,
-                actor_id=user.id,
-                actor_role=user.role,
-            )
-    except SqlIntegrityError:
-        # Two registrations of one address at the same moment: the unique blind index
-        # refuses the second at commit.
-        raise duplicate from None
-    await send_quietly(
-        runtime,
-        EmailMessage(
-            to=email.strip(),
-            subject="Confirm your email address",
-            body=(
-                "Welcome to the help desk. Confirm your email address with this link "
-                f"(valid {runtime.settings.one_time_token_ttl_seconds // 60} minutes):\n"
-                f"{_link(runtime, 'verify-email', token)}\n"
-            ),
-            message_key=f"verify-email:{token_id}",
-        ),
-    )
-    return user
-
-
-async def verify_email(runtime: Runtime, token: str) -> None:
-    """Confirm the address a verification link was sent to."""
-    async with runtime.database.transaction() as session:
-        user = await _consume_token(session, token, TokenPurpose.VERIFY_EMAIL)
-        if user.email_verified_at is None:
-            user.email_verified_at = _now()
-        await runtime.audit.record(
-            session,
-            "auth.email_verified",
-            table=users.TABLE,
-            record_id=user.id,
-            actor_id=user.id,
-            actor_role=user.role,
         )
 
 
@@ -340,6 +179,7 @@ async def _settle_login(
     user.failed_logins = 0
     user.lockouts = 0
     user.locked_until = None
+    user.last_login_at = _now()
     if new_hash is not None:
         user.password_hash = new_hash
     issued = await sessions.start(session, runtime, user, mfa=mfa, ip=ip, user_agent=user_agent)
@@ -445,7 +285,9 @@ async def request_password_reset(runtime: Runtime, email: str) -> PendingMail | 
                 details={"reason": "unknown_account" if user is None else "inactive"},
             )
             return None
-        token, token_id = await _issue_token(session, runtime, user.id, TokenPurpose.RESET_PASSWORD)
+        token, token_id = await one_time_tokens.issue(
+            session, runtime, user.id, TokenPurpose.RESET_PASSWORD
+        )
         address = (await users.view(session, runtime, user)).email
         await runtime.audit.record(
             session,
@@ -461,7 +303,7 @@ async def request_password_reset(runtime: Runtime, email: str) -> PendingMail | 
             body=(
                 "Someone asked to reset the password of your help desk account. If it was "
                 f"you, choose a new password with this link (valid {minutes} minutes, "
-                f"once):\n{_link(runtime, 'reset-password', token)}\n"
+                f"once):\n{one_time_tokens.link(runtime, 'reset-password', token)}\n"
                 "If it was not you, ignore this message; your password is unchanged.\n"
             ),
             message_key=f"reset-password:{token_id}",
@@ -473,12 +315,12 @@ async def reset_password(runtime: Runtime, token: str, new_password: str) -> Non
     """Set a new password with a reset token (once): every session of the user ends and
     the lockout clears."""
     async with runtime.database.transaction() as session:
-        valid = await _find_token(session, token, TokenPurpose.RESET_PASSWORD) is not None
+        valid = await one_time_tokens.find(session, token, TokenPurpose.RESET_PASSWORD) is not None
     if not valid:  # checked first so junk tokens cost no argon2 hash
-        raise _bad_link(TokenPurpose.RESET_PASSWORD)
+        raise one_time_tokens.bad_link(TokenPurpose.RESET_PASSWORD)
     new_hash = await asyncio.to_thread(_passwords(runtime).hash, new_password)
     async with runtime.database.transaction() as session:
-        user = await _consume_token(session, token, TokenPurpose.RESET_PASSWORD)
+        user = await one_time_tokens.consume(session, token, TokenPurpose.RESET_PASSWORD)
         user.password_hash = new_hash
         user.failed_logins = 0
         user.lockouts = 0
@@ -553,7 +395,7 @@ async def mfa_enable(
 class Deactivation:
     user: User
     sessions_revoked: int
-    tickets_reassigned: Any
+    tickets_reassigned: int
 
 
 async def deactivate_account(
@@ -562,15 +404,9 @@ async def deactivate_account(
     """Deactivate a user (their sessions end at once), then hand their open tickets on.
 
     The reassignment runs after the commit, so that an auto-assignment never picks the
-    user again; it belongs to the tickets area and is skipped while that does not exist."""
+    user again: each open ticket's workflow re-assigns it to the least-loaded active agent
+    (or leaves it unassigned when none is left)."""
     async with runtime.database.transaction() as session:
         user, revoked = await users.deactivate(session, runtime, actor_id=actor_id, user_id=user_id)
-    try:
-        from helpdesk.services.tickets import (  # type: ignore[attr-defined, unused-ignore]
-            reassign_open_tickets_of,
-        )
-    except ImportError:
-        reassigned = None
-    else:
-        reassigned = await reassign_open_tickets_of(runtime, user_id)
+    reassigned = await reassignment.reassign_open_tickets_of(runtime, user_id)
     return Deactivation(user=user, sessions_revoked=revoked, tickets_reassigned=reassigned)

@@ -48,14 +48,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import errors, policy
 from helpdesk.context import current_context
 from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
+from helpdesk.rules.contracts import CommentAdded, TicketCommand, TicketState
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import ticket_workflow, tickets
 from models.base import utcnow
 from models.comment import Comment
 from models.enums import Role, TicketStatus
 from models.ticket import Ticket, TicketHistory
-from workflows.ticket_comments import ADD_COMMENT, CommentAdded
-from workflows.ticket_types import TicketState
 
 TABLE = "comments"
 COLUMN = "body"
@@ -307,7 +306,9 @@ async def add(
         http_request_id=ctx.request_id,
     )
     try:
-        view.workflow = await tickets.send_update(runtime, ticket_id, ADD_COMMENT, event)
+        view.workflow = await ticket_workflow.send_update(
+            runtime, ticket_id, TicketCommand.ADD_COMMENT, event
+        )
     except errors.DomainError:
         if not replayed:
             await _withdraw(runtime, comment.id, ticket_id)

@@ -6,20 +6,27 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.errors import AuthenticationFailed
+from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
-from helpdesk.security import AccessClaims, AccessTokens, hash_token, new_opaque_token
+from helpdesk.security import AccessClaims, AccessTokens, Passwords, hash_token, new_opaque_token
 from models.user import AuthSession, RefreshToken, User
 
-if TYPE_CHECKING:
-    from api.deps import Principal
-
 LAST_SEEN_GRANULARITY = timedelta(seconds=15)
+
+
+def prepare_runtime(runtime: Runtime) -> Runtime:
+    """Objects every request needs, built once per process (API and worker alike)."""
+    settings = runtime.settings
+    runtime.extras.setdefault(
+        "passwords", Passwords(settings.argon2_time_cost, settings.argon2_memory_cost)
+    )
+    access_tokens(runtime)
+    return runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +112,6 @@ async def load_active(runtime: Runtime, claims: AccessClaims) -> Principal:
     Checked on every request, so the common case is a read-only snapshot that never waits
     for the database's writer; only an idle session's revocation, or a last-seen stamp
     older than `LAST_SEEN_GRANULARITY`, takes a write transaction."""
-    from api.deps import Principal
-
     now = _now()
     async with runtime.database.read() as session:
         # Session and user in one statement: this runs before every request.

@@ -18,19 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.business_hours import CalendarError, WorkingCalendar
 from helpdesk.errors import Conflict, NotFound, ValidationFailed
-from helpdesk.runtime import Runtime
-from helpdesk.settings import Settings
-from models.enums import Priority, Role, TicketStatus
-from models.sla import BusinessCalendar, EscalationRule, SlaPolicy
-from models.ticket import Ticket
-from models.user import User
-from workflows.sla import (
+from helpdesk.rules.sla import (
     CalendarSpec,
     EscalationAction,
     EscalationStep,
     SlaClockKind,
     SlaPolicySnapshot,
 )
+from helpdesk.runtime import Runtime
+from helpdesk.settings import Settings
+from models.enums import Priority, Role, TicketStatus
+from models.sla import BusinessCalendar, EscalationRule, SlaPolicy
+from models.ticket import Ticket
+from models.user import User
 
 # Used when a priority has no policy row (an administrator deleted it): the seeded values.
 BUILT_IN_TARGETS: dict[str, tuple[int, int]] = {

@@ -19,10 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.services.sla import policy_snapshot
-from helpdesk.settings import Settings
-from models.ticket import Ticket, TicketHistory
-from workflows.sla import (
+from helpdesk.rules.sla import (
     SlaClockKind,
     SlaPolicySnapshot,
     SlaState,
@@ -33,6 +30,9 @@ from workflows.sla import (
     start,
     stop,
 )
+from helpdesk.services.sla import policy_snapshot
+from helpdesk.settings import Settings
+from models.ticket import Ticket, TicketHistory
 
 
 @dataclass(frozen=True)

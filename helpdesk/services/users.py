@@ -26,13 +26,34 @@ class UserView:
 
     id: uuid.UUID
     email: str
-    full_name: str | None
+    first_name: str | None
+    last_name: str | None
     phone: str | None
     role: str
     is_active: bool
     email_verified: bool
     mfa_enabled: bool
     created_at: datetime
+    last_login_at: datetime | None = None
+
+    @property
+    def full_name(self) -> str | None:
+        """First and last name joined (what the product returned before it had both)."""
+        return join_names(self.first_name, self.last_name)
+
+
+def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
+    """A full name as (first, last): the first word, then the rest ("Ludwig van Beethoven"
+    → ("Ludwig", "van Beethoven")); one word is a first name only. Used by migration 0006
+    and for callers that still send `full_name`."""
+    words = (full_name or "").split()
+    if not words:
+        return None, None
+    return words[0], " ".join(words[1:]) or None
+
+
+def join_names(first_name: str | None, last_name: str | None) -> str | None:
+    return " ".join(part for part in (first_name, last_name) if part) or None
 
 
 def _seal(key: DataKey, user_id: uuid.UUID, column: str, value: str | None) -> bytes | None:
@@ -72,6 +93,8 @@ async def create_user(
     *,
     email: str,
     password: str,
+    first_name: str | None = None,
+    last_name: str | None = None,
     full_name: str | None = None,
     phone: str | None = None,
     role: Role = Role.END_USER,
@@ -81,7 +104,10 @@ async def create_user(
 ) -> User:
     """A new user; a second account for the same normalised email is a Conflict.
 
-    `password_hash` lets a caller hash outside the transaction (argon2 is slow)."""
+    `password_hash` lets a caller hash outside the transaction (argon2 is slow); a
+    `full_name` without first and last names is split (`split_full_name`)."""
+    if full_name is not None and first_name is None and last_name is None:
+        first_name, last_name = split_full_name(full_name)
     bidx = runtime.blind_index.email(email)
     if await session.scalar(select(User.id).where(User.email_bidx == bidx)) is not None:
         raise Conflict("an account with this email already exists")
@@ -92,7 +118,8 @@ async def create_user(
         data_key_id=key.key_id,
         email_bidx=bidx,
         email_enc=_seal(key, user_id, "email", email.strip()),
-        full_name_enc=_seal(key, user_id, "full_name", full_name),
+        first_name_enc=_seal(key, user_id, "first_name", first_name),
+        last_name_enc=_seal(key, user_id, "last_name", last_name),
         phone_enc=_seal(key, user_id, "phone", phone),
         role=role.value,
         password_hash=password_hash or runtime.extras["passwords"].hash(password),
@@ -110,16 +137,21 @@ async def set_contact(
     runtime: Runtime,
     user: User,
     *,
-    full_name: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    clear_last_name: bool = False,
     phone: str | None = None,
     clear_phone: bool = False,
 ) -> list[str]:
     """Change the encrypted contact fields; returns the names of the fields changed."""
     key = await runtime.keys.get(session, user.data_key_id)
     changed = []
-    if full_name is not None:
-        user.full_name_enc = _seal(key, user.id, "full_name", full_name)
-        changed.append("full_name")
+    if first_name is not None:
+        user.first_name_enc = _seal(key, user.id, "first_name", first_name)
+        changed.append("first_name")
+    if last_name is not None or clear_last_name:
+        user.last_name_enc = _seal(key, user.id, "last_name", last_name)
+        changed.append("last_name")
     if phone is not None or clear_phone:
         user.phone_enc = _seal(key, user.id, "phone", phone)
         changed.append("phone")
@@ -142,13 +174,15 @@ def view_with_key(user: User, key: DataKey) -> UserView:
     return UserView(
         id=user.id,
         email=_open(key, user.id, "email", user.email_enc) or "",
-        full_name=_open(key, user.id, "full_name", user.full_name_enc),
+        first_name=_open(key, user.id, "first_name", user.first_name_enc),
+        last_name=_open(key, user.id, "last_name", user.last_name_enc),
         phone=_open(key, user.id, "phone", user.phone_enc),
         role=user.role,
         is_active=user.is_active,
         email_verified=user.email_verified_at is not None,
         mfa_enabled=user.mfa_enabled,
         created_at=user.created_at,
+        last_login_at=user.last_login_at,
     )
 
 

@@ -23,6 +23,7 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/api/v1/auth/forgot-password"): dict(_PUBLIC),
     ("POST", "/api/v1/auth/reset-password"): dict(_PUBLIC),
     ("POST", "/api/v1/auth/verify-email"): dict(_PUBLIC),
+    ("POST", "/api/v1/auth/resend-verification"): dict(_PUBLIC),
     ("POST", "/api/v1/auth/logout"): dict(_SIGNED_IN),
     ("POST", "/api/v1/auth/mfa/setup"): dict(_SIGNED_IN),
     ("POST", "/api/v1/auth/mfa/enable"): dict(_SIGNED_IN),

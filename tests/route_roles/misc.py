@@ -1,4 +1,5 @@
-"""Probes, metrics and the API's own documentation: public by design (no PHI in any)."""
+"""Probes, metrics, the API's own documentation and the emailed links' pages: public by
+design (no PHI in any)."""
 
 _PUBLIC = {
     "anonymous": "allow",
@@ -17,4 +18,7 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     # No token, but only from metrics_allowed_networks (the test client is on loopback);
     # elsewhere 404 (tests/test_metrics.py).
     ("GET", "/metrics"): dict(_PUBLIC),
+    # The pages of emailed links (static HTML; the token stays in the fragment).
+    ("GET", "/verify-email"): dict(_PUBLIC),
+    ("GET", "/reset-password"): dict(_PUBLIC),
 }

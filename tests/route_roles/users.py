@@ -24,6 +24,9 @@ _ADMIN = {
 }
 
 EXPECTED: dict[tuple[str, str], dict[str, str]] = {
+    ("GET", "/api/v1/users/profile"): dict(_SIGNED_IN),
+    ("PUT", "/api/v1/users/profile"): dict(_SIGNED_IN),
+    # Deprecated aliases of /profile.
     ("GET", "/api/v1/users/me"): dict(_SIGNED_IN),
     ("PUT", "/api/v1/users/me"): dict(_SIGNED_IN),
     ("GET", "/api/v1/users/agents"): dict(_MANAGERS),

@@ -10,16 +10,39 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.sla import SlaState
-from workflows.transitions import Status
+from helpdesk.rules.sla import SlaState
+from helpdesk.rules.transitions import Status
 
 # The role of changes the help desk makes by itself (timers, automations, re-assignment
 # when an agent is deactivated). It may do what staff may do.
 SYSTEM_ROLE = "SYSTEM"
+
+# The names the API uses to reach the workflows (the workflows register the same names; a
+# test holds the two together), so that callers need the contracts, never workflow code.
+TICKET_WORKFLOW = "TicketWorkflow"
+ATTACHMENT_SCAN_WORKFLOW = "AttachmentScan"
+TICKET_STATE_QUERY = "state"
+
+
+class TicketCommand(StrEnum):
+    """The ticket workflow's updates."""
+
+    OPENED = "opened"
+    CHANGE_STATUS = "change_status"
+    ASSIGN = "assign"
+    EDIT = "edit"
+    ESCALATE = "escalate"
+    ADD_COMMENT = "add_comment"
+
+
+def attachment_scan_workflow_id(attachment_id: uuid.UUID | str) -> str:
+    """Business-key id: one scan workflow per attachment (no PHI)."""
+    return f"attachment-scan-{attachment_id}"
 
 
 class _Model(BaseModel):
@@ -60,7 +83,7 @@ class TicketState(_Model):
     seen_request_ids: list[str] = Field(default_factory=list)
     # Set when the ticket's row was found disposed of: the workflow then ends.
     gone: bool = False
-    # SLA clocks (workflows.sla; set at creation by TicketSlaMixin, kept across
+    # SLA clocks (helpdesk.rules.sla; set at creation by TicketSlaMixin, kept across
     # continue-as-new). No PHI: targets, instants and fired thresholds.
     sla: SlaState | None = None
 
@@ -156,15 +179,14 @@ class PersistChange(_Model):
     note: str | None = None  # PHI, sealed into the history entry
     auto_assign: bool = False  # pick the least-loaded agent inside the transaction
     version: int = 0
-    # Publish the change's Socket.IO push right after the commit, from the activity, so it
-    # reaches clients before the update answers (the main loop then skips it).
-    push: bool = False
 
 
 class PersistResult(_Model):
     applied: bool  # False when the event was already written (a retried activity)
     assignee_id: uuid.UUID | None = None
-    pushed: bool = False  # the change's push went out from the activity (PersistChange.push)
+    # The change's push went out from the activity, right after its commit (before the
+    # update answers); False: the main loop sends it.
+    pushed: bool = False
     # Who an escalation went to, as written on the row (the activity picks a manager when
     # the escalation named nobody).
     escalated_to: uuid.UUID | None = None
@@ -176,3 +198,39 @@ class ChangeEvent(_Model):
     action: str
     request_id: str
     changes: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommentAdded(BaseModel):
+    """The `add_comment` update: ids and flags only. The body is already sealed in the
+    database; it never travels through the workflow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = Field(min_length=1, max_length=90)  # room for the ":reopen" suffix
+    comment_id: uuid.UUID
+    author_id: uuid.UUID
+    author_role: str
+    is_internal: bool
+    # The setting as the API read it when the comment was made: carried in the command so
+    # the workflow's decision is deterministic and visible in its history.
+    reopen_on_requester_reply: bool = True
+    # Where the request came from, for the audit rows the activities write.
+    ip: str | None = None
+    user_agent: str | None = None
+    http_request_id: str | None = None
+
+    def actor(self) -> Actor:
+        return Actor(
+            id=self.author_id,
+            role=self.author_role,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            http_request_id=self.http_request_id,
+        )
+
+
+class ScanRequest(BaseModel):
+    """Input of the scan activity and of AttachmentScanWorkflow (ids only: no PHI)."""
+
+    attachment_id: uuid.UUID
+    ticket_id: uuid.UUID | None = None

@@ -1,0 +1,126 @@
+"""History size of a ticket with an ordinary life, measured on the real dev server.
+
+The life (issue 11): created, two comments, an edit, an escalation, a reassignment and six
+status changes, then closed. Every event costs the Temporal server and the worker CPU (and
+a cache-evicted ticket replays them all), so the count and the bytes have an upper bound
+here. `HELPDESK_HISTORY_REPORT=1` prints the breakdown by event type and by activity (the
+figures in the README's "History size" paragraph come from it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from helpdesk.runtime import Runtime
+from helpdesk.temporal import ticket_workflow_id
+from models.enums import Role
+from tests.factories import make_user
+from tests.test_replay import FIXED, HISTORIES
+from tests.ticket_support import create_ticket, set_status, ticket_api
+
+pytestmark = pytest.mark.temporal
+
+# Measured: 279-286 events / 101-105 KB before issue 11, 180 events / 85 KB after; the bounds
+# leave room for noise (a retried activity, a workflow task more when a command races the
+# main loop).
+MAX_EVENTS = 200
+MAX_BYTES = 92_000
+
+
+async def ordinary_life(runtime: Runtime, temporal_client: Client) -> str:
+    """Run the ordinary life through the API; the ticket's id once its workflow completed."""
+    requester = await make_user(runtime, Role.END_USER)
+    agent = await make_user(runtime, Role.SUPPORT_AGENT)
+    other = await make_user(runtime, Role.SUPPORT_AGENT)
+    await make_user(runtime, Role.MANAGER)
+    async with ticket_api(runtime, temporal_client) as http:
+        tid = (await create_ticket(http, requester, priority="HIGH"))["id"]
+
+        async def ok(response):
+            assert response.status_code in (200, 201), response.text
+
+        await ok(
+            await http.post(
+                f"/api/v1/tickets/{tid}/assign",
+                json={"agent_id": str(agent.id)},
+                headers=agent.headers,
+            )
+        )
+        await ok(await set_status(http, agent, tid, "IN_PROGRESS"))  # 1
+        await ok(
+            await http.post(
+                f"/api/v1/tickets/{tid}/comments",
+                json={"content": "Could you try again now?"},
+                headers=agent.headers,
+            )
+        )
+        await ok(
+            await http.post(
+                f"/api/v1/tickets/{tid}/comments",
+                json={"content": "Still failing"},
+                headers=requester.headers,
+            )
+        )
+        await ok(
+            await http.put(
+                f"/api/v1/tickets/{tid}", json={"priority": "CRITICAL"}, headers=agent.headers
+            )
+        )
+        await ok(await http.post(f"/api/v1/tickets/{tid}/escalate", headers=agent.headers))
+        await ok(await set_status(http, agent, tid, "RESOLVED"))  # 2
+        await ok(await set_status(http, requester, tid, "OPEN"))  # 3
+        await ok(
+            await http.post(
+                f"/api/v1/tickets/{tid}/assign",
+                json={"agent_id": str(other.id)},
+                headers=other.headers,
+            )
+        )
+        await ok(await set_status(http, other, tid, "IN_PROGRESS"))  # 4
+        await ok(await set_status(http, other, tid, "RESOLVED"))  # 5
+        await ok(await set_status(http, requester, tid, "CLOSED"))  # 6
+        handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
+        async with asyncio.timeout(60):
+            await handle.result()
+    return str(tid)
+
+
+@pytest.mark.parametrize("settings", [FIXED], indirect=True)
+async def test_an_ordinary_ticket_life_has_a_small_history(
+    runtime: Runtime, temporal_client: Client
+) -> None:
+    tid = await ordinary_life(runtime, temporal_client)
+    history = await temporal_client.get_workflow_handle(ticket_workflow_id(tid)).fetch_history()
+    events = list(history.events)
+    size = sum(e.ByteSize() for e in events)
+    by_type = collections.Counter(EventType.Name(e.event_type)[11:] for e in events)
+    activities = collections.Counter(
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
+    if os.environ.get("HELPDESK_HISTORY_REPORT"):
+        print(f"\nhistory: {len(events)} events, {size} bytes")
+        for name, count in by_type.most_common():
+            print(f"  {count:4d} {name}")
+        for name, count in activities.most_common():
+            print(f"  activity {count:3d} {name}")
+    assert len(events) <= MAX_EVENTS, (len(events), by_type)
+    assert size <= MAX_BYTES, size
+    if os.environ.get("HELPDESK_RECORD_HISTORIES") == "1":
+        # A replay fixture (tests/test_replay.py); its payloads decode under FIXED's key.
+        (HISTORIES / "ticket_ordinary_life.json").write_text(
+            json.dumps(history.to_json_dict(), indent=1)
+        )
+    # No patch markers: every marker is a local activity's.
+    markers = [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert {e.marker_recorded_event_attributes.marker_name for e in markers} <= {
+        "core_local_activity"
+    }
