@@ -392,3 +392,19 @@ def test_histogram_percentiles_are_within_two_percent_of_the_exact_ones() -> Non
     for q, got in zip((0.5, 0.9, 0.99), quantiles(hist, (0.5, 0.9, 0.99)), strict=True):
         exact = ordered[math.ceil(q * len(ordered)) - 1]
         assert got is not None and abs(got - exact) <= 0.02 * exact
+
+
+def test_dense_histograms_round_trip_merge_and_answer_like_sparse_ones() -> None:
+    from helpdesk.analytics.facts import flatten, nest
+    from helpdesk.analytics.histogram import quantiles
+    from helpdesk.analytics.measures import merge
+
+    a = {"created": 2, "fr:0100": 3, "fr:0104": 1, "esc:2": 1}
+    b = {"created": 1, "fr:0098": 2, "fr:0101": 5}
+    assert nest(a)["fr"] == [100, 3, 0, 0, 0, 1]
+    assert flatten(nest(a)) == a
+    merged = merge([nest(a), nest(b)])
+    assert merged["created"] == 3 and merged["esc"] == {"2": 1}
+    assert merged["fr"] == [98, 2, 0, 3, 5, 0, 0, 1]
+    sparse = {98: 2, 100: 3, 101: 5, 104: 1}
+    assert quantiles(merged["fr"], (0.5, 0.9)) == quantiles(sparse, (0.5, 0.9))

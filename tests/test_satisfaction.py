@@ -18,6 +18,7 @@ from helpdesk.services import satisfaction
 from models.enums import Role
 from models.satisfaction import SatisfactionSurvey
 from tests.analytics_timeline import START, Timeline, install_clock
+from tests.conftest import free_port
 from tests.factories import Actor, make_user
 from tests.test_analytics_facts import _snapshot
 from tests.test_auth import audit_rows
@@ -179,3 +180,30 @@ async def test_an_answer_is_pushed_to_the_ticket_s_staff_room_only(
         finally:
             await agent.close()
             await requester.close()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"email_backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": free_port()}],
+    indirect=True,
+)
+async def test_a_survey_the_mail_server_refused_stays_unsent_for_the_next_round(
+    runtime: Runtime, people: dict[str, Actor], line: Timeline
+) -> None:
+    from helpdesk.email import EmailTransientError
+    from models.analytics import TicketFact
+
+    t = await resolved_ticket(line)
+    with pytest.raises(EmailTransientError):
+        await satisfaction.send_due(runtime)
+    async with runtime.database.read() as session:
+        (survey,) = list(await session.scalars(select(SatisfactionSurvey)))
+        fact = await session.get(TicketFact, t)
+    assert survey.sent_at is None and survey.cancelled_at is None
+    assert fact is not None and fact.csat_sent_at is None
+    kept = await _snapshot(runtime)
+    from helpdesk.analytics.rebuild import rebuild
+
+    async with runtime.database.transaction() as session:
+        await rebuild(session)
+    assert await _snapshot(runtime) == kept

@@ -131,23 +131,34 @@ def contributions(f: Mapping[str, Any] | None) -> Contributions:
 
 
 def nest(flat: Mapping[str, int]) -> dict[str, Any]:
-    """The stored shape of a cell: counts at the top, each histogram (and the escalation
-    levels) as a nested object keyed by zero-padded bucket, so readers sort the keys as
-    they are and never parse a name."""
+    """The stored shape of a cell: counts at the top; each histogram as a dense array
+    [first bucket, count, count, ...] (cheap to decode and to walk); the escalation levels
+    as an object by level."""
     out: dict[str, Any] = {}
+    hists: dict[str, dict[int, int]] = {}
     for name, v in flat.items():
         head, sep, tail = name.partition(":")
-        if sep:
+        if not sep:
+            out[name] = v
+        elif head == "esc":
             out.setdefault(head, {})[tail] = v
         else:
-            out[name] = v
+            hists.setdefault(head, {})[int(tail)] = v
+    for head, counts in hists.items():
+        first = min(counts)
+        out[head] = [first] + [counts.get(b, 0) for b in range(first, max(counts) + 1)]
     return out
 
 
 def flatten(nested: Mapping[str, Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, v in nested.items():
-        if isinstance(v, dict):
+        if isinstance(v, list):
+            first = v[0]
+            for i, count in enumerate(v[1:]):
+                if count:
+                    out[f"{name}:{first + i:04d}"] = int(count)
+        elif isinstance(v, dict):
             for tail, count in v.items():
                 out[f"{name}:{tail}"] = int(count)
         else:

@@ -33,24 +33,28 @@ def representative(index: int) -> float:
     return 2 * GAMMA**index / (GAMMA + 1)
 
 
-def quantile(counts: Mapping[Any, int], q: float) -> float | None:
+def quantile(counts: Mapping[Any, int] | list[int], q: float) -> float | None:
     """The q-quantile (0..1) of a histogram, None when it is empty. Uses the lower
     nearest rank: the value of rank ceil(q * n), as `percentile_disc` does in SQL."""
     return quantiles(counts, (q,))[0]
 
 
-def quantiles(counts: Mapping[Any, int], qs: Sequence[float]) -> list[float | None]:
-    """Several quantiles (ascending `qs`) in one walk of the sorted buckets. Keys are bucket
-    numbers, or the rollups' zero-padded strings of them (which sort the same way)."""
-    if not counts:
+def quantiles(counts: Mapping[Any, int] | list[int], qs: Sequence[float]) -> list[float | None]:
+    """Several quantiles (ascending `qs`) in one walk of the sorted buckets. `counts` maps
+    bucket numbers (or zero-padded strings of them) to counts, or is the rollups' dense
+    array [first bucket, count, count, ...]."""
+    if isinstance(counts, list):
+        first = counts[0]
+        running = list(accumulate(counts[1:]))
+        buckets: Sequence[Any] = range(first, first + len(running))
+    else:
+        buckets = sorted(counts)
+        running = list(accumulate(map(counts.__getitem__, buckets)))
+    if not running or running[-1] <= 0:
         return [None] * len(qs)
-    keys = sorted(counts)
-    running = list(accumulate(map(counts.__getitem__, keys)))
     total = running[-1]
-    if total <= 0:
-        return [None] * len(qs)
     out: list[float | None] = []
     for q in qs:
         rank = max(1, math.ceil(q * total))
-        out.append(representative(int(keys[bisect_left(running, rank)])))
+        out.append(representative(int(buckets[bisect_left(running, rank)])))
     return out

@@ -15,17 +15,35 @@ from helpdesk.analytics.histogram import quantiles
 
 
 def merge(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The sum of stored rollup metrics (counts, and nested histograms bucket by bucket)."""
+    """The sum of stored rollup metrics: counts, dense histograms bucket by bucket, and the
+    escalation levels."""
     total: dict[str, Any] = {}
     for metrics in rows:
         for name, v in metrics.items():
-            if isinstance(v, dict):
+            if isinstance(v, list):
+                total[name] = add_dense(total.get(name), v)
+            elif isinstance(v, dict):
                 into = total.setdefault(name, {})
                 for b, c in v.items():
                     into[b] = into.get(b, 0) + c
             else:
                 total[name] = total.get(name, 0) + v
     return total
+
+
+def add_dense(a: list[int] | None, b: list[int]) -> list[int]:
+    """Two dense histograms [first bucket, counts...] added."""
+    if a is None:
+        return list(b)
+    first = min(a[0], b[0])
+    last = max(a[0] + len(a) - 2, b[0] + len(b) - 2)
+    out = [0] * (last - first + 2)
+    out[0] = first
+    for h in (a, b):
+        start = h[0] - first + 1
+        for i, c in enumerate(h[1:]):
+            out[start + i] += c
+    return out
 
 
 @dataclass

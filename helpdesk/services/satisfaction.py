@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import errors
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.crypto import decrypt_field, encrypt_field
-from helpdesk.email import EmailMessage
+from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
 from helpdesk.notifications import PRODUCT, portal_url
 from helpdesk.runtime import Runtime
 from models.base import utcnow
@@ -153,19 +153,43 @@ async def _send_one(runtime: Runtime, survey_id: uuid.UUID, now: datetime) -> bo
     token = token_for(runtime, survey_id)
     link = portal_url(runtime.settings, f"tickets/{survey.ticket_id}/satisfaction#token={token}")
     hours = runtime.settings.csat_survey_life_hours
-    await runtime.email.send(
-        EmailMessage(
-            to=address,
-            subject=f"[{PRODUCT}] How did we do on ticket #{number}?",
-            body=(
-                f"Hello,\n\nTicket #{number} was resolved. Please rate the help you received "
-                f"(1 to 5) within {hours} hours:\n\n{link}\n\nOne answer per resolution; "
-                f"if you reopen the ticket, this survey is withdrawn.\n\n-- {PRODUCT}\n"
-            ),
-            message_key=key,
-        )
+    message = EmailMessage(
+        to=address,
+        subject=f"[{PRODUCT}] How did we do on ticket #{number}?",
+        body=(
+            f"Hello,\n\nTicket #{number} was resolved. Please rate the help you received "
+            f"(1 to 5) within {hours} hours:\n\n{link}\n\nOne answer per resolution; "
+            f"if you reopen the ticket, this survey is withdrawn.\n\n-- {PRODUCT}\n"
+        ),
+        message_key=key,
     )
+    try:
+        await runtime.email.send(message)
+    except EmailTransientError as exc:
+        if exc.maybe_delivered:  # handed over, then the line broke: never send twice
+            return True
+        await _unsend(runtime, survey_id, key)
+        raise
+    except EmailPermanentError:
+        await _unsend(runtime, survey_id, key)
+        raise
     return True
+
+
+async def _unsend(runtime: Runtime, survey_id: uuid.UUID, key: str) -> None:
+    """Nothing was handed over: the survey is unsent again (a later round retries)."""
+    async with runtime.database.transaction() as session:
+        survey = await session.get(SatisfactionSurvey, survey_id)
+        claim = await session.get(NotificationLog, key)
+        if claim is not None:
+            await session.delete(claim)
+        if survey is None:
+            return
+        survey.sent_at = None
+        ticket = await session.get(Ticket, survey.ticket_id)
+        await session.flush()
+        if ticket is not None:
+            await analytics_facts.record(session, ticket, at=utcnow(), surveys=True)
 
 
 @dataclass(frozen=True, slots=True)
