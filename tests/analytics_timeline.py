@@ -9,8 +9,10 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 import activities.comments
 import activities.sla
@@ -21,6 +23,7 @@ from helpdesk.rules.contracts import Actor, FieldUpdates, PersistChange
 from helpdesk.rules.sla import SlaDueDates
 from helpdesk.runtime import Runtime
 from helpdesk.services import satisfaction, tickets
+from models.analytics import AnalyticsRollup, TicketFact
 from models.comment import Comment
 from models.enums import Role
 from tests.conftest import postgres_available
@@ -177,3 +180,16 @@ async def fresh_postgres() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+async def rollup_snapshot(rt: Runtime) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    async with rt.database.read() as session:
+        cells = {
+            (r.dim, r.hour, r.value): r.metrics
+            for r in await session.scalars(select(AnalyticsRollup))
+        }
+        facts = {
+            f.ticket_id: {c: getattr(f, c) for c in TicketFact.__table__.columns.keys()}
+            for f in await session.scalars(select(TicketFact))
+        }
+    return cells, facts

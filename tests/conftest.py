@@ -20,6 +20,9 @@ from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.settings import Settings
 
+# Fixtures shared by several modules, registered once (no test module imports another).
+pytest_plugins = ["tests.cli_support"]
+
 PG_ADMIN_URL = os.environ.get(
     "HELPDESK_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

@@ -18,8 +18,8 @@ import pytest
 from helpdesk.runtime import Runtime
 from models.enums import Role
 from tests.analytics_timeline import START, Timeline, install_clock
+from tests.auth_support import audit_rows
 from tests.factories import Actor, make_user
-from tests.test_auth import audit_rows
 
 K1 = pytest.mark.parametrize("settings", [{"analytics_min_cell_size": 1}], indirect=True)
 PERIOD = {

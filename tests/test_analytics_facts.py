@@ -22,7 +22,14 @@ from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.settings import Settings
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import Role
-from tests.analytics_timeline import START, Clock, Timeline, fresh_postgres, install_clock
+from tests.analytics_timeline import (
+    START,
+    Clock,
+    Timeline,
+    fresh_postgres,
+    install_clock,
+    rollup_snapshot,
+)
 from tests.conftest import make_settings
 from tests.factories import make_user
 
@@ -188,19 +195,6 @@ async def test_backlog_by_status_priority_and_age(timeline: Timeline, rt: Runtim
     assert by[("IN_PROGRESS", "HIGH")]["ages"]["1d_3d"] == 1
 
 
-async def _snapshot(rt: Runtime) -> tuple[dict[Any, Any], dict[Any, Any]]:
-    async with rt.database.read() as session:
-        cells = {
-            (r.dim, r.hour, r.value): r.metrics
-            for r in await session.scalars(select(AnalyticsRollup))
-        }
-        facts = {
-            f.ticket_id: {c: getattr(f, c) for c in TicketFact.__table__.columns.keys()}
-            for f in await session.scalars(select(TicketFact))
-        }
-    return cells, facts
-
-
 async def test_incremental_rollups_equal_the_rebuilt_ones(timeline: Timeline, rt: Runtime) -> None:
     other = await make_user(rt, Role.SUPPORT_AGENT)
     ids = []
@@ -223,12 +217,12 @@ async def test_incremental_rollups_equal_the_rebuilt_ones(timeline: Timeline, rt
             timeline.clock.advance(minutes=50)
             await timeline.set_status(t, "RESOLVED")
             await timeline.set_status(t, "CLOSED")
-    incremental = await _snapshot(rt)
+    incremental = await rollup_snapshot(rt)
     assert len(incremental[1]) == 6 and incremental[0]
     async with rt.database.transaction() as session:
         result = await rebuild(session)
     assert result.tickets == 6
-    rebuilt = await _snapshot(rt)
+    rebuilt = await rollup_snapshot(rt)
     assert rebuilt[1] == incremental[1]
     assert rebuilt[0] == incremental[0]
 
@@ -245,7 +239,7 @@ async def test_the_rebuild_command_restores_lost_rollups(
     t = await line.create()
     clock.advance(hours=1)
     await line.reply(t)
-    before = await _snapshot(runtime)
+    before = await rollup_snapshot(runtime)
     async with runtime.database.transaction() as session:
         await session.execute(delete(AnalyticsRollup))
         await session.execute(delete(TicketFact))
@@ -263,7 +257,7 @@ async def test_the_rebuild_command_restores_lost_rollups(
         assert await asyncio.to_thread(cli.run, ["analytics", "rebuild"]) == 0
     finally:
         get_settings.cache_clear()
-    assert await _snapshot(runtime) == before
+    assert await rollup_snapshot(runtime) == before
 
 
 def test_a_period_reads_whole_days_from_daily_cells_and_its_edges_from_hourly_ones() -> None:
@@ -325,10 +319,10 @@ async def test_concurrent_changes_keep_the_rollups_exact(timeline: Timeline, rt:
     await asyncio.gather(*(timeline.set_status(t, "RESOLVED") for t in ids))
     m = await overview(rt, timeline.clock)
     assert (m["created"], m["resolved"]) == (12, 12)
-    kept = await _snapshot(rt)
+    kept = await rollup_snapshot(rt)
     async with rt.database.transaction() as session:
         await rebuild(session)
-    assert await _snapshot(rt) == kept
+    assert await rollup_snapshot(rt) == kept
 
 
 async def test_business_time_counts_only_the_calendar_s_working_hours(
@@ -370,10 +364,10 @@ async def test_business_time_counts_only_the_calendar_s_working_hours(
     assert m["resolution"]["mean_seconds"] == 68 * 3600
     assert m["resolution_business"]["mean_seconds"] == 4 * 3600
     assert near(m["resolution_business"]["median_seconds"], 4 * 3600)
-    kept = await _snapshot(rt)
+    kept = await rollup_snapshot(rt)
     async with rt.database.transaction() as session:
         await rebuild(session)
-    assert await _snapshot(rt) == kept
+    assert await rollup_snapshot(rt) == kept
 
 
 def test_histogram_percentiles_are_within_two_percent_of_the_exact_ones() -> None:

@@ -16,9 +16,9 @@ from helpdesk.runtime import Runtime
 from helpdesk.services import attachments as service
 from models.attachment import Attachment
 from models.enums import Role
+from tests.attachment_support import make_ticket, upload
 from tests.clamd import EICAR, ClamdProcess, clamd  # noqa: F401
 from tests.factories import make_user
-from tests.test_attachments import make_ticket, upload
 
 API = "/api/v1"
 SECRET_NAME = "Zq7-patient-scan.txt"

@@ -13,8 +13,8 @@ from helpdesk.runtime import Runtime
 from models.attachment import Attachment
 from models.audit import AuditLog
 from models.enums import Role, ScanStatus
+from tests.attachment_support import API, make_ticket, upload
 from tests.factories import make_user
-from tests.test_attachments import API, make_ticket, upload
 
 
 async def _download_refusals(runtime: Runtime) -> list[AuditLog]:

@@ -20,9 +20,9 @@ from helpdesk.runtime import Runtime
 from helpdesk.services import attachments as service
 from helpdesk.services import ticket_commands
 from models.enums import Role
+from tests.attachment_support import make_ticket, upload
 from tests.clamd import ClamdProcess, clamd_factory  # noqa: F401
 from tests.factories import make_user
-from tests.test_attachments import make_ticket, upload
 from workflows.attachment_scan import AttachmentScanWorkflow, attachment_scan_workflow_id
 
 pytestmark = pytest.mark.temporal

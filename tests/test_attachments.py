@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from activities.notifications import NotifyInput, PushInput
@@ -48,9 +48,10 @@ from models.attachment import Attachment
 from models.audit import AuditLog
 from models.enums import Role
 from models.ticket import NotificationLog, Ticket
+from tests.attachment_support import API, make_ticket, upload
 from tests.clamd import EICAR, EICAR_SIGNATURES, ClamdProcess, clamd, clamd_factory  # noqa: F401
 from tests.comm_support import connect, serve
-from tests.factories import Actor, make_user
+from tests.factories import make_user
 from workflows.attachment_scan import (
     AttachmentScanWorkflow,
     ScanResult,
@@ -58,7 +59,6 @@ from workflows.attachment_scan import (
     scan_notifications,
 )
 
-API = "/api/v1"
 PNG_1X1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4"
     "890000000d4944415478da63f8cfc0f01f0005000201a0e0f3a10000000049454e44ae426082"
@@ -89,38 +89,6 @@ def minimal_pdf(text: str = "Hello") -> bytes:
         f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     )
     return bytes(out)
-
-
-async def make_ticket(runtime: Runtime, requester: Actor) -> uuid.UUID:
-    """A ticket row as the ticket workflow would leave it (data key, number, requester)."""
-    async with runtime.database.transaction() as session:
-        key = await runtime.keys.create(session)
-        number = int(await session.scalar(select(func.coalesce(func.max(Ticket.number), 0))) or 0)
-        ticket = Ticket(
-            id=uuid.uuid4(),
-            number=number + 1,
-            data_key_id=key.key_id,
-            requester_id=requester.id,
-        )
-        session.add(ticket)
-    return ticket.id
-
-
-async def upload(
-    http: httpx.AsyncClient,
-    actor: Actor,
-    ticket_id: uuid.UUID,
-    data: bytes,
-    filename: str = "file.txt",
-    content_type: str = "text/plain",
-    **params: Any,
-) -> httpx.Response:
-    return await http.post(
-        f"{API}/tickets/{ticket_id}/attachments",
-        files={"file": (filename, data, content_type)},
-        params=params,
-        headers=actor.headers,
-    )
 
 
 def store_of(runtime: Runtime) -> LocalEncryptedStore:

@@ -24,12 +24,7 @@ from helpdesk.audit_anchor import (
     verify_against_anchor,
 )
 from helpdesk.runtime import Runtime
-from tests.test_platform_cli import (  # noqa: F401 (fixtures, by name)
-    audit_rows,
-    deployment,
-    deployment_template,
-    helpdesk,
-)
+from tests.cli_support import audit_rows, helpdesk
 
 TRUNCATED = re.compile(
     r"audit chain truncated: anchor at row (\d+) with head ([0-9a-f]{64}), the chain has (\d+) rows"
@@ -53,7 +48,7 @@ def cut_rows(var_dir: Path, keep: int) -> None:
 
 
 def test_intact_chain_passes_and_says_how_old_its_anchor_is(
-    deployment: Path,  # noqa: F811
+    deployment: Path,
 ) -> None:
     rows = len(audit_rows(deployment))
     anchored = helpdesk(deployment, "audit", "anchor")
@@ -83,7 +78,7 @@ def test_intact_chain_passes_and_says_how_old_its_anchor_is(
     assert later.returncode == 0 and f"latest anchor: row {rows}," in later.stdout
 
 
-def test_rows_cut_off_the_end_make_the_command_fail(deployment: Path) -> None:  # noqa: F811
+def test_rows_cut_off_the_end_make_the_command_fail(deployment: Path) -> None:
     rows = len(audit_rows(deployment))
     assert helpdesk(deployment, "audit", "anchor").returncode == 0
     head = anchor_lines(deployment)[-1]["head"]
@@ -124,7 +119,7 @@ async def test_rows_cut_off_the_end_are_reported(runtime: Runtime, cut: int | st
     )
 
 
-def test_no_anchor_or_a_forged_one_fails(deployment: Path) -> None:  # noqa: F811
+def test_no_anchor_or_a_forged_one_fails(deployment: Path) -> None:
     missing = helpdesk(deployment, "audit", "verify")
     assert missing.returncode == 1
     assert "no audit anchor" in missing.stdout
@@ -143,7 +138,7 @@ def test_no_anchor_or_a_forged_one_fails(deployment: Path) -> None:  # noqa: F81
     assert "forged" in result.stdout
 
 
-def test_an_old_anchor_is_a_warning(deployment: Path) -> None:  # noqa: F811
+def test_an_old_anchor_is_a_warning(deployment: Path) -> None:
     assert helpdesk(deployment, "audit", "anchor").returncode == 0
     result = helpdesk(deployment, "audit", "verify", HELPDESK_AUDIT_ANCHOR_MAX_AGE_MINUTES="0.0001")
     assert result.returncode == 0

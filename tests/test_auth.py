@@ -4,12 +4,10 @@ password reset, email verification, MFA, idle timeout (and the same on PostgreSQ
 from __future__ import annotations
 
 import asyncio
-import re
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -23,82 +21,30 @@ from helpdesk.ratelimit import (
     lockout_duration,
     storage_for,
 )
-from helpdesk.runtime import Runtime, build_runtime
+from helpdesk.runtime import build_runtime
 from helpdesk.security import Passwords, hash_token, totp_at, totp_now
 from models.audit import AuditLog
 from models.enums import Role
 from models.user import AuthSession, OneTimeToken, User
+from tests.auth_support import (
+    API,
+    audit_rows,
+    bearer,
+    error_of,
+    link_token,
+    load_user,
+    login,
+    mail_to,
+    register,
+    unique_email,
+)
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, make_user
 
-API = "/api/v1"
 NEW_PASSWORD = "a brand new passphrase 77"
 
 
 # --- helpers shared with the other auth/users test modules -----------------------------
-
-
-def unique_email(prefix: str = "user") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.test"
-
-
-async def register(
-    client: httpx.AsyncClient,
-    email: str,
-    *,
-    password: str = PASSWORD,
-    full_name: str = "Pat Example",
-    phone: str | None = None,
-    **extra: Any,
-) -> httpx.Response:
-    body: dict[str, Any] = {"email": email, "password": password, "full_name": full_name}
-    if phone is not None:
-        body["phone"] = phone
-    body.update(extra)
-    return await client.post(f"{API}/auth/register", json=body)
-
-
-async def login(
-    client: httpx.AsyncClient, email: str, password: str = PASSWORD, **extra: Any
-) -> httpx.Response:
-    return await client.post(
-        f"{API}/auth/login", json={"email": email, "password": password, **extra}
-    )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def mail_to(runtime: Runtime, address: str) -> list[dict[str, str]]:
-    return [m for m in runtime.email.messages() if m["to"].lower() == address.lower()]
-
-
-def link_token(message: dict[str, str]) -> str:
-    found = re.search(r"#token=([A-Za-z0-9_-]+)", message["body"])
-    assert found, "the mail carries no link with a token"
-    return found.group(1)
-
-
-async def audit_rows(runtime: Runtime, action: str) -> list[AuditLog]:
-    async with runtime.database.transaction() as session:
-        rows = await session.scalars(
-            select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.seq)
-        )
-        return list(rows)
-
-
-async def load_user(runtime: Runtime, user_id: uuid.UUID) -> User:
-    async with runtime.database.transaction() as session:
-        user = await session.get(User, user_id)
-        assert user is not None
-        return user
-
-
-def error_of(response: httpx.Response) -> dict[str, Any]:
-    body = response.json()["error"]
-    body.pop("request_id")
-    return dict(body)
 
 
 # --- registration and email verification -----------------------------------------------

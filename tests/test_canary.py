@@ -5,33 +5,14 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from pathlib import Path
 
 from sqlalchemy import update
-from sqlalchemy.engine import make_url
 
-from helpdesk.runtime import Runtime
 from models.enums import Role
 from models.user import User
+from tests.auth_support import API, audit_rows, bearer, link_token, load_user, login, register
+from tests.canary_support import assert_absent, database_files
 from tests.factories import PASSWORD, make_user
-from tests.test_auth import API, audit_rows, bearer, link_token, load_user, login, register
-
-
-def database_files(runtime: Runtime) -> dict[str, bytes]:
-    """The raw bytes of the database file and of its write-ahead log, read now."""
-    path = Path(make_url(runtime.settings.database_url).database or "")
-    wal = path.with_name(path.name + "-wal")
-    assert path.exists()
-    assert wal.exists(), "no WAL file: the test would prove less than it claims"
-    return {path.name: path.read_bytes(), wal.name: wal.read_bytes()}
-
-
-def assert_absent(files: dict[str, bytes], *needles: str) -> None:
-    for name, data in files.items():
-        for needle in needles:
-            for form in {needle, needle.lower(), needle.upper()}:
-                assert form.encode() not in data, f"{needle!r} found in {name}"
-                assert form.encode("utf-16-le") not in data, f"{needle!r} (utf-16) in {name}"
 
 
 async def test_contact_data_is_absent_from_the_database_file_and_its_wal(client, runtime):

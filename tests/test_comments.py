@@ -22,9 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.registry import build_activities
 from api.app import create_app
 from helpdesk import policy
 from helpdesk.rules.contracts import CommentAdded, TicketState
@@ -38,12 +36,11 @@ from models.audit import AuditLog
 from models.comment import Comment
 from models.enums import Role
 from models.ticket import Ticket, TicketHistory
+from tests.canary_support import assert_absent, database_files
 from tests.comm_support import insert_ticket
+from tests.comment_support import comment_worker
 from tests.factories import Actor, make_user
-from tests.test_canary import assert_absent, database_files
 from tests.ticket_support import create_ticket, set_status
-from workers.worker import GRACEFUL_SHUTDOWN, workflow_runner
-from workflows.registry import WORKFLOWS
 from workflows.ticket import TicketWorkflow
 from workflows.ticket_comments import on_comment, refusal
 
@@ -549,21 +546,6 @@ async def test_comment_text_is_sealed_under_the_tickets_key(client, runtime) -> 
 
 
 # --- through the ticket's workflow (real worker, real Temporal dev server) --------------------
-
-
-def comment_worker(client: Client, runtime: Runtime) -> Worker:
-    """The app's worker."""
-    workflows = list(WORKFLOWS)
-    return Worker(
-        client,
-        task_queue=runtime.settings.temporal_task_queue,
-        workflows=workflows,
-        activities=build_activities(runtime),
-        workflow_runner=workflow_runner(),
-        # As the app's worker: in-flight activities (notifications) finish their
-        # transaction instead of being cancelled inside it when the test's block ends.
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    )
 
 
 @contextlib.asynccontextmanager

@@ -23,8 +23,8 @@ from helpdesk.security import TOTP_STEP_SECONDS, totp_at
 from helpdesk.settings import Settings
 from helpdesk.temporal import connect
 from tests.clamd import ping as scanner_ping
+from tests.cli_support import PASSWORD, cli_env, helpdesk
 from tests.conftest import free_port
-from tests.test_platform_cli import PASSWORD, cli_env, helpdesk
 from workflows.ping import PingWorkflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.temporal]

@@ -22,7 +22,7 @@ from helpdesk.runtime import Runtime
 from helpdesk.temporal import ticket_workflow_id
 from models.enums import Role
 from tests.factories import make_user
-from tests.test_replay import FIXED, HISTORIES
+from tests.replay_support import FIXED, HISTORIES
 from tests.ticket_support import create_ticket, set_status, ticket_api
 
 pytestmark = pytest.mark.temporal

@@ -10,8 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.factories import make_user
-from tests.test_auth import (
+from tests.auth_support import (
     API,
     PASSWORD,
     bearer,
@@ -21,6 +20,7 @@ from tests.test_auth import (
     register,
     unique_email,
 )
+from tests.factories import make_user
 
 PAGES = ("/verify-email", "/reset-password")
 

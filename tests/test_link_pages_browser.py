@@ -21,9 +21,9 @@ import websockets
 
 from api.app import create_app
 from helpdesk.runtime import Runtime
+from tests.auth_support import API, bearer, link_token, login, mail_to, register, unique_email
 from tests.conftest import free_port
 from tests.factories import PASSWORD, make_user
-from tests.test_auth import API, bearer, link_token, login, mail_to, register, unique_email
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

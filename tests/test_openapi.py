@@ -11,8 +11,8 @@ import pytest
 
 from api.app import PUBLIC_ROUTES
 from models.enums import Role
+from tests.auth_support import API, unique_email
 from tests.factories import make_user
-from tests.test_auth import API, unique_email
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 

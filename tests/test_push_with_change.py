@@ -21,8 +21,8 @@ from helpdesk.runtime import Runtime
 from helpdesk.temporal import codec, ticket_workflow_id
 from models.enums import Role
 from tests.comm_support import connect, serve
+from tests.comment_support import comment_worker
 from tests.factories import make_user
-from tests.test_comments import comment_worker
 from tests.ticket_support import create_ticket, set_status
 
 pytestmark = pytest.mark.temporal

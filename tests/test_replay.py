@@ -19,11 +19,9 @@ tests/test_history_size.py -k "fresh or ordinary"` (`1` replaces the fixtures; a
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from temporalio import workflow
@@ -34,26 +32,15 @@ from helpdesk.rules.contracts import ChangeEvent, TicketInput, TicketState
 from helpdesk.temporal import data_converter, ticket_workflow_id
 from models.enums import Role
 from tests.factories import make_user
+from tests.replay_support import FIXED, HISTORIES, replayer
 from tests.ticket_support import create_ticket, set_status, ticket_api
-from workers.worker import workflow_runner
 from workflows.registry import WORKFLOWS
 from workflows.ticket import TicketWorkflow
 
 pytestmark = pytest.mark.temporal
 
-HISTORIES = Path(__file__).parent / "histories"
 LIFECYCLE = HISTORIES / "ticket_lifecycle.json"
 # A test-only key: the recorded payloads are encrypted under it. Never used elsewhere.
-FIXED_CODEC_KEY = base64.b64encode(bytes(range(32))).decode()
-FIXED = {"payload_codec_key": FIXED_CODEC_KEY, "ticket_continue_as_new_after_events": 400}
-
-
-def replayer(settings) -> Replayer:
-    return Replayer(
-        workflows=list(WORKFLOWS),
-        data_converter=data_converter(settings),
-        workflow_runner=workflow_runner(),
-    )
 
 
 async def record_lifecycle(runtime, temporal_client) -> WorkflowHistory:

@@ -29,8 +29,8 @@ from helpdesk.runtime import Runtime
 from helpdesk.services import sessions
 from models.enums import Role
 from models.user import User
+from tests.auth_support import audit_rows
 from tests.factories import Actor, make_user
-from tests.test_auth import audit_rows
 
 ROLES = ("anonymous", *(role.value for role in Role))
 IGNORED_METHODS = {"HEAD", "OPTIONS"}

@@ -17,11 +17,10 @@ from helpdesk.runtime import Runtime
 from helpdesk.services import satisfaction
 from models.enums import Role
 from models.satisfaction import SatisfactionSurvey
-from tests.analytics_timeline import START, Timeline, install_clock
+from tests.analytics_timeline import START, Timeline, install_clock, rollup_snapshot
+from tests.auth_support import audit_rows
 from tests.conftest import free_port
 from tests.factories import Actor, make_user
-from tests.test_analytics_facts import _snapshot
-from tests.test_auth import audit_rows
 
 K1 = pytest.mark.parametrize("settings", [{"analytics_min_cell_size": 1}], indirect=True)
 CANARY = "CANARY-csat-5d1e"
@@ -91,12 +90,12 @@ async def test_the_survey_loop_by_token(
     )
     csat = r.json()["measures"]["csat"]
     assert csat == {"sent": 1, "answered": 1, "score": 1.0, "response_rate": 1.0}
-    kept = await _snapshot(runtime)
+    kept = await rollup_snapshot(runtime)
     from helpdesk.analytics.rebuild import rebuild
 
     async with runtime.database.transaction() as session:
         await rebuild(session)
-    assert await _snapshot(runtime) == kept
+    assert await rollup_snapshot(runtime) == kept
 
 
 async def test_a_reopen_withdraws_an_unanswered_survey_and_the_next_resolution_asks_again(
@@ -201,9 +200,9 @@ async def test_a_survey_the_mail_server_refused_stays_unsent_for_the_next_round(
         fact = await session.get(TicketFact, t)
     assert survey.sent_at is None and survey.cancelled_at is None
     assert fact is not None and fact.csat_sent_at is None
-    kept = await _snapshot(runtime)
+    kept = await rollup_snapshot(runtime)
     from helpdesk.analytics.rebuild import rebuild
 
     async with runtime.database.transaction() as session:
         await rebuild(session)
-    assert await _snapshot(runtime) == kept
+    assert await rollup_snapshot(runtime) == kept

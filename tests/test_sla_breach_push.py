@@ -28,8 +28,8 @@ from helpdesk.temporal import ticket_workflow_id
 from models.audit import AuditLog
 from models.enums import Role
 from tests.factories import make_user
-from tests.test_replay import FIXED, HISTORIES, replayer
-from tests.test_sla_workflow import FAST, eventually, history, row, set_targets
+from tests.replay_support import FIXED, HISTORIES, replayer
+from tests.sla_support import FAST, eventually, history, row, set_targets
 from tests.ticket_support import create_ticket, set_status, ticket_api
 
 pytestmark = pytest.mark.temporal

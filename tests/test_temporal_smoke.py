@@ -81,7 +81,7 @@ async def test_standalone_worker_process_runs_workflows_and_stops_on_sigterm(
 
     from helpdesk.settings import Settings
     from helpdesk.temporal import connect
-    from tests.test_platform_cli import cli_env
+    from tests.cli_support import cli_env
 
     var_dir = tmp_path / "var"
     queue = f"tq-worker-{uuid.uuid4().hex[:8]}"
@@ -118,8 +118,8 @@ def test_worker_without_a_reachable_temporal_exits_1(tmp_path) -> None:
     import subprocess
     import sys
 
+    from tests.cli_support import cli_env
     from tests.conftest import free_port
-    from tests.test_platform_cli import cli_env
 
     result = subprocess.run(
         [sys.executable, "-m", "helpdesk.cli", "worker"],

@@ -21,9 +21,9 @@ from helpdesk.services import ticket_list, ticket_reads
 from helpdesk.services.ticket_list import PageRequest, TicketFilter
 from helpdesk.settings import Settings
 from models.enums import Role
+from tests.canary_support import assert_absent, database_files
 from tests.conftest import make_settings
 from tests.factories import make_user
-from tests.test_canary import assert_absent, database_files
 from tests.ticket_rows import make_ticket
 from tests.ticket_support import create_ticket, ticket_api
 

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from models.audit import AuditLog
 from models.enums import Role
+from tests.auth_support import API, audit_rows, bearer, load_user, login
 from tests.factories import make_user
-from tests.test_auth import API, audit_rows, bearer, load_user, login
 
 SECRET_KEYS = {"password_hash", "password", "mfa_secret", "mfa_secret_enc", "secret"}
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 from models.enums import Role
-from tests.factories import make_user
-from tests.test_auth import (
+from tests.auth_support import (
     API,
     audit_rows,
     bearer,
@@ -20,6 +19,7 @@ from tests.test_auth import (
     register,
     unique_email,
 )
+from tests.factories import make_user
 
 
 async def test_an_unverified_account_is_refused_everywhere_but_verification(client, runtime):
