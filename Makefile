@@ -43,6 +43,9 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/import_cycles.py
+	@if grep -rnE '^\s*(from|import) tests\.test_' tests bench; then \
+		echo "a test module imports another test module: move the helper to a support module"; \
+		exit 1; fi
 
 bench: install
 	$(BIN)/python -m bench.run
