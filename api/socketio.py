@@ -253,8 +253,8 @@ class TicketSockets:
     async def running(self) -> AsyncIterator[None]:
         """Start-up and shutdown around the API's own lifespan."""
         runtime = self.runtime
-        runtime.extras["push"] = self.publisher
-        runtime.extras["sockets"] = self
+        runtime.push = self.publisher
+        runtime.sockets = self
         push.install(self.publisher)
         push.install_revocation_hook(runtime, self.publisher)
         # Subscribe to Redis now rather than at the first connection, so that no push
@@ -271,8 +271,8 @@ class TicketSockets:
             await self.server.shutdown()
             push.uninstall_revocation_hook(runtime)
             push.uninstall(self.publisher)
-            if runtime.extras.get("push") is self.publisher:
-                del runtime.extras["push"]
+            if runtime.push is self.publisher:
+                runtime.push = None
             await self.publisher.aclose()
 
 

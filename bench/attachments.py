@@ -94,7 +94,7 @@ async def measure_attachment_throughput(megabytes: int = 20, rounds: int = 3) ->
             max_upload_bytes=max(size, 25 * 1024 * 1024),
         )
         runtime = prepare_runtime(build_runtime(settings))
-        runtime.extras[attachments.SCAN_STARTER_KEY] = _no_scan
+        runtime.scan_starter = _no_scan
         async with runtime.database.transaction() as session:
             user = await users.create_user(
                 session,

@@ -339,11 +339,9 @@ def uninstall(publisher: Publisher) -> None:
 def publisher_for(runtime: Runtime) -> Publisher:
     """The runtime's publisher: the API's server when this process hosts one, else one built
     from the settings (Redis write-only, or nothing), kept on the runtime."""
-    publisher: Publisher | None = runtime.extras.get("push")
-    if publisher is None:
-        publisher = _process_publisher or build_publisher(runtime.settings)
-        runtime.extras["push"] = publisher
-    return publisher
+    if runtime.push is None:
+        runtime.push = _process_publisher or build_publisher(runtime.settings)
+    return runtime.push
 
 
 async def publish(event: str, payload: dict[str, Any], rooms: list[str]) -> None:
@@ -361,8 +359,8 @@ def install_revocation_hook(runtime: Runtime, publisher: Publisher) -> None:
     disconnect runs as a task right after. A client that reconnects before that
     transaction commits is caught by the API's periodic session check.
     """
-    previous = runtime.extras.get("on_session_revoked")
-    pending: set[asyncio.Task[None]] = runtime.extras.setdefault("push_pending_tasks", set())
+    previous = runtime.on_session_revoked
+    pending = runtime.push_pending_tasks
 
     def on_session_revoked(session_id: uuid.UUID) -> None:
         # Chain a hook someone else installed; replace an earlier push hook of ours.
@@ -378,18 +376,18 @@ def install_revocation_hook(runtime: Runtime, publisher: Publisher) -> None:
 
     on_session_revoked.push_hook = True  # type: ignore[attr-defined]
     on_session_revoked.previous = previous  # type: ignore[attr-defined]
-    runtime.extras["on_session_revoked"] = on_session_revoked
+    runtime.on_session_revoked = on_session_revoked
 
 
 def uninstall_revocation_hook(runtime: Runtime) -> None:
     """Put back whatever hook was there before ours (the API process is shutting down)."""
-    hook = runtime.extras.get("on_session_revoked")
+    hook = runtime.on_session_revoked
     if getattr(hook, "push_hook", False):
         previous = getattr(hook, "previous", None)
         if previous is None or getattr(previous, "push_hook", False):
-            del runtime.extras["on_session_revoked"]
+            runtime.on_session_revoked = None
         else:
-            runtime.extras["on_session_revoked"] = previous
+            runtime.on_session_revoked = previous
 
 
 async def _disconnect_quietly(publisher: Publisher, session_id: uuid.UUID) -> None:

@@ -138,22 +138,20 @@ def limiter(
 ) -> RequestLimiter:
     """The process's limiter for one bucket (login, register, analytics export, ...), built
     on first use; `limit` defaults to `rate_limit_per_minute`, `window` is in seconds."""
-    limiters: dict[str, RequestLimiter] = runtime.extras.setdefault("rate_limiters", {})
+    limiters = runtime.rate_limiters
     found = limiters.get(bucket)
     if found is None:
-        storage: Storage = runtime.extras.get("rate_limit_storage") or runtime.extras.setdefault(
-            "rate_limit_storage", storage_for(runtime.settings.redis_url)
-        )
+        if runtime.rate_limit_storage is None:
+            runtime.rate_limit_storage = storage_for(runtime.settings.redis_url)
+        storage = runtime.rate_limit_storage
         budget = runtime.settings.rate_limit_per_minute if limit is None else limit
         found = limiters[bucket] = RequestLimiter(storage, bucket, budget, window)
     return found
 
 
 def unknown_account_lockouts(runtime: Runtime) -> UnknownAccountLockouts:
-    tracker: UnknownAccountLockouts = runtime.extras.setdefault(
-        "unknown_account_lockouts",
-        UnknownAccountLockouts(
+    if runtime.unknown_account_lockouts is None:
+        runtime.unknown_account_lockouts = UnknownAccountLockouts(
             runtime.settings.login_max_failures, runtime.settings.login_lockout_seconds
-        ),
-    )
-    return tracker
+        )
+    return runtime.unknown_account_lockouts

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helpdesk.audit import AuditTrail
 from helpdesk.crypto import BlindIndex, KeyRing
 from helpdesk.db import Database
 from helpdesk.keystore import KeyStore
+from helpdesk.security import AccessTokens, Passwords
 from helpdesk.settings import Settings
+
+if TYPE_CHECKING:  # the owners of these objects import this module
+    from limits.aio.storage import Storage
+
+    from helpdesk.push import Publisher
+    from helpdesk.ratelimit import RequestLimiter, UnknownAccountLockouts
+    from helpdesk.scanner import ClamdClient
+    from helpdesk.storage import AttachmentStore
 
 
 @dataclass
@@ -26,7 +38,39 @@ class Runtime:
     audit: AuditTrail
     email: Any = None  # helpdesk.email.EmailBackend, set by build_runtime
     temporal: Any = None  # temporalio.client.Client once connected
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Process-wide objects, each built on first use by the module that owns it.
+    passwords_: Passwords | None = None  # .passwords
+    access_tokens_: AccessTokens | None = None  # .access_tokens
+    push: Publisher | None = None  # helpdesk.push.publisher_for, or the API's Socket.IO server
+    sockets: Any = None  # api.socketio's server, when this process hosts one
+    on_session_revoked: Callable[[uuid.UUID], None] | None = None  # helpdesk.push's hook
+    push_pending_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    rate_limiters: dict[str, RequestLimiter] = field(default_factory=dict)
+    rate_limit_storage: Storage | None = None
+    unknown_account_lockouts: UnknownAccountLockouts | None = None
+    attachment_store: AttachmentStore | None = None
+    scanner: ClamdClient | None = None
+    # How a stored attachment's scan is arranged (default: the scan workflow); tests swap it.
+    scan_starter: Callable[[Runtime, uuid.UUID, uuid.UUID], Awaitable[None]] | None = None
+    # Admission slots by name (helpdesk.services.ticket_commands).
+    admission: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passwords(self) -> Passwords:
+        if self.passwords_ is None:
+            s = self.settings
+            self.passwords_ = Passwords(s.argon2_time_cost, s.argon2_memory_cost)
+        return self.passwords_
+
+    @passwords.setter
+    def passwords(self, value: Passwords) -> None:
+        self.passwords_ = value
+
+    @property
+    def access_tokens(self) -> AccessTokens:
+        if self.access_tokens_ is None:
+            self.access_tokens_ = AccessTokens(self.settings)
+        return self.access_tokens_
 
     async def close(self) -> None:
         await self.database.dispose()

@@ -686,11 +686,11 @@ async def test_scan_starter_seam_and_resume_after_an_outage(
             assert row is not None  # committed before the scan is requested
             calls.append((ticket, attachment, row.scan_status))
 
-    runtime.extras[service.SCAN_STARTER_KEY] = broken
+    runtime.scan_starter = broken
     accepted = await upload(client, patient, ticket_id, b"while temporal is down")
     assert accepted.status_code == 201 and accepted.json()["scan_status"] == "PENDING"
 
-    runtime.extras[service.SCAN_STARTER_KEY] = starter
+    runtime.scan_starter = starter
     second = await upload(client, patient, ticket_id, b"after it is back")
     second_id = uuid.UUID(second.json()["id"])
     assert calls == [(ticket_id, second_id, "PENDING")]

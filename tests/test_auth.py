@@ -286,7 +286,7 @@ async def test_login_rehashes_when_argon2_parameters_change(client, runtime):
     actor = await make_user(runtime)
     before = (await load_user(runtime, actor.id)).password_hash
     assert "t=1" in before
-    runtime.extras["passwords"] = Passwords(time_cost=2, memory_cost=8192)
+    runtime.passwords = Passwords(time_cost=2, memory_cost=8192)
     assert (await login(client, actor.email)).status_code == 200
     after = (await load_user(runtime, actor.id)).password_hash
     assert after != before

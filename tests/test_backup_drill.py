@@ -104,7 +104,7 @@ async def test_disaster_recovery_drill(runtime, settings, tmp_path):
     mail = settings.email_file_path
     assert mail is not None
     before_pushes = RecordingPublisher()
-    runtime.extras["push"] = before_pushes
+    runtime.push = before_pushes
     made: dict[str, dict[str, Any]] = {}
     try:
         async with ticket_api(runtime, client) as http:
@@ -172,7 +172,7 @@ async def test_disaster_recovery_drill(runtime, settings, tmp_path):
     await restore_backup(settings, backup.path)
     restored = open_runtime(settings)
     after_pushes = RecordingPublisher()
-    restored.extras["push"] = after_pushes
+    restored.push = after_pushes
     env = await start_temporal(tmp_path / "temporal-2.db")
     try:
         client = await connect(settings, address=env.client.service_client.config.target_host)

@@ -115,7 +115,7 @@ async def test_when_the_changes_publish_fails_the_workflow_sends_the_push_itself
         httpx.AsyncClient(base_url=server.url, timeout=60) as http,
     ):
         failing = _FailingOnce(push.publisher_for(runtime))
-        runtime.extras["push"] = failing
+        runtime.push = failing  # type: ignore[assignment]
         tid = (await create_ticket(http, requester))["id"]
         socket = await connect(server.url, requester.token, ["ticket.status_changed"])
         try:

@@ -72,7 +72,7 @@ async def _breach(runtime: Runtime, temporal_client: Client, publisher: _Recordi
     """An CRITICAL ticket whose first response breaches 2 s after creation; its id."""
     await set_targets(runtime, "CRITICAL", 2, 100, rules=[])
     requester = await make_user(runtime, Role.END_USER)
-    runtime.extras["push"] = publisher
+    runtime.push = publisher
     async with ticket_api(runtime, temporal_client) as http:
         tid: str = (await create_ticket(http, requester, priority="CRITICAL"))["id"]
         await eventually(lambda: history(runtime, tid, "sla.breached"))

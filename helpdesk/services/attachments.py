@@ -59,11 +59,6 @@ from models.ticket import Ticket
 log = logging.getLogger("helpdesk.attachments")
 
 TABLE = "attachments"
-_STORE_KEY = "attachments.store"
-_SCANNER_KEY = "attachments.scanner"
-# The seam the ticket workflow plugs into: a coroutine `(runtime, ticket_id, attachment_id)`
-# that arranges the scan. Default: start the dedicated AttachmentScanWorkflow.
-SCAN_STARTER_KEY = "attachments.scan_starter"
 SCAN_START_TIMEOUT_SECONDS = 10
 
 
@@ -126,26 +121,22 @@ class ScanOutcome:
 
 def get_store(runtime: Runtime) -> AttachmentStore:
     """The attachment store of this process, built once from the settings."""
-    store = runtime.extras.get(_STORE_KEY)
-    if store is None:
-        store = build_store(runtime.settings)
-        runtime.extras[_STORE_KEY] = store
-    return store
+    if runtime.attachment_store is None:
+        runtime.attachment_store = build_store(runtime.settings)
+    return runtime.attachment_store
 
 
 def get_scanner(runtime: Runtime) -> ClamdClient:
-    scanner = runtime.extras.get(_SCANNER_KEY)
-    if scanner is None:
-        scanner = ClamdClient(
+    if runtime.scanner is None:
+        runtime.scanner = ClamdClient(
             runtime.settings.clamd_address, timeout=runtime.settings.clamd_timeout_seconds
         )
-        runtime.extras[_SCANNER_KEY] = scanner
-    return scanner
+    return runtime.scanner
 
 
 async def close(runtime: Runtime) -> None:
     """Release the store's connections (call at shutdown)."""
-    store = runtime.extras.pop(_STORE_KEY, None)
+    store, runtime.attachment_store = runtime.attachment_store, None
     if store is not None:
         await store.close()
 
@@ -424,7 +415,7 @@ async def request_scan(runtime: Runtime, ticket_id: uuid.UUID, attachment_id: uu
 
     Returns False when it could not be arranged now (no Temporal): the attachment stays
     quarantined (PENDING) and `resume_pending_scans` picks it up later."""
-    starter: ScanStarter = runtime.extras.get(SCAN_STARTER_KEY, start_scan_workflow)
+    starter: ScanStarter = runtime.scan_starter or start_scan_workflow
     if runtime.temporal is None and starter is start_scan_workflow:
         log.warning("no Temporal client: attachment %s stays quarantined", attachment_id)
         return False

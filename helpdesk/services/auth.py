@@ -51,7 +51,7 @@ def _now() -> datetime:
 
 
 def _passwords(runtime: Runtime) -> Passwords:
-    passwords: Passwords = runtime.extras["passwords"]
+    passwords: Passwords = runtime.passwords
     return passwords
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk.errors import AuthenticationFailed
 from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
-from helpdesk.security import AccessClaims, AccessTokens, Passwords, hash_token, new_opaque_token
+from helpdesk.security import AccessClaims, AccessTokens, hash_token, new_opaque_token
 from models.user import AuthSession, RefreshToken, User
 
 LAST_SEEN_GRANULARITY = timedelta(seconds=15)
@@ -21,11 +21,8 @@ LAST_SEEN_GRANULARITY = timedelta(seconds=15)
 
 def prepare_runtime(runtime: Runtime) -> Runtime:
     """Objects every request needs, built once per process (API and worker alike)."""
-    settings = runtime.settings
-    runtime.extras.setdefault(
-        "passwords", Passwords(settings.argon2_time_cost, settings.argon2_memory_cost)
-    )
-    access_tokens(runtime)
+    runtime.passwords  # noqa: B018 (built now, not in the first request)
+    runtime.access_tokens  # noqa: B018
     return runtime
 
 
@@ -38,10 +35,7 @@ class IssuedTokens:
 
 
 def access_tokens(runtime: Runtime) -> AccessTokens:
-    tokens: AccessTokens = runtime.extras.setdefault(
-        "access_tokens", AccessTokens(runtime.settings)
-    )
-    return tokens
+    return runtime.access_tokens
 
 
 def _now() -> datetime:
@@ -168,7 +162,7 @@ async def _end(
             record_id=auth_session.id,
             actor_id=auth_session.user_id,
         )
-        on_revoke = runtime.extras.get("on_session_revoked")
+        on_revoke = runtime.on_session_revoked
         if on_revoke is not None:
             on_revoke(auth_session.id)
 

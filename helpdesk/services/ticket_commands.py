@@ -75,9 +75,9 @@ class _Slots:
 
 
 def _slots(runtime: Runtime, name: str, size: int) -> _Slots:
-    slots = runtime.extras.get(name)
+    slots = runtime.admission.get(name)
     if slots is None:
-        slots = runtime.extras[name] = _Slots(asyncio.Semaphore(size))
+        slots = runtime.admission[name] = _Slots(asyncio.Semaphore(size))
     assert isinstance(slots, _Slots)
     return slots
 

@@ -122,7 +122,7 @@ async def create_user(
         last_name_enc=_seal(key, user_id, "last_name", last_name),
         phone_enc=_seal(key, user_id, "phone", phone),
         role=role.value,
-        password_hash=password_hash or runtime.extras["passwords"].hash(password),
+        password_hash=password_hash or runtime.passwords.hash(password),
         created_by=created_by,
         updated_by=created_by,
         email_verified_at=email_verified_at,

@@ -43,7 +43,7 @@ async def register(
     phone: str | None,
 ) -> User:
     """A new END_USER account (no caller ever chooses a role) and a verification mail."""
-    passwords: Passwords = runtime.extras["passwords"]
+    passwords: Passwords = runtime.passwords
     password_hash = await asyncio.to_thread(passwords.hash, password)
     duplicate = Conflict(
         "an account with this email already exists",
