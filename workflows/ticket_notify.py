@@ -1,38 +1,8 @@
-"""Who hears of a ticket change, and how: the pure mapping from each accepted change to the
-exact notification activity inputs, and the workflow-safe `send_all` that runs them.
-
-`notifications_for(event, state)` is pure (tests call it directly). Each change
-(`ChangeEvent.action`) → emails (`NotifyInput`) + push (`PushInput`), all sent by ONE
-`notify_change` activity:
-
-- ``created``: ticket_created → the requester; ticket_assigned → the assignee if it was
-  auto-assigned; push ``ticket.created``.
-- ``assigned``: ticket_assigned → the new assignee (unless they took it themselves); push
-  ``ticket.assigned``.
-- ``status_changed``: status_changed → the requester, or → the assignee when the requester
-  made the change (closed, reopened, replied on a RESOLVED ticket); push
-  ``ticket.status_changed``.
-- ``edited``: no email; push ``ticket.updated``.
-- ``comment_added``, public: public_reply → the other party (the requester when staff
-  wrote; the assignee when the requester wrote); push ``comment.added`` (internal: false).
-- ``comment_added``, internal: NO email to anybody; push ``comment.added`` (internal: true).
-- ``escalated``: escalated → the person escalated to; push ``ticket.escalated``.
-
-Rooms are not chosen here: the push asks `helpdesk.push.rooms_for`, which sends an
-internal note's event to ``ticket:<id>:staff``, the assignee's and the ``agents`` rooms only
-(never ``ticket:<id>`` nor the requester's room), and escalations to staff and managers.
-Managers' escalation emails need a lookup of who the managers are: the SLA mixin does it
-(`TicketSlaMixin._sla_notify`), which is why the workflow passes ``skip=NOTIFIED_BY_SLA``.
-
-Keys: every input derives from the change's request id, so a retried activity, a replayed
-workflow or a second `send_all` of the same change produces the same keys: an email's
-`NotifyInput.event_key` is the request id (the send-once claim is kind + ticket + key +
-recipient); a push's `event_id` is ``<ticket id>:<request id>`` (clients drop a repeat),
-the same id the SLA mixin uses for its escalation push.
-
-Actors: `ChangeEvent.changes` may carry ``actor_id`` (the reopen event does; a comment's
-``author_id`` counts as its actor): nobody is emailed about their own change.
-"""
+"""Sending a change's notifications from workflow code: `send_all` runs the inputs that
+`helpdesk.rules.notify.notifications_for` chose (the table of who hears of what, and the
+keys that make a retry or a replay send nothing twice, are documented there) as ONE local
+activity attempt first, the regular `notify_change` activity with retries if that failed.
+Never raises for an undeliverable notification."""
 
 from __future__ import annotations
 
