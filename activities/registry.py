@@ -27,7 +27,8 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     # Tickets: the one write of every accepted change.
     from activities.tickets import TicketActivities
 
-    activities += [TicketActivities(runtime).persist_change]
+    ticket_activities = TicketActivities(runtime)
+    activities += [ticket_activities.create_ticket, ticket_activities.persist_change]
     # SLA: policy snapshots, SLA history/due dates, who an escalation notifies.
     from activities.sla import SlaActivities
 

@@ -1,22 +1,42 @@
 """Ticket activities: thin, idempotent adapters from the workflow to the services.
 
-`persist_change` writes one accepted change (ticket row + history entry + audit row) in ONE
-transaction; the history entry's unique (ticket, event key) makes a retried activity a
-no-op that answers like the first run.
+`create_ticket` writes a new ticket (its workflow's first step: the API writes no ticket
+row). `persist_change` writes one accepted change (ticket row + history entry + audit row)
+in ONE transaction; the history entry's unique (ticket, event key) makes a retried activity
+a no-op that answers like the first run. It also chooses the change's notifications, once,
+and publishes its push right after the commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notifications import publish_for_row
 from helpdesk import errors
 from helpdesk.context import RequestContext, set_context
-from helpdesk.rules.contracts import ChangeEvent, Failure, PersistChange, PersistResult
+from helpdesk.rules.contracts import (
+    Actor,
+    ChangeEvent,
+    Failure,
+    PersistChange,
+    PersistResult,
+    SealedTicket,
+    TicketCreated,
+)
+from helpdesk.rules.notify import (
+    NOTIFIED_BY_SLA,
+    NotifyBatch,
+    NotifyInput,
+    PushInput,
+    notifications_for,
+)
 from helpdesk.runtime import Runtime
-from helpdesk.services import tickets
+from helpdesk.services import satisfaction, tickets
 from models.ticket import Ticket
 
 # Domain errors that no retry can fix, by the ApplicationError type the workflow sees.
@@ -35,35 +55,28 @@ class TicketActivities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @activity.defn(name="create_ticket")
+    async def create_ticket(self, new: SealedTicket) -> TicketCreated:
+        """Write a new ticket once (row, tokens, history entry, audit row)."""
+        _act_for(new.requester, f"create-{new.ticket_id}")
+        with _domain_failures():
+            async with self.runtime.database.transaction() as session:
+                created, _ = await tickets.create_row(session, self.runtime, new)
+        return created
+
     @activity.defn(name="persist_ticket_change")
     async def persist_change(self, change: PersistChange) -> PersistResult:
         """Write one accepted change once (row, history entry, audit row)."""
-        actor = change.actor
-        # The audit row names the person and request behind the change, not the worker.
-        set_context(
-            RequestContext(
-                request_id=(actor.http_request_id or change.event_key)[:64],
-                ip=actor.ip,
-                user_agent=actor.user_agent,
-                actor_id=actor.id,
-                actor_role=actor.role,
-            )
-        )
-        try:
+        _act_for(change.actor, change.event_key)
+        with _domain_failures():
             async with self.runtime.database.transaction() as session:
                 result, row = await tickets.apply_change_to_row(session, self.runtime, change)
-        except errors.DomainError as exc:
-            for kind, type_ in _NON_RETRYABLE:
-                if isinstance(exc, kind):
-                    raise ApplicationError(
-                        exc.message, exc.details, type=type_, non_retryable=True
-                    ) from None
-            raise
         if result.applied and row.status == "RESOLVED" and "status" in change.updates.fields:
             await self._send_survey(change)
-        # Also on a retry that found the change written: the first attempt may have died
-        # before its push, and clients drop a repeated event id.
-        result.pushed = await self._push(change, result, row)
+        # Chosen once, from the row as the change left it. Also on a retry that found the
+        # change written: the first attempt may have died before its push, and clients
+        # drop a repeated event id.
+        result.notifications = await self._push(change, result, row)
         return result
 
     async def _send_survey(self, change: PersistChange) -> None:
@@ -71,31 +84,54 @@ class TicketActivities:
         after the commit, never failing the change (the reconcile loop retries)."""
         if self.runtime.settings.csat_survey_delay_seconds:
             return
-        from helpdesk.services import satisfaction
-
         try:
             await satisfaction.send_due(self.runtime, ticket_id=change.ticket_id)
         except Exception as exc:  # the change is committed; the survey waits for a retry
             activity.logger.warning("survey not sent: %s", type(exc).__name__)
 
-    async def _push(self, change: PersistChange, result: PersistResult, row: Ticket) -> bool:
-        """The change's Socket.IO push, as the main loop would send it, published after the
-        commit. False when it could not go out: the workflow's main loop then sends it."""
-        from activities.notifications import PushInput, publish_for_row
-        from helpdesk.rules.notify import NOTIFIED_BY_SLA, notifications_for
-
+    async def _push(self, change: PersistChange, result: PersistResult, row: Ticket) -> NotifyBatch:
+        """The change's notifications: its pushes published now (after the commit), and
+        what the workflow's main loop still sends (the emails; the pushes too when they
+        could not go out)."""
         changes = dict(change.changes)
         if change.action == "assigned":
             old = changes.get("assignee_id")
             old_value = old.get("old") if isinstance(old, dict) else None
             changes["assignee_id"] = {"old": old_value, "new": _s(result.assignee_id)}
         event = ChangeEvent(action=change.action, request_id=change.event_key, changes=changes)
-        pushes = [
-            item
-            for item in notifications_for(event, _RowState(row), skip=NOTIFIED_BY_SLA)
-            if isinstance(item, PushInput)
-        ]
-        return await publish_for_row(self.runtime, pushes, row)
+        chosen = notifications_for(event, _RowState(row), skip=NOTIFIED_BY_SLA)
+        emails = [n for n in chosen if isinstance(n, NotifyInput)]
+        pushes = [n for n in chosen if isinstance(n, PushInput)]
+        if pushes and await publish_for_row(self.runtime, pushes, row):
+            pushes = []
+        return NotifyBatch(emails=emails, pushes=pushes)
+
+
+def _act_for(actor: Actor, fallback_request_id: str) -> None:
+    """The audit row names the person and request behind the write, not the worker."""
+    set_context(
+        RequestContext(
+            request_id=(actor.http_request_id or fallback_request_id)[:64],
+            ip=actor.ip,
+            user_agent=actor.user_agent,
+            actor_id=actor.id,
+            actor_role=actor.role,
+        )
+    )
+
+
+@contextlib.contextmanager
+def _domain_failures() -> Iterator[None]:
+    """A domain error no retry can fix, as the non-retryable failure the workflow maps."""
+    try:
+        yield
+    except errors.DomainError as exc:
+        for kind, type_ in _NON_RETRYABLE:
+            if isinstance(exc, kind):
+                raise ApplicationError(
+                    exc.message, exc.details, type=type_, non_retryable=True
+                ) from None
+        raise
 
 
 class _RowState:

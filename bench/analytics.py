@@ -394,7 +394,7 @@ async def write_overhead(changes: int = 200) -> dict[str, Any]:
             ]
             for fields in steps:
                 change = PersistChange(
-                    ticket_id=inserted.ticket.id, event_key=uuid.uuid4().hex, actor=actor,
+                    ticket_id=inserted.id, event_key=uuid.uuid4().hex, actor=actor,
                     action="changed", updates=FieldUpdates(fields=list(fields), **fields),
                 )  # fmt: skip
                 started = time.perf_counter()

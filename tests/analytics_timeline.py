@@ -79,8 +79,8 @@ class Timeline:
                 ),
                 auto_assign=False,
             )
-        self.status[inserted.ticket.id] = "OPEN"
-        return inserted.ticket.id
+        self.status[inserted.id] = "OPEN"
+        return inserted.id
 
     async def change(
         self, ticket_id: uuid.UUID, action: str, note: str | None = None, **fields: object

@@ -203,7 +203,7 @@ async def test_the_export_carries_no_identifier_and_no_free_text(
             ),
             auto_assign=False,
         )
-    t = inserted.ticket.id
+    t = inserted.id
     line.status[t] = "OPEN"
     await line.assign(t)
     await line.change(t, "edited", priority="HIGH")

@@ -39,7 +39,8 @@ async def _pushes_run_by_activities(client: Client, runtime: Runtime, ticket_id:
             if marker.marker_name == "core_local_activity":
                 # A local activity records its type, not its input: name it as such.
                 data = json.loads(marker.details["data"].payloads[0].data)
-                events.append(f"local:{data['activity_type']}")
+                if data["activity_type"] in ("publish_event", "notify_change"):
+                    events.append(f"local:{data['activity_type']}")
             continue
         if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             continue

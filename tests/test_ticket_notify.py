@@ -16,7 +16,7 @@ from helpdesk import push
 from helpdesk.notifications import NotificationKind
 from helpdesk.push import PushEvent
 from helpdesk.rules.contracts import ChangeEvent, TicketState
-from helpdesk.rules.notify import NOTIFIED_BY_SLA, created_event, notifications_for
+from helpdesk.rules.notify import CREATED, NOTIFIED_BY_SLA, notifications_for
 from helpdesk.rules.transitions import Status
 from models.enums import Priority, Role, TicketStatus
 
@@ -62,7 +62,7 @@ def comment(author: uuid.UUID, role: str, *, internal: bool, rid: str = "r-1") -
 
 
 def test_created_emails_the_requester_and_pushes_ticket_created() -> None:
-    out = notifications_for(created_event(), state())
+    out = notifications_for(ChangeEvent(action=CREATED, request_id=CREATED), state())
     assert out == [
         NotifyInput(
             kind=NotificationKind.TICKET_CREATED,
@@ -83,7 +83,9 @@ def test_created_emails_the_requester_and_pushes_ticket_created() -> None:
 
 
 def test_created_with_an_auto_assigned_agent_also_tells_the_agent() -> None:
-    out = notifications_for(created_event(), state(assignee_id=AGENT))
+    out = notifications_for(
+        ChangeEvent(action=CREATED, request_id=CREATED), state(assignee_id=AGENT)
+    )
     assert [(n.kind, n.recipient_id) for n in emails(out)] == [
         (NotificationKind.TICKET_CREATED, REQUESTER),
         (NotificationKind.TICKET_ASSIGNED, AGENT),

@@ -226,7 +226,7 @@ async def test_rows_without_a_workflow_are_reconciled(runtime, temporal_client):
                     data=tickets.NewTicket(title="Orphan", description=None),
                     auto_assign=False,
                 )
-                orphans.append(str(row.ticket.id))
+                orphans.append(str(row.id))
         # A command to a row without a workflow starts it first.
         moved = await set_status(http, manager, orphans[0], "IN_PROGRESS")
         assert moved.status_code == 200, moved.text
@@ -320,7 +320,12 @@ async def test_canary_absent_from_raw_history_and_database_files(
         sorted(json.loads(p.data)) for p in markers
     ]
     local = [json.loads(p.data) for p in markers if "activity_type" in json.loads(p.data)]
-    assert {m["activity_type"] for m in local} <= {"notify_change", "record_sla", "load_sla_policy"}
+    assert {m["activity_type"] for m in local} <= {
+        "create_ticket",
+        "notify_change",
+        "record_sla",
+        "load_sla_policy",
+    }
     plaintext = [p for p in plaintext if b"type" in p.metadata]
     # No TemporalChangeVersion upserts (those came with `workflow.patched`).
     assert not [p for p in plaintext if p.data.startswith(b"[")]

@@ -19,10 +19,9 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notifications import PushInput
     from activities.tickets import TicketActivities
     from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
     from helpdesk.rules.contracts import (
@@ -37,12 +36,14 @@ with workflow.unsafe.imports_passed_through():
         OpenRequest,
         PersistChange,
         PersistResult,
+        SealedTicket,
         StatusChange,
         TicketCommand,
+        TicketCreated,
         TicketInput,
         TicketState,
     )
-    from helpdesk.rules.notify import NOTIFIED_BY_SLA, notifications_for
+    from helpdesk.rules.notify import CREATED, NOTIFIED_BY_SLA, NotifyBatch, notifications_for
     from helpdesk.rules.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
     from helpdesk.temporal import (
         ASSIGNED_AGENT,
@@ -52,8 +53,9 @@ with workflow.unsafe.imports_passed_through():
         ui_text,
     )
 
+from workflows import local_first
 from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
-from workflows.ticket_notify import creation_events, send_all  # email and push per change
+from workflows.ticket_notify import send_all  # email and push per change
 from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -83,16 +85,23 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         # The search attributes as last set: at start (by the API, or carried over by
         # continue-as-new) they match the state.
         self._upserted = self._search_values()
-        # Request ids whose push the persist activity already published (after its commit).
-        self._pushed: set[str] = set()
+        # Per request id, the notifications the persist activity chose and did not send.
+        self._chosen: dict[str, NotifyBatch] = {}
+        # A workflow started to create its ticket answers `opened` once the row is written
+        # (or refused: `_refusal`).
+        self._opened = inp.new is None
+        self._refusal: ApplicationError | None = None
 
     # --- main loop -------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: TicketInput) -> TicketState:
+        if inp.new is not None:
+            await self._create(inp.new)
         self._describe()
         await self._sla_begin()
-        self._outbox.extend(creation_events())
+        if inp.new is not None and not self._ticket.gone:
+            self._outbox.append(ChangeEvent(action=CREATED, request_id=CREATED))
         while True:
             # Sleeps until a change, or until the next SLA event is due (a durable timer).
             await self._sla_wait(
@@ -113,15 +122,45 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                     continue
                 workflow.continue_as_new(TicketInput(state=self._ticket, config=self.config))
 
+    async def _create(self, new: SealedTicket) -> None:
+        """The ticket's first step: write its row (the one writer of ticket rows is this
+        workflow's activities), then answer `opened`. A refusal no retry can fix (a
+        category retired meanwhile) ends the workflow and is the `opened` answer."""
+        try:
+            created: TicketCreated = await local_first.run(
+                TicketActivities.create_ticket,
+                new,
+                start_to_close=timedelta(seconds=self.config.activity_timeout_seconds),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=10), non_retryable_error_types=NON_RETRYABLE
+                ),
+                summary="Create the ticket",
+                final=frozenset(NON_RETRYABLE),
+            )
+        except FailureError as err:
+            cause = err.cause if isinstance(err, ActivityError) else err
+            if not isinstance(cause, ApplicationError):
+                raise
+            self._refusal = ApplicationError(
+                cause.message, *cause.details, type=cause.type, non_retryable=True
+            )
+            self._ticket.gone = True
+        else:
+            s = self._ticket
+            s.assignee_id, s.due_date = created.assignee_id, created.due_date
+            s.sla, s.version = created.sla, created.version
+            self._sync_search_attributes()
+        self._opened = True
+
     async def _after_change(self, event: ChangeEvent) -> None:
         """Side effects of an accepted change, run outside the handler (SLA timers,
         notifications). The base workflow has none; features extend here."""
         await self._sla_after_change(event)
-        notifications = notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA)
-        if event.request_id in self._pushed:
-            self._pushed.discard(event.request_id)
-            notifications = [n for n in notifications if not isinstance(n, PushInput)]
-        await send_all(notifications)
+        chosen = self._chosen.pop(event.request_id, None)
+        if chosen is not None:  # a persisted change: its activity chose them
+            await send_all([*chosen.emails, *chosen.pushes])
+        else:  # creation, a comment: chosen here, from the state now
+            await send_all(notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA))
 
     def _finished(self) -> bool:
         return self._ticket.status is Status.CLOSED or self._ticket.gone
@@ -147,6 +186,9 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     )
     async def opened(self, req: OpenRequest) -> TicketState:
         del req
+        await workflow.wait_condition(lambda: self._opened)
+        if self._refusal is not None:
+            raise self._refusal
         return self._answer()
 
     @opened.validator
@@ -440,21 +482,23 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                     cause.message, *cause.details, type=cause.type, non_retryable=True
                 ) from None
             raise _refuse("the change could not be saved", Failure.PERSIST_FAILED) from None
-        if result.pushed:
-            self._pushed.add(request_id)
+        self._chosen[request_id] = result.notifications
         return result
 
     def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:
         self._ticket.version += 1
         self._remember(request_id)
-        # Only when a value a manager filters by changed (a comment changes none): each
-        # upsert is an event in the ticket's history.
+        self._sync_search_attributes()
+        self._describe()
+        self._outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
+
+    def _sync_search_attributes(self) -> None:
+        """Only when a value a manager filters by changed (a comment changes none): each
+        upsert is an event in the ticket's history."""
         values = self._search_values()
         if values != self._upserted:
             self._upserted = values
             workflow.upsert_search_attributes(self._search_attributes())
-        self._describe()
-        self._outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
 
     def _search_values(self) -> tuple[Any, ...]:
         s = self._ticket

@@ -16,27 +16,8 @@ How a comment travels (no comment text ever enters workflow history):
    `persist_ticket_change` activity, so the SLA clocks resume exactly as for a manual reopen.
 4. The main loop's `_after_change` sends the notifications (`workflows.ticket_notify`).
 
-Wiring into `workflows/ticket.py` (the whole change; ready to paste)::
-
-    # 1. beside `from workflows.ticket_sla import TicketSlaMixin` (module level, outside
-    #    the imports_passed_through block, like the SLA mixin):
-    from workflows.ticket_comments import TicketCommentsMixin  # the add_comment update
-    from workflows.ticket_notify import (
-        NOTIFIED_BY_SLA, creation_events, notifications_for, send_all)
-
-    # 2. the class line:
-    class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
-
-    # 3. in `run`, right after `await self._sla_begin()` (the first run of a ticket announces
-    #    its creation; a continued run does not; histories older than this change neither):
-            self._outbox.extend(creation_events())
-
-    # 4. in `_after_change`, after `await self._sla_after_change(event)`:
-            await send_all(notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA))
-
-Nothing else: the mixin's update is picked up by `@workflow.defn` from the base class, and
-`activities.registry` already registers `record_ticket_comment`. The mixin uses these members
-of TicketWorkflow: `_ticket`, `config`, `_lock`, `_seen`, `_persist`, `_accepted`.
+The mixin's update is picked up by `@workflow.defn` from the base class. It uses these
+members of TicketWorkflow: `_ticket`, `config`, `_lock`, `_seen`, `_persist`, `_accepted`.
 """
 
 from __future__ import annotations

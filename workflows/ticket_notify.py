@@ -20,8 +20,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyInput,
         PushInput,
     )
-    from helpdesk.rules.contracts import ChangeEvent
-    from helpdesk.rules.notify import Notification, created_event
+    from helpdesk.rules.notify import Notification
 
 # A change's notifications run as ONE activity (`notify_change`), not one per email and push,
 # and as a LOCAL activity first, inside the workflow task already running (no activity task,
@@ -32,14 +31,6 @@ with workflow.unsafe.imports_passed_through():
 # A local activity running past ~8 s makes the SDK complete the workflow task anyway (its
 # heartbeat), so the creation answers by then.
 LOCAL_NOTIFY_TIMEOUT = timedelta(seconds=30)
-
-
-def creation_events() -> list[ChangeEvent]:
-    """Workflow code, at the start of `run`: the `created` change to announce, on the first
-    run of a ticket only (a continued run does not announce it again)."""
-    if workflow.info().continued_run_id is not None:
-        return []
-    return [created_event()]
 
 
 # --- sending, from the workflow's main loop ----------------------------------------------

@@ -102,7 +102,11 @@ async def create_ticket(
         due_date=body.due_date,
     )
     result = await ticket_commands.create(
-        runtime, requester_id=principal.id, data=data, idempotency_key=idempotency_key
+        runtime,
+        requester_id=principal.id,
+        requester_role=principal.role.value,
+        data=data,
+        idempotency_key=idempotency_key,
     )
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"

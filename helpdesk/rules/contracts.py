@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from helpdesk.rules.notify import NotifyBatch
 from helpdesk.rules.sla import SlaState
 from helpdesk.rules.transitions import Status
 
@@ -111,9 +112,48 @@ class TicketConfig(_Model):
     activity_timeout_seconds: int = 30
 
 
+class SealedTicket(_Model):
+    """A ticket to create, as the API prepared it: the text sealed under the ticket's own
+    data key (the key travels wrapped), search and tag tokens already blind. No plaintext
+    PHI: the workflow's history keeps this input for the life of the run. The create
+    activity writes it as is, once (`helpdesk.services.tickets.create_row`)."""
+
+    ticket_id: uuid.UUID
+    number: int
+    requester: Actor
+    priority: str
+    category_id: uuid.UUID | None = None
+    due_date: datetime | None = None
+    key_id: uuid.UUID
+    kek_id: str
+    wrapped_key: str  # base64
+    title_enc: str  # base64
+    description_enc: str | None = None  # base64
+    search_tokens: list[str] = Field(default_factory=list)
+    # (tag token, sealed tag) per normalised tag
+    tags: list[tuple[str, str]] = Field(default_factory=list)
+    auto_assign: bool = False
+    # The Idempotency-Key the ticket was created under, with its request's fingerprint.
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+
+
+class TicketCreated(_Model):
+    """What the create activity wrote: the row's state the workflow continues from."""
+
+    applied: bool  # False: the row was already there (a retried attempt)
+    assignee_id: uuid.UUID | None = None
+    due_date: datetime | None = None
+    sla: SlaState | None = None
+    version: int = 0
+
+
 class TicketInput(_Model):
     state: TicketState
     config: TicketConfig = Field(default_factory=TicketConfig)
+    # Set when the workflow is started to create its ticket: its first step writes the row.
+    # None when it is started for a row that exists (reconciliation) or continued as new.
+    new: SealedTicket | None = None
 
 
 class OpenRequest(_Model):
@@ -197,9 +237,11 @@ class PersistChange(_Model):
 class PersistResult(_Model):
     applied: bool  # False when the event was already written (a retried activity)
     assignee_id: uuid.UUID | None = None
-    # The change's push went out from the activity, right after its commit (before the
-    # update answers); False: the main loop sends it.
-    pushed: bool = False
+    # The change's notifications, chosen once by the activity from the row as the change
+    # left it (`helpdesk.rules.notify.notifications_for`): its push went out right after
+    # the commit (before the update answers); what is left here (the emails, and a push
+    # that could not go out) the workflow's main loop sends.
+    notifications: NotifyBatch = Field(default_factory=NotifyBatch)
     # Who an escalation went to, as written on the row (the activity picks a manager when
     # the escalation named nobody).
     escalated_to: uuid.UUID | None = None

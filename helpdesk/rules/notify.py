@@ -46,7 +46,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from helpdesk.notifications import NotificationKind
 from helpdesk.push import PushEvent
-from helpdesk.rules.contracts import ChangeEvent
 from models.enums import Priority, TicketStatus
 
 
@@ -153,11 +152,6 @@ class TicketLike(Protocol):
 
     @property
     def escalation_level(self) -> int: ...
-
-
-def created_event() -> ChangeEvent:
-    """The change a ticket's first workflow run announces (its row was written by the API)."""
-    return ChangeEvent(action=CREATED, request_id=CREATED)
 
 
 # --- the pure mapping --------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Ticket commands, what the routes call: admission slots, creation (row first, then the
-workflow), and every change sent to the ticket's workflow under one deadline."""
+"""Ticket commands, what the routes call: admission slots, creation (sealed here, written
+by the ticket's workflow), and every change sent to the ticket's workflow under one deadline."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from temporalio.client import (
     Client,
 )
@@ -32,29 +31,32 @@ from helpdesk.rules.contracts import (
     TicketEdits,
     TicketState,
 )
-from helpdesk.rules.sla import SlaState
 from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.ticket_reads import TicketView, load_visible, read_view, view
-from helpdesk.services.ticket_workflow import ensure_workflow, send_update, with_retries
+from helpdesk.services.ticket_workflow import (
+    create_workflow,
+    ensure_workflow,
+    send_update,
+    with_retries,
+)
 from helpdesk.services.tickets import (
     LIVE_STATUSES,
     TABLE,
     AgentNotAssignable,
     NewTicket,
-    PreparedTicket,
     actor_of,
+    allocate_number,
     idempotent_ticket,
-    insert_ticket,
-    prepare_ticket,
+    seal_new,
 )
 from helpdesk.temporal import (
     ticket_workflow_id,
 )
 from models.base import utcnow
-from models.ticket import IdempotencyRecord, Ticket, TicketHistory, TicketTag
+from models.ticket import Ticket, TicketHistory, TicketTag
 
 log = logging.getLogger("helpdesk.tickets")
 
@@ -115,15 +117,20 @@ async def create(
     runtime: Runtime,
     *,
     requester_id: uuid.UUID,
+    requester_role: str = "END_USER",
     data: NewTicket,
     idempotency_key: str | None,
 ) -> TicketView:
-    """Create a ticket: commit its row, then start its workflow (update-with-start) and
-    answer once the workflow runs. The same Idempotency-Key answers with the same ticket.
-    The whole of it ends within the command timeout (503 past it)."""
+    """Create a ticket: seal its text, then start its workflow (update-with-start), whose
+    first step writes the row, and answer once it has. The same Idempotency-Key answers
+    with the same ticket. The whole of it ends within the command timeout (503 past it)."""
     async with command_deadline(runtime.settings.ticket_command_timeout_seconds):
         return await _create(
-            runtime, requester_id=requester_id, data=data, idempotency_key=idempotency_key
+            runtime,
+            requester_id=requester_id,
+            requester_role=requester_role,
+            data=data,
+            idempotency_key=idempotency_key,
         )
 
 
@@ -131,82 +138,76 @@ async def _create(
     runtime: Runtime,
     *,
     requester_id: uuid.UUID,
+    requester_role: str,
     data: NewTicket,
     idempotency_key: str | None,
 ) -> TicketView:
     fingerprint = data.fingerprint()
-    ticket: Ticket | None = None
-    sla: SlaState | None = None
-    replayed = False
-    prepared: PreparedTicket | None = None
+    # Under an Idempotency-Key the ticket's id (so its workflow's id) follows from the key:
+    # a retry, even one racing the first request, reaches the same workflow.
+    ticket_id = (
+        uuid.uuid5(requester_id, f"ticket:{idempotency_key}") if idempotency_key else uuid.uuid4()
+    )
     async with runtime.database.read() as session:
         existing = (
             await idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
             if idempotency_key
             else None
         )
-        if existing is None:
-            prepared = await prepare_ticket(session, runtime, data)
-    try:
-        async with runtime.database.transaction() as session:
-            if existing is None and idempotency_key:
-                # Judged again under the write lock (a concurrent retry may have won).
-                existing = await idempotent_ticket(
-                    session, requester_id, idempotency_key, fingerprint
-                )
-            if existing is not None:
-                ticket = await session.get(Ticket, existing)
-                replayed = True
-            else:
-                inserted = await insert_ticket(
-                    session,
-                    runtime,
-                    requester_id=requester_id,
-                    data=data,
-                    auto_assign=runtime.settings.auto_assign_on_create,
-                    prepared=prepared,
-                )
-                ticket, sla = inserted.ticket, inserted.sla
-                if idempotency_key:
-                    session.add(
-                        IdempotencyRecord(
-                            user_id=requester_id,
-                            key=idempotency_key,
-                            request_hash=fingerprint,
-                            ticket_id=ticket.id,
-                        )
-                    )
-    except SAIntegrityError:
-        if not idempotency_key:
-            raise
-        # A concurrent request with the same key won the race (PostgreSQL): answer as its
-        # replay.
-        async with runtime.database.transaction() as session:
-            existing = await idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
-            ticket = await session.get(Ticket, existing) if existing else None
-            replayed = True
+        if existing is not None:
+            return await _replay(runtime, existing)
+        sealed = await seal_new(
+            session,
+            runtime,
+            ticket_id=ticket_id,
+            number=0,
+            requester=actor_of(requester_id, requester_role),
+            data=data,
+            auto_assign=runtime.settings.auto_assign_on_create,
+            idempotency_key=idempotency_key,
+        )
+    async with runtime.database.transaction() as session:
+        sealed.number = await allocate_number(session)
+    state = await create_workflow(runtime, sealed)
+    if state is None:  # a completed run holds this id: the key's ticket is closed or gone
+        return await _replay(runtime, ticket_id)
+    async with runtime.database.read() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None:  # pragma: no cover - `opened` answers after the row's commit
+            raise errors.Unavailable("the ticket is not written yet; retry", retry_after=1)
+        if idempotency_key:
+            # A request racing this one with the same key (and another body) won.
+            await idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
+        if state.number != sealed.number:
+            result = await view(session, runtime, ticket)
+            result.replayed = True
+        else:
+            # The row as written, and the text this request brought: no decryption.
+            result = TicketView(
+                ticket=ticket,
+                title=data.title,
+                description=data.description,
+                tags=ticket_tags.normalised(data.tags),
+            )
+    result.workflow = state
+    return result
+
+
+async def _replay(runtime: Runtime, ticket_id: uuid.UUID) -> TicketView:
+    """The answer to a repeated Idempotency-Key: the ticket as it is now."""
+    async with runtime.database.read() as session:
+        ticket = await session.get(Ticket, ticket_id)
     if ticket is None:
         raise errors.NotFound("ticket not found")
     if ticket.deleted_at is not None:
         raise errors.Gone("this ticket was deleted")
-    state = None
-    if ticket.status in LIVE_STATUSES:
-        state = await ensure_workflow(runtime, ticket, sla)
-    if replayed:
-        async with runtime.database.transaction() as session:
-            fresh = await session.get(Ticket, ticket.id)
-            assert fresh is not None
-            result = await view(session, runtime, fresh)
-    else:
-        # The row as committed, and the text this request brought: no second read.
-        result = TicketView(
-            ticket=ticket,
-            title=data.title,
-            description=data.description,
-            tags=ticket_tags.normalised(data.tags),
-        )
+    state = await ensure_workflow(runtime, ticket) if ticket.status in LIVE_STATUSES else None
+    async with runtime.database.read() as session:
+        fresh = await session.get(Ticket, ticket_id)
+        assert fresh is not None
+        result = await view(session, runtime, fresh)
     result.workflow = state
-    result.replayed = replayed
+    result.replayed = True
     return result
 
 

@@ -33,6 +33,7 @@ from helpdesk.rules.contracts import (
     TICKET_WORKFLOW,
     Failure,
     OpenRequest,
+    SealedTicket,
     TicketCommand,
     TicketConfig,
     TicketInput,
@@ -180,18 +181,40 @@ def domain_error(err: WorkflowUpdateFailedError) -> errors.DomainError:
             return errors.Unavailable("the change could not be applied; retry", retry_after=2)
 
 
+async def create_workflow(runtime: Runtime, new: SealedTicket) -> TicketState | None:
+    """Start a new ticket's workflow, which writes the row first, and wait until it has
+    (update-with-start, USE_EXISTING: a retry reaches the same workflow). None when a
+    completed run already holds the ticket's id."""
+    requester_id = new.requester.id
+    assert requester_id is not None
+    state = TicketState(
+        ticket_id=new.ticket_id,
+        number=new.number,
+        requester_id=requester_id,
+        priority=new.priority,
+        category_id=new.category_id,
+        due_date=new.due_date,
+    )
+    return await _open(runtime, TicketInput(state=state, config=ticket_config(runtime), new=new))
+
+
 async def ensure_workflow(
     runtime: Runtime, ticket: Ticket, sla: SlaState | None = None
 ) -> TicketState | None:
-    """Start the ticket's workflow if it does not run (update-with-start, USE_EXISTING) and
-    wait until it answers. None when the ticket's workflow has completed (closed)."""
+    """Start the workflow of a ticket row if it does not run (update-with-start,
+    USE_EXISTING) and wait until it answers. None when the ticket's workflow has completed
+    (closed)."""
+    return await _open(runtime, workflow_input(ticket, ticket_config(runtime), sla))
+
+
+async def _open(runtime: Runtime, inp: TicketInput) -> TicketState | None:
     client = client_of(runtime)
-    inp = workflow_input(ticket, ticket_config(runtime), sla)
+    ticket_id = inp.state.ticket_id
 
     async def call() -> TicketState:
         state: TicketState = await client.execute_update_with_start_workflow(
             TicketCommand.OPENED.value,
-            OpenRequest(request_id=f"open-{ticket.id}"),
+            OpenRequest(request_id=f"open-{ticket_id}"),
             start_workflow_operation=start_operation(runtime, inp),
             result_type=TicketState,
         )

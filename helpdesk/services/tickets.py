@@ -34,22 +34,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk import errors
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import current_context
-from helpdesk.crypto import DataKey, WrappedKey, decrypt_field, encrypt_field
+from helpdesk.crypto import WrappedKey, decrypt_field, encrypt_field
 from helpdesk.rules import sla as sla_rules
 from helpdesk.rules.contracts import (
     Actor,
     PersistChange,
     PersistResult,
+    SealedTicket,
+    TicketCreated,
 )
-from helpdesk.rules.sla import SlaPolicySnapshot, SlaState
 from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, satisfaction, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
+from helpdesk.services.sla_resume import resumed_sla
 from models.base import utcnow
 from models.enums import Priority, TicketStatus
-from models.ticket import IdempotencyRecord, Ticket, TicketHistory
+from models.ticket import IdempotencyRecord, Ticket, TicketHistory, TicketTag
 
 log = logging.getLogger("helpdesk.tickets")
 
@@ -146,44 +148,142 @@ async def idempotent_ticket(
     return record.ticket_id
 
 
-@dataclass(frozen=True, slots=True)
-class Inserted:
-    """A committed-to-be ticket row and the SLA clocks started with it."""
-
-    ticket: Ticket
-    sla: SlaState
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedTicket:
-    """What a new ticket needs that takes time but no write: checks, the policy in force,
-    a fresh data key and the sealed text. Made before the write transaction, so the one
-    SQLite writer is held only for the inserts."""
-
-    ticket_id: uuid.UUID
-    key: DataKey
-    wrapped: WrappedKey
-    title_enc: bytes | None
-    description_enc: bytes | None
-    policy: SlaPolicySnapshot
-
-
-async def prepare_ticket(
-    session: AsyncSession, runtime: Runtime, data: NewTicket
-) -> PreparedTicket:
-    """Validate and pre-compute a new ticket (reads only: a `Database.read()` session)."""
+async def seal_new(
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    ticket_id: uuid.UUID,
+    number: int,
+    requester: Actor,
+    data: NewTicket,
+    auto_assign: bool,
+    idempotency_key: str | None = None,
+) -> SealedTicket:
+    """What the create activity writes for a new ticket, made where the plaintext is (the
+    API, with reads only): the category checked, a fresh data key, the text sealed under it,
+    the blind search and tag tokens. No plaintext leaves this function."""
     await ensure_usable(session, data.category_id)
-    policy = await policy_snapshot(session, runtime.settings, data.priority)
     key, wrapped = runtime.keys.keyring.new_data_key()
-    ticket_id = uuid.uuid4()
-    return PreparedTicket(
+    title_enc = ticket_text.seal(key, ticket_id, "title", data.title)
+    description_enc = ticket_text.seal(key, ticket_id, "description", data.description)
+    assert title_enc is not None
+    tags = ticket_tags.rows_for(runtime.blind_index, key, ticket_id, data.tags)
+    return SealedTicket(
         ticket_id=ticket_id,
-        key=key,
-        wrapped=wrapped,
-        title_enc=ticket_text.seal(key, ticket_id, "title", data.title),
-        description_enc=ticket_text.seal(key, ticket_id, "description", data.description),
-        policy=policy,
+        number=number,
+        requester=requester,
+        priority=data.priority,
+        category_id=data.category_id,
+        due_date=data.due_date,
+        key_id=wrapped.key_id,
+        kek_id=wrapped.kek_id,
+        wrapped_key=_b64(wrapped.wrapped),
+        title_enc=_b64(title_enc),
+        description_enc=_b64(description_enc) if description_enc is not None else None,
+        search_tokens=sorted(
+            ticket_text.search_tokens(runtime.blind_index, data.title, data.description)
+        ),
+        tags=[(row.token, row.tag_sealed) for row in tags],
+        auto_assign=auto_assign,
+        idempotency_key=idempotency_key,
+        fingerprint=data.fingerprint() if idempotency_key else None,
     )
+
+
+async def create_row(
+    session: AsyncSession, runtime: Runtime, new: SealedTicket
+) -> tuple[TicketCreated, Ticket]:
+    """Write a new ticket, once: the row (with its SLA clocks started from the policy in
+    force), search and tag tokens, the Idempotency-Key record, its `created` history entry
+    and audit row, in the caller's transaction. The ticket workflow's first step calls it
+    (through its create activity); a repeat finds the row and answers from it."""
+    ticket = await session.get(Ticket, new.ticket_id)
+    if ticket is not None:
+        if ticket.deleted_at is not None:
+            raise errors.Gone("the ticket was deleted")
+        sla = await resumed_sla(session, runtime.settings, ticket)
+        created = TicketCreated(
+            applied=False,
+            assignee_id=ticket.assignee_id,
+            due_date=ticket.due_date,
+            sla=sla,
+            version=ticket.version,
+        )
+        return created, ticket
+    await ensure_usable(session, new.category_id)
+    policy = await policy_snapshot(session, runtime.settings, new.priority)
+    runtime.keys.add(session, WrappedKey(new.key_id, new.kek_id, base64.b64decode(new.wrapped_key)))
+    assignee = await assignment.assign_least_loaded_agent(session) if new.auto_assign else None
+    now = utcnow()
+    sla = sla_rules.start(policy, now)
+    due = sla_rules.due_dates(sla)
+    requester_id = new.requester.id
+    assert requester_id is not None
+    ticket = Ticket(
+        id=new.ticket_id,
+        number=new.number,
+        data_key_id=new.key_id,
+        title_enc=base64.b64decode(new.title_enc),
+        description_enc=base64.b64decode(new.description_enc) if new.description_enc else None,
+        status=TicketStatus.OPEN.value,
+        priority=new.priority,
+        priority_rank=PRIORITY_RANK[new.priority],
+        category_id=new.category_id,
+        requester_id=requester_id,
+        assignee_id=assignee,
+        due_date=due.due_date,
+        first_response_due_at=due.first_response_due_at,
+        resolution_due_at=due.resolution_due_at,
+        sla_at_risk_at=due.at_risk_at,
+        version=0,
+        created_by=requester_id,
+        updated_by=requester_id,
+    )
+    ticket.created_at = ticket.updated_at = now
+    session.add(ticket)
+    await session.flush()
+    await analytics_facts.record(session, ticket, at=now)
+    session.add_all(
+        TicketTag(ticket_id=ticket.id, token=token, tag_sealed=sealed) for token, sealed in new.tags
+    )
+    ticket_text.add_tokens(session, ticket.id, new.search_tokens, created_at=now)
+    if new.idempotency_key:
+        session.add(
+            IdempotencyRecord(
+                user_id=requester_id,
+                key=new.idempotency_key,
+                request_hash=new.fingerprint or "",
+                ticket_id=ticket.id,
+            )
+        )
+    changes: dict[str, Any] = {
+        "status": {"old": None, "new": TicketStatus.OPEN.value},
+        "priority": {"old": None, "new": new.priority},
+        "title": {"changed": True},
+    }
+    if new.description_enc is not None:
+        changes["description"] = {"changed": True}
+    if new.category_id is not None:
+        changes["category_id"] = {"old": None, "new": str(new.category_id)}
+    if assignee is not None:
+        changes["assignee_id"] = {"old": None, "new": str(assignee), "auto": True}
+    _write_history(session, ticket, "created", new.requester, "created", changes, now)
+    await runtime.audit.record(
+        session,
+        "ticket.create",
+        table=TABLE,
+        record_id=ticket.id,
+        details={
+            "number": new.number,
+            "priority": new.priority,
+            "auto_assigned": bool(assignee),
+            "tags": len(new.tags),
+        },
+        actor_id=requester_id,
+        actor_role=new.requester.role,
+    )
+    created = TicketCreated(applied=True, assignee_id=assignee, due_date=due.due_date, sla=sla)
+    return created, ticket
 
 
 async def insert_ticket(
@@ -192,88 +292,47 @@ async def insert_ticket(
     *,
     requester_id: uuid.UUID,
     data: NewTicket,
-    auto_assign: bool,
-    prepared: PreparedTicket | None = None,
-) -> Inserted:
-    """The ticket row with sealed text, search tokens, tags, its 'created' history entry
-    and audit row, in the caller's transaction. With `auto_assign` the least-loaded agent
-    is picked under the assignment lock in this same transaction.
+    auto_assign: bool = False,
+) -> Ticket:
+    """A ticket row with no workflow, through the one writer (`create_row`): for seeding
+    (tests, benchmarks). The product creates tickets through their workflow only."""
+    ticket_id = uuid.uuid4()
+    sealed = await seal_new(
+        session,
+        runtime,
+        ticket_id=ticket_id,
+        number=await allocate_number(session),
+        requester=Actor(id=requester_id, role="END_USER"),
+        data=data,
+        auto_assign=auto_assign,
+    )
+    return (await create_row(session, runtime, sealed))[1]
 
-    The SLA clocks start here too (from the policy snapshot `prepare_ticket` read), the due
-    columns are written with the row, and the workflow receives the clocks in its input:
-    its first task then only sets a timer instead of running two activities, which is what
-    bounds the creation rate (bench/tickets.py)."""
-    if prepared is None:
-        prepared = await prepare_ticket(session, runtime, data)
-    number = await allocate_number(session)
-    runtime.keys.add(session, prepared.wrapped)
-    ticket_id = prepared.ticket_id
-    assignee = await assignment.assign_least_loaded_agent(session) if auto_assign else None
-    ticket = Ticket(
-        id=ticket_id,
-        number=number,
-        data_key_id=prepared.key.key_id,
-        title_enc=prepared.title_enc,
-        description_enc=prepared.description_enc,
-        status=TicketStatus.OPEN.value,
-        priority=data.priority,
-        priority_rank=PRIORITY_RANK[data.priority],
-        category_id=data.category_id,
-        requester_id=requester_id,
-        assignee_id=assignee,
-        due_date=data.due_date,
-        version=0,
-        created_by=requester_id,
-        updated_by=requester_id,
-    )
-    now = utcnow()
-    ticket.created_at = ticket.updated_at = now
-    sla = sla_rules.start(prepared.policy, now)
-    due = sla_rules.due_dates(sla)
-    ticket.due_date = due.due_date
-    ticket.first_response_due_at = due.first_response_due_at
-    ticket.resolution_due_at = due.resolution_due_at
-    ticket.sla_at_risk_at = due.at_risk_at
-    session.add(ticket)
-    await session.flush()
-    await analytics_facts.record(session, ticket, at=now)
-    session.add_all(ticket_tags.rows_for(runtime.blind_index, prepared.key, ticket_id, data.tags))
-    await ticket_text.reindex(
-        session, runtime.blind_index, ticket_id, data.title, data.description, created_at=now
-    )
-    changes: dict[str, Any] = {
-        "status": {"old": None, "new": TicketStatus.OPEN.value},
-        "priority": {"old": None, "new": data.priority},
-        "title": {"changed": True},
-    }
-    if data.description is not None:
-        changes["description"] = {"changed": True}
-    if data.category_id is not None:
-        changes["category_id"] = {"old": None, "new": str(data.category_id)}
-    if assignee is not None:
-        changes["assignee_id"] = {"old": None, "new": str(assignee), "auto": True}
+
+def _b64(blob: bytes) -> str:
+    return base64.b64encode(blob).decode()
+
+
+def _write_history(
+    session: AsyncSession,
+    ticket: Ticket,
+    event_key: str,
+    actor: Actor,
+    action: str,
+    changes: dict[str, Any],
+    now: datetime,
+) -> None:
+    """A ticket's history entry: one shape for creation and every later change."""
     session.add(
         TicketHistory(
-            ticket_id=ticket_id,
-            event_key="created",
-            actor_id=requester_id,
-            action="created",
+            ticket_id=ticket.id,
+            event_key=event_key,
+            at=now,
+            actor_id=actor.id,
+            action=action,
             changes=changes,
         )
     )
-    await runtime.audit.record(
-        session,
-        "ticket.create",
-        table=TABLE,
-        record_id=ticket_id,
-        details={
-            "number": number,
-            "priority": data.priority,
-            "auto_assigned": bool(assignee),
-            "tags": len(data.tags),
-        },
-    )
-    return Inserted(ticket, sla)
 
 
 # --- the one write of an accepted change (called by the activity) ----------------------
@@ -395,16 +454,7 @@ async def apply_change_to_row(
     ticket.version = max(ticket.version, change.version)
     ticket.updated_by = change.actor.id
     ticket.updated_at = now
-    session.add(
-        TicketHistory(
-            ticket_id=ticket.id,
-            event_key=change.event_key,
-            at=now,
-            actor_id=change.actor.id,
-            action=change.action,
-            changes=changes,
-        )
-    )
+    _write_history(session, ticket, change.event_key, change.actor, change.action, changes, now)
     await session.flush()
     surveys = await satisfaction.on_status_change(session, runtime, ticket, old_status, now)
     await analytics_facts.record(session, ticket, at=now, surveys=surveys)
