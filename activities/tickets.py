@@ -94,6 +94,9 @@ class TicketActivities:
         what the workflow's main loop still sends (the emails; the pushes too when they
         could not go out)."""
         changes = dict(change.changes)
+        if change.action == "status_changed" and change.actor.id is not None:
+            # Who moved it decides who hears (a requester's reopen or close: the agent).
+            changes.setdefault("actor_id", str(change.actor.id))
         if change.action == "assigned":
             old = changes.get("assignee_id")
             old_value = old.get("old") if isinstance(old, dict) else None
