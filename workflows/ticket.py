@@ -23,7 +23,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.tickets import TicketActivities
-    from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
     from helpdesk.rules.contracts import (
         TICKET_STATE_QUERY,
         TICKET_WORKFLOW,
@@ -44,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         TicketState,
     )
     from helpdesk.rules.notify import CREATED, NOTIFIED_BY_SLA, NotifyBatch, notifications_for
-    from helpdesk.rules.transitions import STAFF, Status, TransitionVerdict, allowed_next, judge
+    from helpdesk.rules.transitions import Status
     from helpdesk.temporal import (
         ASSIGNED_AGENT,
         ESCALATED,
@@ -54,12 +53,17 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows import local_first
+from workflows.ticket_checks import (
+    check_assign,
+    check_edit,
+    check_escalate,
+    check_status,
+    refuse,
+)
 from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
 from workflows.ticket_notify import send_all  # email and push per change
 from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
 
-PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
-EDITABLE = frozenset({"title", "description", "priority", "category_id", "due_date", "tags"})
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
 NON_RETRYABLE = [
     Failure.TICKET_GONE,
@@ -67,10 +71,6 @@ NON_RETRYABLE = [
     Failure.AGENT_NOT_ASSIGNABLE,
     Failure.VALIDATION_FAILED,
 ]
-
-
-def _refuse(message: str, type_: str, **details: Any) -> ApplicationError:
-    return ApplicationError(message, details, type=type_, non_retryable=True)
 
 
 @workflow.defn(name=TICKET_WORKFLOW)
@@ -99,7 +99,6 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if inp.new is not None:
             await self._create(inp.new)
         self._describe()
-        await self._sla_begin()
         if inp.new is not None and not self._ticket.gone:
             self._outbox.append(ChangeEvent(action=CREATED, request_id=CREATED))
         while True:
@@ -205,7 +204,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         async with self._lock:
             if self._seen(req.request_id):
                 return self._answer()
-            self._check_status(req)
+            check_status(self._ticket, req)
             old = self._ticket.status
             await self._persist(
                 req.request_id,
@@ -227,7 +226,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @change_status.validator
     def _validate_status(self, req: StatusChange) -> None:
         if not self._seen(req.request_id):
-            self._check_status(req)
+            check_status(self._ticket, req)
 
     @workflow.update(
         name=TicketCommand.ASSIGN.value,
@@ -237,7 +236,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         async with self._lock:
             if self._seen(req.request_id):
                 return self._answer()
-            self._check_assign(req)
+            check_assign(self._ticket, req)
             old = self._ticket.assignee_id
             if not req.auto and req.agent_id == old:
                 self._remember(req.request_id)
@@ -264,7 +263,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @assign.validator
     def _validate_assign(self, req: AssignRequest) -> None:
         if not self._seen(req.request_id):
-            self._check_assign(req)
+            check_assign(self._ticket, req)
 
     @workflow.update(
         name=TicketCommand.EDIT.value,
@@ -274,7 +273,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         async with self._lock:
             if self._seen(req.request_id):
                 return self._answer()
-            self._check_edit(req)
+            check_edit(self._ticket, req)
             e = req.edits
             updates = FieldUpdates(fields=list(e.fields))
             changes: dict[str, Any] = {}
@@ -303,7 +302,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @edit.validator
     def _validate_edit(self, req: EditRequest) -> None:
         if not self._seen(req.request_id):
-            self._check_edit(req)
+            check_edit(self._ticket, req)
 
     @workflow.update(
         name=TicketCommand.ESCALATE.value,
@@ -313,7 +312,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         async with self._lock:
             if self._seen(req.request_id):
                 return self._answer()
-            self._check_escalate(req)
+            check_escalate(self._ticket, req)
             level = self._ticket.escalation_level + 1
             changes = {
                 "escalated": {"old": self._ticket.escalated, "new": True},
@@ -344,84 +343,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     @escalate.validator
     def _validate_escalate(self, req: EscalateRequest) -> None:
         if not self._seen(req.request_id):
-            self._check_escalate(req)
-
-    # --- checks (pure, shared by validators and handlers) -----------------------------
-
-    def _check_live(self) -> None:
-        if self._ticket.gone:
-            raise _refuse("the ticket was deleted", Failure.TICKET_GONE)
-        if self._ticket.status is Status.CLOSED:
-            raise _refuse(
-                "the ticket is closed",
-                Failure.INVALID_TRANSITION,
-                current=Status.CLOSED.value,
-                allowed=[],
-            )
-
-    def _is_requester(self, actor_id: Any) -> bool:
-        return actor_id is not None and actor_id == self._ticket.requester_id
-
-    def _check_status(self, req: StatusChange) -> None:
-        self._check_live()
-        is_requester = self._is_requester(req.actor.id)
-        verdict = judge(self._ticket.status, req.status, req.actor.role, is_requester=is_requester)
-        if verdict is TransitionVerdict.ALLOWED:
-            return
-        allowed = [
-            s.value
-            for s in allowed_next(self._ticket.status, req.actor.role, is_requester=is_requester)
-        ]
-        details = {
-            "current": self._ticket.status.value,
-            "requested": req.status.value,
-            "allowed": allowed,
-        }
-        if verdict is TransitionVerdict.NOT_PERMITTED:
-            raise _refuse(
-                "you may not make this status change", "TransitionNotPermitted", **details
-            )
-        raise _refuse(
-            f"a ticket cannot go from {self._ticket.status.value} to {req.status.value}",
-            Failure.INVALID_TRANSITION,
-            **details,
-        )
-
-    def _check_assign(self, req: AssignRequest) -> None:
-        self._check_live()
-        role = req.actor.role
-        if role not in STAFF:
-            raise _refuse("only staff assign tickets", Failure.PERMISSION_DENIED)
-        if req.auto == (req.agent_id is not None):
-            raise _refuse("give either an agent id or auto", Failure.VALIDATION_FAILED)
-        # Least privilege: an agent takes a ticket or asks for automatic assignment;
-        # assigning someone else is for managers and administrators.
-        if role == "SUPPORT_AGENT" and not req.auto and req.agent_id != req.actor.id:
-            raise _refuse("agents may assign tickets only to themselves", Failure.PERMISSION_DENIED)
-
-    def _check_edit(self, req: EditRequest) -> None:
-        self._check_live()
-        fields = set(req.edits.fields)
-        if not fields:
-            raise _refuse("nothing to change", Failure.VALIDATION_FAILED)
-        if not fields <= EDITABLE:
-            raise _refuse(
-                "unknown fields", Failure.VALIDATION_FAILED, fields=sorted(fields - EDITABLE)
-            )
-        if req.actor.role not in STAFF:  # (STAFF includes the help desk's own SYSTEM actor)
-            if not self._is_requester(req.actor.id):
-                raise _refuse("you may not edit this ticket", Failure.PERMISSION_DENIED)
-            # The one rule the API applies too (helpdesk.policy): same 403, same details.
-            refused = fields_refused_to(req.actor.role, fields)
-            if refused:
-                raise _refuse(STAFF_ONLY_FIELDS_MESSAGE, Failure.PERMISSION_DENIED, fields=refused)
-        if "priority" in fields and req.edits.priority not in PRIORITIES:
-            raise _refuse("unknown priority", Failure.VALIDATION_FAILED)
-
-    def _check_escalate(self, req: EscalateRequest) -> None:
-        self._check_live()
-        if req.actor.role not in STAFF:
-            raise _refuse("only staff escalate tickets", Failure.PERMISSION_DENIED)
+            check_escalate(self._ticket, req)
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -481,7 +403,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 raise ApplicationError(
                     cause.message, *cause.details, type=cause.type, non_retryable=True
                 ) from None
-            raise _refuse("the change could not be saved", Failure.PERSIST_FAILED) from None
+            raise refuse("the change could not be saved", Failure.PERSIST_FAILED) from None
         self._chosen[request_id] = result.notifications
         return result
 

@@ -4,7 +4,9 @@ A mixin so the SLA part stays in one place; the decisions are the pure functions
 `helpdesk.rules.sla`, this class only wires them to workflow time, activities and the ticket's
 own change path:
 
-- `_sla_begin()` starts both clocks at creation from the policy then in force.
+- The clocks arrive with the workflow: started by its create activity (from the policy in
+  force), resumed from the database when a workflow is started for an existing row
+  (`helpdesk.services.sla_resume`), carried across continue-as-new.
 - `_sla_timeout()` is how long the main loop may sleep before the next SLA event; the loop
   sleeps with `workflow.wait_condition(..., timeout=...)` (a durable timer: it fires on time
   after a worker restart, and the state says what already fired, so nothing fires twice).
@@ -80,9 +82,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.rules.sla import (
         resume as sla_resume,
-    )
-    from helpdesk.rules.sla import (
-        start as sla_start,
     )
     from helpdesk.rules.sla import (
         stop as sla_stop,
@@ -260,14 +259,6 @@ class TicketSlaMixin:
         raise err
 
     # --- lifecycle ------------------------------------------------------------------------
-
-    async def _sla_begin(self) -> None:
-        """Start the clocks once, at creation (a continued run carries them)."""
-        if self._ticket.sla is not None or self._ticket.gone or self._ticket.status not in _LIVE:
-            return
-        policy = await self._sla_load(self._ticket.priority)
-        self._ticket.sla = sla_start(policy, workflow.now())
-        await self._sla_write([], summary="Start SLA clocks")
 
     def _sla_timeout(self) -> timedelta | None:
         """How long the main loop may sleep before the next SLA event (None: no timer)."""

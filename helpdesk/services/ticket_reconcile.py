@@ -1,5 +1,6 @@
-"""The reconciler: every live ticket row has a running workflow (after a crash between
-the row's commit and the workflow's start, or a restore)."""
+"""The reconciler: every live ticket row has a running workflow (after a restore of the
+database without Temporal's, or a workflow an operator terminated). A new ticket's row is
+written by its own workflow, so creation leaves no row without one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from helpdesk.rules.contracts import (
 )
 from helpdesk.runtime import Runtime
 from helpdesk.services import satisfaction
-from helpdesk.services.sla_resume import resumed_sla
 from helpdesk.services.ticket_workflow import client_of, ensure_workflow
 from helpdesk.services.tickets import LIVE_STATUSES
 from helpdesk.temporal import (
@@ -90,10 +90,7 @@ async def reconcile_workflows(
         nonlocal started
         async with gate:
             try:
-                # The clocks from the database, not from now (helpdesk.services.sla_resume).
-                async with runtime.database.read() as session:
-                    sla = await resumed_sla(session, runtime.settings, ticket)
-                await ensure_workflow(runtime, ticket, sla)
+                await ensure_workflow(runtime, ticket)
                 started += 1
             except (errors.DomainError, RPCError) as exc:
                 log.warning("reconcile: ticket %s not started: %s", ticket.id, type(exc).__name__)

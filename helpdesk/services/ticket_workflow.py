@@ -198,12 +198,15 @@ async def create_workflow(runtime: Runtime, new: SealedTicket) -> TicketState | 
     return await _open(runtime, TicketInput(state=state, config=ticket_config(runtime), new=new))
 
 
-async def ensure_workflow(
-    runtime: Runtime, ticket: Ticket, sla: SlaState | None = None
-) -> TicketState | None:
+async def ensure_workflow(runtime: Runtime, ticket: Ticket) -> TicketState | None:
     """Start the workflow of a ticket row if it does not run (update-with-start,
-    USE_EXISTING) and wait until it answers. None when the ticket's workflow has completed
-    (closed)."""
+    USE_EXISTING) and wait until it answers. Its SLA clocks resume from the database
+    (`helpdesk.services.sla_resume`), never from now. None when the ticket's workflow has
+    completed (closed)."""
+    sla = None
+    if ticket.status in LIVE_STATUSES:
+        async with runtime.database.read() as session:
+            sla = await resumed_sla(session, runtime.settings, ticket)
     return await _open(runtime, workflow_input(ticket, ticket_config(runtime), sla))
 
 
@@ -263,20 +266,17 @@ async def send_update(
                 raise errors.Unavailable(
                     "the workflow engine refused the call", retry_after=2
                 ) from None
-            # No running workflow: closed, deleted, or never started (a crash between
-            # the row's commit and the start). Decide from the row.
-            async with runtime.database.transaction() as session:
+            # No running workflow: closed, deleted, or lost (a restore of the database
+            # without Temporal's). Decide from the row.
+            async with runtime.database.read() as session:
                 ticket = await session.get(Ticket, ticket_id)
-                sla = None
-                if ticket is not None and ticket.status in LIVE_STATUSES:
-                    sla = await resumed_sla(session, runtime.settings, ticket)
             if ticket is None or ticket.deleted_at is not None:
                 raise errors.Gone("this ticket was deleted") from None
             if ticket.status == TicketStatus.CLOSED.value:
                 raise errors.InvalidTransition(
                     "the ticket is closed", details={"current": "CLOSED", "allowed": []}
                 ) from None
-            if await ensure_workflow(runtime, ticket, sla) is None:
+            if await ensure_workflow(runtime, ticket) is None:
                 raise errors.InvalidTransition(
                     "the ticket is closed", details={"current": ticket.status, "allowed": []}
                 ) from None
