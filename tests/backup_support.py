@@ -15,7 +15,7 @@ from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import ticket_text
 from helpdesk.services.attachments import get_store
 from helpdesk.settings import Settings
-from helpdesk.storage import storage_key_for
+from helpdesk.storage.store import storage_key_for
 from models.attachment import Attachment
 from models.enums import ScanStatus
 from models.ticket import Ticket

@@ -43,7 +43,7 @@ from helpdesk.sniff import (
     sanitise_filename,
     sniff_mime,
 )
-from helpdesk.storage import LocalEncryptedStore
+from helpdesk.storage.local import LocalEncryptedStore
 from models.attachment import Attachment
 from models.audit import AuditLog
 from models.enums import Role

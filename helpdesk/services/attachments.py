@@ -44,11 +44,11 @@ from helpdesk.services import attachment_history
 from helpdesk.services.attachment_history import AttachmentEvent
 from helpdesk.services.attachment_refusals import download_refusal
 from helpdesk.sniff import SNIFF_BYTES, is_executable, sanitise_filename, sniff_mime
-from helpdesk.storage import (
+from helpdesk.storage.configured import build_store
+from helpdesk.storage.store import (
     AttachmentStore,
     ObjectMissing,
     StoredObject,
-    build_store,
     storage_key_for,
     ticket_prefix,
 )
