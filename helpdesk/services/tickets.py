@@ -41,7 +41,8 @@ from helpdesk.rules.contracts import (
     PersistChange,
     PersistResult,
 )
-from helpdesk.rules.sla import SlaPolicySnapshot, SlaState
+from helpdesk.rules.sla import SlaState
+from helpdesk.rules.sla_policy import SlaPolicySnapshot
 from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, satisfaction, ticket_tags, ticket_text
