@@ -1,6 +1,6 @@
 """The attachment scan activity: stream an attachment's decrypted bytes to clamd.
 
-A thin adapter over `helpdesk.services.attachments.scan`: CLEAN releases the file,
+A thin adapter over `helpdesk.services.attachment_scan.scan`: CLEAN releases the file,
 INFECTED destroys its bytes and returns the verdict (the calling workflow notifies the
 uploader and the agents). No trusted verdict (clamd down, timeout, odd answer) raises a
 *retryable* error, so the workflow's retry policy keeps the file quarantined until clamd is
@@ -62,10 +62,10 @@ class AttachmentActivities:
     @activity.defn(name="scan_attachment")
     async def scan_attachment(self, request: ScanRequest) -> ScanResult:
         """Scan one attachment; idempotent (a decided attachment is not scanned again)."""
-        from helpdesk.services import attachments
+        from helpdesk.services import attachment_scan
 
         try:
-            outcome = await attachments.scan(self.runtime, request.attachment_id)
+            outcome = await attachment_scan.scan(self.runtime, request.attachment_id)
         except ScanLimitExceeded as exc:
             metrics.SCANS.labels(verdict="limit_exceeded").inc()
             # Fail closed without looping: quarantined until clamd's limit is raised.

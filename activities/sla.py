@@ -30,7 +30,8 @@ from helpdesk import metrics
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
 from helpdesk.rules.contracts import Failure
-from helpdesk.rules.sla import SlaDueDates, SlaPolicySnapshot
+from helpdesk.rules.sla import SlaDueDates
+from helpdesk.rules.sla_policy import SlaPolicySnapshot
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
 from models.base import utcnow

@@ -69,7 +69,7 @@ async def measure_attachment_throughput(megabytes: int = 20, rounds: int = 3) ->
     from api.app import create_app, prepare_runtime
     from helpdesk.migrate import upgrade_async
     from helpdesk.runtime import build_runtime
-    from helpdesk.services import attachments, sessions, users
+    from helpdesk.services import attachment_store, sessions, users
     from helpdesk.settings import Settings
     from models.attachment import Attachment
     from models.enums import Role
@@ -145,7 +145,7 @@ async def measure_attachment_throughput(megabytes: int = 20, rounds: int = 3) ->
                     if check.hexdigest() != digest:
                         raise RuntimeError("downloaded bytes differ from the upload")
         finally:
-            await attachments.close(runtime)
+            await attachment_store.close(runtime)
             await runtime.close()
     return {
         "attachment_upload_mb_s": round(size / MB / statistics.median(uploads), 1),

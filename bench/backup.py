@@ -30,7 +30,7 @@ from helpdesk.backup.create import create_backup
 from helpdesk.backup.restore import restore_backup, verify_backup
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import build_runtime
-from helpdesk.storage import storage_key_for
+from helpdesk.storage.store import storage_key_for
 
 
 def _seed_attachments(db_path: Path, root: Path, count: int, size: int) -> None:

@@ -25,7 +25,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.runtime import Runtime
-from helpdesk.settings import MIN_AUDIT_RETENTION_YEARS, EmailBackendName, Environment, Settings
+from helpdesk.settings import Settings
+from helpdesk.settings_features import EmailBackendName
+from helpdesk.settings_platform import Environment
+from helpdesk.settings_security import MIN_AUDIT_RETENTION_YEARS
 
 Status = Literal["pass", "warn", "fail"]
 RESTORE_DRILLS = "restore-drills.log"  # beside the backups (helpdesk.backup.commands)

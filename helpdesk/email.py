@@ -35,7 +35,8 @@ from typing import Any, Protocol
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
 
-from helpdesk.settings import ConfigurationError, EmailBackendName, Settings
+from helpdesk.settings import ConfigurationError, Settings
+from helpdesk.settings_features import EmailBackendName
 
 log = logging.getLogger("helpdesk.email")
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the owners of these objects import this module
     from helpdesk.push import Publisher
     from helpdesk.ratelimit import RequestLimiter, UnknownAccountLockouts
     from helpdesk.scanner import ClamdClient
-    from helpdesk.storage import AttachmentStore
+    from helpdesk.storage.store import AttachmentStore
 
 
 @dataclass

@@ -13,9 +13,9 @@ from api.app import prepare_runtime
 from helpdesk.crypto import encrypt_field
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import ticket_text
-from helpdesk.services.attachments import get_store
+from helpdesk.services.attachment_store import get_store
 from helpdesk.settings import Settings
-from helpdesk.storage import storage_key_for
+from helpdesk.storage.store import storage_key_for
 from models.attachment import Attachment
 from models.enums import ScanStatus
 from models.ticket import Ticket

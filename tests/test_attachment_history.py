@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import select
 
 from helpdesk.runtime import Runtime
-from helpdesk.services import attachments as service
+from helpdesk.services import attachment_scan, attachment_store
 from models.attachment import Attachment
 from models.enums import Role
 from tests.attachment_support import make_ticket, upload
@@ -37,11 +37,11 @@ async def test_attachment_events_are_in_the_ticket_history(
         await upload(client, agent, ticket_id, b"staff notes", SECRET_NAME, is_internal="true")
     ).json()
     for created in (clean, infected, internal):
-        await service.scan(runtime, uuid.UUID(created["id"]))
-    await service.scan(runtime, uuid.UUID(clean["id"]))  # a retried scan: no second entry
+        await attachment_scan.scan(runtime, uuid.UUID(created["id"]))
+    await attachment_scan.scan(runtime, uuid.UUID(clean["id"]))  # a retried scan: no second entry
     deleted = await client.delete(f"{API}/attachments/{clean['id']}", headers=patient.headers)
     assert deleted.status_code == 204
-    await service.close(runtime)
+    await attachment_store.close(runtime)
 
     staff = await client.get(f"{API}/tickets/{ticket_id}/history", headers=agent.headers)
     assert staff.status_code == 200

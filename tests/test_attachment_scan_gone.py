@@ -17,8 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from api.app import create_app
 from helpdesk.runtime import Runtime
-from helpdesk.services import attachments as service
-from helpdesk.services import ticket_commands
+from helpdesk.services import attachment_store, ticket_commands
 from models.enums import Role
 from tests.attachment_support import make_ticket, upload
 from tests.clamd import ClamdProcess, clamd_factory  # noqa: F401
@@ -63,4 +62,4 @@ async def test_a_scan_whose_ticket_was_deleted_completes_as_gone(
         result = await asyncio.wait_for(handle.result(), 60)
         assert result.deleted and result.outcome == "gone"
         assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
-    await service.close(runtime)
+    await attachment_store.close(runtime)

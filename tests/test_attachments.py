@@ -29,6 +29,7 @@ from api.app import create_app, create_asgi_app
 from helpdesk import push
 from helpdesk.email import FileEmailBackend
 from helpdesk.runtime import Runtime
+from helpdesk.services import attachment_scan, attachment_store
 from helpdesk.services import attachments as service
 from helpdesk.sniff import (
     DOCX,
@@ -43,7 +44,7 @@ from helpdesk.sniff import (
     sanitise_filename,
     sniff_mime,
 )
-from helpdesk.storage import LocalEncryptedStore
+from helpdesk.storage.local import LocalEncryptedStore
 from models.attachment import Attachment
 from models.audit import AuditLog
 from models.enums import Role
@@ -92,7 +93,7 @@ def minimal_pdf(text: str = "Hello") -> bytes:
 
 
 def store_of(runtime: Runtime) -> LocalEncryptedStore:
-    store = service.get_store(runtime)
+    store = attachment_store.get_store(runtime)
     assert isinstance(store, LocalEncryptedStore)
     return store
 
@@ -133,7 +134,7 @@ async def scanning(
         httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
     ):
         yield http
-    await service.close(runtime)
+    await attachment_store.close(runtime)
 
 
 async def scan_result(runtime: Runtime, attachment_id: str, timeout: float = 60) -> Any:
@@ -255,7 +256,7 @@ async def test_verdicts_are_announced_to_the_uploader_and_the_agents(
             for row in await session.scalars(select(NotificationLog))
         ]
     assert logged == [("email", "attachment_blocked", patient.id)]
-    await service.close(runtime)
+    await attachment_store.close(runtime)
 
 
 def test_scan_notifications_use_stable_keys_and_ids_only() -> None:
@@ -377,7 +378,7 @@ async def test_clamd_down_keeps_quarantine_until_it_is_back(
         assert download.status_code == 200 and download.content == b"plain clean text\n"
         listed = await http.get(f"{API}/tickets/{ticket_id}/attachments", headers=patient.headers)
         assert listed.json()["items"][0]["scan_detail"] is None
-    await service.close(runtime)
+    await attachment_store.close(runtime)
 
 
 # --- limits and types (no scanner needed: the upload refuses before any scan) ------------
@@ -651,8 +652,8 @@ async def test_scan_is_idempotent_and_notices_gone_bytes(
     patient = await make_user(runtime, Role.END_USER)
     ticket_id = await make_ticket(runtime, patient)
     created = (await upload(client, patient, ticket_id, EICAR + b"\n", "x.txt")).json()
-    first = await service.scan(runtime, uuid.UUID(created["id"]))
-    again = await service.scan(runtime, uuid.UUID(created["id"]))
+    first = await attachment_scan.scan(runtime, uuid.UUID(created["id"]))
+    again = await attachment_scan.scan(runtime, uuid.UUID(created["id"]))
     assert first.scan_status == again.scan_status == "INFECTED"
     assert first.signature in EICAR_SIGNATURES
     scans = [a for a in await audit_actions(runtime) if a[0] == "attachment.scan"]
@@ -663,8 +664,8 @@ async def test_scan_is_idempotent_and_notices_gone_bytes(
     from helpdesk.errors import Gone
 
     with pytest.raises(Gone):
-        await service.scan(runtime, uuid.UUID(ok["id"]))
-    await service.close(runtime)
+        await attachment_scan.scan(runtime, uuid.UUID(ok["id"]))
+    await attachment_store.close(runtime)
 
 
 async def test_scan_starter_seam_and_resume_after_an_outage(
@@ -695,7 +696,7 @@ async def test_scan_starter_seam_and_resume_after_an_outage(
     second_id = uuid.UUID(second.json()["id"])
     assert calls == [(ticket_id, second_id, "PENDING")]
     calls.clear()
-    assert await service.resume_pending_scans(runtime) == 2
+    assert await attachment_scan.resume_pending_scans(runtime) == 2
     assert sorted(c[1] for c in calls) == sorted([uuid.UUID(accepted.json()["id"]), second_id])
 
 

@@ -18,7 +18,7 @@ from helpdesk.backup.create import create_backup
 from helpdesk.backup.restore import restore_backup, verify_backup
 from helpdesk.backup.retention import list_backups, prune
 from helpdesk.errors import Gone
-from helpdesk.services.attachments import get_store
+from helpdesk.services.attachment_store import get_store
 from models.attachment import Attachment
 from models.enums import Role, TicketStatus
 from models.keys import DataKey as DataKeyRow

@@ -26,8 +26,9 @@ from temporalio.client import Client
 from api.app import create_app
 from helpdesk import policy
 from helpdesk.rules.contracts import CommentAdded, TicketState
-from helpdesk.rules.sla import SlaPolicySnapshot, fulfil_first_response
+from helpdesk.rules.sla import fulfil_first_response
 from helpdesk.rules.sla import start as sla_start
+from helpdesk.rules.sla_policy import SlaPolicySnapshot
 from helpdesk.rules.transitions import Status
 from helpdesk.runtime import Runtime
 from helpdesk.services import comments, ticket_commands

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from helpdesk.settings import Environment, Settings
+from helpdesk.settings import Settings
+from helpdesk.settings_platform import Environment
 from tests.conftest import make_settings
 
 KEY32 = base64.b64encode(b"k" * 32).decode()

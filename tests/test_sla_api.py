@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from api.app import create_app, prepare_runtime
-from helpdesk.rules.sla import SlaClockKind
+from helpdesk.rules.sla_policy import SlaClockKind
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import sla as sla_service
 from models.audit import AuditLog

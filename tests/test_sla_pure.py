@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpdesk.rules import sla
-from helpdesk.rules.sla import (
+from helpdesk.rules import escalation, sla
+from helpdesk.rules.sla_policy import (
     CalendarSpec,
     EscalationAction,
     EscalationStep,
@@ -198,13 +198,13 @@ def test_business_hours_policy_deadline() -> None:
 
 
 def test_escalation_plans() -> None:
-    plan = sla.plan_escalation(steps()[4], "CRITICAL")
+    plan = escalation.plan_escalation(steps()[4], "CRITICAL")
     assert plan.escalate and plan.level == 3 and plan.new_priority is None
-    plan = sla.plan_escalation(steps()[4], "MEDIUM")
+    plan = escalation.plan_escalation(steps()[4], "MEDIUM")
     assert plan.new_priority == "HIGH"
-    plan = sla.plan_escalation(steps()[0], "LOW")
+    plan = escalation.plan_escalation(steps()[0], "LOW")
     assert not plan.escalate and plan.notify == ["assignee"]
-    manual = sla.plan_manual_escalation(2, "u-1")
+    manual = escalation.plan_manual_escalation(2, "u-1")
     assert manual.escalated_to == "u-1" and "escalated_to" in manual.notify
 
 

@@ -6,10 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from helpdesk.rules.sla import (
-    EscalationAction,
-    EscalationStep,
-    SlaClockKind,
-    SlaPolicySnapshot,
     SlaRecord,
     change_policy,
     due_dates,
@@ -17,6 +13,12 @@ from helpdesk.rules.sla import (
     pause,
     resume,
     start,
+)
+from helpdesk.rules.sla_policy import (
+    EscalationAction,
+    EscalationStep,
+    SlaClockKind,
+    SlaPolicySnapshot,
 )
 from helpdesk.services.sla_resume import SlaEntry, replay
 

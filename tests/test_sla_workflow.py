@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from helpdesk.rules.sla import SlaClockKind, SlaState, clock_views
+from helpdesk.rules.sla import SlaState, clock_views
+from helpdesk.rules.sla_policy import SlaClockKind
 from helpdesk.runtime import Runtime
 from helpdesk.temporal import ESCALATED, ticket_workflow_id
 from models.audit import AuditLog

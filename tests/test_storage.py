@@ -17,15 +17,10 @@ import pytest
 import pytest_asyncio
 
 from helpdesk.crypto import DataKey, IntegrityError
-from helpdesk.storage import (
-    SEGMENT_BYTES,
-    AttachmentStore,
-    AzureBlobStore,
-    LocalEncryptedStore,
-    ObjectMissing,
-    storage_key_for,
-    ticket_prefix,
-)
+from helpdesk.storage.azure_blob import AzureBlobStore
+from helpdesk.storage.local import LocalEncryptedStore
+from helpdesk.storage.segments import SEGMENT_BYTES
+from helpdesk.storage.store import AttachmentStore, ObjectMissing, storage_key_for, ticket_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from api.app import create_app, prepare_runtime
 from helpdesk.runtime import Runtime, build_runtime
-from helpdesk.services import ticket_list
+from helpdesk.services import ticket_list, ticket_list_limits
 from models.audit import AuditLog
 from models.enums import Priority, Role, TicketStatus
 from models.ticket import Ticket
@@ -309,7 +309,7 @@ async def test_ties_break_by_id_and_pages_agree_with_cursors(
         {"cursor": first["next_cursor"], "sort": "priority"},
         {"cursor": first["next_cursor"], "page": 2},
         {"page_size": runtime.settings.max_page_size + 1},
-        {"page": ticket_list.MAX_OFFSET},
+        {"page": ticket_list_limits.MAX_OFFSET},
     ):
         response = await client.get(URL, params=bad, headers=agent.headers)
         assert response.status_code == 422, bad
@@ -322,7 +322,7 @@ async def test_total_is_capped_and_flagged(
     user = await make_user(runtime, Role.END_USER)
     for i in range(5):
         await make_ticket(runtime, requester_id=user.id, created_at=T0 + timedelta(minutes=i))
-    monkeypatch.setattr(ticket_list, "COUNT_CAP", 3)
+    monkeypatch.setattr(ticket_list_limits, "COUNT_CAP", 3)
     page = await _list(client, agent, page_size=2)
     assert page["total"] == 3 and page["total_is_estimate"] is True
     exact = await _list(
@@ -391,8 +391,8 @@ async def test_search_plans_agree(
                 status=TicketStatus.OPEN if i % 2 else TicketStatus.IN_PROGRESS,
             )
         )
-    monkeypatch.setattr(ticket_list, "DRIVE_CAP", drive_cap)
-    monkeypatch.setattr(ticket_list, "INTERSECT_CAP", intersect_cap)
+    monkeypatch.setattr(ticket_list_limits, "DRIVE_CAP", drive_cap)
+    monkeypatch.setattr(ticket_list_limits, "INTERSECT_CAP", intersect_cap)
     newest = [t.number for t in reversed(made)]
     # (query, tags and words it names, expected numbers newest first). Words alone, in
     # the default order, walk a word's own index and are always counted (0 names).
@@ -462,7 +462,7 @@ async def test_keyword_search_walks_words_in_list_order(
     assert _numbers(recent) == newest[:3] and recent["total"] == 3
     # Several words are counted among the driving word's newest rows only: beyond them,
     # the total is a lower bound.
-    monkeypatch.setattr(ticket_list, "SEARCH_WINDOW", 2)
+    monkeypatch.setattr(ticket_list_limits, "SEARCH_WINDOW", 2)
     windowed = await _list(client, agent, q="router fiber")
     assert _numbers(windowed) == [made[5].number, made[3].number, made[1].number]
     assert windowed["total"] == 3 and windowed["total_is_estimate"] is True

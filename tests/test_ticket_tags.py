@@ -18,7 +18,7 @@ from api.app import prepare_runtime
 from helpdesk.migrate import downgrade, upgrade
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import ticket_list, ticket_reads
-from helpdesk.services.ticket_list import PageRequest, TicketFilter
+from helpdesk.services.ticket_list_request import PageRequest, TicketFilter
 from helpdesk.settings import Settings
 from models.enums import Role
 from tests.canary_support import assert_absent, database_files

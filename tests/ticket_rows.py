@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from helpdesk.runtime import Runtime
 from helpdesk.services import ticket_tags, ticket_text
-from helpdesk.services.ticket_list import PRIORITY_RANK
+from helpdesk.services.ticket_list_plan import PRIORITY_RANK
 from models.base import utcnow
 from models.enums import Priority, TicketStatus
 from models.ticket import Counter, Ticket

@@ -114,10 +114,10 @@ def build_worker(client: Client, runtime: Runtime, *, task_queue: str | None = N
 async def _resume_pending_scans(runtime: Runtime) -> None:
     """Attachments left PENDING by an outage get their scans arranged again (idempotent:
     a scan already running keeps its workflow id)."""
-    from helpdesk.services import attachments
+    from helpdesk.services import attachment_scan
 
     try:
-        resumed = await attachments.resume_pending_scans(runtime)
+        resumed = await attachment_scan.resume_pending_scans(runtime)
     except Exception as exc:  # start-up must not fail on it; the next start retries
         log.warning("could not resume pending attachment scans: %s", type(exc).__name__)
         return
@@ -126,9 +126,9 @@ async def _resume_pending_scans(runtime: Runtime) -> None:
 
 
 async def _close_stores(runtime: Runtime) -> None:
-    from helpdesk.services import attachments
+    from helpdesk.services import attachment_store
 
-    await attachments.close(runtime)
+    await attachment_store.close(runtime)
 
 
 @contextlib.asynccontextmanager

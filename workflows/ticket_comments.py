@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         TicketCommand,
         TicketState,
     )
-    from helpdesk.rules.sla import SlaClockKind
+    from helpdesk.rules.sla_policy import SlaClockKind
     from helpdesk.rules.transitions import STAFF, Status
 
 if TYPE_CHECKING:

@@ -42,12 +42,13 @@ with workflow.unsafe.imports_passed_through():
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
     from helpdesk.rules.contracts import Actor, ChangeEvent, Failure, FieldUpdates, TicketState
+    from helpdesk.rules.escalation import EscalationPlan
+    from helpdesk.rules.escalation import (
+        plan_escalation as sla_plan_escalation,
+    )
     from helpdesk.rules.sla import (
-        EscalationPlan,
-        SlaClockKind,
         SlaClockView,
         SlaEvent,
-        SlaPolicySnapshot,
         SlaRecord,
     )
     from helpdesk.rules.sla import (
@@ -78,14 +79,12 @@ with workflow.unsafe.imports_passed_through():
         pending_events as sla_pending_events,
     )
     from helpdesk.rules.sla import (
-        plan_escalation as sla_plan_escalation,
-    )
-    from helpdesk.rules.sla import (
         resume as sla_resume,
     )
     from helpdesk.rules.sla import (
         stop as sla_stop,
     )
+    from helpdesk.rules.sla_policy import SlaClockKind, SlaPolicySnapshot
     from helpdesk.rules.transitions import STAFF, Status
     from helpdesk.temporal import ui_text
     from workflows import local_first

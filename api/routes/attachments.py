@@ -25,7 +25,13 @@ from api.schemas.attachments import UPLOAD_OPENAPI, AttachmentList, AttachmentOu
 from helpdesk import scanner
 from helpdesk.errors import PayloadTooLarge, ValidationFailed
 from helpdesk.runtime import Runtime
-from helpdesk.services import attachments
+from helpdesk.services import (
+    attachment_access,
+    attachment_download,
+    attachment_scan,
+    attachment_upload,
+    attachments,
+)
 from helpdesk.sniff import TEXT, ascii_fallback
 
 router = APIRouter()
@@ -167,14 +173,14 @@ class MultipartFileStream:
 SCANNER_UNAVAILABLE = "scanner unavailable"
 
 
-def _out(info: attachments.AttachmentInfo, scanner_down: bool = False) -> AttachmentOut:
+def _out(info: attachment_access.AttachmentInfo, scanner_down: bool = False) -> AttachmentOut:
     out = AttachmentOut.model_validate(info)
     if scanner_down and out.scan_status == "PENDING":
         out.scan_detail = SCANNER_UNAVAILABLE
     return out
 
 
-async def _scanner_down(runtime: Runtime, items: list[attachments.AttachmentInfo]) -> bool:
+async def _scanner_down(runtime: Runtime, items: list[attachment_access.AttachmentInfo]) -> bool:
     """True when a file of `items` waits for a scan and clamd does not answer."""
     if not any(item.scan_status == "PENDING" for item in items):
         return False
@@ -199,12 +205,12 @@ async def upload_attachment(
     ] = False,
 ) -> AttachmentOut:
     """Attach a file to a ticket. It stays quarantined (PENDING) until the virus scan."""
-    target = await attachments.prepare_upload(
+    target = await attachment_upload.prepare_upload(
         runtime, principal, ticket_id, is_internal=is_internal
     )
     upload = MultipartFileStream(request, runtime.settings.max_upload_bytes)
-    info = await attachments.store_upload(runtime, target, upload)
-    await attachments.request_scan(runtime, info.ticket_id, info.id)
+    info = await attachment_upload.store_upload(runtime, target, upload)
+    await attachment_scan.request_scan(runtime, info.ticket_id, info.id)
     response.headers["Location"] = f"/api/v1/attachments/{info.id}"
     return _out(info, await _scanner_down(runtime, [info]))
 
@@ -240,7 +246,7 @@ async def download_attachment(
     attachment_id: uuid.UUID, principal: AnyUser, runtime: RuntimeDep
 ) -> StreamingResponse:
     """The file's bytes, decrypted and authenticated, once the scan said CLEAN."""
-    download = await attachments.open_download(runtime, principal, attachment_id)
+    download = await attachment_download.open_download(runtime, principal, attachment_id)
     info = download.info
     media_type = f"{TEXT}; charset=utf-8" if info.mime_type == TEXT else info.mime_type
     return StreamingResponse(

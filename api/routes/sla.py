@@ -25,7 +25,7 @@ from api.schemas.sla import (
     RuleOut,
 )
 from helpdesk import errors
-from helpdesk.rules.sla import SlaClockKind
+from helpdesk.rules.sla_policy import SlaClockKind
 from helpdesk.runtime import Runtime
 from helpdesk.services import assignment, ticket_commands, tickets
 from helpdesk.services import sla as sla_service

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import AnyUser, Principal, RuntimeDep
 from api.schemas.ticket_list import TicketListItem, TicketListPage, TicketQuery
 from helpdesk import policy
-from helpdesk.services import ticket_list
+from helpdesk.services import ticket_list, ticket_list_request
 
 router = APIRouter()
 
@@ -28,7 +28,7 @@ async def list_tickets(
     runtime: RuntimeDep,
 ) -> TicketListPage:
     """Tickets the caller may see (an end user: only their own), filtered, sorted and paged."""
-    filters = ticket_list.TicketFilter(
+    filters = ticket_list_request.TicketFilter(
         statuses=tuple(dict.fromkeys(query.status)),
         priorities=tuple(dict.fromkeys(query.priority)),
         category_id=query.category_id,
@@ -44,7 +44,7 @@ async def list_tickets(
         q=query.q,
         sla=query.sla,
     )
-    page = ticket_list.PageRequest(
+    page = ticket_list_request.PageRequest(
         sort=query.sort,
         direction=query.order,
         page=query.page,

@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from helpdesk.rules.sla import EscalationAction, SlaClockKind, SlaClockView
+from helpdesk.rules.sla import SlaClockView
+from helpdesk.rules.sla_policy import EscalationAction, SlaClockKind
 from models.enums import Priority
 
 __all__ = [

@@ -9,7 +9,7 @@ A backup is one directory (``<backup_dir>/<UTC time>-<id>``, mode 0700) of three
                      each ticket's data key) that the snapshot's rows reference
 
 Each ``.enc`` part is sealed under the backup key (`HELPDESK_BACKUP_KEY`, never a KEK) in
-1 MiB segments by `helpdesk.storage.SegmentEncryptor`: every segment is authenticated with
+1 MiB segments by `helpdesk.storage.segments.SegmentEncryptor`: every segment is authenticated with
 associated data binding the backup id, the part's name, the segment's index and a
 final-segment flag, so a flipped byte, a reordered, dropped or foreign segment, and a file cut
 short are all detected (the STREAM construction's guarantees). Plaintext exists only in

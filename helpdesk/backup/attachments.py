@@ -9,7 +9,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import Any
 
-from helpdesk.storage import AttachmentStore, ObjectMissing, validate_storage_key
+from helpdesk.storage.store import AttachmentStore, ObjectMissing, validate_storage_key
 
 
 def keys_digest(keys: list[str]) -> str:

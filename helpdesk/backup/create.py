@@ -18,7 +18,8 @@ from helpdesk.backup.keys import backup_key
 from helpdesk.backup.progress import Progress
 from helpdesk.backup.sealed import SEGMENT_BYTES, PartWriter, write_manifest
 from helpdesk.settings import Settings
-from helpdesk.storage import AttachmentStore, build_store
+from helpdesk.storage.configured import build_store
+from helpdesk.storage.store import AttachmentStore
 
 FORMAT = 1
 

@@ -24,7 +24,9 @@ from helpdesk.backup.progress import Progress
 from helpdesk.backup.sealed import read_manifest, read_part
 from helpdesk.crypto import DataKey
 from helpdesk.settings import Settings
-from helpdesk.storage import AttachmentStore, LocalEncryptedStore, build_store
+from helpdesk.storage.configured import build_store
+from helpdesk.storage.local import LocalEncryptedStore
+from helpdesk.storage.store import AttachmentStore
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Sealed files of a backup: parts streamed in authenticated segments, and the manifest.
 
-A part is `helpdesk.storage`'s segmented AES-256-GCM stream under the backup key, with
+A part is `helpdesk.storage.segments`'s segmented AES-256-GCM stream under the backup key, with
 1 MiB segments and the binding id `part_binding(backup_id, name)` in every segment's
 associated data. The manifest is one AES-GCM message:
 
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from helpdesk.backup.errors import BackupError
 from helpdesk.crypto import DataKey, IntegrityError
-from helpdesk.storage import SegmentDecryptor, SegmentEncryptor
+from helpdesk.storage.segments import SegmentDecryptor, SegmentEncryptor
 
 SEGMENT_BYTES = 1024 * 1024
 READ_BYTES = 4 * 1024 * 1024

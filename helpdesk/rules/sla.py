@@ -1,7 +1,9 @@
-"""Pure SLA arithmetic for the ticket workflow: clocks, pause/resume, deadlines, the
-escalation schedule and what is due when. No I/O and no clock reads: every function takes
-`now` (the workflow passes `workflow.now()`), so the same inputs always give the same
-answer, in the workflow, on replay and in the tests.
+"""Pure SLA clock arithmetic for the ticket workflow: clocks, pause/resume, deadlines, what
+is due when, and the clocks as the API and the read model show them. No I/O and no clock
+reads: every function takes `now` (the workflow passes `workflow.now()`), so the same inputs
+always give the same answer, in the workflow, on replay and in the tests. The policy the
+clocks run under is in `helpdesk.rules.sla_policy`, escalation planning in
+`helpdesk.rules.escalation`.
 
 A clock measures working time (see `helpdesk.business_hours`) against a target. Its state is
 `elapsed_seconds` banked before `running_since` plus, while running, the working time since
@@ -13,101 +15,11 @@ stored, so nothing can drift out of step with the clock.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from helpdesk.business_hours import WorkingCalendar
-
-
-class SlaClockKind(StrEnum):
-    FIRST_RESPONSE = "first_response"
-    RESOLUTION = "resolution"
-
-
-class EscalationAction(StrEnum):
-    NOTIFY_ASSIGNEE = "notify_assignee"
-    NOTIFY_MANAGERS = "notify_managers"
-    ESCALATE = "escalate"
-    RAISE_PRIORITY = "raise_priority"
-    REASSIGN = "reassign"
-
-
-PRIORITY_ORDER: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
-
-
-# --- the policy snapshot a workflow runs under -----------------------------------------
-
-
-class CalendarSpec(BaseModel):
-    """A business-hours calendar as stored: weekly hours in a time zone, minus holidays."""
-
-    time_zone: str = "UTC"
-    weekly_hours: dict[str, list[list[str]]] = Field(default_factory=dict)
-    holidays: list[str] = Field(default_factory=list)
-
-    def calendar(self) -> WorkingCalendar:
-        return _calendar(
-            self.time_zone,
-            tuple(
-                sorted(
-                    (day, tuple(tuple(p) for p in spans))
-                    for day, spans in self.weekly_hours.items()
-                )
-            ),
-            tuple(sorted(self.holidays)),
-        )
-
-
-@lru_cache(maxsize=64)
-def _calendar(
-    time_zone: str,
-    weekly: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...],
-    holidays: tuple[str, ...],
-) -> WorkingCalendar:
-    return WorkingCalendar.from_spec(time_zone, {day: spans for day, spans in weekly}, holidays)
-
-
-_ALWAYS = WorkingCalendar.always()
-
-
-class EscalationStep(BaseModel):
-    """One escalation rule as it was when the snapshot was taken."""
-
-    rule_id: str
-    clock: SlaClockKind
-    threshold_percent: int
-    level: int
-    actions: list[EscalationAction]
-    target_user_id: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Identity of the threshold crossing: fires once, whatever the priority does."""
-        return f"{self.clock.value}:{self.threshold_percent}"
-
-
-class SlaPolicySnapshot(BaseModel):
-    """The policy in force for a priority, in seconds (the settings scale policy minutes)."""
-
-    priority: str
-    first_response_seconds: float
-    resolution_seconds: float
-    calendar: CalendarSpec | None = None
-    steps: list[EscalationStep] = Field(default_factory=list)
-    at_risk_percent: int = 75
-    auto_close_seconds: float = 7 * 24 * 3600.0
-
-    def target(self, kind: SlaClockKind) -> float:
-        if kind is SlaClockKind.FIRST_RESPONSE:
-            return self.first_response_seconds
-        return self.resolution_seconds
-
-    def working_calendar(self) -> WorkingCalendar:
-        return self.calendar.calendar() if self.calendar else _ALWAYS
-
+from helpdesk.rules.sla_policy import EscalationStep, SlaClockKind, SlaPolicySnapshot
 
 # --- clock state ------------------------------------------------------------------------
 
@@ -409,56 +321,6 @@ def mark_fired(state: SlaState, event: SlaEvent) -> None:
             state.fired.append(event.step.key)
     elif event.kind == "auto_close":
         state.auto_close_at = None
-
-
-def raised_priority(priority: str) -> str:
-    """One step up (CRITICAL stays CRITICAL)."""
-    index = PRIORITY_ORDER.index(priority)
-    return PRIORITY_ORDER[min(index + 1, len(PRIORITY_ORDER) - 1)]
-
-
-class EscalationPlan(BaseModel):
-    """What the workflow does for one escalation step (or a manual escalation)."""
-
-    level: int
-    escalate: bool
-    escalated_to: str | None
-    new_priority: str | None
-    reassign: bool
-    notify: list[Literal["assignee", "managers", "escalated_to"]]
-
-
-def plan_escalation(step: EscalationStep, priority: str) -> EscalationPlan:
-    actions = set(step.actions)
-    notify: list[Literal["assignee", "managers", "escalated_to"]] = []
-    if EscalationAction.NOTIFY_ASSIGNEE in actions:
-        notify.append("assignee")
-    if EscalationAction.NOTIFY_MANAGERS in actions:
-        notify.append("managers")
-    escalate = EscalationAction.ESCALATE in actions
-    if escalate and step.target_user_id:
-        notify.append("escalated_to")
-    raised = raised_priority(priority) if EscalationAction.RAISE_PRIORITY in actions else None
-    return EscalationPlan(
-        level=step.level,
-        escalate=escalate,
-        escalated_to=step.target_user_id if escalate else None,
-        new_priority=raised if raised and raised != priority else None,
-        reassign=EscalationAction.REASSIGN in actions,
-        notify=notify,
-    )
-
-
-def plan_manual_escalation(level: int, target_user_id: str | None) -> EscalationPlan:
-    """`POST /tickets/{id}/escalate`: the next level up, to a person or the managers."""
-    return EscalationPlan(
-        level=level,
-        escalate=True,
-        escalated_to=target_user_id,
-        new_priority=None,
-        reassign=False,
-        notify=["managers", "escalated_to"] if target_user_id else ["managers"],
-    )
 
 
 # --- what the API and the read model show -------------------------------------------------

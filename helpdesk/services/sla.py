@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.business_hours import CalendarError, WorkingCalendar
 from helpdesk.errors import Conflict, NotFound, ValidationFailed
-from helpdesk.rules.sla import (
+from helpdesk.rules.sla_policy import (
     CalendarSpec,
     EscalationAction,
     EscalationStep,

@@ -20,8 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.rules.sla import (
-    SlaClockKind,
-    SlaPolicySnapshot,
     SlaState,
     change_policy,
     fulfil_first_response,
@@ -30,6 +28,7 @@ from helpdesk.rules.sla import (
     start,
     stop,
 )
+from helpdesk.rules.sla_policy import SlaClockKind, SlaPolicySnapshot
 from helpdesk.services.sla import policy_snapshot
 from helpdesk.settings import Settings
 from models.ticket import Ticket, TicketHistory
