@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notifications import NotificationActivities, NotifyInput, PushInput
     from activities.sla import (
         LoadPolicy,
-        RecipientsQuery,
         SlaActivities,
         SlaHistoryEntry,
         SlaRecorded,
@@ -41,54 +39,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from helpdesk.notifications import NotificationKind
     from helpdesk.push import PushEvent
+    from helpdesk.rules import escalation
+    from helpdesk.rules import sla as clocks
     from helpdesk.rules.contracts import Actor, ChangeEvent, Failure, FieldUpdates, TicketState
     from helpdesk.rules.escalation import EscalationPlan
-    from helpdesk.rules.escalation import (
-        plan_escalation as sla_plan_escalation,
-    )
-    from helpdesk.rules.sla import (
-        SlaClockView,
-        SlaEvent,
-        SlaRecord,
-    )
-    from helpdesk.rules.sla import (
-        change_policy as sla_change_policy,
-    )
-    from helpdesk.rules.sla import (
-        clock_views as sla_clock_views,
-    )
-    from helpdesk.rules.sla import (
-        due_dates as sla_due_dates,
-    )
-    from helpdesk.rules.sla import (
-        due_events as sla_due_events,
-    )
-    from helpdesk.rules.sla import (
-        fulfil_first_response as sla_fulfil_first_response,
-    )
-    from helpdesk.rules.sla import (
-        mark_fired as sla_mark_fired,
-    )
-    from helpdesk.rules.sla import (
-        next_due as sla_next_due,
-    )
-    from helpdesk.rules.sla import (
-        pause as sla_pause,
-    )
-    from helpdesk.rules.sla import (
-        pending_events as sla_pending_events,
-    )
-    from helpdesk.rules.sla import (
-        resume as sla_resume,
-    )
-    from helpdesk.rules.sla import (
-        stop as sla_stop,
-    )
+    from helpdesk.rules.sla import SlaEvent, SlaRecord
     from helpdesk.rules.sla_policy import SlaClockKind, SlaPolicySnapshot
     from helpdesk.rules.transitions import STAFF, Status
     from helpdesk.temporal import ui_text
     from workflows import local_first
-    from workflows.ticket_notify import send_all
+    from workflows import ticket_sla_notify as sla_notify
+    from workflows.ticket_sla_notify import ClockName
 
 if TYPE_CHECKING:
     from helpdesk.rules.contracts import PersistResult, TicketConfig
@@ -101,16 +62,10 @@ _FINAL = frozenset({Failure.TICKET_GONE})
 # Below this a timer is pointless (and a zero timeout is refused): handle the event now.
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
-ClockName = Literal["first_response", "resolution"]
 _CLOCK_NAMES: dict[SlaClockKind, ClockName] = {
     SlaClockKind.FIRST_RESPONSE: "first_response",
     SlaClockKind.RESOLUTION: "resolution",
 }
-
-
-def _error_type(err: ActivityError) -> str:
-    cause = err.cause
-    return cause.type or "error" if isinstance(cause, ApplicationError) else type(cause).__name__
 
 
 def _clock_name(kind: SlaClockKind | None) -> ClockName | None:
@@ -192,7 +147,7 @@ class TicketSlaMixin:
             )
             for r in records
         ] + (extra or [])
-        due = sla_due_dates(s)
+        due = clocks.due_dates(s)
         self._ticket.due_date = due.due_date
         return SlaWrite(
             ticket_id=self._ticket.ticket_id, entries=entries, due=due, breached_at=breached_at
@@ -239,7 +194,8 @@ class TicketSlaMixin:
             recorded: SlaRecorded = await workflow.execute_activity_method(
                 SlaActivities.record_sla_then_push,
                 SlaWriteAndPush(
-                    write=write, push=self._sla_push_input(push, entry.event_key, clock)
+                    write=write,
+                    push=sla_notify.push_input(self._ticket, push, entry.event_key, clock),
                 ),
                 start_to_close_timeout=self._sla_timeout_s(),
                 retry_policy=_RETRY,
@@ -249,7 +205,7 @@ class TicketSlaMixin:
             self._sla_gone(err)
             return
         if not recorded.pushed:
-            await self._sla_push(push, entry.event_key, clock)
+            await sla_notify.push(self._ticket, push, entry.event_key, clock)
 
     def _sla_gone(self, err: Exception) -> None:
         if local_first.failure_type(err) == Failure.TICKET_GONE:
@@ -264,14 +220,14 @@ class TicketSlaMixin:
         s = self._ticket.sla
         if s is None or self._ticket.gone:
             return None
-        nxt = sla_next_due(s)
+        nxt = clocks.next_due(s)
         if nxt is None:
             return None
         return max(nxt - workflow.now(), _MIN_TIMER)
 
     def _sla_timer_summary(self) -> str:
         s = self._ticket.sla
-        events = sla_pending_events(s) if s else []
+        events = clocks.pending_events(s) if s else []
         if not events:
             return "SLA"
         e = events[0]
@@ -291,7 +247,7 @@ class TicketSlaMixin:
         instead of cancelling it and starting an equal one (two history events saved per
         change)."""
         s = self._ticket.sla
-        nxt = sla_next_due(s) if s is not None and not self._ticket.gone else None
+        nxt = clocks.next_due(s) if s is not None and not self._ticket.gone else None
         if nxt is not None and nxt <= workflow.now():
             return  # already due. (Anything later needs a real timer: workflow time does
             # not advance within one activation, so returning early would spin forever.)
@@ -316,11 +272,11 @@ class TicketSlaMixin:
         async with self._lock:
             if self._outbox:
                 return  # accepted changes first: a reply just in time cancels the breach
-            for event in sla_due_events(s, workflow.now()):
+            for event in clocks.due_events(s, workflow.now()):
                 if self._ticket.gone or self._ticket.status is Status.CLOSED:
                     return
                 await self._sla_handle(event)
-                sla_mark_fired(s, event)
+                clocks.mark_fired(s, event)
 
     async def _sla_handle(self, event: SlaEvent) -> None:
         now = workflow.now()
@@ -355,7 +311,7 @@ class TicketSlaMixin:
             return
         step = event.step
         assert step is not None
-        plan = sla_plan_escalation(step, self._ticket.priority)
+        plan = escalation.plan_escalation(step, self._ticket.priority)
         await self._sla_write(
             [],
             extra=[
@@ -385,7 +341,9 @@ class TicketSlaMixin:
                 if step.threshold_percent >= 100
                 else NotificationKind.SLA_WARNING
             )
-            await self._sla_announce(
+            await sla_notify.announce(
+                self._ticket,
+                self._sla_timeout_s(),
                 kind,
                 event.key,
                 plan.notify,
@@ -519,27 +477,29 @@ class TicketSlaMixin:
             return
         now = workflow.now()
         if is_public_staff_reply(event):
-            records = sla_fulfil_first_response(s, now)
+            records = clocks.fulfil_first_response(s, now)
             if records:
                 await self._sla_write(records, summary="First response given")
         elif event.action == "status_changed":
             new = Status(event.changes.get("status", {}).get("new", self._ticket.status.value))
             old = event.changes.get("status", {}).get("old")
             if new is Status.RESOLVED:
-                await self._sla_write(sla_pause(s, now), summary="Pause SLA (resolved)")
+                await self._sla_write(clocks.pause(s, now), summary="Pause SLA (resolved)")
             elif new is Status.CLOSED:
-                await self._sla_write(sla_stop(s, now), summary="Stop SLA (closed)")
+                await self._sla_write(clocks.stop(s, now), summary="Stop SLA (closed)")
             elif old == Status.RESOLVED.value:
-                await self._sla_write(sla_resume(s, now), summary="Resume SLA (reopened)")
+                await self._sla_write(clocks.resume(s, now), summary="Resume SLA (reopened)")
         elif event.action == "edited" and "priority" in event.changes:
             change = event.changes["priority"]
             if change.get("old") != change.get("new"):
                 policy = await self._sla_load(self._ticket.priority)
-                records = sla_change_policy(s, policy, now)
+                records = clocks.change_policy(s, policy, now)
                 await self._sla_write(records, summary=f"Recompute SLA for {policy.priority}")
         elif event.action == "escalated":
             notify = event.changes.get("notify") or ["managers", "escalated_to"]
-            await self._sla_announce(
+            await sla_notify.announce(
+                self._ticket,
+                self._sla_timeout_s(),
                 NotificationKind.ESCALATED,
                 event.request_id,
                 notify,
@@ -553,80 +513,3 @@ class TicketSlaMixin:
         if isinstance(value, dict):
             value = value.get("new")
         return uuid.UUID(str(value)) if value else None
-
-    # --- notifications ----------------------------------------------------------------------
-
-    async def _sla_announce(
-        self,
-        kind: NotificationKind,
-        event_key: str,
-        notify: Sequence[str],
-        escalated_to: uuid.UUID | None,
-        clock: ClockName | None,
-        push: PushEvent,
-    ) -> None:
-        """The emails (to the people `notify` names, looked up now) and the push of one SLA
-        event or escalation, as ONE notification batch (`send_all`: local first). A notice
-        that cannot be sent is logged, never fails the ticket."""
-        recipients: list[uuid.UUID] = []
-        if notify:
-            recipients = await local_first.run(
-                SlaActivities.sla_recipients,
-                RecipientsQuery(
-                    ticket_id=self._ticket.ticket_id,
-                    notify=list(notify),
-                    escalated_to=escalated_to,
-                ),
-                start_to_close=self._sla_timeout_s(),
-                retry_policy=_RETRY,
-                summary="Who to notify",
-            )
-        emails: list[NotifyInput | PushInput] = [
-            NotifyInput(
-                kind=kind,
-                event_key=event_key[:100],
-                recipient_id=recipient,
-                ticket_id=self._ticket.ticket_id,
-                escalation_level=self._ticket.escalation_level,
-                sla_clock=clock,
-            )
-            for recipient in dict.fromkeys(recipients)
-        ]
-        await send_all([*emails, self._sla_push_input(push, event_key, clock)])
-
-    async def _sla_push(self, event: PushEvent, event_id: str, clock: ClockName | None) -> None:
-        try:
-            await self._sla_push_once(event, event_id, clock)
-        except ActivityError as err:
-            workflow.logger.warning("SLA push not sent: %s", _error_type(err))
-
-    def _sla_push_input(
-        self, event: PushEvent, event_id: str, clock: ClockName | None
-    ) -> PushInput:
-        return PushInput(
-            event=event,
-            event_id=f"{self._ticket.ticket_id}:{event_id}"[:200],
-            ticket_id=self._ticket.ticket_id,
-            escalation_level=self._ticket.escalation_level,
-            sla_clock=clock,
-        )
-
-    async def _sla_push_once(
-        self, event: PushEvent, event_id: str, clock: ClockName | None
-    ) -> None:
-        await workflow.execute_activity_method(
-            NotificationActivities.publish_event,
-            self._sla_push_input(event, event_id, clock),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5),
-            summary=f"Push {event.value}",
-        )
-
-    # --- what GET /tickets/{id} shows -------------------------------------------------------
-
-
-def live_clocks(state: TicketState | None, now: datetime) -> list[SlaClockView]:
-    """Each SLA clock of a ticket's live state (empty when the workflow did not answer)."""
-    if state is None or state.sla is None:
-        return []
-    return sla_clock_views(state.sla, now)

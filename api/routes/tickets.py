@@ -27,10 +27,10 @@ from api.schemas.tickets import (
 )
 from helpdesk import errors, policy
 from helpdesk.rules.contracts import TicketEdits
+from helpdesk.rules.sla import clock_views
 from helpdesk.rules.transitions import Status
 from helpdesk.services import ticket_commands, ticket_reads, ticket_workflow, tickets
 from models.enums import Priority, Role, TicketStatus
-from workflows.ticket_sla import live_clocks
 
 router = APIRouter()
 
@@ -78,7 +78,8 @@ def _out(v: ticket_reads.TicketView, role: Role) -> TicketOut:
         )
         if state is not None
         else None,
-        sla=live_clocks(state, datetime.now(UTC)),
+        # Each SLA clock of the live state (none when the workflow did not answer).
+        sla=clock_views(state.sla, datetime.now(UTC)) if state and state.sla else [],
     )
 
 
