@@ -10,44 +10,26 @@ back. Errors retrying cannot fix (attachment gone, integrity failure) are non-re
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from helpdesk import metrics
 from helpdesk.errors import DomainError
+from helpdesk.rules.activity_contracts import (
+    SCAN_LIMIT_EXCEEDED,
+    SCANNER_UNAVAILABLE,
+    ActivityName,
+    ScanResult,
+)
 from helpdesk.rules.contracts import ScanRequest
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
 
-# ApplicationError types the scan raises (the workflow's retry policy lists the fatal ones).
-SCANNER_UNAVAILABLE = "ScannerUnavailable"
-SCAN_LIMIT_EXCEEDED = "ScanLimitExceeded"
-FATAL_SCAN_ERRORS = ("not_found", "gone", "integrity_error", SCAN_LIMIT_EXCEEDED)
 # Attempts that find the bytes of a live attachment missing before the scan fails for good.
 BYTES_MISSING_RETRIES = 3
-
-
-class ScanResult(BaseModel):
-    """The verdict, for notifications: `scan_status` is CLEAN or INFECTED (or PENDING when
-    the attachment was deleted before it could be scanned; see `deleted`)."""
-
-    attachment_id: uuid.UUID
-    ticket_id: uuid.UUID
-    uploader_id: uuid.UUID
-    scan_status: str
-    is_internal: bool
-    signature: str | None = None
-    deleted: bool = False
-
-    @property
-    def outcome(self) -> str:
-        """How the scan ended: ``gone`` (deleted before its verdict), ``clean``, ``infected``."""
-        return "gone" if self.deleted else self.scan_status.lower()
 
 
 log = logging.getLogger("helpdesk.scan")
@@ -59,7 +41,7 @@ class AttachmentActivities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @activity.defn(name="scan_attachment")
+    @activity.defn(name=ActivityName.SCAN_ATTACHMENT)
     async def scan_attachment(self, request: ScanRequest) -> ScanResult:
         """Scan one attachment; idempotent (a decided attachment is not scanned again)."""
         from helpdesk.services import attachment_scan

@@ -8,26 +8,16 @@ A retried activity appends one more anchor line: harmless (anchors only ever mov
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
-from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from helpdesk.rules.activity_contracts import ActivityName, AnchorRecord
 from helpdesk.runtime import Runtime
 
 log = logging.getLogger("helpdesk.audit")
 ANCHOR_UNAVAILABLE = "AuditAnchorUnavailable"
-
-
-class AnchorRecord(BaseModel):
-    """A sealed anchor: the chain had `rows` rows, the last with hash `head`, at `at`."""
-
-    rows: int
-    head: str
-    at: datetime
-    mac: str
 
 
 class AuditActivities:
@@ -36,7 +26,7 @@ class AuditActivities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @activity.defn(name="anchor_audit_chain")
+    @activity.defn(name=ActivityName.ANCHOR_AUDIT_CHAIN)
     async def anchor_audit_chain(self) -> AnchorRecord:
         from helpdesk.audit_anchor import anchor_now, anchor_store
 

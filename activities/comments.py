@@ -12,43 +12,24 @@ command's request id, so a retried activity writes nothing twice and answers
 
 from __future__ import annotations
 
-import uuid
-
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
-from helpdesk.rules.contracts import Actor, Failure
+from helpdesk.rules.activity_contracts import (
+    COMMENT_ADDED,
+    ActivityName,
+    CommentRecord,
+    CommentRecorded,
+)
+from helpdesk.rules.contracts import Failure
 from helpdesk.runtime import Runtime
 from models.base import utcnow
 from models.comment import Comment
 from models.enums import STAFF_ROLES
 from models.ticket import Ticket, TicketHistory
-
-COMMENT_ADDED = "comment_added"
-
-
-class CommentRecord(BaseModel):
-    """One accepted comment, as the workflow asks the activity to record it. No PHI."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    ticket_id: uuid.UUID
-    event_key: str = Field(min_length=1, max_length=100)  # the command's request id
-    comment_id: uuid.UUID
-    actor: Actor
-    internal: bool
-    # The workflow decided (workflows.ticket_comments.on_comment) that this public staff
-    # reply is the ticket's first response; the row's first_response_at is set once.
-    first_response: bool = False
-    version: int = 0
-
-
-class CommentRecorded(BaseModel):
-    applied: bool  # False when a retried activity found its entry already written
 
 
 class CommentActivities:
@@ -60,7 +41,7 @@ class CommentActivities:
     def all(self) -> list[object]:
         return [self.record_comment]
 
-    @activity.defn(name="record_ticket_comment")
+    @activity.defn(name=ActivityName.RECORD_TICKET_COMMENT)
     async def record_comment(self, record: CommentRecord) -> CommentRecorded:
         """Write the `comment_added` history entry and its audit row, once per event key."""
         actor = record.actor

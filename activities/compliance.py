@@ -10,28 +10,17 @@ it sent, written after the sends: a crash in between mails twice rather than nev
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from helpdesk.email import EmailMessage
+from helpdesk.rules.activity_contracts import ActivityName, ComplianceSummary
 from helpdesk.runtime import Runtime
 
 SYSTEM_ROLE = "SYSTEM"
-
-
-class ComplianceSummary(BaseModel):
-    """What the workflow records: when, whether every control passed, which failed."""
-
-    at: datetime
-    ok: bool
-    failing: list[str]
-    warnings: list[str]
-    mailed: int
 
 
 def summary_mail(
@@ -55,7 +44,7 @@ class ComplianceActivities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @activity.defn(name="compliance_report")
+    @activity.defn(name=ActivityName.COMPLIANCE_REPORT)
     async def compliance_report(self) -> ComplianceSummary:
         try:
             return await self._report()

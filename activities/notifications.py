@@ -46,6 +46,7 @@ from helpdesk.audit import AuditEntry
 from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
 from helpdesk.errors import DomainError
 from helpdesk.notifications import TicketFacts, render_ticket_email
+from helpdesk.rules.activity_contracts import ActivityName
 from helpdesk.rules.notify import NotifyBatch as NotifyBatch
 from helpdesk.rules.notify import NotifyInput as NotifyInput
 from helpdesk.rules.notify import NotifyResult as NotifyResult
@@ -69,7 +70,7 @@ class NotificationActivities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @activity.defn(name="send_email")
+    @activity.defn(name=ActivityName.SEND_EMAIL)
     async def send_email(self, notify: NotifyInput) -> NotifyResult:
         """Email `notify.recipient_id` about a ticket event, at most once per key."""
         key = notify.notification_key
@@ -166,7 +167,7 @@ class NotificationActivities:
                 },
             )
 
-    @activity.defn(name="notify_change")
+    @activity.defn(name=ActivityName.NOTIFY_CHANGE)
     async def notify_change(self, batch: NotifyBatch) -> list[str]:
         """Every notification of one change in one activity (one task instead of one per
         email and push): pushes first, then each email at most once.
@@ -308,7 +309,7 @@ class NotificationActivities:
             return False
         return True
 
-    @activity.defn(name="publish_event")
+    @activity.defn(name=ActivityName.PUBLISH_EVENT)
     async def publish_event(self, event: PushInput) -> list[str]:
         """Push a ticket event to the sockets that may hear it; returns the rooms."""
         async with self.runtime.database.read() as session:

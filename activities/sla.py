@@ -17,20 +17,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.notifications import PushInput, publish_for_row
+from activities.notifications import publish_for_row
 from helpdesk import metrics
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import RequestContext, set_context
+from helpdesk.rules.activity_contracts import (
+    ActivityName,
+    LoadPolicy,
+    RecipientsQuery,
+    SlaRecorded,
+    SlaWrite,
+    SlaWriteAndPush,
+)
 from helpdesk.rules.contracts import Failure
-from helpdesk.rules.sla import SlaDueDates
 from helpdesk.rules.sla_policy import SlaPolicySnapshot
 from helpdesk.runtime import Runtime
 from helpdesk.services import sla as sla_service
@@ -40,58 +45,6 @@ from models.ticket import Ticket, TicketHistory
 from models.user import User
 
 SYSTEM_ROLE = "SYSTEM"
-
-
-class LoadPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    priority: str
-
-
-class SlaHistoryEntry(BaseModel):
-    """One SLA fact for the ticket's history (ids, clock names, numbers: no PHI)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    event_key: str = Field(min_length=1, max_length=100)
-    action: str = Field(pattern=r"^sla\.[a-z_]+$", max_length=40)
-    at: datetime
-    changes: dict[str, str | float | int | bool | list[str] | None] = Field(default_factory=dict)
-
-
-class SlaWrite(BaseModel):
-    """History entries plus the SLA columns of the ticket row, written in one transaction."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ticket_id: uuid.UUID
-    entries: list[SlaHistoryEntry] = Field(default_factory=list)
-    due: SlaDueDates
-    breached_at: datetime | None = None
-
-
-class SlaWriteAndPush(BaseModel):
-    """An SLA write, then (after its commit) one push about the ticket."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    write: SlaWrite
-    push: PushInput
-
-
-class SlaRecorded(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    new: int  # history entries that were new (0: a retry found them written)
-    pushed: bool  # False: the push could not go out; the workflow sends it itself
-
-
-class RecipientsQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    ticket_id: uuid.UUID
-    notify: list[str] = Field(default_factory=list)  # "assignee", "managers", "escalated_to"
-    escalated_to: uuid.UUID | None = None
 
 
 class SlaActivities:
@@ -108,20 +61,20 @@ class SlaActivities:
             self.sla_recipients,
         ]
 
-    @activity.defn(name="load_sla_policy")
+    @activity.defn(name=ActivityName.LOAD_SLA_POLICY)
     async def load_sla_policy(self, query: LoadPolicy) -> SlaPolicySnapshot:
         """The policy in force now for a priority (targets, calendar, escalation steps)."""
         async with self.runtime.database.transaction() as session:
             return await sla_service.policy_snapshot(session, self.runtime.settings, query.priority)
 
-    @activity.defn(name="record_sla")
+    @activity.defn(name=ActivityName.RECORD_SLA)
     async def record_sla(self, write: SlaWrite) -> int:
         """Write SLA history entries once each, an audit row for each new one, and the
         ticket's due dates. Returns how many entries were new."""
         new, _ = await self._record(write)
         return new
 
-    @activity.defn(name="record_sla_then_push")
+    @activity.defn(name=ActivityName.RECORD_SLA_THEN_PUSH)
     async def record_sla_then_push(self, work: SlaWriteAndPush) -> SlaRecorded:
         """`record_sla`, then publish `work.push` once the write has committed."""
         new, ticket = await self._record(work.write)
@@ -211,7 +164,7 @@ class SlaActivities:
             )
         return new, ticket
 
-    @activity.defn(name="sla_recipients")
+    @activity.defn(name=ActivityName.SLA_RECIPIENTS)
     async def sla_recipients(self, query: RecipientsQuery) -> list[uuid.UUID]:
         """Who an SLA warning or escalation notifies: the assignee, the active managers,
         the person escalated to; each once."""

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.notifications import publish_for_row
 from helpdesk import errors
 from helpdesk.context import RequestContext, set_context
+from helpdesk.rules.activity_contracts import ActivityName
 from helpdesk.rules.contracts import (
     Actor,
     ChangeEvent,
@@ -55,7 +56,7 @@ class TicketActivities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @activity.defn(name="create_ticket")
+    @activity.defn(name=ActivityName.CREATE_TICKET)
     async def create_ticket(self, new: SealedTicket) -> TicketCreated:
         """Write a new ticket once (row, tokens, history entry, audit row)."""
         _act_for(new.requester, f"create-{new.ticket_id}")
@@ -64,7 +65,7 @@ class TicketActivities:
                 created, _ = await tickets.create_row(session, self.runtime, new)
         return created
 
-    @activity.defn(name="persist_ticket_change")
+    @activity.defn(name=ActivityName.PERSIST_TICKET_CHANGE)
     async def persist_change(self, change: PersistChange) -> PersistResult:
         """Write one accepted change once (row, history entry, audit row)."""
         _act_for(change.actor, change.event_key)

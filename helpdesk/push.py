@@ -50,13 +50,13 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 import socketio
 from pydantic import BaseModel, ConfigDict
 
 from helpdesk import metrics
+from helpdesk.rules.notify import PushEvent
 from helpdesk.runtime import Runtime
 from helpdesk.settings import Settings, get_settings
 from models.enums import Priority, TicketStatus
@@ -66,20 +66,6 @@ log = logging.getLogger("helpdesk.push")
 NAMESPACE = "/"
 AGENTS = "agents"
 MANAGERS = "managers"
-
-
-class PushEvent(StrEnum):
-    TICKET_CREATED = "ticket.created"
-    TICKET_UPDATED = "ticket.updated"
-    TICKET_STATUS_CHANGED = "ticket.status_changed"
-    TICKET_ASSIGNED = "ticket.assigned"
-    TICKET_ESCALATED = "ticket.escalated"
-    COMMENT_ADDED = "comment.added"
-    SLA_WARNING = "sla.warning"
-    SLA_BREACH = "sla.breach"
-    ATTACHMENT_BLOCKED = "attachment.blocked"
-    ATTACHMENT_READY = "attachment.ready"
-    SATISFACTION_ANSWERED = "ticket.satisfaction"  # to the ticket's staff room
 
 
 def user_room(user_id: uuid.UUID | str) -> str:

@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 import activities.comments
 import activities.sla
-from activities.comments import CommentActivities, CommentRecord
-from activities.sla import SlaActivities, SlaHistoryEntry, SlaWrite
+from activities.comments import CommentActivities
+from activities.sla import SlaActivities
 from helpdesk.migrate import upgrade
+from helpdesk.rules.activity_contracts import CommentRecord, SlaHistoryEntry, SlaWrite
 from helpdesk.rules.contracts import Actor, FieldUpdates, PersistChange
 from helpdesk.rules.sla import SlaDueDates
 from helpdesk.runtime import Runtime

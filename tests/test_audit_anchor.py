@@ -190,9 +190,9 @@ async def test_a_rewritten_chain_does_not_match_its_anchor(runtime: Runtime) -> 
 async def test_the_worker_creates_the_schedule_and_anchors_arrive(runtime, temporal_client):
     from temporalio.client import ScheduleIntervalSpec
 
+    from helpdesk.rules.activity_contracts import AnchorRecord
     from workers.audit_schedule import anchor_schedule_id, ensure_anchor_schedule
     from workers.worker import run_worker_in_background
-    from workflows.audit_anchor import AnchorRecord
 
     async with runtime.database.transaction() as session:
         await runtime.audit.record(session, "test.event")

@@ -33,7 +33,7 @@ from helpdesk.notifications import (
     render_account_email,
     render_ticket_email,
 )
-from helpdesk.push import PushEvent
+from helpdesk.rules.notify import PushEvent
 from helpdesk.runtime import Runtime
 from helpdesk.settings import Settings
 from models.audit import AuditLog

@@ -21,7 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.notifications import NotificationActivities, PushInput
 from api.app import create_asgi_app
 from helpdesk import push
-from helpdesk.push import PushEvent
+from helpdesk.rules.notify import PushEvent
 from helpdesk.runtime import Runtime
 from helpdesk.security import AccessTokens
 from helpdesk.services import sessions

@@ -19,7 +19,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.notifications import NotificationActivities, PushInput
 from api.app import create_asgi_app, prepare_runtime
 from helpdesk import push
-from helpdesk.push import PushEvent
+from helpdesk.rules.notify import PushEvent
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services import sessions
 from helpdesk.settings import Settings

@@ -342,7 +342,9 @@ async def test_saturation_sheds_with_503_and_a_silent_engine_is_503_not_500(
         await asyncio.sleep(0.5)  # the first holds the only slot, waiting on the workflow
         started = time.perf_counter()
         shed = await http.post("/api/v1/tickets", json={"title": "x"}, headers=requester.headers)
-        assert time.perf_counter() - started < 1.0
+        # At once: well before the 3 s command timeout a queued request would wait out (the
+        # margin is for a loaded CI machine; bench/tickets.py measures the shedding itself).
+        assert time.perf_counter() - started < 2.0
         assert shed.status_code == 503
         assert shed.headers["Retry-After"] == "1"
         assert shed.json()["error"]["code"] == "unavailable"

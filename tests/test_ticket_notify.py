@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from activities.notifications import NotifyInput, PushInput
 from helpdesk import push
 from helpdesk.notifications import NotificationKind
-from helpdesk.push import PushEvent
 from helpdesk.rules.contracts import ChangeEvent, TicketState
-from helpdesk.rules.notify import CREATED, NOTIFIED_BY_SLA, notifications_for
+from helpdesk.rules.notify import CREATED, NOTIFIED_BY_SLA, PushEvent, notifications_for
 from helpdesk.rules.transitions import Status
 from models.enums import Priority, Role, TicketStatus
 

@@ -368,3 +368,17 @@ def test_the_contract_names_are_the_ones_the_workflows_register() -> None:
     assert set(ticket.updates) == {command.value for command in TicketCommand}
     assert TICKET_STATE_QUERY in ticket.queries
     assert _Definition.must_from_class(AttachmentScanWorkflow).name == ATTACHMENT_SCAN_WORKFLOW
+
+
+def test_the_activity_names_are_what_the_worker_registers(settings) -> None:
+    """Workflows reach activities by `ActivityName` only: every name is registered by the
+    worker under that name, and the worker registers nothing the names do not list."""
+    from temporalio.activity import _Definition as _ActivityDefinition
+
+    from activities.registry import build_activities
+    from helpdesk.rules.activity_contracts import ActivityName
+    from helpdesk.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    registered = {_ActivityDefinition.must_from_callable(a).name for a in build_activities(runtime)}
+    assert registered == {name.value for name in ActivityName}

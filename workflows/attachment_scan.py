@@ -23,16 +23,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.attachments import FATAL_SCAN_ERRORS, ScanResult
-    from activities.notifications import NotifyInput, PushInput
     from helpdesk.notifications import NotificationKind
-    from helpdesk.push import PushEvent
+    from helpdesk.rules.activity_contracts import FATAL_SCAN_ERRORS, ActivityName, ScanResult
     from helpdesk.rules.contracts import (
         ATTACHMENT_SCAN_WORKFLOW,
         ScanRequest,
         attachment_scan_workflow_id,
     )
-    from helpdesk.rules.notify import Notification
+    from helpdesk.rules.notify import Notification, NotifyInput, PushEvent, PushInput
     from helpdesk.temporal import ui_text
     from workflows.ticket_notify import send_all
 
@@ -107,7 +105,7 @@ class AttachmentScanWorkflow:
     async def run(self, request: ScanRequest) -> ScanResult:
         workflow.set_current_details(ui_text("Waiting for the virus scanner"))
         result: ScanResult = await workflow.execute_activity(
-            "scan_attachment", request, result_type=ScanResult, **scan_activity_options()
+            ActivityName.SCAN_ATTACHMENT, request, result_type=ScanResult, **scan_activity_options()
         )
         # An attachment deleted before its verdict ends the scan cleanly ("gone").
         workflow.set_current_details(ui_text(f"Scan finished: {result.outcome}"))

@@ -11,7 +11,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AnchorRecord
+    from helpdesk.rules.activity_contracts import ActivityName, AnchorRecord
     from helpdesk.temporal import ui_text
 
 __all__ = ["AnchorRecord", "AuditAnchorWorkflow"]
@@ -25,7 +25,7 @@ class AuditAnchorWorkflow:
     async def run(self) -> AnchorRecord:
         workflow.set_current_details(ui_text("Sealing the audit chain's head"))
         anchor: AnchorRecord = await workflow.execute_activity(
-            "anchor_audit_chain",
+            ActivityName.ANCHOR_AUDIT_CHAIN,
             result_type=AnchorRecord,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),

@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.compliance import ComplianceSummary
+    from helpdesk.rules.activity_contracts import ActivityName, ComplianceSummary
     from helpdesk.temporal import ui_text
 
 
@@ -22,7 +22,7 @@ class ComplianceWorkflow:
     async def run(self) -> ComplianceSummary:
         workflow.set_current_details(ui_text("Running the HIPAA self-check"))
         summary: ComplianceSummary = await workflow.execute_activity(
-            "compliance_report",
+            ActivityName.COMPLIANCE_REPORT,
             result_type=ComplianceSummary,
             start_to_close_timeout=timedelta(minutes=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=5),

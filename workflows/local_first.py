@@ -15,15 +15,18 @@ same ticket waits for it (bounded by `start_to_close`, a single attempt).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
+with workflow.unsafe.imports_passed_through():
+    from helpdesk.rules.activity_contracts import ActivityName
+
 _ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+T = TypeVar("T")
 
 
 def failure_type(err: BaseException) -> str | None:
@@ -33,22 +36,24 @@ def failure_type(err: BaseException) -> str | None:
 
 
 async def run(
-    activity: Callable[..., Any],
+    activity: ActivityName,
     arg: Any,
     *,
+    result_type: type[T],
     start_to_close: timedelta,
     retry_policy: RetryPolicy,
     summary: str,
     final: frozenset[str] = frozenset(),
     schedule_to_close: timedelta | None = None,
-) -> Any:
+) -> T:
     """`activity(arg)` as one local attempt, then (if it failed with a type not in `final`)
     as a regular activity with `retry_policy`. A failure of a type in `final` is raised at
     once, as an ActivityError would be (what retrying cannot fix: a deleted ticket)."""
     try:
-        return await workflow.execute_local_activity_method(
+        return await workflow.execute_local_activity(
             activity,
             arg,
+            result_type=result_type,
             start_to_close_timeout=start_to_close,
             retry_policy=_ONE_ATTEMPT,
             summary=summary,
@@ -60,9 +65,10 @@ async def run(
         if kind is not None and kind in final:
             raise
         workflow.logger.info("local attempt of %s failed (%s); retrying", summary, kind)
-    return await workflow.execute_activity_method(
+    return await workflow.execute_activity(
         activity,
         arg,
+        result_type=result_type,
         start_to_close_timeout=start_to_close,
         schedule_to_close_timeout=schedule_to_close,
         retry_policy=retry_policy,

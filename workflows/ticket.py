@@ -22,7 +22,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tickets import TicketActivities
+    from helpdesk.rules.activity_contracts import ActivityName
     from helpdesk.rules.contracts import (
         TICKET_STATE_QUERY,
         TICKET_WORKFLOW,
@@ -126,9 +126,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         workflow's activities), then answer `opened`. A refusal no retry can fix (a
         category retired meanwhile) ends the workflow and is the `opened` answer."""
         try:
-            created: TicketCreated = await local_first.run(
-                TicketActivities.create_ticket,
+            created = await local_first.run(
+                ActivityName.CREATE_TICKET,
                 new,
+                result_type=TicketCreated,
                 start_to_close=timedelta(seconds=self.config.activity_timeout_seconds),
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(seconds=10), non_retryable_error_types=NON_RETRYABLE
@@ -386,9 +387,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             version=self._ticket.version + 1,
         )
         try:
-            result: PersistResult = await workflow.execute_activity_method(
-                TicketActivities.persist_change,
+            result = await workflow.execute_activity(
+                ActivityName.PERSIST_TICKET_CHANGE,
                 change,
+                result_type=PersistResult,
                 start_to_close_timeout=timedelta(seconds=self.config.activity_timeout_seconds),
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(seconds=10), non_retryable_error_types=NON_RETRYABLE

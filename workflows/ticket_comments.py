@@ -7,7 +7,7 @@ How a comment travels (no comment text ever enters workflow history):
    ``add_comment(CommentAdded{request_id, comment_id, author_id, author_role, is_internal})``.
 2. The handler (`TicketCommentsMixin.add_comment`) deduplicates the request id, checks the
    ticket is live, decides with `on_comment` (pure), records the timeline entry with ONE
-   activity (`activities.comments.CommentActivities.record_comment`: history + audit,
+   activity (`record_ticket_comment`, in `activities.comments`: history + audit,
    idempotent on the request id), and appends a `ChangeEvent("comment_added")` to the
    outbox, which the SLA mixin reads (a public staff reply fulfils first response).
 3. A requester's public reply on a RESOLVED ticket reopens it (when the
@@ -33,7 +33,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.comments import COMMENT_ADDED, CommentActivities, CommentRecord
+    from helpdesk.rules.activity_contracts import COMMENT_ADDED, ActivityName, CommentRecord
     from helpdesk.rules.contracts import (
         SYSTEM_ROLE,
         Actor,
@@ -261,8 +261,8 @@ class TicketCommentsMixin:
             version=self._ticket.version + 1,
         )
         try:
-            await workflow.execute_activity_method(
-                CommentActivities.record_comment,
+            await workflow.execute_activity(
+                ActivityName.RECORD_TICKET_COMMENT,
                 record,
                 start_to_close_timeout=timedelta(seconds=self.config.activity_timeout_seconds),
                 retry_policy=_RECORD_RETRY,

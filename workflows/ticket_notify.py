@@ -14,13 +14,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notifications import (
-        NotificationActivities,
-        NotifyBatch,
-        NotifyInput,
-        PushInput,
-    )
-    from helpdesk.rules.notify import Notification
+    from helpdesk.rules.activity_contracts import ActivityName
+    from helpdesk.rules.notify import Notification, NotifyBatch, NotifyInput, PushInput
 
 # A change's notifications run as ONE activity (`notify_change`), not one per email and push,
 # and as a LOCAL activity first, inside the workflow task already running (no activity task,
@@ -89,9 +84,10 @@ async def send_batch_local(notifications: Sequence[Notification]) -> list[str] |
     ``duplicate``; a repeated push carries the same event id)."""
     batch, kinds, order = _batch(notifications)
     try:
-        outcomes: list[str] = await workflow.execute_local_activity_method(
-            NotificationActivities.notify_change,
+        outcomes = await workflow.execute_local_activity(
+            ActivityName.NOTIFY_CHANGE,
             batch,
+            result_type=list[str],
             start_to_close_timeout=LOCAL_NOTIFY_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=1),
             summary="Notify: " + ", ".join(kinds),
@@ -116,9 +112,10 @@ async def send_batch(notifications: Sequence[Notification]) -> list[str]:
     input order; never raises."""
     batch, kinds, order = _batch(notifications)
     try:
-        outcomes: list[str] = await workflow.execute_activity_method(
-            NotificationActivities.notify_change,
+        outcomes = await workflow.execute_activity(
+            ActivityName.NOTIFY_CHANGE,
             batch,
+            result_type=list[str],
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=2),
             retry_policy=EMAIL_RETRY,

@@ -29,20 +29,20 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sla import (
+    from helpdesk.notifications import NotificationKind
+    from helpdesk.rules import escalation
+    from helpdesk.rules import sla as clocks
+    from helpdesk.rules.activity_contracts import (
+        ActivityName,
         LoadPolicy,
-        SlaActivities,
         SlaHistoryEntry,
         SlaRecorded,
         SlaWrite,
         SlaWriteAndPush,
     )
-    from helpdesk.notifications import NotificationKind
-    from helpdesk.push import PushEvent
-    from helpdesk.rules import escalation
-    from helpdesk.rules import sla as clocks
     from helpdesk.rules.contracts import Actor, ChangeEvent, Failure, FieldUpdates, TicketState
     from helpdesk.rules.escalation import EscalationPlan
+    from helpdesk.rules.notify import PushEvent
     from helpdesk.rules.sla import SlaEvent, SlaRecord
     from helpdesk.rules.sla_policy import SlaClockKind, SlaPolicySnapshot
     from helpdesk.rules.transitions import STAFF, Status
@@ -119,14 +119,14 @@ class TicketSlaMixin:
         return timedelta(seconds=self.config.activity_timeout_seconds)
 
     async def _sla_load(self, priority: str) -> SlaPolicySnapshot:
-        policy: SlaPolicySnapshot = await local_first.run(
-            SlaActivities.load_sla_policy,
+        return await local_first.run(
+            ActivityName.LOAD_SLA_POLICY,
             LoadPolicy(priority=priority),
+            result_type=SlaPolicySnapshot,
             start_to_close=self._sla_timeout_s(),
             retry_policy=_RETRY,
             summary=f"Load SLA policy {priority}",
         )
-        return policy
 
     def _sla_write_input(
         self,
@@ -166,8 +166,9 @@ class TicketSlaMixin:
             return
         try:
             await local_first.run(
-                SlaActivities.record_sla,
+                ActivityName.RECORD_SLA,
                 write,
+                result_type=int,
                 start_to_close=self._sla_timeout_s(),
                 retry_policy=_RETRY,
                 summary=summary,
@@ -191,12 +192,13 @@ class TicketSlaMixin:
         if write is None:
             return
         try:
-            recorded: SlaRecorded = await workflow.execute_activity_method(
-                SlaActivities.record_sla_then_push,
+            recorded = await workflow.execute_activity(
+                ActivityName.RECORD_SLA_THEN_PUSH,
                 SlaWriteAndPush(
                     write=write,
                     push=sla_notify.push_input(self._ticket, push, entry.event_key, clock),
                 ),
+                result_type=SlaRecorded,
                 start_to_close_timeout=self._sla_timeout_s(),
                 retry_policy=_RETRY,
                 summary=summary,

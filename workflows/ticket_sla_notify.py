@@ -15,11 +15,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notifications import NotificationActivities, NotifyInput, PushInput
-    from activities.sla import RecipientsQuery, SlaActivities
     from helpdesk.notifications import NotificationKind
-    from helpdesk.push import PushEvent
+    from helpdesk.rules.activity_contracts import ActivityName, RecipientsQuery
     from helpdesk.rules.contracts import Failure, TicketState
+    from helpdesk.rules.notify import NotifyInput, PushEvent, PushInput
     from workflows import local_first
     from workflows.ticket_notify import send_all
 
@@ -49,11 +48,12 @@ async def announce(
     recipients: list[uuid.UUID] = []
     if notify:
         recipients = await local_first.run(
-            SlaActivities.sla_recipients,
+            ActivityName.SLA_RECIPIENTS,
             RecipientsQuery(
                 ticket_id=ticket.ticket_id, notify=list(notify), escalated_to=escalated_to
             ),
             start_to_close=activity_timeout,
+            result_type=list[uuid.UUID],
             retry_policy=_RETRY,
             summary="Who to notify",
         )
@@ -88,8 +88,8 @@ async def push(
 ) -> None:
     """One SLA push on its own (its record was written without it)."""
     try:
-        await workflow.execute_activity_method(
-            NotificationActivities.publish_event,
+        await workflow.execute_activity(
+            ActivityName.PUBLISH_EVENT,
             push_input(ticket, event, event_id, clock),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5),

@@ -40,13 +40,29 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from helpdesk.notifications import NotificationKind
-from helpdesk.push import PushEvent
 from models.enums import Priority, TicketStatus
+
+
+class PushEvent(StrEnum):
+    """Socket.IO event names (`helpdesk.push` publishes them to the rooms it picks)."""
+
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    TICKET_STATUS_CHANGED = "ticket.status_changed"
+    TICKET_ASSIGNED = "ticket.assigned"
+    TICKET_ESCALATED = "ticket.escalated"
+    COMMENT_ADDED = "comment.added"
+    SLA_WARNING = "sla.warning"
+    SLA_BREACH = "sla.breach"
+    ATTACHMENT_BLOCKED = "attachment.blocked"
+    ATTACHMENT_READY = "attachment.ready"
+    SATISFACTION_ANSWERED = "ticket.satisfaction"  # to the ticket's staff room
 
 
 class NotifyInput(BaseModel):
