@@ -27,7 +27,7 @@ migrate: install
 
 # System set-up scripts (apt packages, emulators) that other parts of the suite need:
 # every scripts/install-*.sh present, in name order. Each one is idempotent.
-# PYTEST_ARGS narrows a run, e.g. make test PYTEST_ARGS=tests/test_codec.py (coverage then
+# PYTEST_ARGS narrows a run, e.g. make test PYTEST_ARGS=tests/api/test_codec.py (coverage then
 # falls short of fail_under, which only the whole suite meets).
 # Lint first: a style or type error fails CI before the long run.
 test: lint
@@ -43,7 +43,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/import_cycles.py
-	@if grep -rnE '^\s*(from|import) tests\.test_' tests bench; then \
+	@if grep -rnE '^\s*(from|import) tests\.([a-z_]+\.)?test_' tests bench scripts; then \
 		echo "a test module imports another test module: move the helper to a support module"; \
 		exit 1; fi
 

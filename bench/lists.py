@@ -710,7 +710,7 @@ async def measure(
     only: Sequence[str] = (),
     breakdown: bool = False,
 ) -> dict[str, Any]:
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     agent = await make_user(runtime, Role.SUPPORT_AGENT)
     end_user = await make_user(runtime, Role.END_USER)

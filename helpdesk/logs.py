@@ -8,7 +8,7 @@ and tracebacks can carry PHI (a driver echoing a parameter), so production keeps
 the log; development shows them in full.
 
 Logs never carry PHI by design (we log ids, counts, and error types), and the lifecycle test
-in tests/test_logs.py greps a full ticket's logs for canaries.
+in tests/api/test_logs.py greps a full ticket's logs for canaries.
 """
 
 from __future__ import annotations

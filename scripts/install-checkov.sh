@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs checkov (infrastructure-as-code scanner, PyPI) into its own virtualenv under
 # .tools/checkov, so its many pinned dependencies never mix with the product's .venv.
-# tests/test_deploy_azure.py runs it over deploy/azure (Bicep). Idempotent: an existing
+# tests/unit/test_deploy_azure.py runs it over deploy/azure (Bicep). Idempotent: an existing
 # install of the pinned version is kept. Without network it says so and exits 0; the
 # checkov test then skips with that reason.
 set -euo pipefail

@@ -4,7 +4,7 @@
 
 Starts a Temporal dev server with its UI (no codec endpoint: the default of `helpdesk dev`),
 runs the API's ticket commands with a real worker against a throw-away SQLite database (the
-ordinary life of tests/test_history_size.py: created, two comments, an edit, an escalation,
+ordinary life of tests/replay/test_history_size.py: created, two comments, an edit, an escalation,
 a reassignment, six status changes, closed) plus one ticket left open, then has headless
 Chromium (Debian's `chromium`, scripts/install-chromium.sh) capture the workflow list and the
 ticket's timeline. It also checks that no page shows the "Codec Server could not connect"
@@ -69,9 +69,9 @@ async def main(out: Path) -> int:
     from helpdesk.temporal import SEARCH_ATTRIBUTES, connect, ticket_workflow_id
     from models.enums import Role
     from tests.conftest import free_port
-    from tests.factories import make_user
-    from tests.test_history_size import ordinary_life
-    from tests.ticket_support import create_ticket, set_status, ticket_api
+    from tests.support.factories import make_user
+    from tests.support.ordinary_life import ordinary_life
+    from tests.support.tickets import create_ticket, set_status, ticket_api
 
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     ui_port = free_port()

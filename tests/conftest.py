@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
 
-    from tests.sla_support import SlaClock
+    from tests.support.sla import SlaClock
 
 # Fixtures shared by several modules, registered once (no test module imports another).
-pytest_plugins = ["tests.cli_support"]
+pytest_plugins = ["tests.support.cli"]
 
 PG_ADMIN_URL = os.environ.get(
     "HELPDESK_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -208,7 +208,7 @@ async def temporal_client(temporal_server: str, settings: Settings) -> Client:
 async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
     """The same dev server binary with per-workflow time skipping switched on (started
     once per session, on first use): workflows run on the wall clock until a test
-    fast-forwards one (`tests.sla_support.SlaClock`). Nothing is skipped unasked: every
+    fast-forwards one (`tests.support.sla.SlaClock`). Nothing is skipped unasked: every
     workflow starts with skipping off."""
     from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
@@ -230,10 +230,10 @@ async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
 async def sla_clock(time_skipping_server: WorkflowEnvironment, settings: Settings) -> SlaClock:
     """The app's client (its data converter, codec key and command signing, as
     `temporal_client`) on the time-skipping server, and the clock that fast-forwards a
-    ticket's workflow. The worker comes from `tests.ticket_support.ticket_api`, as with
+    ticket's workflow. The worker comes from `tests.support.tickets.ticket_api`, as with
     `temporal_client`."""
     from helpdesk.temporal import connect
-    from tests.sla_support import SlaClock
+    from tests.support.sla import SlaClock
 
     address = time_skipping_server.client.service_client.config.target_host
     client = await connect(settings, address=address)

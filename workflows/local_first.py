@@ -6,7 +6,7 @@ completed) and, when it completes, a workflow task of three more; a local activi
 succeeds costs one marker inside the workflow task that is running anyway. The main loop's
 side effects of a change (SLA records, notifications, policy look-ups) are short, idempotent
 transactions, so running them locally cut an ordinary ticket's history by about a third
-(tests/test_history_size.py). A failed local attempt falls back to the regular activity with
+(tests/replay/test_history_size.py). A failed local attempt falls back to the regular activity with
 its own retry policy, so nothing loses its retries.
 
 The cost: while a local activity runs, the workflow task stays open and an update to the

@@ -1,0 +1,311 @@
+"""/api/v1/analytics over the ASGI app: figures a manager sees, who may see what, bad
+parameters, auditing, and the de-identified export (canaries never leave)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from helpdesk.runtime import Runtime
+from models.enums import Role
+from tests.support.analytics_timeline import START, Timeline, install_clock
+from tests.support.auth import audit_rows
+from tests.support.factories import Actor, make_user
+
+K1 = pytest.mark.parametrize("settings", [{"analytics_min_cell_size": 1}], indirect=True)
+PERIOD = {
+    "from": (START - timedelta(days=1)).isoformat(),
+    "to": (START + timedelta(days=7)).isoformat(),
+}
+
+
+@pytest.fixture
+async def staff(runtime: Runtime) -> dict[str, Actor]:
+    return {
+        "manager": await make_user(runtime, Role.MANAGER),
+        "admin": await make_user(runtime, Role.ADMINISTRATOR),
+        "agent": await make_user(runtime, Role.SUPPORT_AGENT),
+        "other_agent": await make_user(runtime, Role.SUPPORT_AGENT),
+        "requester": await make_user(runtime, Role.END_USER),
+    }
+
+
+@pytest.fixture
+def timeline(
+    runtime: Runtime, staff: dict[str, Actor], monkeypatch: pytest.MonkeyPatch
+) -> Timeline:
+    clock = install_clock(monkeypatch)
+    return Timeline(runtime, clock, staff["requester"].id, staff["agent"].id)
+
+
+async def _worked_tickets(
+    line: Timeline, n: int, agent: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    ids = []
+    for i in range(n):
+        t = await line.create(priority="HIGH" if i % 2 else "LOW")
+        await line.assign(t, agent)
+        line.clock.advance(minutes=30)
+        await line.reply(t)
+        line.clock.advance(hours=2)
+        await line.set_status(t, "RESOLVED")
+        ids.append(t)
+    return ids
+
+
+@K1
+async def test_a_manager_reads_the_overview_series_and_agents(
+    client: httpx.AsyncClient, runtime: Runtime, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    await _worked_tickets(timeline, 4)
+    await timeline.create()
+    manager = staff["manager"].headers
+    r = await client.get("/api/v1/analytics/overview", params=PERIOD, headers=manager)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["measures"]["created"] == 5 and body["measures"]["resolved"] == 4
+    assert body["measures"]["one_touch_rate"] == 1.0
+    assert abs(body["measures"]["resolution"]["median_seconds"] - 9000) <= 181
+    assert body["backlog"]["total"] == 1
+    r = await client.get(
+        "/api/v1/analytics/tickets",
+        params=PERIOD | {"interval": "day", "group_by": "priority"},
+        headers=manager,
+    )
+    assert r.status_code == 200, r.text
+    points = [p for p in r.json()["points"] if p["created"]]
+    assert {(p["start"][:10], p["group"], p["created"]) for p in points} == {
+        ("2026-03-02", "HIGH", 2),
+        ("2026-03-02", "LOW", 2),
+        ("2026-03-02", "MEDIUM", 1),
+    }
+    r = await client.get("/api/v1/analytics/agents", params=PERIOD, headers=manager)
+    assert r.status_code == 200, r.text
+    rows = {row["agent_id"]: row for row in r.json()["items"]}
+    assert rows[str(staff["agent"].id)]["resolved"] == 4
+    for action in ("analytics.overview.read", "analytics.tickets.read", "analytics.agents.read"):
+        (row,) = await audit_rows(runtime, action)
+        assert row.actor_id == staff["manager"].id
+
+
+@K1
+async def test_an_agent_sees_only_their_own_row(
+    client: httpx.AsyncClient, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    await _worked_tickets(timeline, 2)
+    await _worked_tickets(timeline, 2, agent=staff["other_agent"].id)
+    r = await client.get("/api/v1/analytics/agents", params=PERIOD, headers=staff["agent"].headers)
+    assert r.status_code == 200, r.text
+    assert [row["agent_id"] for row in r.json()["items"]] == [str(staff["agent"].id)]
+    r = await client.get(
+        "/api/v1/analytics/overview", params=PERIOD, headers=staff["agent"].headers
+    )
+    assert r.status_code == 403
+
+
+async def test_end_users_and_managers_without_mfa_are_refused(
+    client: httpx.AsyncClient, runtime: Runtime, staff: dict[str, Actor]
+) -> None:
+    no_mfa = await make_user(runtime, Role.MANAGER, mfa=False)
+    for path in ("overview", "tickets", "agents", "export"):
+        for actor in (staff["requester"], no_mfa):
+            r = await client.get(f"/api/v1/analytics/{path}", headers=actor.headers)
+            assert r.status_code == 403, (path, r.text)
+            assert r.json()["error"]["code"]
+
+
+async def test_small_cells_are_null_with_the_default_k(
+    client: httpx.AsyncClient, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    await _worked_tickets(timeline, 3)
+    r = await client.get(
+        "/api/v1/analytics/overview", params=PERIOD, headers=staff["manager"].headers
+    )
+    m = r.json()["measures"]
+    assert m["created"] is None and m["resolution"]["median_seconds"] is None
+    assert m["suppressed"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("overview", {"from": "2026-03-05T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
+        ("overview", {"from": "2024-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
+        ("overview", {"from": "yesterday"}),
+        ("overview", {"tag": "x"}),
+        ("overview", {"priority": "HIGH", "status": "OPEN"}),
+        ("overview", {"priority": "URGENT"}),
+        ("tickets", {"interval": "year"}),
+        ("tickets", {"group_by": "requester"}),
+        ("tickets", {"priority": "HIGH", "group_by": "status"}),
+        (
+            "tickets",
+            {"interval": "hour", "from": "2025-01-01T00:00:00Z", "to": "2025-12-01T00:00:00Z"},
+        ),
+        ("agents", {"sort": "email"}),
+        ("agents", {"page_size": "1000"}),
+        ("export", {"format": "xlsx"}),
+    ],
+)
+async def test_bad_parameters_answer_422_in_the_error_shape(
+    client: httpx.AsyncClient, staff: dict[str, Actor], path: str, params: dict[str, str]
+) -> None:
+    r = await client.get(
+        f"/api/v1/analytics/{path}", params=params, headers=staff["manager"].headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "validation_failed"
+
+
+# --- the export ---------------------------------------------------------------------------
+
+CANARY = "CANARY-7f3a"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"analytics_min_cell_size": 1, "analytics_export_tags": ["billing"]}],
+    indirect=True,
+)
+async def test_the_export_carries_no_identifier_and_no_free_text(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = install_clock(monkeypatch)
+    requester = await make_user(
+        runtime,
+        Role.END_USER,
+        email=f"{CANARY.lower()}-pat@example.test",
+        full_name=f"{CANARY} Patient",
+    )
+    agent = await make_user(runtime, Role.SUPPORT_AGENT, full_name=f"{CANARY} Agent")
+    manager = await make_user(runtime, Role.MANAGER)
+    line = Timeline(runtime, clock, requester.id, agent.id)
+    from helpdesk.services import tickets
+
+    async with runtime.database.transaction() as session:
+        inserted = await tickets.insert_ticket(
+            session,
+            runtime,
+            requester_id=requester.id,
+            data=tickets.NewTicket(
+                title=f"{CANARY} title",
+                description=f"{CANARY} description",
+                tags=("billing", f"{CANARY}-tag", "=cmd|calc"),
+            ),
+            auto_assign=False,
+        )
+    t = inserted.id
+    line.status[t] = "OPEN"
+    await line.assign(t)
+    await line.change(t, "edited", priority="HIGH")
+    await line.reply(t)
+    await line.change(t, "status_changed", note=f"{CANARY} note", status="RESOLVED")
+    from helpdesk.services import satisfaction
+
+    await satisfaction.send_due(runtime)
+    await satisfaction.answer(
+        runtime, t, rating=5, comment=f"{CANARY} csat", user=requester.user, token=None
+    )
+    secrets = [
+        CANARY,
+        CANARY.lower(),
+        str(t),
+        t.hex,
+        str(requester.id),
+        requester.id.hex,
+        str(agent.id),
+        agent.id.hex,
+        requester.email,
+        agent.email,
+    ]
+
+    bodies = []
+    for fmt in ("csv", "jsonl", "csv"):
+        r = await client.get(
+            "/api/v1/analytics/export", params=PERIOD | {"format": fmt}, headers=manager.headers
+        )
+        assert r.status_code == 200, r.text
+        text = r.text
+        bodies.append(text)
+        for secret in secrets:
+            assert secret not in text
+        assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text)  # no email address at all
+    rows = list(csv.DictReader(io.StringIO(bodies[0])))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["created_date"] == "2026-03-02" and row["priority"] == "HIGH"
+    assert row["tags"] == "billing"  # the approved tag only
+    assert row["category"] == "" and row["staff_replies"] == "1"
+    assert row["status"] == "RESOLVED"
+    assert all(not cell.startswith(("=", "+", "-", "@")) for r_ in rows for cell in r_.values())
+    (jrow,) = [json.loads(line_) for line_ in bodies[1].splitlines()]
+    assert jrow["ticket"] != row["ticket"]  # a new salt per export: no join
+    (third,) = csv.DictReader(io.StringIO(bodies[2]))
+    assert third["ticket"] != row["ticket"]
+
+    audits = await audit_rows(runtime, "analytics.export")
+    assert len(audits) == 3
+    details: dict[str, Any] = audits[0].details
+    assert details["rows"] == 1 and details["format"] == "csv"
+    assert details["sha256"] == hashlib.sha256(bodies[0].encode()).hexdigest()
+    assert len(await audit_rows(runtime, "analytics.export.start")) == 3
+
+
+@pytest.mark.parametrize("settings", [{"analytics_exports_per_hour": 2}], indirect=True)
+async def test_exports_are_rate_limited_and_stable_pseudonyms_are_for_administrators(
+    client: httpx.AsyncClient, runtime: Runtime, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    await _worked_tickets(timeline, 1)
+    admin, manager = staff["admin"].headers, staff["manager"].headers
+    r = await client.get(
+        "/api/v1/analytics/export", params=PERIOD | {"stable_pseudonyms": "true"}, headers=manager
+    )
+    assert r.status_code == 403
+    stable = []
+    for _ in range(2):
+        r = await client.get(
+            "/api/v1/analytics/export",
+            params=PERIOD | {"stable_pseudonyms": "true", "format": "jsonl"},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+        stable.append(json.loads(r.text.splitlines()[0])["ticket"])
+    assert stable[0] == stable[1]
+    r = await client.get("/api/v1/analytics/export", params=PERIOD, headers=admin)
+    assert r.status_code == 429
+    assert r.headers.get("retry-after")
+
+
+@K1
+async def test_agents_sort_and_page(
+    client: httpx.AsyncClient, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    await _worked_tickets(timeline, 1)
+    await _worked_tickets(timeline, 3, agent=staff["other_agent"].id)
+    manager = staff["manager"].headers
+    pages = []
+    for page in (1, 2):
+        r = await client.get(
+            "/api/v1/analytics/agents",
+            params=PERIOD | {"sort": "resolved", "order": "desc", "page_size": 1, "page": page},
+            headers=manager,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["total"] == 2
+        pages.append(r.json()["items"][0])
+    assert [p["agent_id"] for p in pages] == [str(staff["other_agent"].id), str(staff["agent"].id)]
+    assert [p["resolved"] for p in pages] == [3, 1]
+    r = await client.get(
+        "/api/v1/analytics/agents", params=PERIOD | {"sort": "resolved", "order": "asc"},
+        headers=manager,
+    )  # fmt: skip
+    assert [i["resolved"] for i in r.json()["items"]] == [1, 3]
