@@ -23,6 +23,7 @@ from helpdesk.errors import DomainError
 from helpdesk.rules.contracts import ScanRequest
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
+from helpdesk.services import attachment_scan
 
 # ApplicationError types the scan raises (the workflow's retry policy lists the fatal ones).
 SCANNER_UNAVAILABLE = "ScannerUnavailable"
@@ -62,8 +63,6 @@ class AttachmentActivities:
     @activity.defn(name="scan_attachment")
     async def scan_attachment(self, request: ScanRequest) -> ScanResult:
         """Scan one attachment; idempotent (a decided attachment is not scanned again)."""
-        from helpdesk.services import attachment_scan
-
         try:
             outcome = await attachment_scan.scan(self.runtime, request.attachment_id)
         except ScanLimitExceeded as exc:

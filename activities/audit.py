@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from helpdesk.audit_anchor import anchor_now, anchor_store
 from helpdesk.runtime import Runtime
 
 log = logging.getLogger("helpdesk.audit")
@@ -38,8 +39,6 @@ class AuditActivities:
 
     @activity.defn(name="anchor_audit_chain")
     async def anchor_audit_chain(self) -> AnchorRecord:
-        from helpdesk.audit_anchor import anchor_now, anchor_store
-
         runtime = self.runtime
         try:
             async with runtime.database.read() as session:
