@@ -21,6 +21,7 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from helpdesk.settings import Settings
 
@@ -100,8 +101,6 @@ def client_interceptors() -> list[Any]:
     """The Temporal client's interceptors: the tracing one when tracing is on."""
     if not enabled():
         return []
-    from temporalio.contrib.opentelemetry import TracingInterceptor
-
     return [TracingInterceptor()]
 
 
