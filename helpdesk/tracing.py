@@ -72,7 +72,7 @@ def configure(settings: Settings) -> bool:
         {"service.name": settings.otel_service_name, "deployment.environment": settings.environment}
     )
     if settings.otel_exporter == "azure":
-        try:
+        try:  # lazy: an optional package (not a dependency), needed only for this exporter
             from azure.monitor.opentelemetry import configure_azure_monitor
         except ImportError as exc:
             raise RuntimeError(
@@ -86,6 +86,7 @@ def configure(settings: Settings) -> bool:
     provider = TracerProvider(resource=resource)
     exporter: Any
     if settings.otel_exporter == "otlp":
+        # Lazy: the OTLP exporter (protobuf, requests) loads only when configured.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(endpoint=settings.otel_endpoint or None)
