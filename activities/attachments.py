@@ -27,6 +27,7 @@ from helpdesk.rules.activity_contracts import (
 from helpdesk.rules.contracts import ScanRequest
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanLimitExceeded, ScannerUnavailable
+from helpdesk.services import attachment_scan
 
 # Attempts that find the bytes of a live attachment missing before the scan fails for good.
 BYTES_MISSING_RETRIES = 3
@@ -44,8 +45,6 @@ class AttachmentActivities:
     @activity.defn(name=ActivityName.SCAN_ATTACHMENT)
     async def scan_attachment(self, request: ScanRequest) -> ScanResult:
         """Scan one attachment; idempotent (a decided attachment is not scanned again)."""
-        from helpdesk.services import attachment_scan
-
         try:
             outcome = await attachment_scan.scan(self.runtime, request.attachment_id)
         except ScanLimitExceeded as exc:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from helpdesk.audit_anchor import anchor_now, anchor_store
 from helpdesk.rules.activity_contracts import ActivityName, AnchorRecord
 from helpdesk.runtime import Runtime
 
@@ -28,8 +29,6 @@ class AuditActivities:
 
     @activity.defn(name=ActivityName.ANCHOR_AUDIT_CHAIN)
     async def anchor_audit_chain(self) -> AnchorRecord:
-        from helpdesk.audit_anchor import anchor_now, anchor_store
-
         runtime = self.runtime
         try:
             async with runtime.database.read() as session:

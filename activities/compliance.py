@@ -16,9 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from helpdesk import compliance
 from helpdesk.email import EmailMessage
 from helpdesk.rules.activity_contracts import ActivityName, ComplianceSummary
 from helpdesk.runtime import Runtime
+from helpdesk.services import users
+from models.audit import AuditLog
+from models.enums import Role
+from models.user import User
 
 SYSTEM_ROLE = "SYSTEM"
 
@@ -59,12 +64,6 @@ class ComplianceActivities:
             ) from None
 
     async def _report(self) -> ComplianceSummary:
-        from helpdesk import compliance
-        from helpdesk.services import users
-        from models.audit import AuditLog
-        from models.enums import Role
-        from models.user import User
-
         runtime = self.runtime
         report = await compliance.run_checks(runtime)
         compliance.export_metrics(report)

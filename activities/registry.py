@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.attachments import AttachmentActivities
+from activities.audit import AuditActivities
+from activities.comments import CommentActivities
+from activities.compliance import ComplianceActivities
+from activities.notifications import NotificationActivities
+from activities.sla import SlaActivities
+from activities.tickets import TicketActivities
 from helpdesk.runtime import Runtime
 
 
@@ -12,8 +19,6 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     """The bound activity methods of every activity class, sharing `runtime`."""
     activities: list[Callable[..., Any]] = []
     # Communication: email notifications and Socket.IO pushes.
-    from activities.notifications import NotificationActivities
-
     notifications = NotificationActivities(runtime)
     activities += [
         notifications.send_email,
@@ -21,28 +26,16 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
         notifications.notify_change,
     ]
     # Attachments: the clamd scan activity.
-    from activities.attachments import AttachmentActivities
-
     activities += AttachmentActivities(runtime).all()
     # Tickets: the one write of every accepted change.
-    from activities.tickets import TicketActivities
-
     ticket_activities = TicketActivities(runtime)
     activities += [ticket_activities.create_ticket, ticket_activities.persist_change]
     # SLA: policy snapshots, SLA history/due dates, who an escalation notifies.
-    from activities.sla import SlaActivities
-
     activities += SlaActivities(runtime).all()
     # Comments: the timeline entry of an accepted comment.
-    from activities.comments import CommentActivities
-
     activities += [CommentActivities(runtime).record_comment]
     # Audit: seal the chain's head and append it outside the database.
-    from activities.audit import AuditActivities
-
     activities += [AuditActivities(runtime).anchor_audit_chain]
     # Compliance: the daily HIPAA self-check.
-    from activities.compliance import ComplianceActivities
-
     activities += [ComplianceActivities(runtime).compliance_report]
     return activities

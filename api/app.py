@@ -31,10 +31,13 @@ from api.routes import (
     tickets,
     users,
 )
+from api.socketio import mount_socketio
 from api.tracing import TracingMiddleware
 from helpdesk.runtime import Runtime, build_runtime
 from helpdesk.services.sessions import prepare_runtime
 from helpdesk.settings import Settings, get_settings
+from helpdesk.temporal import connect
+from workers.worker import run_worker_in_background
 
 log = logging.getLogger("helpdesk.api")
 
@@ -90,15 +93,11 @@ def create_app(
             app.state.runtime = rt
             client = temporal_client
             if client is None and rt.temporal is None:
-                from helpdesk.temporal import connect
-
                 client = await connect(settings)
             if client is not None:
                 rt.temporal = client
             hosted = settings.run_worker_in_api if run_worker is None else run_worker
             if hosted:
-                from workers.worker import run_worker_in_background
-
                 await stack.enter_async_context(run_worker_in_background(rt))
             if settings.metrics_enabled:
                 http_metrics.warm(app)
@@ -184,8 +183,6 @@ def create_asgi_app(
     """What uvicorn serves: the FastAPI app with Socket.IO mounted at /socket.io
     (communication area). Same arguments as `create_app`; tests of REST routes alone
     keep using `create_app`."""
-    from api.socketio import mount_socketio
-
     settings = settings or (runtime.settings if runtime else get_settings())
     app = create_app(
         settings, runtime=runtime, temporal_client=temporal_client, run_worker=run_worker

@@ -24,6 +24,7 @@ from helpdesk.errors import (
 )
 from helpdesk.principal import Principal
 from helpdesk.runtime import Runtime
+from helpdesk.services import sessions
 from models.enums import PRIVILEGED_ROLES, Role
 
 
@@ -65,8 +66,6 @@ async def authenticate_token(
 
     An account that has not confirmed its email is refused (403 `email_unverified`)
     unless the caller allows it: such an account may only verify or ask for a new link."""
-    from helpdesk.services import sessions
-
     claims = sessions.access_tokens(runtime).decode(token)
     principal = await sessions.load_active(runtime, claims)
     bind_actor(principal.user.id, principal.user.role, principal.session.id)

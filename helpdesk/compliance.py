@@ -24,11 +24,17 @@ from typing import Literal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from helpdesk import metrics
+from helpdesk.audit_anchor import anchor_store, verify_against_anchor
+from helpdesk.backup.retention import backup_time, list_backups
 from helpdesk.runtime import Runtime
 from helpdesk.settings import Settings
 from helpdesk.settings_features import EmailBackendName
 from helpdesk.settings_platform import Environment
 from helpdesk.settings_security import MIN_AUDIT_RETENTION_YEARS
+from models.enums import Role
+from models.keys import DataKey
+from models.user import AuthSession, User
 
 Status = Literal["pass", "warn", "fail"]
 RESTORE_DRILLS = "restore-drills.log"  # beside the backups (helpdesk.backup.commands)
@@ -200,8 +206,6 @@ def latest_restore_drill(backups: Path) -> datetime | None:
 
 def backup_controls(settings: Settings, now: datetime) -> list[Control]:
     """The last backup's and the last restore drill's age, from the backup directory."""
-    from helpdesk.backup.retention import backup_time, list_backups
-
     made = [backup_time(p) for p in list_backups(settings.backups_path)]
     newest = max((t for t in made if t is not None), default=None)
     backup_limit = timedelta(hours=settings.compliance_backup_max_age_hours)
@@ -225,10 +229,6 @@ async def database_controls(
     session: AsyncSession, settings: Settings, now: datetime, current_kek: str
 ) -> list[Control]:
     """MFA enrolment, idle accounts and key rotation, from the database."""
-    from models.enums import Role
-    from models.keys import DataKey
-    from models.user import AuthSession, User
-
     privileged = (Role.MANAGER.value, Role.ADMINISTRATOR.value)
     unenrolled = await session.scalar(
         select(func.count())
@@ -279,8 +279,6 @@ async def database_controls(
 
 async def audit_control(runtime: Runtime, settings: Settings, now: datetime) -> Control:
     """The audit chain walked and held against its latest anchor."""
-    from helpdesk.audit_anchor import anchor_store, verify_against_anchor
-
     async with runtime.database.read() as session:
         report = await verify_against_anchor(
             runtime.audit,
@@ -311,8 +309,6 @@ async def run_checks(runtime: Runtime, now: datetime | None = None) -> Report:
 
 def export_metrics(report: Report) -> None:
     """The report as gauges: 0 pass, 1 warn, 2 fail per control, and when it ran."""
-    from helpdesk import metrics
-
     for control in report.controls:
         metrics.COMPLIANCE.labels(control=control.name).set(
             {"pass": 0, "warn": 1, "fail": 2}[control.status]

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from helpdesk import scanner
 from helpdesk.scanner import ClamdClient, ScannerUnavailable
 from helpdesk.settings import Settings
 
@@ -138,8 +139,6 @@ async def start_for_dev(
 ) -> tuple[DevClamd | None, str]:
     """Start clamd for `helpdesk dev` where it makes sense; returns the child (or None) and
     one line for the banner. Never fails the start: without a scanner, uploads wait."""
-    from helpdesk import scanner
-
     endpoint = loopback_tcp(settings.clamd_address)
     if await scanner.reachable(settings.clamd_address):
         return None, f"{settings.clamd_address} (already running)"

@@ -4,12 +4,19 @@
 under `var/`, applies the database migrations, then serves the API with the worker in the
 same process. Ctrl-C or SIGTERM stops everything: Temporal runs in its own process group,
 which is terminated and waited for, so nothing is left behind.
+
+The stack itself (`api.app`, `workers.worker`, `helpdesk.migrate`, `helpdesk.temporal`:
+seconds to import) is imported inside the functions, once the prerequisites (free ports,
+the temporal binary, TLS files) hold, so that a missing one is reported at once. `api.app`
+and `workers.worker` are upward imports besides: this module is a composition root, one of
+the exceptions listed in the layer contract (pyproject.toml).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -92,7 +99,7 @@ def api_base_url(settings: Settings) -> str:
 
 def temporal_command(settings: Settings, binary: str) -> list[str]:
     """The `temporal server start-dev` invocation of the embedded default."""
-    from helpdesk.temporal import search_attribute_cli_args
+    from helpdesk.temporal import search_attribute_cli_args  # lazy: see the module docstring
 
     frontend = parse_address(settings.temporal_address)
     return [
@@ -236,8 +243,6 @@ def _die_with_parent() -> None:
     SIGKILLed `helpdesk dev` leaves no Temporal server behind (no-op elsewhere)."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
@@ -278,7 +283,7 @@ class TemporalDevServer:
 
     async def wait_ready(self, stop: StopSignal, within: float = TEMPORAL_READY_TIMEOUT) -> Any:
         """Connect a client once the frontend answers; fail early if the server exits."""
-        from helpdesk.temporal import connect
+        from helpdesk.temporal import connect  # lazy: see the module docstring
 
         deadline = time.monotonic() + within
         last_error = ""
@@ -379,6 +384,7 @@ async def run_dev(settings: Settings) -> int:
         # Imported once the prerequisites hold: a missing one is reported at once.
         from api.app import create_asgi_app
         from helpdesk.migrate import upgrade_async
+        from workers.worker import connect_or_explain
 
         client = None
         if settings.temporal_dev_server:
@@ -389,8 +395,6 @@ async def run_dev(settings: Settings) -> int:
             if client is None:
                 return 0
         else:
-            from workers.worker import connect_or_explain
-
             client = await connect_or_explain(settings, "dev")
             if client is None:
                 return 1
@@ -430,6 +434,7 @@ async def run_api(settings: Settings) -> int:
     except Prerequisite as exc:
         print(f"helpdesk api: {exc}", file=sys.stderr, flush=True)
         return 1
+    # Imported once the prerequisites hold (see the module docstring).
     from api.app import create_asgi_app
     from workers.worker import connect_or_explain
 

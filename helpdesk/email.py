@@ -242,6 +242,7 @@ class SendGridEmailBackend:
         await asyncio.to_thread(self._send_blocking, self._body(message, to))
 
     def _body(self, message: EmailMessage, to: str) -> dict[str, Any]:
+        # Lazy (here and in _send_blocking): the SendGrid SDK loads only with that backend.
         from sendgrid.helpers.mail import CustomArg, Header, Mail
 
         mail = Mail(

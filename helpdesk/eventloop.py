@@ -22,7 +22,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop unless HELPDESK_EVENT_LOOP=asyncio or uvloop is not installed."""
     if os.environ.get("HELPDESK_EVENT_LOOP", "uvloop").lower() == "asyncio":
         return None
-    try:
+    try:  # lazy: optional (absent off Linux), and not loaded with HELPDESK_EVENT_LOOP=asyncio
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it on Linux
         return None

@@ -384,6 +384,7 @@ class KeyVaultKeyRing(KeyRing):
 def default_credential(client_id: str | None) -> TokenCredential:
     """The managed identity (a user-assigned one when `client_id` is set); elsewhere the
     developer's Azure CLI login, through ``DefaultAzureCredential``."""
+    # Lazy: azure-identity is heavy (~0.3 s); needed only with the Key Vault KEK provider.
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if client_id:

@@ -28,6 +28,8 @@ _EXTRA_FIELDS = ("ticket_id", "workflow_id", "attachment_id", "activity", "outco
 
 def _activity_fields() -> dict[str, str]:
     try:
+        # Lazy: temporalio (~0.4 s) is loaded already wherever activities run; CLI commands
+        # that log (`helpdesk dev` before its prerequisite checks) need not import it.
         from temporalio import activity
 
         info = activity.info()

@@ -19,6 +19,9 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from helpdesk.audit_anchor import AnchorStoreError, FileAnchorStore
+from helpdesk.backup.retention import backup_time, list_backups
+
 log = logging.getLogger("helpdesk.metrics")
 
 HTTP_REQUESTS = Counter(
@@ -134,9 +137,6 @@ class FreshnessCollector(Collector):
         )
         settings = self._settings
         if settings is not None:
-            from helpdesk.audit_anchor import AnchorStoreError, FileAnchorStore
-            from helpdesk.backup.retention import backup_time, list_backups
-
             try:
                 latest = FileAnchorStore(settings.audit_anchor_path).latest_now()
             except (AnchorStoreError, OSError):

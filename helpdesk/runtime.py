@@ -8,10 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from helpdesk import metrics
 from helpdesk.audit import AuditTrail
 from helpdesk.crypto import BlindIndex, KeyRing
 from helpdesk.db import Database
+from helpdesk.email import build_email_backend
 from helpdesk.keystore import KeyStore
+from helpdesk.keyvault import keyring_from_settings
 from helpdesk.security import AccessTokens, Passwords
 from helpdesk.settings import Settings
 
@@ -80,16 +83,11 @@ class Runtime:
 def build_keyring(settings: Settings) -> KeyRing:
     """The local KEK ring (default) or the Azure Key Vault one (HELPDESK_KEK_PROVIDER)."""
     if settings.kek_provider == "azure-keyvault":
-        from helpdesk.keyvault import keyring_from_settings
-
         return keyring_from_settings(settings)
     return KeyRing(settings.kek_id, settings.key_encryption_keys())
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    from helpdesk import metrics
-    from helpdesk.email import build_email_backend
-
     runtime = Runtime(
         settings=settings,
         database=Database(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
@@ -352,6 +353,4 @@ def connect(database: Any, **kwargs: Any) -> Connection:
 
 def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     """The DB-API module for ``create_async_engine(..., module=dbapi())``."""
-    import sys
-
     return AsyncAdapt_aiosqlite_dbapi(sys.modules[__name__], sqlite3)

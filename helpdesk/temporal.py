@@ -44,6 +44,8 @@ from temporalio.runtime import PrometheusConfig, TelemetryConfig
 from temporalio.runtime import Runtime as TemporalRuntime
 from temporalio.service import TLSConfig
 
+from helpdesk import tracing
+from helpdesk.command_auth import CommandSigner, Refusal, refused
 from helpdesk.settings import Settings
 
 ENCODING = b"binary/encrypted-aes256gcm"
@@ -252,8 +254,6 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return out
 
     def _refuse_plaintext(self) -> Payload:
-        from helpdesk.command_auth import Refusal, refused
-
         refused(
             Refusal(
                 kind="payload",
@@ -303,9 +303,6 @@ def sdk_runtime(settings: Settings) -> TemporalRuntime | None:
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
     """A client for the API, the worker or a test; all share one converter."""
-    from helpdesk import tracing
-    from helpdesk.command_auth import CommandSigner
-
     tracing.configure(settings)
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(

@@ -21,6 +21,7 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from helpdesk.settings import Settings
 
@@ -71,7 +72,7 @@ def configure(settings: Settings) -> bool:
         {"service.name": settings.otel_service_name, "deployment.environment": settings.environment}
     )
     if settings.otel_exporter == "azure":
-        try:
+        try:  # lazy: an optional package (not a dependency), needed only for this exporter
             from azure.monitor.opentelemetry import configure_azure_monitor
         except ImportError as exc:
             raise RuntimeError(
@@ -85,6 +86,7 @@ def configure(settings: Settings) -> bool:
     provider = TracerProvider(resource=resource)
     exporter: Any
     if settings.otel_exporter == "otlp":
+        # Lazy: the OTLP exporter (protobuf, requests) loads only when configured.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(endpoint=settings.otel_endpoint or None)
@@ -100,8 +102,6 @@ def client_interceptors() -> list[Any]:
     """The Temporal client's interceptors: the tracing one when tracing is on."""
     if not enabled():
         return []
-    from temporalio.contrib.opentelemetry import TracingInterceptor
-
     return [TracingInterceptor()]
 
 

@@ -18,6 +18,7 @@ history.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from temporalio import workflow
@@ -33,6 +34,7 @@ from temporalio.worker import (
 
 from helpdesk import command_auth
 from helpdesk.command_auth import Refusal
+from helpdesk.context import RequestContext, set_context
 
 # Workflow types the API starts (by update-with-start or start): their starts must be signed.
 GUARDED_STARTS = frozenset({"TicketWorkflow", "AttachmentScan"})
@@ -129,9 +131,6 @@ def audit_sink(runtime: Any) -> command_auth.Sink:
     """Write each refusal as a `security.command_refused` audit row (denied), with the ids
     and reason codes only. The actor the command claimed is unauthenticated: it goes in the
     details, never as the row's actor."""
-    import uuid
-
-    from helpdesk.context import RequestContext, set_context
 
     async def sink(refusal: Refusal) -> None:
         set_context(RequestContext(request_id=f"refused-{uuid.uuid4().hex[:16]}"))

@@ -20,12 +20,16 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from helpdesk import command_auth, eventloop, heap, metrics
-from helpdesk.runtime import Runtime
-from helpdesk.services import ticket_reconcile
-from helpdesk.settings import Settings
+from activities.registry import build_activities
+from helpdesk import command_auth, eventloop, heap, logs, metrics
+from helpdesk.runtime import Runtime, build_runtime
+from helpdesk.services import attachment_scan, attachment_store, ticket_reconcile
+from helpdesk.services.sessions import prepare_runtime
+from helpdesk.settings import Settings, get_settings
+from helpdesk.temporal import connect
 from workers.audit_schedule import ensure_anchor_schedule_or_warn
 from workers.command_guard import CommandGuard, audit_sink
+from workflows.registry import WORKFLOWS
 
 log = logging.getLogger("helpdesk.worker")
 
@@ -93,9 +97,6 @@ def worker_tuning(settings: Settings) -> dict[str, Any]:
 def build_worker(client: Client, runtime: Runtime, *, task_queue: str | None = None) -> Worker:
     """A worker registering every workflow of `workflows.registry` and every activity of
     `activities.registry`, polling `task_queue` (default: the configured one)."""
-    from activities.registry import build_activities
-    from workflows.registry import WORKFLOWS
-
     settings = runtime.settings
     # Commands without the API's MAC are refused, counted and audited (issue 11).
     command_auth.install_sink(audit_sink(runtime))
@@ -114,8 +115,6 @@ def build_worker(client: Client, runtime: Runtime, *, task_queue: str | None = N
 async def _resume_pending_scans(runtime: Runtime) -> None:
     """Attachments left PENDING by an outage get their scans arranged again (idempotent:
     a scan already running keeps its workflow id)."""
-    from helpdesk.services import attachment_scan
-
     try:
         resumed = await attachment_scan.resume_pending_scans(runtime)
     except Exception as exc:  # start-up must not fail on it; the next start retries
@@ -126,8 +125,6 @@ async def _resume_pending_scans(runtime: Runtime) -> None:
 
 
 async def _close_stores(runtime: Runtime) -> None:
-    from helpdesk.services import attachment_store
-
     await attachment_store.close(runtime)
 
 
@@ -171,8 +168,6 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = Fa
 
     Raises if the worker dies on its own (the process should exit non-zero and be restarted
     by its supervisor rather than linger without polling)."""
-    from helpdesk.temporal import connect
-
     if runtime.temporal is None:
         runtime.temporal = await connect(runtime.settings)
     worker = build_worker(runtime.temporal, runtime)
@@ -199,8 +194,6 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = Fa
 
 async def connect_or_explain(settings: Settings, command: str) -> Client | None:
     """Connect to Temporal, or print one clear line (no traceback) and return None."""
-    from helpdesk.temporal import connect
-
     try:
         return await connect(settings)
     except RuntimeError as exc:
@@ -215,10 +208,6 @@ async def connect_or_explain(settings: Settings, command: str) -> Client | None:
 
 
 async def _main() -> int:
-    from helpdesk.runtime import build_runtime
-    from helpdesk.services.sessions import prepare_runtime
-    from helpdesk.settings import get_settings
-
     settings = get_settings()
     runtime = prepare_runtime(build_runtime(settings))
     stop = asyncio.Event()
@@ -247,8 +236,5 @@ async def _main() -> int:
 
 def main() -> int:
     """`helpdesk worker`: a standalone worker process until SIGINT/SIGTERM."""
-    from helpdesk import logs
-    from helpdesk.settings import get_settings
-
     logs.configure(get_settings().effective_log_format)
     return eventloop.run(_main())

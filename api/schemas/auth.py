@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from helpdesk.services.users import split_full_name
+
 # Long enough to resist guessing; capped so that argon2 never hashes megabytes.
 Password = Annotated[str, Field(min_length=12, max_length=256)]
 OpaqueToken = Annotated[str, Field(min_length=16, max_length=128)]
@@ -77,8 +79,6 @@ class NamesIn(StrictModel):
     def names(self) -> tuple[str | None, str | None]:
         """(first, last) as given, or split from `full_name`."""
         if self.full_name is not None:
-            from helpdesk.services.users import split_full_name
-
             return split_full_name(self.full_name)
         return self.first_name, self.last_name
 

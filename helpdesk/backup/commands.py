@@ -1,4 +1,7 @@
-"""The `helpdesk backup` subcommands (wired into `helpdesk.cli` by `add_backup_parser`)."""
+"""The `helpdesk backup` subcommands (wired into `helpdesk.cli` by `add_backup_parser`).
+
+`helpdesk --help` imports this module to build its parser, so, as in `helpdesk.cli`, each
+command imports what it runs inside its function (the database, the models, Temporal, rich)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from helpdesk.backup import BackupError
+from helpdesk.backup.retention import prune
+from helpdesk.settings import get_settings
 
 EPILOG = (
     "Backups are sealed under HELPDESK_BACKUP_KEY. A restore also needs the KEKs, the audit "
@@ -47,8 +54,6 @@ def add_backup_parser(commands: Any) -> None:
 
 
 def _settings() -> Any:
-    from helpdesk.settings import get_settings
-
     return get_settings()
 
 
@@ -62,7 +67,6 @@ def _fail(action: str, exc: Exception) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from helpdesk.backup import BackupError
     from helpdesk.backup.create import create_backup
     from helpdesk.backup.progress import Progress
 
@@ -80,7 +84,6 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from helpdesk.backup import BackupError
     from helpdesk.backup.progress import Progress
     from helpdesk.backup.restore import verify_backup
 
@@ -115,7 +118,6 @@ def _record_drill(backup: Path, tickets: int) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from helpdesk.backup import BackupError
     from helpdesk.backup.progress import Progress
     from helpdesk.backup.restore import restore_backup
 
@@ -167,8 +169,6 @@ def cmd_resume_workflows(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from helpdesk.backup.retention import prune
-
     _logging()
     settings = _settings()
     removed = prune(settings.backups_path, settings.backup_retention_days)

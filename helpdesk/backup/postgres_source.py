@@ -15,6 +15,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import make_url
 
 from helpdesk.backup.errors import BackupError
@@ -88,8 +89,6 @@ async def _facts(connection: Any) -> tuple[str | None, dict[str, int], list[str]
 
 async def dump(url: str, sink: Callable[[bytes], None]) -> Snapshot:
     """Stream `pg_dump -Fc` of one snapshot into `sink`; the facts of that same snapshot."""
-    import asyncpg
-
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         client, server = await check_versions(connection, "pg_dump")
@@ -138,8 +137,6 @@ async def dump(url: str, sink: Callable[[bytes], None]) -> Snapshot:
 
 
 async def refuse_unless_empty(url: str) -> None:
-    import asyncpg
-
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await check_versions(connection, "pg_restore")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from helpdesk.backup.errors import BackupError
 
 
@@ -37,8 +39,6 @@ class Snapshot:
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for an in-memory database)."""
-    from sqlalchemy.engine import make_url
-
     database = make_url(url).database
     if not database or database == ":memory:":
         return None

@@ -12,9 +12,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from temporalio.common import WorkflowIDConflictPolicy
 
 from helpdesk.crypto import IntegrityError
 from helpdesk.errors import DataIntegrityError, Gone, NotFound
+from helpdesk.rules.contracts import (
+    ATTACHMENT_SCAN_WORKFLOW,
+    ScanRequest,
+    attachment_scan_workflow_id,
+)
 from helpdesk.runtime import Runtime
 from helpdesk.scanner import ScanVerdict
 from helpdesk.services import attachment_history
@@ -51,14 +57,6 @@ async def start_scan_workflow(
     runtime: Runtime, ticket_id: uuid.UUID, attachment_id: uuid.UUID
 ) -> None:
     """Default scan starter: the dedicated `AttachmentScanWorkflow` (idempotent by id)."""
-    from temporalio.common import WorkflowIDConflictPolicy
-
-    from helpdesk.rules.contracts import (
-        ATTACHMENT_SCAN_WORKFLOW,
-        ScanRequest,
-        attachment_scan_workflow_id,
-    )
-
     await runtime.temporal.start_workflow(
         ATTACHMENT_SCAN_WORKFLOW,
         ScanRequest(attachment_id=attachment_id, ticket_id=ticket_id),

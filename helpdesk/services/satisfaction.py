@@ -31,6 +31,7 @@ from helpdesk.crypto import decrypt_field, encrypt_field
 from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
 from helpdesk.notifications import PRODUCT, portal_url
 from helpdesk.runtime import Runtime
+from helpdesk.services import users
 from models.base import utcnow
 from models.enums import TicketStatus
 from models.satisfaction import SatisfactionSurvey
@@ -118,8 +119,6 @@ async def send_due(
 
 
 async def _send_one(runtime: Runtime, survey_id: uuid.UUID, now: datetime) -> bool:
-    from helpdesk.services import users
-
     key = f"email:csat:{survey_id}"
     async with runtime.database.transaction() as session:
         survey = await session.get(SatisfactionSurvey, survey_id)

@@ -16,6 +16,7 @@ from helpdesk.errors import ValidationFailed
 from helpdesk.policy import Caller, is_staff
 from helpdesk.runtime import Runtime
 from helpdesk.services import ticket_list_limits, ticket_tags, ticket_text
+from helpdesk.services.sla import sla_condition
 from helpdesk.services.ticket_list_request import TicketFilter
 from models.ticket import Ticket, TicketSearchToken, TicketTag
 
@@ -42,8 +43,6 @@ def filter_conditions(
     if filters.escalated is not None:
         conds.append(Ticket.escalated == filters.escalated)  # `IS` would not use an index
     if filters.sla is not None:
-        from helpdesk.services.sla import sla_condition
-
         conds.append(sla_condition(filters.sla, datetime.now(UTC)))  # type: ignore[arg-type]
     if filters.created_from is not None:
         conds.append(Ticket.created_at >= filters.created_from)

@@ -13,11 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import errors
+from helpdesk.policy import can_see_escalation_target, history_entry_visible, is_staff
 from helpdesk.rules.contracts import (
     TicketState,
 )
 from helpdesk.runtime import Runtime
-from helpdesk.services import ticket_tags, ticket_text
+from helpdesk.services import attachments, ticket_tags, ticket_text
 from helpdesk.services.tickets import TABLE, open_note
 from models.ticket import Ticket, TicketHistory
 
@@ -35,8 +36,6 @@ async def load_visible(
     The one object check of every ticket route (read, history, edit, status, assign,
     escalate, delete): each refusal carries its `access.denied` audit row, written by the
     API's error handler in a transaction of its own (the caller's rolls back)."""
-    from helpdesk.policy import is_staff
-
     ticket = await session.get(Ticket, ticket_id)
     if ticket is None or not (is_staff(caller_role) or ticket.requester_id == caller_id):
         why = "missing" if ticket is None else "not_visible"
@@ -101,8 +100,6 @@ async def read_view(
         if audit_action:
             await runtime.audit.record(session, audit_action, table=TABLE, record_id=ticket.id)
         if attachments_for is not None:
-            from helpdesk.services import attachments
-
             result.extra["attachments"] = await attachments.list_for_ticket(
                 session, runtime, attachments_for, ticket
             )
@@ -132,7 +129,6 @@ async def history(
             .order_by(TicketHistory.at, TicketHistory.id)
         )
         entries = []
-        from helpdesk.policy import can_see_escalation_target, history_entry_visible
 
         for row in rows:
             changes = dict(row.changes or {})

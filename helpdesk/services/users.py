@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk.crypto import DataKey, IntegrityError, decrypt_field, encrypt_field
 from helpdesk.errors import Conflict, DataIntegrityError, NotFound
 from helpdesk.runtime import Runtime
+from helpdesk.services import sessions
 from models.audit import AuditLog
 from models.enums import Role
 from models.user import User
@@ -254,8 +255,6 @@ async def change_role(
 ) -> User:
     """Give a user another role (administrators only; never one's own). The change is
     audited with before and after, and the user's sessions end so that it bites at once."""
-    from helpdesk.services import sessions
-
     if user_id == actor_id:
         raise Conflict("you cannot change your own role")
     user = await get_user(session, user_id, for_update=True)
@@ -280,8 +279,6 @@ async def deactivate(
 ) -> tuple[User, int]:
     """Deactivate a user and revoke every session and refresh chain of theirs at once.
     Returns the user and the number of sessions revoked (repeating it is harmless)."""
-    from helpdesk.services import sessions
-
     if user_id == actor_id:
         raise Conflict("you cannot deactivate yourself")
     user = await get_user(session, user_id, for_update=True)

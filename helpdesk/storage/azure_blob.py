@@ -1,4 +1,8 @@
-"""The Azure Blob Storage attachment store: ciphertext as block blobs in one container."""
+"""The Azure Blob Storage attachment store: ciphertext as block blobs in one container.
+
+The azure SDK is imported inside the methods on purpose: it is heavy (~0.7 s) and needed
+only with HELPDESK_ATTACHMENT_STORAGE=azure, while the API, the worker and the backup
+commands import this module (`helpdesk.storage.configured`)."""
 
 from __future__ import annotations
 

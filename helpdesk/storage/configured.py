@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from helpdesk.settings import ConfigurationError, Settings
 from helpdesk.storage.azure_blob import AzureBlobStore
 from helpdesk.storage.local import LocalEncryptedStore
 from helpdesk.storage.store import AttachmentStore
 
-if TYPE_CHECKING:
-    from helpdesk.settings import Settings
-
 
 def build_store(settings: Settings) -> AttachmentStore:
     """The attachment store the settings choose (local by default)."""
-    from helpdesk.settings import ConfigurationError
-
     if settings.attachment_storage == "azure":
         if settings.azure_storage_connection_string is None:
             raise ConfigurationError(
