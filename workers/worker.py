@@ -45,7 +45,6 @@ PASSTHROUGH_MODULES = (
     "cryptography",
     "models",
     "helpdesk",
-    "activities",
     # The tracing interceptor's context propagation (TEMPORAL's OpenTelemetry guidance).
     "opentelemetry",
     # (helpdesk.rules, the pure rules and contracts, comes with "helpdesk".)
@@ -53,7 +52,9 @@ PASSTHROUGH_MODULES = (
     # workflow run is the main lever on ticket creation throughput (each run re-compiled ~29
     # modules). Replay tests still guard their determinism.
     "workflows.local_first",
+    "workflows.ticket_checks",
     "workflows.ticket_sla",
+    "workflows.ticket_sla_notify",
     "workflows.ticket_comments",
     "workflows.ticket_notify",
     # The TicketWorkflow module itself: re-executing it in a fresh sandbox for every new
