@@ -3,13 +3,14 @@ are measured in this one process, in the same run, on the same Temporal server:
 
     python -m bench.core [--tickets 1000] [--clients 16] [--latency-ops 200]
         [--cached-tickets 3000] [--breaching 500] [--breaching-small 100]
-        [--phases create,memory,sla]
+        [--floor-timers 500] [--sla-server memory|file] [--phases create,memory,sla]
+        [--quick]   (small sizes: the three phases in under two minutes)
 
 Tickets are created only through the HTTP API (bench/http_load.py, a client process of its
 own), and the trivial workflows only through the public Temporal client, so the bench holds
 whichever side (API or workflow) writes a ticket's row. Each phase starts the embedded
-default's pieces afresh (`bench.tickets.bench_stack`: a file-persisted WAL dev server, a
-migrated SQLite database, the API under uvicorn in this process):
+default's pieces afresh (`bench.tickets.bench_stack`: a file-persisted WAL dev server, save
+for the sla phase, a migrated SQLite database, the API under uvicorn in this process):
 
 - create (the worker in this process beside the API, as `helpdesk dev` hosts it):
   `create_cpu_ratio` = CPU ms per ticket created through the API / CPU ms per trivial
@@ -28,15 +29,20 @@ migrated SQLite database, the API under uvicorn in this process):
   and after) / the growth of its sticky cache (the SDK's `temporal_sticky_cache_size` gauge,
   which must reach the count of tickets created: each one's workflow is cached). A worker
   process of its own, so that nothing the API holds is counted.
-- sla (the worker in this process; policy minutes last a second): 500 bare timers firing at
-  one instant (`bench.timer_floor.measure`) on this server, then `--breaching` CRITICAL and
-  `--breaching-small` HIGH tickets created through the API while their business calendar
-  is closed, so that each group's first-response clocks breach at one shared instant, the
-  small group's `--sla-gap-seconds` after the large one's (escalation rules of those
-  priorities are deleted, so the breach timer alone is measured). Lateness of a breach = its
-  `sla.breached` history entry's time (read through `GET /tickets/{id}/history`) minus its
-  due time. `sla_lateness_floor_ratio` = p99 lateness of the large group / p99 lateness of
-  the bare timers; `sla_breach_p99_s_100` = p99 lateness of the small group.
+- sla (the worker in this process; policy minutes last a second; the dev server in memory
+  as bench.sla and bench.timer_floor start it, or `--sla-server file`: persisted, where one
+  run here under load 5-7 had the 500 bare timers at 10.2 s p99): `--floor-timers` bare
+  timers firing at one instant (`bench.timer_floor.measure`) on this server, and
+  `--breaching` CRITICAL and `--breaching-small` HIGH tickets created through the API while
+  their business calendar is closed, so that each group's first-response clocks breach at
+  one shared instant, the small group's `--sla-gap-seconds` after the large one's
+  (escalation rules of those priorities are deleted, so the breach timer alone is measured;
+  the bare timers fire while the calendar is still closed when they fit, else after the
+  breaches, never at once). Lateness of a breach = its `sla.breached` history entry's time
+  (read through `GET /tickets/{id}/history`) minus its due time.
+  `sla_lateness_floor_ratio` = p99 lateness of the large group / p99 lateness of the bare
+  timers; `sla_breach_p99_s_100` = p99 lateness of the small group (the key names the
+  group's size).
 
 The last line printed is one JSON object.
 """
@@ -142,12 +148,17 @@ def gauge(metrics_text: str, name: str) -> float | None:
 
 
 def breach_lateness(history: list[dict[str, Any]]) -> float | None:
-    """Seconds from due time to the first `sla.breached` entry's time, or None."""
+    """Seconds from due time to the first `sla.breached` entry's time (or, without a due
+    time in the entry, the lateness the workflow wrote into it), or None."""
     for entry in history:
         if entry.get("action") == "sla.breached":
-            due = datetime.fromisoformat(str(entry["changes"]["due_at"]))
-            at = datetime.fromisoformat(str(entry["at"]))
-            return (at - due).total_seconds()
+            changes = entry.get("changes") or {}
+            if "due_at" in changes:
+                due = datetime.fromisoformat(str(changes["due_at"]))
+                at = datetime.fromisoformat(str(entry["at"]))
+                return (at - due).total_seconds()
+            if "lateness_seconds" in changes:
+                return float(changes["lateness_seconds"])
     return None
 
 
@@ -466,6 +477,7 @@ async def sla_phase(
     clients: int,
     gap_seconds: float,
     lead_seconds: float | None,
+    persisted: bool = False,
 ) -> dict[str, Any]:
     from bench import timer_floor
     from bench.tickets import process_tree
@@ -473,7 +485,7 @@ async def sla_phase(
 
     target = 5  # seconds from the opening to the large group's breach
     async with bench_stack(
-        "core-sla", sla_seconds_per_minute=1.0, auto_assign_on_create=False
+        "core-sla", persisted=persisted, sla_seconds_per_minute=1.0, auto_assign_on_create=False
     ) as stack:
         server = stack.server_pid
         pids = [os.getpid(), *(process_tree(server) if server is not None else [])]
@@ -539,6 +551,7 @@ async def sla_phase(
         "sla_core_created_before_opening": created_before_opening,
         "sla_core_quiet_before_small_group": quiet_before_small,
         "sla_core_floor_first": floor_first,
+        "sla_core_server": "file" if persisted else "memory",
     }
 
 
@@ -564,6 +577,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.clients,
                 args.sla_gap_seconds,
                 args.sla_lead_seconds,
+                persisted=args.sla_server == "file",
             )
         )
     figures["core_load_after"] = os.getloadavg()[0]
@@ -581,6 +595,13 @@ def main() -> None:
     parser.add_argument("--breaching-small", type=int, default=100)
     parser.add_argument("--sla-gap-seconds", type=float, default=30.0)
     parser.add_argument("--sla-lead-seconds", type=float, default=None)
+    parser.add_argument(
+        "--sla-server",
+        choices=["memory", "file"],
+        default="memory",
+        help="the sla phase's dev server: in memory (as bench.sla, bench.timer_floor) or "
+        "persisted with the WAL pragmas (as helpdesk dev)",
+    )
     parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes")
     parser.add_argument("--host-worker", action="store_true", help=argparse.SUPPRESS)

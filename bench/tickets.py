@@ -3,10 +3,11 @@ Temporal figures on the same server.
 
     python -m bench.tickets [--tickets 2000] [--clients 64] [--updates 200]
 
-Starts the embedded default's pieces: a Temporal dev server persisted to a file with the
-WAL pragmas (`helpdesk.devserver.TemporalDevServer`, the command `helpdesk dev` runs), a
-migrated SQLite database, and in this process the API under uvicorn on a loopback port with
-the worker beside it (as `helpdesk dev` hosts it). Then:
+Starts the embedded default's pieces (`bench_stack`, which bench.core reuses): a Temporal
+dev server persisted to a file with the WAL pragmas (`helpdesk.devserver.TemporalDevServer`,
+the command `helpdesk dev` runs), a migrated SQLite database, and in this process the API
+under uvicorn on a loopback port with the worker beside it (as `helpdesk dev` hosts it).
+Then:
 
 - raw rate: `--tickets` trivial workflows (PingWorkflow) started and run to completion by
   the same worker, `--clients` at a time;
@@ -26,7 +27,7 @@ the worker beside it (as `helpdesk dev` hosts it). Then:
 Figures: create_ratio = API tickets/s ÷ raw workflows/s (target ≥ 0.7), update_p50_ratio =
 API p50 ÷ raw p50 (target ≤ 1.5); raw_cpu_ms_* and create_cpu_ms_* say where each workflow's
 and each ticket's CPU went (this process: API, worker and Socket.IO under one GIL; the dev
-server). The last line printed is one JSON object.
+server's process tree). The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -249,12 +250,27 @@ class Stack:
         return env
 
 
+def in_memory(command: list[str]) -> list[str]:
+    """A `temporal server start-dev` command without its database file and SQLite pragmas."""
+    kept: list[str] = []
+    skip = False
+    for arg in command:
+        if skip:
+            skip = False
+        elif arg in ("--db-filename", "--sqlite-pragma"):
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
 @contextlib.asynccontextmanager
 async def bench_stack(
     prefix: str,
     *,
     in_process_worker: bool = True,
     single_connection: bool = False,
+    persisted: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     """Start the embedded default's pieces: a Temporal dev server persisted to a file with
@@ -262,7 +278,9 @@ async def bench_stack(
     migrated SQLite database, verified users with sessions (a requester, agents, an
     administrator with an MFA session), and in this process the API under uvicorn on a
     loopback port, with the worker beside it unless `in_process_worker` is False (then
-    run one from `Stack.environment()`). `overrides` are Settings fields."""
+    run one from `Stack.environment()`). `persisted=False`: the dev server in memory (no
+    `--db-filename`, as bench.sla and bench.timer_floor start it). `overrides` are Settings
+    fields."""
     from api.app import create_app, prepare_runtime
     from helpdesk.devserver import TemporalDevServer, temporal_binary
     from helpdesk.migrate import upgrade
@@ -292,6 +310,8 @@ async def bench_stack(
     }
     settings = Settings(**fields)
     server = TemporalDevServer(settings, temporal_binary())
+    if not persisted:
+        server.command = in_memory(server.command)
     server.start()
     try:
         client = await server.wait_ready(types.SimpleNamespace(stopping=False))  # type: ignore[arg-type]

@@ -76,3 +76,5 @@ def test_breach_lateness_from_history() -> None:
     ]
     assert breach_lateness(history) == pytest.approx(0.25)
     assert breach_lateness(history[:1]) is None
+    written = [{"action": "sla.breached", "at": "x", "changes": {"lateness_seconds": 0.5}}]
+    assert breach_lateness(written) == 0.5
