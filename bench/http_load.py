@@ -7,7 +7,10 @@ A real client population does not share the server's interpreter: run in the API
 its workflow tasks also need, and the benchmark would measure its own client. Creates
 `--count` tickets with `--clients` concurrent connections (each 503/429 waits Retry-After,
 at most 10 s, and retries with the same Idempotency-Key) and prints one JSON line:
-``{"per_s": ..., "ids": [...], "shed": ..., "retried": ..., "latency_p50_ms": ...}``.
+``{"per_s": ..., "ids": [...], "shed": ..., "retried": ..., "latency_p50_ms": ...,
+"latencies_ms": [...], "cpu_s": ...}`` (cpu_s: this client process's own CPU seconds for
+the run, so that a benchmark can report the client apart from the server's processes).
+`--priority P` gives every ticket that priority (default: the four in turn).
 
     python -m bench.http_load --base URL --token TOKEN --burst N
 
@@ -28,7 +31,9 @@ import uuid
 import httpx
 
 
-async def create_many(base: str, token: str, count: int, clients: int) -> dict[str, object]:
+async def create_many(
+    base: str, token: str, count: int, clients: int, priority: str | None = None
+) -> dict[str, object]:
     headers = {"Authorization": f"Bearer {token}"}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(count):
@@ -51,7 +56,7 @@ async def create_many(base: str, token: str, count: int, clients: int) -> dict[s
                 body = {
                     "title": f"Bench ticket {n}",
                     "description": "Printer on floor 2 is jammed",
-                    "priority": ("LOW", "MEDIUM", "HIGH", "CRITICAL")[n % 4],
+                    "priority": priority or ("LOW", "MEDIUM", "HIGH", "CRITICAL")[n % 4],
                     "tags": ["bench"],
                 }
                 t0 = time.perf_counter()
@@ -76,15 +81,19 @@ async def create_many(base: str, token: str, count: int, clients: int) -> dict[s
                         continue
                     raise RuntimeError(f"create answered {r.status_code}: {r.text[:200]}")
 
+        cpu0 = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
     return {
         "per_s": count / elapsed,
         "ids": ids,
         "shed": shed,
         "retried": retried,
         "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "latencies_ms": [round(ms, 2) for ms in latencies],
+        "cpu_s": round(cpu, 3),
     }
 
 
@@ -120,12 +129,15 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--count", type=int)
     parser.add_argument("--clients", type=int)
+    parser.add_argument("--priority", choices=["LOW", "MEDIUM", "HIGH", "CRITICAL"])
     parser.add_argument("--burst", type=int, help="N creations at once (load shedding)")
     args = parser.parse_args()
     if args.burst:
         result = asyncio.run(burst(args.base, args.token, args.burst))
     else:
-        result = asyncio.run(create_many(args.base, args.token, args.count, args.clients))
+        result = asyncio.run(
+            create_many(args.base, args.token, args.count, args.clients, args.priority)
+        )
     print(json.dumps(result), flush=True)
 
 

@@ -21,6 +21,9 @@ BENCHMARKS = [
     "tickets",
     "push",
     "sla",
+    # Issue 12's four ratios (creation CPU and p50, worker memory per cached ticket, SLA
+    # lateness over the timer floor), each measured within one process.
+    "core",
     "attachments",
     "analytics",
     "lists",

@@ -3,10 +3,11 @@ Temporal figures on the same server.
 
     python -m bench.tickets [--tickets 2000] [--clients 64] [--updates 200]
 
-Starts the embedded default's pieces: a Temporal dev server persisted to a file with the
-WAL pragmas (`helpdesk.devserver.TemporalDevServer`, the command `helpdesk dev` runs), a
-migrated SQLite database, and in this process the API under uvicorn on a loopback port with
-the worker beside it (as `helpdesk dev` hosts it). Then:
+Starts the embedded default's pieces (`bench_stack`, which bench.core reuses): a Temporal
+dev server persisted to a file with the WAL pragmas (`helpdesk.devserver.TemporalDevServer`,
+the command `helpdesk dev` runs), a migrated SQLite database, and in this process the API
+under uvicorn on a loopback port with the worker beside it (as `helpdesk dev` hosts it).
+Then:
 
 - raw rate: `--tickets` trivial workflows (PingWorkflow) started and run to completion by
   the same worker, `--clients` at a time;
@@ -26,7 +27,7 @@ the worker beside it (as `helpdesk dev` hosts it). Then:
 Figures: create_ratio = API tickets/s ÷ raw workflows/s (target ≥ 0.7), update_p50_ratio =
 API p50 ÷ raw p50 (target ≤ 1.5); raw_cpu_ms_* and create_cpu_ms_* say where each workflow's
 and each ticket's CPU went (this process: API, worker and Socket.IO under one GIL; the dev
-server). The last line printed is one JSON object.
+server's process tree). The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import time
 import types
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,24 +96,71 @@ async def _serve(app: Any) -> AsyncIterator[str]:
         await task
 
 
+def cpu_seconds_of_stat(stat: str, clock_ticks: int) -> float:
+    """utime + stime of one /proc/<pid>/stat line, in seconds (the command name, which may
+    hold spaces and parentheses, is skipped by splitting after its last ')')."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / clock_ticks
+
+
+def _parent_of(stat: str) -> int:
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (Linux /proc): a server that spawns
+    helpers is counted whole."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = _parent_of((entry / "stat").read_text())
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found.extend(children)
+        frontier = children
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by `root` and its descendants (ones that exited and were
+    reaped count in their parent's cumulative fields, which this does not read)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds_of_stat(Path(f"/proc/{pid}/stat").read_text(), ticks)
+    return total
+
+
+def cpu_ms_per_item(
+    before: dict[str, float], after: dict[str, float], count: int
+) -> dict[str, float]:
+    """CPU milliseconds per item, per process label, between two samples."""
+    if count <= 0:
+        raise ValueError("count must be positive")
+    return {name: round((after[name] - before[name]) * 1000 / count, 2) for name in before}
+
+
 class _CpuMeter:
-    """CPU seconds this process and the dev server spend from now on (Linux /proc)."""
+    """CPU seconds this process (API + worker) and the dev server (its whole process tree)
+    spend from now on (Linux /proc)."""
 
     def __init__(self, server_pid: int | None) -> None:
         self.server_pid = server_pid
-        self.start = (time.process_time(), self._server())
+        self.start = self.sample()
 
-    def _server(self) -> float:
-        if self.server_pid is None:
-            return 0.0
-        fields = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def sample(self) -> dict[str, float]:
+        server = tree_cpu_seconds(self.server_pid) if self.server_pid is not None else 0.0
+        return {"python": time.process_time(), "server": server}
 
     def per_item(self, count: int) -> tuple[float, float]:
         """(this process, dev server) CPU milliseconds per item since the meter started."""
-        python = (time.process_time() - self.start[0]) * 1000 / count
-        server = (self._server() - self.start[1]) * 1000 / count
-        return round(python, 1), round(server, 1)
+        shares = cpu_ms_per_item(self.start, self.sample(), count)
+        return round(shares["python"], 1), round(shares["server"], 1)
 
 
 async def _raw_rate(client: Any, task_queue: str, count: int, clients: int) -> float:
@@ -131,12 +180,13 @@ async def _raw_rate(client: Any, task_queue: str, count: int, clients: int) -> f
     return count / (time.perf_counter() - started)
 
 
-async def _api_rate(
-    base: str, headers: dict[str, str], count: int, clients: int
-) -> tuple[float, list[str], int]:
-    """Tickets created (workflow running) per second; ids; 503/429 answers seen. The
-    clients run in a process of their own (bench/http_load.py), as real clients would."""
-    token = headers["Authorization"].removeprefix("Bearer ")
+async def http_load(
+    base: str, token: str, count: int, clients: int, priority: str | None = None
+) -> dict[str, Any]:
+    """Create `count` tickets through the API with `clients` concurrent connections from
+    a process of its own (bench/http_load.py), as real clients would; its JSON answer
+    (per_s, ids, shed, latencies_ms, cpu_s: the client's own CPU)."""
+    extra = ["--priority", priority] if priority else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -149,52 +199,120 @@ async def _api_rate(
         str(count),
         "--clients",
         str(clients),
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         cwd=PROJECT_ROOT,
     )
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"the load generator failed ({proc.returncode})")
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def _api_rate(
+    base: str, headers: dict[str, str], count: int, clients: int
+) -> tuple[float, list[str], int]:
+    """Tickets created (workflow running) per second; ids; 503/429 answers seen."""
+    token = headers["Authorization"].removeprefix("Bearer ")
+    result = await http_load(base, token, count, clients)
     return float(result["per_s"]), list(result["ids"]), int(result["shed"])
 
 
-async def run(
-    tickets: int = 2000, clients: int = 64, updates: int = 200, single_connection: bool = False
-) -> dict[str, Any]:
-    """Run the benchmark; returns every figure (see the module docstring)."""
+@dataclass
+class Stack:
+    """The embedded default's pieces, as `bench_stack` started them."""
+
+    settings: Any  # helpdesk.settings.Settings
+    fields: dict[str, Any]  # the settings given (a worker process rebuilds them from env)
+    server: Any  # helpdesk.devserver.TemporalDevServer
+    client: Any  # temporalio.client.Client (signs commands, as the API's)
+    runtime: Any  # helpdesk.runtime.Runtime
+    base: str  # the API's URL
+    tokens: dict[str, str]  # access token by user: requester, agent, admin (MFA session)
+    users: dict[str, Any]
+    tmp: Path
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    @property
+    def server_pid(self) -> int | None:
+        return self.server.process.pid if self.server.process is not None else None
+
+    def environment(self, **extra: Any) -> dict[str, str]:
+        """These settings (and `extra` ones) as HELPDESK_* variables, for a process of the
+        same deployment."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+        for name, value in {**self.fields, **extra}.items():
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            env[f"HELPDESK_{name.upper()}"] = shown
+        return env
+
+
+def in_memory(command: list[str]) -> list[str]:
+    """A `temporal server start-dev` command without its database file and SQLite pragmas."""
+    kept: list[str] = []
+    skip = False
+    for arg in command:
+        if skip:
+            skip = False
+        elif arg in ("--db-filename", "--sqlite-pragma"):
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
+@contextlib.asynccontextmanager
+async def bench_stack(
+    prefix: str,
+    *,
+    in_process_worker: bool = True,
+    single_connection: bool = False,
+    persisted: bool = True,
+    **overrides: Any,
+) -> AsyncIterator[Stack]:
+    """Start the embedded default's pieces: a Temporal dev server persisted to a file with
+    the WAL pragmas (`helpdesk.devserver.TemporalDevServer`, as `helpdesk dev` runs it), a
+    migrated SQLite database, verified users with sessions (a requester, agents, an
+    administrator with an MFA session), and in this process the API under uvicorn on a
+    loopback port, with the worker beside it unless `in_process_worker` is False (then
+    run one from `Stack.environment()`). `persisted=False`: the dev server in memory (no
+    `--db-filename`, as bench.sla and bench.timer_floor start it). `overrides` are Settings
+    fields."""
     from api.app import create_app, prepare_runtime
     from helpdesk.devserver import TemporalDevServer, temporal_binary
     from helpdesk.migrate import upgrade
-    from helpdesk.rules.contracts import Actor, StatusChange
-    from helpdesk.rules.transitions import Status
     from helpdesk.runtime import build_runtime
     from helpdesk.services import sessions, users
     from helpdesk.settings import Settings
     from models.enums import Role
     from workers.worker import run_worker_in_background
-    from workflows.ticket import TicketWorkflow
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-tickets-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
     db = tmp / "helpdesk.db"
     await asyncio.to_thread(upgrade, f"sqlite+aiosqlite:///{db}")
-    settings = Settings(
-        environment="test",
-        var_dir=tmp,
-        database_url=f"sqlite+aiosqlite:///{db}",
-        email_backend="file",
-        run_worker_in_api=True,
-        temporal_address=f"127.0.0.1:{_free_port()}",
-        temporal_ui_port=_free_port(),
-        temporal_task_queue="bench-tickets",
-        argon2_time_cost=1,
-        argon2_memory_cost=8192,
-        access_token_ttl_seconds=900,
-        session_idle_timeout_seconds=3600,
-    )
+    fields: dict[str, Any] = {
+        "environment": "test",
+        "var_dir": tmp,
+        "database_url": f"sqlite+aiosqlite:///{db}",
+        "email_backend": "file",
+        "run_worker_in_api": in_process_worker,
+        "temporal_address": f"127.0.0.1:{_free_port()}",
+        "temporal_ui_port": _free_port(),
+        "temporal_task_queue": f"bench-{prefix}",
+        "argon2_time_cost": 1,
+        "argon2_memory_cost": 8192,
+        "access_token_ttl_seconds": 900,
+        "session_idle_timeout_seconds": 3600,
+        **overrides,
+    }
+    settings = Settings(**fields)
     server = TemporalDevServer(settings, temporal_binary())
+    if not persisted:
+        server.command = in_memory(server.command)
     server.start()
-    figures: dict[str, Any] = {"tickets_n": tickets, "tickets_clients": clients}
     try:
         client = await server.wait_ready(types.SimpleNamespace(stopping=False))  # type: ignore[arg-type]
         runtime = prepare_runtime(build_runtime(settings))
@@ -213,50 +331,62 @@ async def run(
             runtime.database.engine = engine
             runtime.database.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         verified = datetime.now(UTC)  # an unverified account may not create tickets
+        people = [
+            ("requester", "bench-requester", Role.END_USER),
+            ("agent", "bench-agent", Role.SUPPORT_AGENT),
+            *((f"agent{n}", f"bench-agent{n}", Role.SUPPORT_AGENT) for n in range(4)),
+            ("admin", "bench-admin", Role.ADMINISTRATOR),
+        ]
+        made: dict[str, Any] = {}
+        tokens: dict[str, str] = {}
         async with runtime.database.transaction() as session:
-            requester = await users.create_user(
-                session,
-                runtime,
-                email="bench-requester@example.test",
-                password="bench password 1234",
-                full_name="Bench Requester",
-                role=Role.END_USER,
-                email_verified_at=verified,
-            )
-            manager = await users.create_user(
-                session,
-                runtime,
-                email="bench-agent@example.test",
-                password="bench password 1234",
-                full_name="Bench Agent",
-                role=Role.SUPPORT_AGENT,
-                email_verified_at=verified,
-            )
-            for n in range(4):
-                await users.create_user(
+            for key, local, role in people:
+                made[key] = await users.create_user(
                     session,
                     runtime,
-                    email=f"bench-agent{n}@example.test",
+                    email=f"{local}@example.test",
                     password="bench password 1234",
-                    full_name=f"Agent {n}",
-                    role=Role.SUPPORT_AGENT,
+                    full_name=local.replace("-", " ").title(),
+                    role=role,
                     email_verified_at=verified,
                 )
-            r_tok = await sessions.start(
-                session, runtime, requester, mfa=False, ip="127.0.0.1", user_agent="bench"
-            )
-            m_tok = await sessions.start(
-                session, runtime, manager, mfa=False, ip="127.0.0.1", user_agent="bench"
-            )
-        requester_h = {"Authorization": f"Bearer {r_tok.access_token}"}
-        agent_h = {"Authorization": f"Bearer {m_tok.access_token}"}
+            for key in ("requester", "agent", "admin"):
+                issued = await sessions.start(
+                    session,
+                    runtime,
+                    made[key],
+                    mfa=key == "admin",
+                    ip="127.0.0.1",
+                    user_agent="bench",
+                )
+                tokens[key] = issued.access_token
         app = create_app(runtime=runtime, temporal_client=client, run_worker=False)
-        limits = httpx.Limits(max_connections=clients * 4, max_keepalive_connections=clients * 4)
-        async with (
-            run_worker_in_background(runtime),
-            _serve(app) as base,
-            httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            if in_process_worker:
+                await stack.enter_async_context(run_worker_in_background(runtime))
+            base = await stack.enter_async_context(_serve(app))
+            yield Stack(settings, fields, server, client, runtime, base, tokens, made, tmp)
+        await runtime.close()
+    finally:
+        server.stop()
+
+
+async def run(
+    tickets: int = 2000, clients: int = 64, updates: int = 200, single_connection: bool = False
+) -> dict[str, Any]:
+    """Run the benchmark; returns every figure (see the module docstring)."""
+    from helpdesk.rules.contracts import Actor, StatusChange
+    from helpdesk.rules.transitions import Status
+    from models.enums import Role
+    from workflows.ticket import TicketWorkflow
+
+    figures: dict[str, Any] = {"tickets_n": tickets, "tickets_clients": clients}
+    limits = httpx.Limits(max_connections=clients * 4, max_keepalive_connections=clients * 4)
+    async with bench_stack("tickets", single_connection=single_connection) as stack:
+        settings, client, base = stack.settings, stack.client, stack.base
+        manager = stack.users["agent"]
+        requester_h, agent_h = stack.headers("requester"), stack.headers("agent")
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
             # Warm up both paths (sandbox imports, connection pools).
             await _raw_rate(client, settings.temporal_task_queue, 20, 8)
             await _api_rate(base, requester_h, 20, 8)
@@ -264,7 +394,7 @@ async def run(
             heap.settle()
 
             load0 = os.getloadavg()[0]
-            server_pid = server.process.pid if server.process is not None else None
+            server_pid = stack.server_pid
             cpu = _CpuMeter(server_pid)
             raw = await _raw_rate(client, settings.temporal_task_queue, tickets, clients)
             raw_cpu = cpu.per_item(tickets)
@@ -349,9 +479,6 @@ async def run(
                 shed_healthz_p50_ms=round(healthz_p50, 1),
                 shed_ok_p50_ms=round(statistics.median(ok_ms), 1) if ok_ms else None,
             )
-        await runtime.close()
-    finally:
-        server.stop()
     figures["load_after_tickets"] = round(os.getloadavg()[0], 2)
     return figures
 

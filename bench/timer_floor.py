@@ -118,31 +118,56 @@ def _shown(value: Any) -> Any:
     return repr(value)
 
 
+async def wait_quiet(
+    pids: list[int], since: datetime, limit_s: float = 300.0, idle_s: float = 1.0
+) -> datetime:
+    """Wait until the processes `pids` have together used under 50 ms of CPU per quarter
+    second for `idle_s`; return when that quiet began (or now, `limit_s` after `since`).
+    Nothing is asked of the server meanwhile: that would load it during the measurement."""
+    from .sla import _cpu_seconds
+
+    def used() -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                total += _cpu_seconds(pid)
+            except OSError:
+                continue
+        return total
+
+    cpu = used()
+    quiet_since: datetime | None = None
+    while datetime.now(UTC) < since + timedelta(seconds=limit_s):
+        await asyncio.sleep(0.25)
+        now_cpu = used()
+        spent, cpu = now_cpu - cpu, now_cpu
+        if spent > 0.05:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = datetime.now(UTC)
+        elif datetime.now(UTC) - quiet_since >= timedelta(seconds=idle_s):
+            break
+    return quiet_since or datetime.now(UTC)
+
+
 async def run(
     workflows: int = 500,
     overrides: dict[str, Any] | None = None,
     lead_seconds: float | None = None,
     start_rate: float = 25.0,
 ) -> dict[str, Any]:
-    """Run the experiment; returns the figures (see the module docstring)."""
+    """Run the experiment on an in-memory dev server of its own; returns the figures (see
+    the module docstring)."""
     from temporalio.testing import WorkflowEnvironment
-    from temporalio.worker import Worker
 
-    # The class as imported by its module's name: the sandbox re-imports a workflow's
-    # module by name, which `__main__` is not.
-    from bench.timer_floor import TimerFloorWorkflow as Registered
     from helpdesk.settings import Settings
     from helpdesk.temporal import SEARCH_ATTRIBUTES, connect
-    from workers.worker import GRACEFUL_SHUTDOWN, worker_tuning, workflow_runner
+    from workers.worker import worker_tuning
 
-    from .sla import _children, _cpu_seconds, _free_port, _summary
+    from .sla import _children, _free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-timer-"))
-    settings = Settings(
-        environment="test",
-        var_dir=tmp,
-        temporal_task_queue=f"bench-timer-{uuid.uuid4().hex[:6]}",
-    )
+    settings = Settings(environment="test", var_dir=tmp)
     options: dict[str, Any] = {**worker_tuning(settings), **(overrides or {})}
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     env = await WorkflowEnvironment.start_local(
@@ -154,70 +179,84 @@ async def run(
     )
     try:
         client = await connect(settings, address=env.client.service_client.config.target_host)
-        lead = lead_seconds if lead_seconds is not None else 10 + workflows / start_rate
-        wake_at = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
-        worker = Worker(
+        return await measure(
             client,
-            task_queue=settings.temporal_task_queue,
-            workflows=[Registered],
-            workflow_runner=workflow_runner(),
-            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-            **options,
+            workflows,
+            options,
+            lead_seconds=lead_seconds,
+            start_rate=start_rate,
+            pids=[os.getpid(), *_children()],
         )
-        async with worker:
-            prefix = f"timer-floor-{uuid.uuid4().hex[:6]}"
-            began = time.monotonic()
-
-            async def start(n: int) -> Any:
-                # Paced: each workflow's first task (which sets the timer) runs on a calm
-                # worker, so the timer starts close to the workflow.now() it was computed at.
-                await asyncio.sleep(max(0.0, began + n / start_rate - time.monotonic()))
-                return await client.start_workflow(
-                    Registered.run,
-                    wake_at,
-                    id=f"{prefix}-{n}",
-                    task_queue=settings.temporal_task_queue,
-                )
-
-            handles = await asyncio.gather(*(start(n) for n in range(workflows)))
-            start_s = time.monotonic() - began
-            started_before = datetime.now(UTC) < wake_at
-            load_before = os.getloadavg()
-            pids = [os.getpid(), *_children()]
-            await asyncio.sleep(max(0.0, (wake_at - datetime.now(UTC)).total_seconds()))
-            cpu_at_deadline = [_cpu_seconds(pid) for pid in pids]
-            # Done once worker and server have been idle for a second. Nothing is asked of
-            # the server meanwhile: that would load it during the measurement.
-            cpu = sum(cpu_at_deadline)
-            quiet_since: datetime | None = None
-            while datetime.now(UTC) < wake_at + timedelta(seconds=300):
-                await asyncio.sleep(0.25)
-                used, cpu = sum(map(_cpu_seconds, pids)) - cpu, sum(map(_cpu_seconds, pids))
-                if used > 0.05:
-                    quiet_since = None
-                elif quiet_since is None:
-                    quiet_since = datetime.now(UTC)
-                elif datetime.now(UTC) - quiet_since >= timedelta(seconds=1):
-                    break
-            quiet = quiet_since or datetime.now(UTC)
-            cpu_used = [
-                _cpu_seconds(pid) - at for pid, at in zip(pids, cpu_at_deadline, strict=True)
-            ]
-            load_after = os.getloadavg()
-            queried = await asyncio.gather(*(h.query(Registered.wake) for h in handles))
-            wakes: list[Wake] = [w for w in queried if w is not None]
-
-        fetch = asyncio.Semaphore(16)
-
-        async def timeline(handle: Any) -> Timeline | None:
-            async with fetch:
-                return await _timeline(handle)
-
-        found = await asyncio.gather(*(timeline(h) for h in handles))
-        timelines = [t for t in found if t is not None]
     finally:
         await env.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def measure(
+    client: Any,
+    workflows: int,
+    options: dict[str, Any],
+    *,
+    lead_seconds: float | None = None,
+    start_rate: float = 25.0,
+    pids: list[int],
+) -> dict[str, Any]:
+    """The experiment on the server `client` reaches, with a worker of `options` in this
+    process on a task queue of its own; `pids` (this process first, then the server's) are
+    watched for CPU and quiet. Returns the figures (see the module docstring)."""
+    from temporalio.worker import Worker
+
+    # The class as imported by its module's name: the sandbox re-imports a workflow's
+    # module by name, which `__main__` is not.
+    from bench.timer_floor import TimerFloorWorkflow as Registered
+    from workers.worker import GRACEFUL_SHUTDOWN, workflow_runner
+
+    from .sla import _cpu_seconds, _summary
+
+    task_queue = f"bench-timer-{uuid.uuid4().hex[:6]}"
+    lead = lead_seconds if lead_seconds is not None else 10 + workflows / start_rate
+    wake_at = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[Registered],
+        workflow_runner=workflow_runner(),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        **options,
+    )
+    async with worker:
+        prefix = f"timer-floor-{uuid.uuid4().hex[:6]}"
+        began = time.monotonic()
+
+        async def start(n: int) -> Any:
+            # Paced: each workflow's first task (which sets the timer) runs on a calm
+            # worker, so the timer starts close to the workflow.now() it was computed at.
+            await asyncio.sleep(max(0.0, began + n / start_rate - time.monotonic()))
+            return await client.start_workflow(
+                Registered.run, wake_at, id=f"{prefix}-{n}", task_queue=task_queue
+            )
+
+        handles = await asyncio.gather(*(start(n) for n in range(workflows)))
+        start_s = time.monotonic() - began
+        started_before = datetime.now(UTC) < wake_at
+        load_before = os.getloadavg()
+        await asyncio.sleep(max(0.0, (wake_at - datetime.now(UTC)).total_seconds()))
+        cpu_at_deadline = [_cpu_seconds(pid) for pid in pids]
+        # Done once worker and server have been idle for a second.
+        quiet = await wait_quiet(pids, wake_at)
+        cpu_used = [_cpu_seconds(pid) - at for pid, at in zip(pids, cpu_at_deadline, strict=True)]
+        load_after = os.getloadavg()
+        queried = await asyncio.gather(*(h.query(Registered.wake) for h in handles))
+        wakes: list[Wake] = [w for w in queried if w is not None]
+
+    fetch = asyncio.Semaphore(16)
+
+    async def timeline(handle: Any) -> Timeline | None:
+        async with fetch:
+            return await _timeline(handle)
+
+    found = await asyncio.gather(*(timeline(h) for h in handles))
+    timelines = [t for t in found if t is not None]
 
     deadline = wake_at.timestamp()
     return {

@@ -1,0 +1,628 @@
+"""The ticket core's four figures of issue 12, each a ratio whose numerator and denominator
+are measured in this one process, in the same run, on the same Temporal server:
+
+    python -m bench.core [--tickets 1000] [--clients 16] [--latency-ops 200]
+        [--cached-tickets 3000] [--breaching 500] [--breaching-small 100]
+        [--floor-timers 500] [--sla-server memory|file] [--phases create,memory,sla]
+        [--quick]   (small sizes: the three phases in under two minutes)
+
+Tickets are created only through the HTTP API (bench/http_load.py, a client process of its
+own), and the trivial workflows only through the public Temporal client, so the bench holds
+whichever side (API or workflow) writes a ticket's row. Each phase starts the embedded
+default's pieces afresh (`bench.tickets.bench_stack`: a file-persisted WAL dev server, save
+for the sla phase, a migrated SQLite database, the API under uvicorn in this process):
+
+- create (the worker in this process beside the API, as `helpdesk dev` hosts it):
+  `create_cpu_ratio` = CPU ms per ticket created through the API / CPU ms per trivial
+  workflow (PingWorkflow started and run to completion by the same worker, `--clients` at a
+  time, from this process through the public client), both counted over every process
+  that serves: this one (API + worker, `_api_worker`) and the dev server's process tree
+  (`_server`). The load client's CPU is reported apart (`create_cpu_ms_client`) and not
+  counted. The raw side's Temporal client runs in this process, as the API's does.
+  `create_p50_ratio` = p50 of a creation through the API with 4 concurrent clients / p50 of
+  a raw `execute_update_with_start_workflow` of `BenchOpenWorkflow` (an update handler that
+  returns at once) with 4 concurrent callers in this process, on a second worker of the same
+  options in this process; the two alternate in rounds so they meet the same background.
+- memory (the worker in a process of its own, `python -m bench.core --host-worker`, with
+  `workflow_cache_size` >= `--cached-tickets` + the warm-up): `worker_kb_per_cached_ticket`
+  = growth of that process's RSS (VmRSS, after a `gc.collect()` it runs on SIGUSR1, before
+  and after) / the growth of its sticky cache (the SDK's `temporal_sticky_cache_size` gauge,
+  which must reach the count of tickets created: each one's workflow is cached). A worker
+  process of its own, so that nothing the API holds is counted.
+- sla (the worker in this process; policy minutes last a second; the dev server in memory
+  as bench.sla and bench.timer_floor start it, or `--sla-server file`: persisted, where one
+  run here under load 5-7 had the 500 bare timers at 10.2 s p99): `--floor-timers` bare
+  timers firing at one instant (`bench.timer_floor.measure`) on this server, and
+  `--breaching` CRITICAL and `--breaching-small` HIGH tickets created through the API while
+  their business calendar is closed, so that each group's first-response clocks breach at
+  one shared instant, the small group's `--sla-gap-seconds` after the large one's
+  (escalation rules of those priorities are deleted, so the breach timer alone is measured;
+  the bare timers fire while the calendar is still closed when they fit, else after the
+  breaches, never at once). Lateness of a breach = its `sla.breached` history entry's time
+  (read through `GET /tickets/{id}/history`) minus its due time.
+  `sla_lateness_floor_ratio` = p99 lateness of the large group / p99 lateness of the bare
+  timers; `sla_breach_p99_s_100` = p99 lateness of the small group (the key names the
+  group's size).
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from temporalio import workflow
+
+from bench.sla import _percentile
+from bench.tickets import (
+    PROJECT_ROOT,
+    Stack,
+    _raw_rate,
+    bench_stack,
+    cpu_ms_per_item,
+    http_load,
+    tree_cpu_seconds,
+)
+
+PHASES = ("create", "memory", "sla")
+T = TypeVar("T")
+
+
+@workflow.defn(name="BenchOpen")
+class BenchOpenWorkflow:
+    """The trivial counterpart of a ticket's creation: an update that returns at once,
+    sent with the workflow's start; the run ends once it has been handled."""
+
+    def __init__(self) -> None:
+        self._opened = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self._opened)
+
+    @workflow.update
+    def opened(self, request_id: str) -> str:
+        self._opened = True
+        return request_id
+
+
+# --- pure helpers --------------------------------------------------------------------
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator to 3 places, or None when either is missing or zero."""
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def p50_p99(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return round(statistics.median(values), 3), round(_percentile(values, 0.99), 3)
+
+
+def kb_per_item(rss_before_kb: int, rss_after_kb: int, items: int) -> float | None:
+    """RSS growth per item in KB (None when nothing was added)."""
+    if items <= 0:
+        return None
+    return round((rss_after_kb - rss_before_kb) / items, 1)
+
+
+def rss_kb(status: str) -> dict[str, int]:
+    """VmRSS and RssAnon (KB) of one /proc/<pid>/status text."""
+    found = {}
+    for line in status.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "RssAnon"):
+            found[name] = int(rest.split()[0])
+    return found
+
+
+def _rss_of(pid: int) -> dict[str, int]:
+    return rss_kb(Path(f"/proc/{pid}/status").read_text())
+
+
+def gauge(metrics_text: str, name: str) -> float | None:
+    """The sum of a Prometheus gauge's samples (all label sets) in an exposition text."""
+    total: float | None = None
+    for line in metrics_text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def breach_lateness(history: list[dict[str, Any]]) -> float | None:
+    """Seconds from due time to the first `sla.breached` entry's time (or, without a due
+    time in the entry, the lateness the workflow wrote into it), or None."""
+    for entry in history:
+        if entry.get("action") == "sla.breached":
+            changes = entry.get("changes") or {}
+            if "due_at" in changes:
+                due = datetime.fromisoformat(str(changes["due_at"]))
+                at = datetime.fromisoformat(str(entry["at"]))
+                return (at - due).total_seconds()
+            if "lateness_seconds" in changes:
+                return float(changes["lateness_seconds"])
+    return None
+
+
+# --- phase: creation CPU and latency ---------------------------------------------------
+
+
+def _cpu_sample(stack: Stack) -> dict[str, float]:
+    server = stack.server_pid
+    return {
+        "api_worker": time.process_time(),
+        "server": tree_cpu_seconds(server) if server is not None else 0.0,
+    }
+
+
+async def _raw_open(client: Any, task_queue: str, count: int, clients: int) -> list[float]:
+    """Latencies (ms) of `count` update-with-starts of BenchOpenWorkflow, `clients` at once."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from bench.core import BenchOpenWorkflow as Registered
+
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+
+    async def caller() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            rid = f"open-{uuid.uuid4()}"
+            t0 = time.perf_counter()
+            await client.execute_update_with_start_workflow(
+                Registered.opened,
+                rid,
+                start_workflow_operation=WithStartWorkflowOperation(
+                    Registered.run,
+                    id=f"bench-open-{rid}",
+                    task_queue=task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                ),
+            )
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(caller() for _ in range(clients)))
+    return latencies
+
+
+async def create_phase(
+    tickets: int, clients: int, latency_ops: int, rounds: int = 2
+) -> dict[str, Any]:
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    from bench.core import BenchOpenWorkflow as Registered
+    from helpdesk import heap
+    from workers.worker import GRACEFUL_SHUTDOWN, PASSTHROUGH_MODULES, worker_tuning
+
+    figures: dict[str, Any] = {"core_tickets": tickets, "core_clients": clients}
+    async with bench_stack("core-create") as stack:
+        settings, client = stack.settings, stack.client
+        token = stack.tokens["requester"]
+        raw_queue = f"{settings.temporal_task_queue}-open"
+        # The trivial workflow's worker: the same options and sandbox as the ticket
+        # worker's, its module passed through as the ticket workflow's is.
+        runner = SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                *PASSTHROUGH_MODULES, "bench"
+            )
+        )
+        raw_worker = Worker(
+            client,
+            task_queue=raw_queue,
+            workflows=[Registered],
+            workflow_runner=runner,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            **worker_tuning(settings),
+        )
+        # Warm up both paths (sandbox imports, connection pools).
+        await _raw_rate(client, settings.temporal_task_queue, 20, 8)
+        await http_load(stack.base, token, 20, 8)
+        heap.settle()  # as `helpdesk dev` does once it listens (helpdesk.heap)
+
+        # CPU per trivial workflow, then per ticket through the API.
+        load0 = os.getloadavg()[0]
+        before = _cpu_sample(stack)
+        raw_per_s = await _raw_rate(client, settings.temporal_task_queue, tickets, clients)
+        raw = cpu_ms_per_item(before, _cpu_sample(stack), tickets)
+        before = _cpu_sample(stack)
+        made = await http_load(stack.base, token, tickets, clients)
+        api = cpu_ms_per_item(before, _cpu_sample(stack), tickets)
+        raw_total = round(sum(raw.values()), 2)
+        api_total = round(sum(api.values()), 2)
+        figures.update(
+            create_cpu_ms_per_ticket=api_total,
+            raw_cpu_ms_per_workflow=raw_total,
+            create_cpu_ratio=ratio(api_total, raw_total),
+            create_cpu_ms_api_worker=api["api_worker"],
+            create_cpu_ms_server=api["server"],
+            create_cpu_ms_client=round(float(made["cpu_s"]) * 1000 / tickets, 2),
+            raw_cpu_ms_api_worker=raw["api_worker"],
+            raw_cpu_ms_server=raw["server"],
+            core_api_tickets_per_s=round(float(made["per_s"]), 1),
+            core_raw_workflows_per_s=round(raw_per_s, 1),
+            core_create_shed_answers=int(made["shed"]),
+            core_load_during_create=round(max(load0, os.getloadavg()[0]), 2),
+        )
+
+        # The trivial update's worker runs only for the latency rounds (its idle pollers
+        # stay out of the CPU figures).
+        async with raw_worker:
+            await _raw_open(client, raw_queue, 20, 4)
+            # Latency with 4 clients: API creation vs raw update-with-start, in rounds.
+            api_ms: list[float] = []
+            raw_ms: list[float] = []
+            per_round = max(1, latency_ops // rounds)
+            for _ in range(rounds):
+                raw_ms += await _raw_open(client, raw_queue, per_round, 4)
+                answer = await http_load(stack.base, token, per_round, 4)
+                api_ms += [float(ms) for ms in answer["latencies_ms"]]
+            api_p50, api_p99 = p50_p99(api_ms)
+            raw_p50, raw_p99 = p50_p99(raw_ms)
+            figures.update(
+                create_api_p50_ms=api_p50,
+                create_api_p99_ms=api_p99,
+                create_raw_uws_p50_ms=raw_p50,
+                create_raw_uws_p99_ms=raw_p99,
+                create_p50_ratio=ratio(api_p50, raw_p50),
+                create_latency_n=len(api_ms),
+            )
+    return figures
+
+
+# --- phase: worker memory per cached ticket ------------------------------------------------
+
+
+async def _host_worker() -> None:
+    """`--host-worker`: the worker alone (`workers.worker.serve`, as `helpdesk worker`
+    runs it), with settings from HELPDESK_*; SIGUSR1 runs a full collection and prints
+    `collected` once done; SIGTERM stops it."""
+    from helpdesk.runtime import build_runtime
+    from helpdesk.services.sessions import prepare_runtime
+    from helpdesk.settings import Settings
+    from helpdesk.temporal import connect
+    from workers.worker import serve
+
+    settings = Settings()
+    runtime = prepare_runtime(build_runtime(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    def collect() -> None:
+        gc.collect()
+        print("collected", flush=True)
+
+    loop.add_signal_handler(signal.SIGUSR1, collect)
+    try:
+        runtime.temporal = await connect(settings)
+        await serve(runtime, stop, settle_heap=True)
+    finally:
+        await runtime.close()
+
+
+@contextlib.asynccontextmanager
+async def _worker_process(
+    stack: Stack, metrics_address: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.core",
+        "--host-worker",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+        env=stack.environment(temporal_metrics_address=metrics_address),
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _while_alive(proc: asyncio.subprocess.Process, work: Awaitable[T]) -> T:
+    """`work`'s result, or an error as soon as the worker process ends."""
+    task = asyncio.ensure_future(work)
+    ended = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({task, ended}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+        raise RuntimeError(f"the worker process ended ({proc.returncode})")
+    ended.cancel()
+    return task.result()
+
+
+async def _worker_state(
+    proc: asyncio.subprocess.Process, metrics_url: str, http: httpx.AsyncClient
+) -> dict[str, Any]:
+    """RSS (KB) of the worker process after a full collection, and its sticky cache size."""
+    assert proc.stdout is not None
+    proc.send_signal(signal.SIGUSR1)
+    while True:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        if not line:
+            raise RuntimeError("the worker process ended")
+        if line.strip() == b"collected":
+            break
+    memory = _rss_of(proc.pid)
+    cached = gauge((await http.get(metrics_url)).text, "temporal_sticky_cache_size")
+    return {**memory, "cached": cached}
+
+
+async def memory_phase(cached_tickets: int, clients: int) -> dict[str, Any]:
+    from bench.tickets import _free_port
+
+    warm = 20
+    metrics_address = f"127.0.0.1:{_free_port()}"
+    async with (
+        bench_stack(
+            "core-memory",
+            in_process_worker=False,
+            workflow_cache_size=max(3000, cached_tickets + warm + 100),
+        ) as stack,
+        _worker_process(stack, metrics_address) as proc,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        token = stack.tokens["requester"]
+        url = f"http://{metrics_address}/metrics"
+        # The worker is up and warm.
+        await _while_alive(proc, http_load(stack.base, token, warm, 4))
+        before = await _worker_state(proc, url, http)
+        made = await _while_alive(proc, http_load(stack.base, token, cached_tickets, clients))
+        await asyncio.sleep(1.0)  # the last activities' completions
+        after = await _worker_state(proc, url, http)
+    cached = (
+        int(after["cached"] - before["cached"])
+        if after["cached"] is not None and before["cached"] is not None
+        else None
+    )
+    return {
+        "worker_kb_per_cached_ticket": kb_per_item(
+            before["VmRSS"], after["VmRSS"], cached if cached is not None else cached_tickets
+        ),
+        "worker_anon_kb_per_cached_ticket": kb_per_item(
+            before["RssAnon"], after["RssAnon"], cached if cached is not None else cached_tickets
+        ),
+        "worker_rss_before_mb": round(before["VmRSS"] / 1024, 1),
+        "worker_rss_after_mb": round(after["VmRSS"] / 1024, 1),
+        "worker_cached_tickets": cached,
+        "worker_tickets_created": len(made["ids"]),
+    }
+
+
+# --- phase: SLA breach lateness against the timer floor ------------------------------------
+
+
+async def _sla_setup(http: httpx.AsyncClient, opening: datetime, targets: dict[str, int]) -> None:
+    """Through the admin API: a calendar opening at `opening` (a whole minute, UTC, every
+    day), the policies of `targets` (priority: first-response seconds) on it, and no
+    escalation rules for those priorities."""
+    hhmm = opening.strftime("%H:%M")
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    r = await http.post(
+        "/api/v1/business-calendars",
+        json={
+            "name": "bench",
+            "time_zone": "UTC",
+            "weekly_hours": {d: [[hhmm, "24:00"]] for d in days},
+        },
+    )
+    r.raise_for_status()
+    calendar_id = r.json()["id"]
+    r = await http.get("/api/v1/sla-policies")
+    r.raise_for_status()
+    policies = {p["priority"]: p["id"] for p in r.json()}
+    for priority, seconds in targets.items():
+        body = {
+            "priority": priority,
+            "first_response_minutes": seconds,
+            "resolution_minutes": seconds * 100,
+            "calendar_id": calendar_id,
+        }
+        if priority in policies:
+            r = await http.put(f"/api/v1/sla-policies/{policies[priority]}", json=body)
+        else:
+            r = await http.post("/api/v1/sla-policies", json=body)
+        r.raise_for_status()
+        r = await http.get("/api/v1/escalation-rules", params={"priority": priority})
+        r.raise_for_status()
+        for rule in r.json():
+            (await http.delete(f"/api/v1/escalation-rules/{rule['id']}")).raise_for_status()
+
+
+async def _lateness(http: httpx.AsyncClient, ids: list[str]) -> list[float]:
+    gate = asyncio.Semaphore(8)
+
+    async def one(ticket_id: str) -> float | None:
+        async with gate:
+            r = await http.get(f"/api/v1/tickets/{ticket_id}/history")
+            r.raise_for_status()
+            return breach_lateness(r.json())
+
+    found = await asyncio.gather(*(one(t) for t in ids))
+    return [v for v in found if v is not None]
+
+
+async def sla_phase(
+    floor_timers: int,
+    breaching: int,
+    breaching_small: int,
+    clients: int,
+    gap_seconds: float,
+    lead_seconds: float | None,
+    persisted: bool = False,
+) -> dict[str, Any]:
+    from bench import timer_floor
+    from bench.tickets import process_tree
+    from workers.worker import worker_tuning
+
+    target = 5  # seconds from the opening to the large group's breach
+    async with bench_stack(
+        "core-sla", persisted=persisted, sla_seconds_per_minute=1.0, auto_assign_on_create=False
+    ) as stack:
+        server = stack.server_pid
+        pids = [os.getpid(), *(process_tree(server) if server is not None else [])]
+
+        async def floor_now() -> dict[str, Any]:
+            return await timer_floor.measure(
+                stack.client, floor_timers, worker_tuning(stack.settings), pids=pids
+            )
+
+        total = breaching + breaching_small
+        lead = timedelta(seconds=lead_seconds if lead_seconds is not None else 15 + total * 0.15)
+        opening = (datetime.now(UTC) + lead + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        targets = {"CRITICAL": target, "HIGH": target + max(1, round(gap_seconds))}
+        deadlines = {p: opening + timedelta(seconds=s) for p, s in targets.items()}
+        admin = httpx.AsyncClient(base_url=stack.base, timeout=60, headers=stack.headers("admin"))
+        async with admin:
+            await _sla_setup(admin, opening, targets)
+            token = stack.tokens["requester"]
+            started = time.monotonic()
+            large = await http_load(stack.base, token, breaching, clients, "CRITICAL")
+            small = (
+                await http_load(stack.base, token, breaching_small, clients, "HIGH")
+                if breaching_small
+                else {"ids": []}
+            )
+            creation_s = time.monotonic() - started
+            created_before_opening = datetime.now(UTC) < opening
+            # The bare timers while the calendar is still closed, when they fit (paced
+            # starts at 25/s, 10 s of lead, the quiet wait and the history reads), else
+            # after the breaches: never both at once.
+            floor: dict[str, Any] | None = None
+            floor_needs = timedelta(seconds=floor_timers / 25 + 40)
+            if opening - datetime.now(UTC) > floor_needs:
+                floor = await floor_now()
+            floor_first = floor is not None
+            quiet_before_small: bool | None = None
+            for priority in ("CRITICAL", "HIGH"):
+                due = deadlines[priority]
+                await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+                quiet = await timer_floor.wait_quiet(pids, due)
+                if priority == "CRITICAL":
+                    quiet_before_small = quiet < deadlines["HIGH"]
+            late_large = await _lateness(admin, list(large["ids"]))
+            late_small = await _lateness(admin, list(small["ids"]))
+            if floor is None:
+                floor = await floor_now()
+    floor_p99 = floor.get("floor_lateness_p99_s")
+    large_p50, large_p99 = p50_p99(late_large)
+    small_p50, small_p99 = p50_p99(late_small)
+    return {
+        "sla_lateness_floor_ratio": ratio(large_p99, floor_p99),
+        f"sla_breach_p99_s_{breaching}": large_p99,
+        f"sla_breach_p50_s_{breaching}": large_p50,
+        f"sla_breach_p99_s_{breaching_small}": small_p99,
+        f"sla_breach_p50_s_{breaching_small}": small_p50,
+        "sla_breaches_large": len(late_large),
+        "sla_breaches_small": len(late_small),
+        "sla_floor_p99_s": floor_p99,
+        "sla_floor_p50_s": floor.get("floor_lateness_p50_s"),
+        "sla_floor_timers": floor_timers,
+        "sla_floor_woken": floor.get("floor_woken"),
+        "sla_core_creation_s": round(creation_s, 1),
+        "sla_core_created_before_opening": created_before_opening,
+        "sla_core_quiet_before_small_group": quiet_before_small,
+        "sla_core_floor_first": floor_first,
+        "sla_core_server": "file" if persisted else "memory",
+    }
+
+
+# --- the whole run -----------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"unknown phases: {sorted(unknown)} (known: {', '.join(PHASES)})")
+    figures: dict[str, Any] = {"cpus": os.cpu_count(), "core_load_before": os.getloadavg()[0]}
+    if "create" in phases:
+        figures.update(await create_phase(args.tickets, args.clients, args.latency_ops))
+    if "memory" in phases:
+        figures.update(await memory_phase(args.cached_tickets, args.clients))
+    if "sla" in phases:
+        figures.update(
+            await sla_phase(
+                args.floor_timers,
+                args.breaching,
+                args.breaching_small,
+                args.clients,
+                args.sla_gap_seconds,
+                args.sla_lead_seconds,
+                persisted=args.sla_server == "file",
+            )
+        )
+    figures["core_load_after"] = os.getloadavg()[0]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=1000, help="for the CPU figures")
+    parser.add_argument("--clients", type=int, default=16, help="creation concurrency")
+    parser.add_argument("--latency-ops", type=int, default=200, help="each side, 4 clients")
+    parser.add_argument("--cached-tickets", type=int, default=3000)
+    parser.add_argument("--floor-timers", type=int, default=500)
+    parser.add_argument("--breaching", type=int, default=500)
+    parser.add_argument("--breaching-small", type=int, default=100)
+    parser.add_argument("--sla-gap-seconds", type=float, default=30.0)
+    parser.add_argument("--sla-lead-seconds", type=float, default=None)
+    parser.add_argument(
+        "--sla-server",
+        choices=["memory", "file"],
+        default="memory",
+        help="the sla phase's dev server: in memory (as bench.sla, bench.timer_floor) or "
+        "persisted with the WAL pragmas (as helpdesk dev)",
+    )
+    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes")
+    parser.add_argument("--host-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.host_worker:
+        from helpdesk import eventloop
+
+        eventloop.run(_host_worker())
+        sys.stdout.flush()
+        os._exit(0)  # sdk-python#300
+    if args.quick:
+        args.tickets, args.latency_ops, args.cached_tickets = 40, 20, 100
+        args.floor_timers, args.breaching, args.breaching_small = 40, 40, 10
+        args.sla_gap_seconds, args.sla_lead_seconds = 8.0, 5.0
+    from helpdesk import eventloop
+
+    figures = eventloop.run(run(args))
+    print(json.dumps(figures, sort_keys=True), flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # sdk-python#300: skip the interpreter finalisation that can crash
+
+
+if __name__ == "__main__":
+    main()
