@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         OpenRequest,
         PersistChange,
         PersistResult,
-        SealedTicket,
         StatusChange,
         TicketCommand,
         TicketCreated,
@@ -96,10 +95,11 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
 
     @workflow.run
     async def run(self, inp: TicketInput) -> TicketState:
-        if inp.new is not None:
-            await self._create(inp.new)
+        created = inp.new is not None
+        if created:
+            await self._create(inp)
         self._describe()
-        if inp.new is not None and not self._ticket.gone:
+        if created and not self._ticket.gone:
             self._outbox.append(ChangeEvent(action=CREATED, request_id=CREATED))
         while True:
             # Sleeps until a change, or until the next SLA event is due (a durable timer).
@@ -121,10 +121,14 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                     continue
                 workflow.continue_as_new(TicketInput(state=self._ticket, config=self.config))
 
-    async def _create(self, new: SealedTicket) -> None:
+    async def _create(self, inp: TicketInput) -> None:
         """The ticket's first step: write its row (the one writer of ticket rows is this
         workflow's activities), then answer `opened`. A refusal no retry can fix (a
-        category retired meanwhile) ends the workflow and is the `opened` answer."""
+        category retired meanwhile) ends the workflow and is the `opened` answer. The sealed
+        ticket is let go once written: a cached workflow would otherwise hold its text (sealed)
+        and tokens for the ticket's whole life."""
+        new, inp.new = inp.new, None
+        assert new is not None
         try:
             created = await local_first.run(
                 ActivityName.CREATE_TICKET,

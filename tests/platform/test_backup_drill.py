@@ -205,15 +205,12 @@ async def test_disaster_recovery_drill(runtime, settings, tmp_path):
                 assert await read_attachment(restored, item["attachment"]) == item["bytes"]
             # The started workflows ran their start-up side effects: nothing sent twice.
             assert await settled(restored, mail) == (notified, mailbox)
-            # A restarted workflow announces its ticket again over Socket.IO, with the
-            # event_id of the first announcement (clients drop it): no new event.
+            # A workflow started for a restored row announces nothing: only the workflow
+            # that wrote a ticket announces it (the started ones ran their first tasks by
+            # now: each answered the query above).
             assert before_pushes.sent
-            for _ in range(20):
-                if len(after_pushes.sent) >= 3:
-                    break
-                await asyncio.sleep(0.5)
-            assert [e for e, _ in after_pushes.sent] == ["ticket.created"] * 3
-            assert set(after_pushes.sent) <= set(before_pushes.sent), after_pushes.sent
+            await asyncio.sleep(1.0)
+            assert after_pushes.sent == []
             # A second reconciliation starts nothing; the restored site takes commands.
             assert await ticket_reconcile.reconcile_workflows(restored, grace_seconds=0) == 0
             moved = await set_status(http, agent, made["OPEN"]["id"], "IN_PROGRESS")
