@@ -7,43 +7,58 @@ suppressed (it identifies nobody).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import add
 from typing import Any
 
 from helpdesk.analytics.histogram import quantiles
 
+# A stored cell's precomputed {histogram: [median, p90]} (helpdesk.analytics.facts.nest).
+QUANTILES = "q"
+
 
 def merge(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The sum of stored rollup metrics: counts, dense histograms bucket by bucket, and the
-    escalation levels."""
+    escalation levels. A cell's precomputed quantiles (`q`) do not add up: left out."""
     total: dict[str, Any] = {}
+    hists: dict[str, list[list[int]]] = {}
     for metrics in rows:
         for name, v in metrics.items():
             if isinstance(v, list):
-                total[name] = add_dense(total.get(name), v)
+                hists.setdefault(name, []).append(v)
             elif isinstance(v, dict):
+                if name == QUANTILES:
+                    continue
                 into = total.setdefault(name, {})
                 for b, c in v.items():
                     into[b] = into.get(b, 0) + c
             else:
                 total[name] = total.get(name, 0) + v
+    for name, arrays in hists.items():
+        total[name] = sum_dense(arrays)
     return total
+
+
+def sum_dense(arrays: Sequence[list[int]]) -> list[int]:
+    """Dense histograms [first bucket, counts...] added bucket by bucket (one allocation,
+    each array added as one slice)."""
+    if len(arrays) == 1:
+        return list(arrays[0])
+    first = min(a[0] for a in arrays)
+    end = max(a[0] + len(a) - 1 for a in arrays)
+    out = [0] * (end - first)
+    for a in arrays:
+        start = a[0] - first
+        stop = start + len(a) - 1
+        out[start:stop] = map(add, out[start:stop], islice(a, 1, None))
+    return [first, *out]
 
 
 def add_dense(a: list[int] | None, b: list[int]) -> list[int]:
     """Two dense histograms [first bucket, counts...] added."""
-    if a is None:
-        return list(b)
-    first = min(a[0], b[0])
-    last = max(a[0] + len(a) - 2, b[0] + len(b) - 2)
-    out = [0] * (last - first + 2)
-    out[0] = first
-    for h in (a, b):
-        start = h[0] - first + 1
-        for i, c in enumerate(h[1:]):
-            out[start + i] += c
-    return out
+    return list(b) if a is None else sum_dense((a, b))
 
 
 @dataclass
@@ -73,8 +88,11 @@ def _durations(m: Mapping[str, Any], name: str, s: Suppressor) -> dict[str, Any]
             "p90_seconds": None,
             "mean_seconds": None,
         }
-    hist = m.get(name) or {}
-    median, p90 = quantiles(hist, (0.5, 0.9))
+    hist = m.get(name)
+    if hist is None and name in (m.get(QUANTILES) or {}):
+        median, p90 = m[QUANTILES][name]  # one cell, read without its histogram
+    else:
+        median, p90 = quantiles(hist or {}, (0.5, 0.9))
     return {
         "count": n,
         "median_seconds": None if median is None else round(median),

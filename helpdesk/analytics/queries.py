@@ -90,17 +90,23 @@ async def _cells(
     value: str | None,
     *,
     hourly_only: bool = False,
+    light_days: bool = False,
 ) -> list[Any]:
+    """The rollup rows (hour, value, metrics) of a period. `light_days`: daily cells as their
+    summaries, without histograms (each will be a point of its own, answered from its
+    precomputed quantiles)."""
     spans = [("", hour_of(scope.start), scope.end)] if hourly_only else _spans(scope)
+    table = AnalyticsRollup.__table__.c
     rows: list[Any] = []
     for suffix, start, end in spans:
-        query = select(AnalyticsRollup.hour, AnalyticsRollup.value, AnalyticsRollup.metrics).where(
-            AnalyticsRollup.dim == dim + suffix,
-            AnalyticsRollup.hour >= start,
-            AnalyticsRollup.hour < end,
+        metrics: Any = table.metrics
+        if light_days and suffix == DAILY:
+            metrics = func.coalesce(table.summary, table.metrics)
+        query = select(table.hour, table.value, metrics).where(
+            table.dim == dim + suffix, table.hour >= start, table.hour < end
         )
         if value is not None:
-            query = query.where(AnalyticsRollup.value == value)
+            query = query.where(table.value == value)
         rows += (await session.execute(query)).all()
     return rows
 
@@ -108,7 +114,7 @@ async def _cells(
 async def period(session: AsyncSession, scope: Scope, k: int) -> dict[str, Any]:
     """Every measure of the period, within the scope's filter."""
     rows = await _cells(session, scope.dim, scope, scope.value)
-    return measures(merge(row.metrics for row in rows), k)
+    return measures(merge(metrics for _, _, metrics in rows), k)
 
 
 async def series(
@@ -117,13 +123,19 @@ async def series(
     """One point per interval (every interval of the period) and group seen in it."""
     dim = group_by or scope.dim
     value = scope.value if scope.dim == dim and scope.dim != "all" else None
-    rows = await _cells(session, dim, scope, value, hourly_only=interval == "hour")
+    rows = await _cells(
+        session, dim, scope, value, hourly_only=interval == "hour", light_days=interval == "day"
+    )
     cells: dict[tuple[datetime, str], list[dict[str, Any]]] = {}
     groups: set[str] = set()
-    for row in rows:
-        group = row.value if group_by else "all"
+    starts: dict[datetime, datetime] = {}
+    for hour, row_value, metrics in rows:
+        group = row_value if group_by else "all"
         groups.add(group)
-        cells.setdefault((interval_start(row.hour, interval), group), []).append(row.metrics)
+        start = starts.get(hour)
+        if start is None:
+            start = starts[hour] = interval_start(hour, interval)
+        cells.setdefault((start, group), []).append(metrics)
     # A point made of one cell (a day, by day) is read as it is, without a merge.
     sums = {key: found[0] if len(found) == 1 else merge(found) for key, found in cells.items()}
     points = []
@@ -190,9 +202,9 @@ async def agents(
     their current weighted load. `only`: that agent's row alone."""
     rows = await _cells(session, "assignee", scope, None if only is None else str(only))
     found: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row.value != NONE_VALUE:
-            found.setdefault(row.value, []).append(row.metrics)
+    for _, row_value, metrics in rows:
+        if row_value != NONE_VALUE:
+            found.setdefault(row_value, []).append(metrics)
     sums = {agent: merge(cells) for agent, cells in found.items()}
     weight = case(
         *((TicketFact.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0
