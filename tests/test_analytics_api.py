@@ -309,3 +309,132 @@ async def test_agents_sort_and_page(
         headers=manager,
     )  # fmt: skip
     assert [i["resolved"] for i in r.json()["items"]] == [1, 3]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"analytics_min_cell_size": 1, "analytics_export_tags": ["billing"]}],
+    indirect=True,
+)
+async def test_the_event_export_has_one_de_identified_row_per_history_entry(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = install_clock(monkeypatch)
+    requester = await make_user(
+        runtime, Role.END_USER, email=f"{CANARY.lower()}-ev@example.test", full_name=CANARY
+    )
+    agent = await make_user(runtime, Role.SUPPORT_AGENT, full_name=f"{CANARY} Agent")
+    admin = await make_user(runtime, Role.ADMINISTRATOR)
+    line = Timeline(runtime, clock, requester.id, agent.id)
+    from helpdesk.services import tickets
+
+    async with runtime.database.transaction() as session:
+        inserted = await tickets.insert_ticket(
+            session,
+            runtime,
+            requester_id=requester.id,
+            data=tickets.NewTicket(
+                title=f"{CANARY} title",
+                description=f"{CANARY} description",
+                tags=("billing", f"{CANARY}-tag"),
+            ),
+            auto_assign=False,
+        )
+    t = inserted.ticket.id
+    line.status[t] = "OPEN"
+    clock.advance(hours=1)
+    await line.assign(t)
+    await line.change(t, "edited", priority="HIGH", title=f"{CANARY} new title")
+    await line.reply(t)
+    clock.advance(days=1, hours=3)
+    await line.change(t, "status_changed", note=f"{CANARY} note", status="RESOLVED")
+    secrets = [CANARY, CANARY.lower(), str(t), t.hex, str(requester.id), requester.id.hex]
+    secrets += [str(agent.id), agent.id.hex, requester.email, agent.email]
+
+    params = PERIOD | {"rows": "event", "stable_pseudonyms": "true"}
+    r = await client.get("/api/v1/analytics/export", params=params, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-disposition"].endswith('ticket-events.csv"')
+    for secret in secrets:
+        assert secret not in r.text
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", r.text)
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    by = {row["action"]: row for row in rows}
+    assert len(rows) == len(by) == 5
+    # (The creation's history entry takes the real clock, not the test's: any day will do.)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", by["created"]["event_date"])
+    assert {a: by[a]["event_date"] for a in by if a != "created"} == {
+        "assigned": "2026-03-02",
+        "edited": "2026-03-02",
+        "comment_added": "2026-03-02",
+        "status_changed": "2026-03-03",
+    }
+    assert len({row["ticket"] for row in rows}) == 1
+    created, resolved = by["created"], by["status_changed"]
+    assert (created["status_to"], created["priority_to"]) == ("OPEN", "MEDIUM")
+    assert created["actor"] and created["actor"] != by["comment_added"]["actor"]
+    assert "title" in created["fields"].split(";")  # the name of a text field, never its text
+    assert (resolved["status_from"], resolved["status_to"]) == ("OPEN", "RESOLVED")
+    assert "note" in resolved["fields"].split(";")
+    # With stable pseudonyms, a ticket's events join its row of the per-ticket export.
+    r = await client.get(
+        "/api/v1/analytics/export",
+        params=PERIOD | {"stable_pseudonyms": "true", "format": "jsonl"},
+        headers=admin.headers,
+    )
+    (ticket_row,) = [json.loads(x) for x in r.text.splitlines()]
+    assert ticket_row["ticket"] == created["ticket"]
+    assert ticket_row["requester"] == created["actor"]
+    r = await client.get(
+        "/api/v1/analytics/export", params=PERIOD | {"rows": "event", "format": "jsonl"},
+        headers=admin.headers,
+    )  # fmt: skip
+    events = [json.loads(x) for x in r.text.splitlines()]
+    assert sorted(e["action"] for e in events) == sorted(by)
+    assert events[0]["ticket"] != created["ticket"]  # a new salt per export
+    assert all(e["escalation_level"] is None for e in events)
+    (audit,) = [
+        a for a in await audit_rows(runtime, "analytics.export") if a.details["rows_per"] == "event"
+    ][:1]
+    assert audit.details["rows"] == 5
+
+
+def test_an_event_row_keeps_enumerations_pseudonyms_and_field_names_only() -> None:
+    """What a history entry's changes become (the workflow's {"old", "new"} shapes)."""
+    from helpdesk.analytics.export import EVENT_COLUMNS, Pseudonyms, event_row
+
+    names = Pseudonyms(b"k" * 32)
+    agent, category, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    changes = {
+        "assignee_id": {"old": None, "new": str(agent)},
+        "priority": {"old": "LOW", "new": "CRITICAL"},
+        "category_id": {"old": str(other), "new": str(category)},
+        "escalation_level": {"old": 0, "new": 2},
+        "title": {"changed": True},
+        "tags": {"sealed": f"{CANARY}"},
+        "note": {"sealed": f"{CANARY} note"},
+        f"{CANARY} odd key": 1,
+    }
+    row = dict(
+        zip(
+            EVENT_COLUMNS,
+            event_row("t", "2026-03-02", "edited", "a", changes, names, frozenset({str(category)})),
+            strict=True,
+        )
+    )
+    assert row["agent"] == names.of("user", agent) and str(agent) not in str(row)
+    assert (row["priority_from"], row["priority_to"]) == ("LOW", "CRITICAL")
+    assert row["category"] == str(category) and row["escalation_level"] == 2
+    assert row["fields"] == "assignee_id;category_id;escalation_level;note;priority;tags;title"
+    assert CANARY not in str(row)
+    row = dict(
+        zip(
+            EVENT_COLUMNS,
+            event_row(
+                "t", "2026-03-02", f"{CANARY}!", "", {"status": {"new": f"{CANARY}"}},
+                names, frozenset(),
+            ),
+            strict=True,
+        )
+    )  # fmt: skip
+    assert row["action"] == "other" and row["status_to"] == "" and CANARY not in str(row)

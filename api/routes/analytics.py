@@ -99,8 +99,9 @@ async def export_tickets(
     principal: ManagerOrAdmin,
     runtime: RuntimeDep,
 ) -> StreamingResponse:
-    """A de-identified dataset, one row per ticket created in the period (Safe Harbor:
-    pseudonyms, dates to the day, no free text), streamed as CSV or JSON Lines."""
+    """A de-identified dataset, one row per ticket created in the period or (`rows=event`)
+    per event of those tickets (Safe Harbor: pseudonyms, dates to the day, no free text),
+    streamed as CSV or JSON Lines."""
     if query.stable_pseudonyms and principal.role != Role.ADMINISTRATOR:
         raise _denied(principal, "stable_pseudonyms", request)
     body = await analytics.start_export(
@@ -109,9 +110,10 @@ async def export_tickets(
         _scope(query),
         query.format,
         stable_pseudonyms=query.stable_pseudonyms,
+        rows=query.rows,
     )
     media = "text/csv; charset=utf-8" if query.format == "csv" else "application/x-ndjson"
-    name = f"tickets.{query.format}"
+    name = f"{'tickets' if query.rows == 'ticket' else 'ticket-events'}.{query.format}"
     return StreamingResponse(
         body,
         media_type=media,

@@ -110,6 +110,10 @@ class AgentsQuery(BaseModel):
 
 class ExportQuery(AnalyticsQuery):
     format: Literal["csv", "jsonl"] = "csv"
+    rows: Literal["ticket", "event"] = Field(
+        "ticket",
+        description="one row per ticket, or one per event (history entry) of those tickets",
+    )
     stable_pseudonyms: bool = Field(
         False, description="administrators only: pseudonyms that stay the same across exports"
     )

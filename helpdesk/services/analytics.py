@@ -119,6 +119,7 @@ async def start_export(
     fmt: export.ExportFormat,
     *,
     stable_pseudonyms: bool,
+    rows: export.ExportRows = "ticket",
 ) -> AsyncIterator[bytes]:
     """Check the rate, audit the export's start, and hand back its byte stream (which audits
     its end: rows, SHA-256 of the bytes sent)."""
@@ -129,12 +130,16 @@ async def start_export(
         raise errors.RateLimited(
             "too many exports; try again later", retry_after=verdict.retry_after
         )
-    details = _scope_details(scope) | {"format": fmt, "stable_pseudonyms": stable_pseudonyms}
+    details = _scope_details(scope) | {
+        "format": fmt,
+        "rows_per": rows,
+        "stable_pseudonyms": stable_pseudonyms,
+    }
     await _audit(runtime, "analytics.export.start", details)
     names = (
         export.Pseudonyms.stable(runtime) if stable_pseudonyms else export.Pseudonyms.per_export()
     )
-    request = export.ExportRequest(scope=scope, format=fmt, pseudonyms=names)
+    request = export.ExportRequest(scope=scope, format=fmt, pseudonyms=names, rows=rows)
     return _export_bytes(runtime, request, details)
 
 
@@ -148,13 +153,13 @@ async def _export_bytes(
     try:
         header = True
         async for batch in export.stream(runtime, request):
-            chunk = export.encode(batch, request.format, header)
+            chunk = export.encode(batch, request.format, header, request.rows)
             header = False
             digest.update(chunk)
             rows += len(batch)
             yield chunk
         if header and request.format == "csv":
-            chunk = export.encode([], "csv", True)
+            chunk = export.encode([], "csv", True, request.rows)
             digest.update(chunk)
             yield chunk
         outcome = "success"
