@@ -141,7 +141,7 @@ async def test_small_cells_are_null_with_the_default_k(
         ("overview", {"from": "2026-03-05T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
         ("overview", {"from": "2024-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
         ("overview", {"from": "yesterday"}),
-        ("overview", {"tag": "x"}),
+        ("overview", {"tag": ""}),
         ("overview", {"priority": "HIGH", "status": "OPEN"}),
         ("overview", {"priority": "URGENT"}),
         ("tickets", {"interval": "year"}),
@@ -438,3 +438,74 @@ def test_an_event_row_keeps_enumerations_pseudonyms_and_field_names_only() -> No
         )
     )  # fmt: skip
     assert row["action"] == "other" and row["status_to"] == "" and CANARY not in str(row)
+
+
+async def _tagged_ticket(line: Timeline, tags: tuple[str, ...], priority: str) -> uuid.UUID:
+    from helpdesk.services import tickets
+
+    async with line.runtime.database.transaction() as session:
+        inserted = await tickets.insert_ticket(
+            session,
+            line.runtime,
+            requester_id=line.requester,
+            data=tickets.NewTicket(title="t", description=None, tags=tags, priority=priority),
+            auto_assign=False,
+        )
+    line.status[inserted.ticket.id] = "OPEN"
+    return inserted.ticket.id
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"analytics_min_cell_size": 1, "analytics_export_tags": ["Billing"]}],
+    indirect=True,
+)
+async def test_an_approved_tag_filters_every_analytics_route_and_others_are_refused(
+    client: httpx.AsyncClient, runtime: Runtime, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    billing = [
+        await _tagged_ticket(timeline, ("billing", "vip"), "HIGH"),
+        await _tagged_ticket(timeline, ("BILLING",), "LOW"),
+        await _tagged_ticket(timeline, ("billing",), "LOW"),
+    ]
+    await _tagged_ticket(timeline, ("vip",), "LOW")
+    await _tagged_ticket(timeline, (), "HIGH")
+    for t in billing[:2]:
+        await timeline.assign(t)
+        timeline.clock.advance(minutes=20)
+        await timeline.reply(t)
+        timeline.clock.advance(hours=1)
+        await timeline.set_status(t, "RESOLVED")
+    manager = staff["manager"].headers
+    tag = PERIOD | {"tag": "billing"}
+    r = await client.get("/api/v1/analytics/overview", params=tag, headers=manager)
+    assert r.status_code == 200, r.text
+    m = r.json()["measures"]
+    assert (m["created"], m["resolved"], m["first_response"]["count"]) == (3, 2, 2)
+    assert abs(m["resolution"]["median_seconds"] - 4800) <= 97
+    assert r.json()["backlog"]["total"] == 1  # the third billing ticket is open
+    r = await client.get("/api/v1/analytics/overview", params=PERIOD, headers=manager)
+    assert r.json()["measures"]["created"] == 5
+    r = await client.get(
+        "/api/v1/analytics/tickets",
+        params=tag | {"interval": "day", "group_by": "priority"},
+        headers=manager,
+    )
+    assert r.status_code == 200, r.text
+    created = {(p["group"], p["created"]) for p in r.json()["points"] if p["created"]}
+    assert created == {("HIGH", 1), ("LOW", 2)}
+    r = await client.get("/api/v1/analytics/export", params=tag, headers=manager)
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 3 and {row["tags"] for row in rows} == {"Billing"}  # as approved
+    reads = await audit_rows(runtime, "analytics.overview.read")
+    (audit,) = [a for a in reads if "filter" in a.details]
+    assert audit.details["filter"] == {"tag": "billing"}
+    for params in (
+        PERIOD | {"tag": "vip"},  # not approved: refused, whether or not tickets carry it
+        PERIOD | {"tag": "nobody-has-this"},
+        tag | {"priority": "HIGH"},
+    ):
+        r = await client.get("/api/v1/analytics/overview", params=params, headers=manager)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "validation_failed"

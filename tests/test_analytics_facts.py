@@ -231,6 +231,58 @@ async def test_a_series_by_day_reads_summaries_that_answer_like_the_histograms(
     assert await by_day() == from_summaries
 
 
+async def test_a_tag_filter_answers_like_the_rollups_of_the_same_tickets(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """Tag figures come from the tagged tickets' fact rows; tagging exactly the HIGH tickets
+    must give the figures the rollups give for priority HIGH."""
+    from helpdesk.services import ticket_tags, tickets
+
+    for i in range(6):
+        priority = "HIGH" if i % 2 else "LOW"
+        async with rt.database.transaction() as session:
+            inserted = await tickets.insert_ticket(
+                session,
+                rt,
+                requester_id=timeline.requester,
+                data=tickets.NewTicket(
+                    title="t",
+                    description=None,
+                    priority=priority,
+                    tags=("urgent-care",) if priority == "HIGH" else ("other",),
+                ),
+                auto_assign=False,
+            )
+        t = inserted.ticket.id
+        timeline.status[t] = "OPEN"
+        await timeline.assign(t)
+        timeline.clock.advance(minutes=10 * (i + 1))
+        await timeline.reply(t)
+        if i < 4:
+            timeline.clock.advance(hours=i + 2)
+            await timeline.set_status(t, "RESOLVED")
+        if i == 1:
+            await timeline.set_status(t, "OPEN")  # a reopen
+        timeline.clock.advance(hours=13)
+    token = ticket_tags.tag_token(rt.blind_index, "urgent-care")
+    tagged = await overview(rt, timeline.clock, dim="tag", value=token)
+    high = await overview(rt, timeline.clock, dim="priority", value="HIGH")
+    assert tagged == high and tagged["created"] == 3 and tagged["reopened"] == 1
+    scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(hours=1))
+    async with rt.database.read() as session:
+        by_tag = await queries.series(
+            session, Scope(scope.start, scope.end, dim="tag", value=token), "day", "priority", 1
+        )
+        rollup = await queries.series(session, scope, "day", "priority", 1)
+        backlog = await queries.backlog(
+            session, Scope(scope.start, scope.end, dim="tag", value=token), scope.end, 1
+        )
+    assert [p for p in by_tag if p["created"]] == [
+        p for p in rollup if p["group"] == "HIGH" and p["created"]
+    ]
+    assert backlog["total"] == 2  # the reopened one and the never resolved one
+
+
 async def test_incremental_rollups_equal_the_rebuilt_ones(timeline: Timeline, rt: Runtime) -> None:
     other = await make_user(rt, Role.SUPPORT_AGENT)
     ids = []

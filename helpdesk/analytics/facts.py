@@ -110,6 +110,19 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     return events
 
 
+def dimension_value(f: Mapping[str, Any], dim: str) -> str:
+    """The value under which a fact counts in a dimension (its current one)."""
+    if dim == "status":
+        return str(f["status"])
+    if dim == "priority":
+        return str(f["priority"])
+    if dim == "category":
+        return _value(f["category_id"])
+    if dim == "assignee":
+        return _value(f["assignee_id"])
+    return ""
+
+
 def contributions(f: Mapping[str, Any] | None) -> Contributions:
     """Rollup cells → measure deltas of one ticket's fact (empty for no fact)."""
     out: Contributions = {}

@@ -7,6 +7,8 @@ A period is whole UTC hours: every hour that starts in [start, end) counts.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -14,13 +16,15 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.analytics.facts import DAILY, NONE_VALUE, hour_of
+from helpdesk.analytics.facts import DAILY, NONE_VALUE, dimension_value, events_of, hour_of, nest
 from helpdesk.analytics.measures import Suppressor, measures, merge
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
+from models.ticket import TicketTag
 
 Interval = Literal["hour", "day", "week", "month"]
 Dimension = Literal["status", "priority", "category", "assignee"]
+TAG = "tag"  # the scope's dimension when it filters by a tag
 BACKLOG_STATUSES = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
 # Age buckets of the open backlog: label, lower bound (inclusive), upper bound (exclusive).
 AGE_BUCKETS: tuple[tuple[str, timedelta, timedelta | None], ...] = (
@@ -36,12 +40,14 @@ PRIORITY_WEIGHT = {"LOW": 1, "MEDIUM": 2, "HIGH": 4, "CRITICAL": 8}  # as assign
 @dataclass(frozen=True, slots=True)
 class Scope:
     """A period and at most one filter (a dimension and its value: the rollups are kept per
-    single dimension)."""
+    single dimension), or a tag (`dim` "tag", `value` its blind token, `label` the approved
+    tag: figures then come from the fact rows of the tickets carrying it)."""
 
     start: datetime
     end: datetime
     dim: str = "all"
     value: str = ""
+    label: str = ""
 
 
 def interval_start(at: datetime, interval: Interval) -> datetime:
@@ -83,6 +89,39 @@ def _spans(scope: Scope) -> list[tuple[str, datetime, datetime]]:
     return [span for span in spans if span[1] < span[2]]
 
 
+def _tagged(token: str) -> Any:
+    return TicketFact.ticket_id.in_(select(TicketTag.ticket_id).where(TicketTag.token == token))
+
+
+async def _tag_cells(
+    session: AsyncSession, dim: str, scope: Scope, value: str | None
+) -> list[tuple[datetime, str, dict[str, Any]]]:
+    """Hourly cells (hour, value, metrics) of the tickets carrying the scope's tag, computed
+    from their fact rows with the rollups' own definitions (`events_of`): the rollups are
+    kept per single dimension, not per tag. Reads every fact row of the tagged tickets
+    created before the period's end (an index lookup by the tag's token): its cost grows
+    with the number of tickets carrying the tag."""
+    if dim == TAG:  # the tag is the filter: no group
+        dim, value = "all", None
+    first = hour_of(scope.start)
+    last = hour_of(scope.end)
+    if last < scope.end:
+        last += timedelta(hours=1)
+    columns = TicketFact.__table__.columns
+    query = select(*columns).where(_tagged(scope.value), TicketFact.created_at < last)
+    cells: dict[tuple[datetime, str], Counter[str]] = {}
+    for row in (await session.execute(query)).mappings():
+        fact: Mapping[str, Any] = dict(row)
+        key = "" if dim == "all" else dimension_value(fact, dim)
+        if value is not None and key != value:
+            continue
+        for at, measured in events_of(fact):
+            hour = hour_of(at)
+            if first <= hour < last:
+                cells.setdefault((hour, key), Counter()).update(measured)
+    return [(hour, key, nest(counts)) for (hour, key), counts in sorted(cells.items())]
+
+
 async def _cells(
     session: AsyncSession,
     dim: str,
@@ -95,6 +134,8 @@ async def _cells(
     """The rollup rows (hour, value, metrics) of a period. `light_days`: daily cells as their
     summaries, without histograms (each will be a point of its own, answered from its
     precomputed quantiles)."""
+    if scope.dim == TAG:
+        return await _tag_cells(session, dim, scope, value)
     spans = [("", hour_of(scope.start), scope.end)] if hourly_only else _spans(scope)
     table = AnalyticsRollup.__table__.c
     rows: list[Any] = []
@@ -150,6 +191,8 @@ async def series(
 
 
 def fact_filter(scope: Scope) -> list[Any]:
+    if scope.dim == TAG:
+        return [_tagged(scope.value)]
     if scope.dim == "status":
         return [TicketFact.status == scope.value]
     if scope.dim == "priority":
