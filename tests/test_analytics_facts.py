@@ -178,6 +178,40 @@ async def test_small_cells_are_suppressed(timeline: Timeline, rt: Runtime) -> No
     assert m["created"] == 3 and m["suppressed"] is False
 
 
+async def test_complementary_suppression_keeps_totals_from_revealing_a_small_cell(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """k = 3. A manager reads a day's created tickets by priority (LOW 4, HIGH 1, MEDIUM 6)
+    and the same day ungrouped (11): HIGH is suppressed, and LOW with it, so 11 - 6 = 5
+    is all anyone learns about the two. The backlog's groups and total likewise."""
+    for priority, n in (("LOW", 4), ("HIGH", 1), ("MEDIUM", 6)):
+        for _ in range(n):
+            await timeline.create(priority=priority)
+    scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(hours=1))
+    async with rt.database.read() as session:
+        grouped = await queries.series(session, scope, "day", "priority", 3)
+        alone = await queries.series(session, scope, "day", None, 3)
+        backlog = await queries.backlog(session, scope, timeline.clock.now, 3)
+    day = START.replace(hour=0, minute=0, second=0, microsecond=0)
+    points = {p["group"]: p for p in grouped if p["start"] == day}
+    assert {g: p["created"] for g, p in points.items()} == {
+        "HIGH": None,
+        "LOW": None,
+        "MEDIUM": 6,
+    }
+    assert points["LOW"]["suppressed"] and not points["MEDIUM"]["suppressed"]
+    (total,) = [p["created"] for p in alone if p["start"] == day]
+    assert total == 11  # 11 - 6 = LOW + HIGH: no single hidden cell
+    groups = {g["priority"]: g["count"] for g in backlog["groups"]}
+    assert backlog["total"] == 11 and groups == {"HIGH": None, "LOW": None, "MEDIUM": 6}
+    # A second small cell already hides the first: nothing more is taken away.
+    await timeline.create(priority="CRITICAL")
+    async with rt.database.read() as session:
+        backlog = await queries.backlog(session, scope, timeline.clock.now, 3)
+    groups = {g["priority"]: g["count"] for g in backlog["groups"]}
+    assert groups == {"CRITICAL": None, "HIGH": None, "LOW": 4, "MEDIUM": 6}
+
+
 async def test_backlog_by_status_priority_and_age(timeline: Timeline, rt: Runtime) -> None:
     old = await timeline.create(priority="HIGH")
     timeline.clock.advance(days=2)
@@ -498,3 +532,19 @@ def test_dense_histograms_round_trip_merge_and_answer_like_sparse_ones() -> None
     assert merged["fr"] == [98, 2, 0, 3, 5, 0, 0, 1]
     sparse = {98: 2, 100: 3, 101: 5, 104: 1}
     assert quantiles(merged["fr"], (0.5, 0.9)) == quantiles(sparse, (0.5, 0.9))
+
+
+def test_counts_whose_sum_or_share_is_shown_are_suppressed_together() -> None:
+    from helpdesk.analytics.measures import measures, protect
+
+    assert protect([4, 1, 6], 3) == {0}  # the smallest shown one joins the small one
+    assert protect([4, 1, 2, 6], 3) == set()  # two small ones: only their sum is known
+    assert protect([0, 1, 0], 3) == set()  # nothing else to hide
+    m = measures({"escalated": 12, "esc": {"1": 2, "2": 4, "3": 6}}, 3)
+    assert m["escalations"] == {"count": 12, "by_level": {"1": None, "2": None, "3": 6}}
+    # A share with one of its two counts shown would give the other away.
+    m = measures({"fr_met": 2, "fr_breached": 10, "csat_sent": 10, "csat_answered": 1}, 3)
+    assert m["sla"]["first_response"] == {"met": None, "breached": 10, "achievement": None}
+    assert m["csat"]["sent"] == 10 and m["csat"]["response_rate"] is None
+    m = measures({"created": 7, "resolved": 5}, 3, frozenset({"resolved"}))
+    assert (m["created"], m["resolved"], m["suppressed"]) == (7, None, True)

@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.facts import DAILY, NONE_VALUE, dimension_value, events_of, hour_of, nest
-from helpdesk.analytics.measures import Suppressor, measures, merge
+from helpdesk.analytics.measures import Suppressor, complements, measures, merge, protect
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
 from models.ticket import TicketTag
@@ -180,11 +180,17 @@ async def series(
     # A point made of one cell (a day, by day) is read as it is, without a merge.
     sums = {key: found[0] if len(found) == 1 else merge(found) for key, found in cells.items()}
     points = []
+    ordered = sorted(groups)
     start = interval_start(scope.start, interval)
+    empty: dict[str, Any] = {}
     while start < scope.end:
-        for group in sorted(groups):
+        found = [sums.get((start, group), empty) for group in ordered]
+        # The groups of an interval add up to its ungrouped figure (another request):
+        # complementary suppression, so that figure cannot give a suppressed group away.
+        hide = complements(found, k) if group_by else [frozenset()] * len(found)
+        for group, metrics, also in zip(ordered, found, hide, strict=True):
             point = {"start": start, "group": group}
-            point.update(measures(sums.get((start, group), {}), k))
+            point.update(measures(metrics, k, also))
             points.append(point)
         start = _next(start, interval)
     return points
@@ -219,22 +225,28 @@ async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) ->
         .group_by(TicketFact.status, TicketFact.priority)
         .order_by(TicketFact.status, TicketFact.priority)
     )
-    s = Suppressor(k)
+    s = Suppressor(k, frozenset({"*"}))  # "*": hidden by complementary suppression
+    rows = [
+        (status, priority, int(count), [int(n or 0) for n in by_age])
+        for status, priority, count, *by_age in (await session.execute(query)).all()
+    ]
+    # Groups add up to the total, ages to their group: complementary suppression in both.
+    also = protect([count for _, _, count, _ in rows], k)
     groups = []
-    total = 0
-    for status, priority, count, *by_age in (await session.execute(query)).all():
-        total += int(count)
+    for i, (status, priority, count, by_age) in enumerate(rows):
+        hidden_ages = protect(by_age, k)
         groups.append(
             {
                 "status": status,
                 "priority": priority,
-                "count": s.count(int(count)),
+                "count": s.count(count, "*" if i in also else ""),
                 "ages": {
-                    label: s.count(int(n or 0))
-                    for (label, _, _), n in zip(AGE_BUCKETS, by_age, strict=True)
+                    label: s.count(n, "*" if j in hidden_ages else "")
+                    for j, ((label, _, _), n) in enumerate(zip(AGE_BUCKETS, by_age, strict=True))
                 },
             }
         )
+    total = sum(count for _, _, count, _ in rows)
     return {"total": s.count(total), "groups": groups, "suppressed": s.suppressed}
 
 
@@ -246,9 +258,9 @@ async def agents(
     rows = await _cells(session, "assignee", scope, None if only is None else str(only))
     found: dict[str, list[dict[str, Any]]] = {}
     for _, row_value, metrics in rows:
-        if row_value != NONE_VALUE:
-            found.setdefault(row_value, []).append(metrics)
+        found.setdefault(row_value, []).append(metrics)
     sums = {agent: merge(cells) for agent, cells in found.items()}
+    unassigned = sums.pop(NONE_VALUE, None)
     weight = case(
         *((TicketFact.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0
     )
@@ -260,13 +272,22 @@ async def agents(
     if only is not None:
         load_query = load_query.where(TicketFact.assignee_id == only)
     loads = {str(a): (int(n), int(w)) for a, n, w in (await session.execute(load_query)).all()}
+    agents = sorted(sums.keys() | loads.keys())
+    cells = [sums.get(agent, {}) for agent in agents]
+    # The agents (and the unassigned, shown by a series by assignee) add up to the period's
+    # figures, and their open tickets to the backlog: complementary suppression.
+    hide = [frozenset[str]()] * len(agents)
+    open_hidden: set[int] = set()
+    if only is None:
+        hide = complements([*cells, unassigned or {}], k)[: len(agents)]
+        open_hidden = protect([loads.get(agent, (0, 0))[0] for agent in agents], k)
     out = []
-    for agent in sorted(sums.keys() | loads.keys()):
-        m = measures(sums.get(agent, {}), k)
-        s = Suppressor(k)
+    for i, agent in enumerate(agents):
+        m = measures(cells[i], k, hide[i])
+        s = Suppressor(k, frozenset({"*"}))  # "*": hidden by complementary suppression
         open_tickets, weighted = loads.get(agent, (0, 0))
         m["agent_id"] = agent
-        m["open_tickets"] = s.count(open_tickets)
+        m["open_tickets"] = s.count(open_tickets, "*" if i in open_hidden else "")
         m["weighted_load"] = None if s.suppressed else weighted
         m["suppressed"] = m["suppressed"] or s.suppressed
         out.append(m)
