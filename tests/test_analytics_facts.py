@@ -548,3 +548,45 @@ def test_counts_whose_sum_or_share_is_shown_are_suppressed_together() -> None:
     assert m["csat"]["sent"] == 10 and m["csat"]["response_rate"] is None
     m = measures({"created": 7, "resolved": 5}, 3, frozenset({"resolved"}))
     assert (m["created"], m["resolved"], m["suppressed"]) == (7, None, True)
+
+
+async def test_the_export_computes_days_and_whole_seconds_in_the_database(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """The export's rows come from SQL written per database: the same figures on both."""
+    from helpdesk.analytics import export
+
+    t = await timeline.create(priority="HIGH")
+    await timeline.assign(t)
+    timeline.clock.advance(seconds=1800.75)
+    await timeline.reply(t)
+    timeline.clock.advance(hours=23, seconds=0.5)
+    await timeline.set_status(t, "RESOLVED")
+    other = await timeline.create()
+    scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(hours=1))
+    names = export.Pseudonyms(b"k" * 32)
+
+    async def rows(kind: export.ExportRows) -> list[dict[str, Any]]:
+        request = export.ExportRequest(scope, "jsonl", names, rows=kind)
+        columns = export.COLUMNS if kind == "ticket" else export.EVENT_COLUMNS
+        return [
+            dict(zip(columns, row, strict=True))
+            async for batch in export.stream(rt, request)
+            for row in batch
+        ]
+
+    first, second = await rows("ticket")
+    assert first["ticket"] == names.of("ticket", t) and second["ticket"] == names.of(
+        "ticket", other
+    )
+    assert first["first_response_seconds"] == 1800  # 1800.75 s, truncated
+    assert first["resolution_seconds"] == 1800 + 23 * 3600 + 1  # 84601.25 s
+    assert (first["created_date"], first["resolved_date"]) == ("2026-03-02", "2026-03-03")
+    assert first["agent"] == names.of("user", timeline.agent)
+    assert (first["first_response_breached"], first["resolution_breached"]) == (False, False)
+    assert second["first_response_seconds"] is None and second["resolved_date"] == ""
+    events = await rows("event")
+    assert [e["ticket"] for e in events].count(first["ticket"]) == 4
+    resolved = [e for e in events if e["status_to"] == "RESOLVED"]
+    assert len(resolved) == 1 and resolved[0]["event_date"] == "2026-03-03"
+    assert resolved[0]["actor"] == names.of("user", timeline.agent)
