@@ -1,7 +1,9 @@
 """The de-identified ticket export (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)), streamed.
 
-By construction, a row is built only from the fact row (enumerations, timestamps, counts),
-the ticket's requester id and its tag tokens, never from a text column:
+By construction, a ticket row is built only from the fact row (enumerations, timestamps,
+counts), the ticket's requester id and its tag tokens, and an event row (`rows="event"`)
+only from a history entry's action, day, actor and the names and enumeration values of what
+it changed; never from a text column or a sealed value:
 - ticket, requester and agent ids become keyed pseudonyms: HMAC-SHA256 under a random
   per-export salt (two exports cannot be joined), or under a key derived from the blind
   index key when an administrator asks for stable pseudonyms;
