@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from helpdesk.analytics import export, queries
-from helpdesk.analytics.facts import Contributions, contributions, hour_of, nest
+from helpdesk.analytics.facts import Contributions, contributions, hour_of, nest, summarise
 from helpdesk.analytics.queries import Scope
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
@@ -148,6 +148,12 @@ def _ticket(i: int, f: dict[str, Any]) -> list[Any]:
     ]  # fmt: skip
 
 
+def _stored(m: Counter[str]) -> tuple[str, str]:
+    """A cell's stored metrics and summary, as the product writes them (JSON text)."""
+    nested = nest(m)
+    return json.dumps(nested), json.dumps(summarise(nested))
+
+
 def load_sqlite(path: Path, facts: list[dict[str, Any]], cells: Contributions) -> None:
     import sqlite3
 
@@ -176,8 +182,8 @@ def load_sqlite(path: Path, facts: list[dict[str, Any]], cells: Contributions) -
         ([conv(f[c]) for c in FACT_COLUMNS] for f in facts),
     )
     db.executemany(
-        "INSERT INTO analytics_rollups (dim, hour, value, metrics) VALUES (?, ?, ?, ?)",
-        ((dim, conv(hour), value, json.dumps(nest(m))) for (dim, hour, value), m in cells.items()),
+        "INSERT INTO analytics_rollups (dim, hour, value, metrics, summary) VALUES (?, ?, ?, ?, ?)",
+        ((dim, conv(hour), value, *_stored(m)) for (dim, hour, value), m in cells.items()),
     )
     db.execute("COMMIT")
     db.execute("ANALYZE")
@@ -202,8 +208,8 @@ async def load_postgres(dsn: str, facts: list[dict[str, Any]], cells: Contributi
         )  # fmt: skip
         await conn.copy_records_to_table(
             "analytics_rollups",
-            records=[(d, h, v, json.dumps(nest(m))) for (d, h, v), m in cells.items()],
-            columns=["dim", "hour", "value", "metrics"],
+            records=[(d, h, v, *_stored(m)) for (d, h, v), m in cells.items()],
+            columns=["dim", "hour", "value", "metrics", "summary"],
         )
         for table in ("tickets", "ticket_facts", "analytics_rollups"):
             await conn.execute(f"VACUUM ANALYZE {table}")

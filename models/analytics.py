@@ -67,3 +67,7 @@ class AnalyticsRollup(Base):
     hour: Mapped[datetime] = mapped_column(primary_key=True)
     value: Mapped[str] = mapped_column(String(40), primary_key=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The metrics without their histograms, with each histogram's median and p90
+    # (helpdesk.analytics.facts.summarise): what a point made of this one cell reads.
+    # NULL on a cell not written since migration 0008 (readers then take `metrics`).
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)

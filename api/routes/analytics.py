@@ -28,6 +28,7 @@ from api.schemas.analytics import (
     SeriesQuery,
 )
 from helpdesk.analytics.queries import Scope
+from helpdesk.runtime import Runtime
 from helpdesk.services import analytics
 from models.enums import PRIVILEGED_ROLES, Role
 
@@ -45,10 +46,12 @@ async def _agents_reader(request: Request, principal: Staff, runtime: RuntimeDep
 AgentsReader = Annotated[Principal, Depends(_agents_reader)]
 
 
-def _scope(query: AnalyticsQuery | AgentsQuery) -> Scope:
+def _scope(query: AnalyticsQuery | AgentsQuery, runtime: Runtime) -> Scope:
     if query.from_ is None or query.to is None:  # pragma: no cover - set by the validator
         raise ValueError("the period is unset")
     found = query.filters() if isinstance(query, AnalyticsQuery) else []
+    if found and found[0][0] == "tag":
+        return analytics.tag_scope(runtime, query.from_, query.to, found[0][1])
     if found:
         return Scope(query.from_, query.to, dim=found[0][0], value=found[0][1])
     return Scope(query.from_, query.to)
@@ -60,7 +63,7 @@ async def overview(
 ) -> Any:
     """Backlog now; created, resolved, reopened, reply and resolution times, SLA
     achievement, escalations, reopen and one-touch rates over the period."""
-    return await analytics.overview(runtime, _scope(query))
+    return await analytics.overview(runtime, _scope(query, runtime))
 
 
 @router.get("/tickets", response_model=Series)
@@ -68,7 +71,7 @@ async def ticket_series(
     query: Annotated[SeriesQuery, Query()], principal: ManagerOrAdmin, runtime: RuntimeDep
 ) -> Any:
     """The overview's measures per interval (and per group)."""
-    return await analytics.series(runtime, _scope(query), query.interval, query.group_by)
+    return await analytics.series(runtime, _scope(query, runtime), query.interval, query.group_by)
 
 
 @router.get("/agents", response_model=AgentsPage)
@@ -79,7 +82,7 @@ async def agent_performance(
     only = principal.id if principal.role == Role.SUPPORT_AGENT else None
     return await analytics.agents(
         runtime,
-        _scope(query),
+        _scope(query, runtime),
         only=only,
         sort=query.sort,
         descending=query.order == "desc",
@@ -99,19 +102,21 @@ async def export_tickets(
     principal: ManagerOrAdmin,
     runtime: RuntimeDep,
 ) -> StreamingResponse:
-    """A de-identified dataset, one row per ticket created in the period (Safe Harbor:
-    pseudonyms, dates to the day, no free text), streamed as CSV or JSON Lines."""
+    """A de-identified dataset, one row per ticket created in the period or (`rows=event`)
+    per event of those tickets (Safe Harbor: pseudonyms, dates to the day, no free text),
+    streamed as CSV or JSON Lines."""
     if query.stable_pseudonyms and principal.role != Role.ADMINISTRATOR:
         raise _denied(principal, "stable_pseudonyms", request)
     body = await analytics.start_export(
         runtime,
         principal.id,
-        _scope(query),
+        _scope(query, runtime),
         query.format,
         stable_pseudonyms=query.stable_pseudonyms,
+        rows=query.rows,
     )
     media = "text/csv; charset=utf-8" if query.format == "csv" else "application/x-ndjson"
-    name = f"tickets.{query.format}"
+    name = f"{'tickets' if query.rows == 'ticket' else 'ticket-events'}.{query.format}"
     return StreamingResponse(
         body,
         media_type=media,

@@ -28,6 +28,12 @@ class AnalyticsQuery(BaseModel):
         None, description="a category id, or `none` for tickets without one"
     )
     assignee_id: uuid.UUID | Literal["unassigned"] | None = None
+    tag: str | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="a tag on the administrators' approved list (as the export's)",
+    )
 
     @model_validator(mode="after")
     def _period(self) -> AnalyticsQuery:
@@ -39,7 +45,7 @@ class AnalyticsQuery(BaseModel):
             raise ValueError(f"the period may span at most {MAX_PERIOD.days} days")
         self.from_, self.to = start, end
         if len(self.filters()) > 1:
-            raise ValueError("give at most one of status, priority, category_id, assignee_id")
+            raise ValueError("give at most one of status, priority, category_id, assignee_id, tag")
         return self
 
     def filters(self) -> list[tuple[str, str]]:
@@ -53,6 +59,8 @@ class AnalyticsQuery(BaseModel):
         if self.assignee_id is not None:
             value = "none" if self.assignee_id == "unassigned" else str(self.assignee_id)
             found.append(("assignee", value))
+        if self.tag is not None:
+            found.append(("tag", self.tag))
         return found
 
 
@@ -67,8 +75,10 @@ class SeriesQuery(AnalyticsQuery):
     @model_validator(mode="after")
     def _shape(self) -> SeriesQuery:
         found = self.filters()
-        if found and self.group_by is not None and found[0][0] != self.group_by:
-            raise ValueError("a filter combines only with a group_by of the same dimension")
+        if found and self.group_by is not None and found[0][0] not in ("tag", self.group_by):
+            raise ValueError(
+                "a filter other than tag combines only with a group_by of the same dimension"
+            )
         if self.from_ is None or self.to is None:  # pragma: no cover - set by _period
             return self
         step = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400}
@@ -110,6 +120,10 @@ class AgentsQuery(BaseModel):
 
 class ExportQuery(AnalyticsQuery):
     format: Literal["csv", "jsonl"] = "csv"
+    rows: Literal["ticket", "event"] = Field(
+        "ticket",
+        description="one row per ticket, or one per event (history entry) of those tickets",
+    )
     stable_pseudonyms: bool = Field(
         False, description="administrators only: pseudonyms that stay the same across exports"
     )

@@ -24,7 +24,8 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.analytics.histogram import bucket
+from helpdesk.analytics.histogram import bucket, quantiles
+from helpdesk.analytics.measures import QUANTILES
 from helpdesk.business_hours import WorkingCalendar
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
@@ -109,6 +110,19 @@ def events_of(f: Mapping[str, Any]) -> list[tuple[datetime, dict[str, int]]]:
     return events
 
 
+def dimension_value(f: Mapping[str, Any], dim: str) -> str:
+    """The value under which a fact counts in a dimension (its current one)."""
+    if dim == "status":
+        return str(f["status"])
+    if dim == "priority":
+        return str(f["priority"])
+    if dim == "category":
+        return _value(f["category_id"])
+    if dim == "assignee":
+        return _value(f["assignee_id"])
+    return ""
+
+
 def contributions(f: Mapping[str, Any] | None) -> Contributions:
     """Rollup cells → measure deltas of one ticket's fact (empty for no fact)."""
     out: Contributions = {}
@@ -150,9 +164,27 @@ def nest(flat: Mapping[str, int]) -> dict[str, Any]:
     return out
 
 
+def summarise(nested: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell's `summary`: its metrics without the histograms, plus each histogram's median
+    and p90 (rounded seconds) under `q`. A point made of this one cell (a day of a series by
+    day) reads only this: a few hundred bytes instead of the histograms' kilobytes."""
+    out: dict[str, Any] = {}
+    summary: dict[str, list[int | None]] = {}
+    for name, v in nested.items():
+        if isinstance(v, list):
+            summary[name] = [None if q is None else round(q) for q in quantiles(v, (0.5, 0.9))]
+        else:
+            out[name] = v
+    if summary:
+        out[QUANTILES] = dict(sorted(summary.items()))
+    return out
+
+
 def flatten(nested: Mapping[str, Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, v in nested.items():
+        if name == QUANTILES:
+            continue  # derived from the histograms
         if isinstance(v, list):
             first = v[0]
             for i, count in enumerate(v[1:]):
@@ -329,7 +361,8 @@ async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
                 merged.pop(name, None)
         key = {"k_dim": dim, "k_hour": hour, "k_value": value}
         if merged:
-            updates.append({**key, "metrics": nest(merged)})
+            nested = nest(merged)
+            updates.append({**key, "metrics": nested, "summary": summarise(nested)})
         else:
             empty.append(key)
     where = (

@@ -7,6 +7,8 @@ A period is whole UTC hours: every hour that starts in [start, end) counts.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -14,13 +16,15 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk.analytics.facts import DAILY, NONE_VALUE, hour_of
-from helpdesk.analytics.measures import Suppressor, measures, merge
+from helpdesk.analytics.facts import DAILY, NONE_VALUE, dimension_value, events_of, hour_of, nest
+from helpdesk.analytics.measures import Suppressor, complements, measures, merge, protect
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
+from models.ticket import TicketTag
 
 Interval = Literal["hour", "day", "week", "month"]
 Dimension = Literal["status", "priority", "category", "assignee"]
+TAG = "tag"  # the scope's dimension when it filters by a tag
 BACKLOG_STATUSES = (TicketStatus.OPEN.value, TicketStatus.IN_PROGRESS.value)
 # Age buckets of the open backlog: label, lower bound (inclusive), upper bound (exclusive).
 AGE_BUCKETS: tuple[tuple[str, timedelta, timedelta | None], ...] = (
@@ -36,12 +40,14 @@ PRIORITY_WEIGHT = {"LOW": 1, "MEDIUM": 2, "HIGH": 4, "CRITICAL": 8}  # as assign
 @dataclass(frozen=True, slots=True)
 class Scope:
     """A period and at most one filter (a dimension and its value: the rollups are kept per
-    single dimension)."""
+    single dimension), or a tag (`dim` "tag", `value` its blind token, `label` the approved
+    tag: figures then come from the fact rows of the tickets carrying it)."""
 
     start: datetime
     end: datetime
     dim: str = "all"
     value: str = ""
+    label: str = ""
 
 
 def interval_start(at: datetime, interval: Interval) -> datetime:
@@ -83,6 +89,39 @@ def _spans(scope: Scope) -> list[tuple[str, datetime, datetime]]:
     return [span for span in spans if span[1] < span[2]]
 
 
+def _tagged(token: str) -> Any:
+    return TicketFact.ticket_id.in_(select(TicketTag.ticket_id).where(TicketTag.token == token))
+
+
+async def _tag_cells(
+    session: AsyncSession, dim: str, scope: Scope, value: str | None
+) -> list[tuple[datetime, str, dict[str, Any]]]:
+    """Hourly cells (hour, value, metrics) of the tickets carrying the scope's tag, computed
+    from their fact rows with the rollups' own definitions (`events_of`): the rollups are
+    kept per single dimension, not per tag. Reads every fact row of the tagged tickets
+    created before the period's end (an index lookup by the tag's token): its cost grows
+    with the number of tickets carrying the tag."""
+    if dim == TAG:  # the tag is the filter: no group
+        dim, value = "all", None
+    first = hour_of(scope.start)
+    last = hour_of(scope.end)
+    if last < scope.end:
+        last += timedelta(hours=1)
+    columns = TicketFact.__table__.columns
+    query = select(*columns).where(_tagged(scope.value), TicketFact.created_at < last)
+    cells: dict[tuple[datetime, str], Counter[str]] = {}
+    for row in (await session.execute(query)).mappings():
+        fact: Mapping[str, Any] = dict(row)
+        key = "" if dim == "all" else dimension_value(fact, dim)
+        if value is not None and key != value:
+            continue
+        for at, measured in events_of(fact):
+            hour = hour_of(at)
+            if first <= hour < last:
+                cells.setdefault((hour, key), Counter()).update(measured)
+    return [(hour, key, nest(counts)) for (hour, key), counts in sorted(cells.items())]
+
+
 async def _cells(
     session: AsyncSession,
     dim: str,
@@ -90,17 +129,25 @@ async def _cells(
     value: str | None,
     *,
     hourly_only: bool = False,
+    light_days: bool = False,
 ) -> list[Any]:
+    """The rollup rows (hour, value, metrics) of a period. `light_days`: daily cells as their
+    summaries, without histograms (each will be a point of its own, answered from its
+    precomputed quantiles)."""
+    if scope.dim == TAG:
+        return await _tag_cells(session, dim, scope, value)
     spans = [("", hour_of(scope.start), scope.end)] if hourly_only else _spans(scope)
+    table = AnalyticsRollup.__table__.c
     rows: list[Any] = []
     for suffix, start, end in spans:
-        query = select(AnalyticsRollup.hour, AnalyticsRollup.value, AnalyticsRollup.metrics).where(
-            AnalyticsRollup.dim == dim + suffix,
-            AnalyticsRollup.hour >= start,
-            AnalyticsRollup.hour < end,
+        metrics: Any = table.metrics
+        if light_days and suffix == DAILY:
+            metrics = func.coalesce(table.summary, table.metrics)
+        query = select(table.hour, table.value, metrics).where(
+            table.dim == dim + suffix, table.hour >= start, table.hour < end
         )
         if value is not None:
-            query = query.where(AnalyticsRollup.value == value)
+            query = query.where(table.value == value)
         rows += (await session.execute(query)).all()
     return rows
 
@@ -108,7 +155,7 @@ async def _cells(
 async def period(session: AsyncSession, scope: Scope, k: int) -> dict[str, Any]:
     """Every measure of the period, within the scope's filter."""
     rows = await _cells(session, scope.dim, scope, scope.value)
-    return measures(merge(row.metrics for row in rows), k)
+    return measures(merge(metrics for _, _, metrics in rows), k)
 
 
 async def series(
@@ -117,27 +164,41 @@ async def series(
     """One point per interval (every interval of the period) and group seen in it."""
     dim = group_by or scope.dim
     value = scope.value if scope.dim == dim and scope.dim != "all" else None
-    rows = await _cells(session, dim, scope, value, hourly_only=interval == "hour")
+    rows = await _cells(
+        session, dim, scope, value, hourly_only=interval == "hour", light_days=interval == "day"
+    )
     cells: dict[tuple[datetime, str], list[dict[str, Any]]] = {}
     groups: set[str] = set()
-    for row in rows:
-        group = row.value if group_by else "all"
+    starts: dict[datetime, datetime] = {}
+    for hour, row_value, metrics in rows:
+        group = row_value if group_by else "all"
         groups.add(group)
-        cells.setdefault((interval_start(row.hour, interval), group), []).append(row.metrics)
+        start = starts.get(hour)
+        if start is None:
+            start = starts[hour] = interval_start(hour, interval)
+        cells.setdefault((start, group), []).append(metrics)
     # A point made of one cell (a day, by day) is read as it is, without a merge.
     sums = {key: found[0] if len(found) == 1 else merge(found) for key, found in cells.items()}
     points = []
+    ordered = sorted(groups)
     start = interval_start(scope.start, interval)
+    empty: dict[str, Any] = {}
     while start < scope.end:
-        for group in sorted(groups):
+        found = [sums.get((start, group), empty) for group in ordered]
+        # The groups of an interval add up to its ungrouped figure (another request):
+        # complementary suppression, so that figure cannot give a suppressed group away.
+        hide = complements(found, k) if group_by else [frozenset()] * len(found)
+        for group, metrics, also in zip(ordered, found, hide, strict=True):
             point = {"start": start, "group": group}
-            point.update(measures(sums.get((start, group), {}), k))
+            point.update(measures(metrics, k, also))
             points.append(point)
         start = _next(start, interval)
     return points
 
 
 def fact_filter(scope: Scope) -> list[Any]:
+    if scope.dim == TAG:
+        return [_tagged(scope.value)]
     if scope.dim == "status":
         return [TicketFact.status == scope.value]
     if scope.dim == "priority":
@@ -164,22 +225,28 @@ async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) ->
         .group_by(TicketFact.status, TicketFact.priority)
         .order_by(TicketFact.status, TicketFact.priority)
     )
-    s = Suppressor(k)
+    s = Suppressor(k, frozenset({"*"}))  # "*": hidden by complementary suppression
+    rows = [
+        (status, priority, int(count), [int(n or 0) for n in by_age])
+        for status, priority, count, *by_age in (await session.execute(query)).all()
+    ]
+    # Groups add up to the total, ages to their group: complementary suppression in both.
+    also = protect([count for _, _, count, _ in rows], k)
     groups = []
-    total = 0
-    for status, priority, count, *by_age in (await session.execute(query)).all():
-        total += int(count)
+    for i, (status, priority, count, by_age) in enumerate(rows):
+        hidden_ages = protect(by_age, k)
         groups.append(
             {
                 "status": status,
                 "priority": priority,
-                "count": s.count(int(count)),
+                "count": s.count(count, "*" if i in also else ""),
                 "ages": {
-                    label: s.count(int(n or 0))
-                    for (label, _, _), n in zip(AGE_BUCKETS, by_age, strict=True)
+                    label: s.count(n, "*" if j in hidden_ages else "")
+                    for j, ((label, _, _), n) in enumerate(zip(AGE_BUCKETS, by_age, strict=True))
                 },
             }
         )
+    total = sum(count for _, _, count, _ in rows)
     return {"total": s.count(total), "groups": groups, "suppressed": s.suppressed}
 
 
@@ -190,10 +257,10 @@ async def agents(
     their current weighted load. `only`: that agent's row alone."""
     rows = await _cells(session, "assignee", scope, None if only is None else str(only))
     found: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row.value != NONE_VALUE:
-            found.setdefault(row.value, []).append(row.metrics)
+    for _, row_value, metrics in rows:
+        found.setdefault(row_value, []).append(metrics)
     sums = {agent: merge(cells) for agent, cells in found.items()}
+    unassigned = sums.pop(NONE_VALUE, None)
     weight = case(
         *((TicketFact.priority == name, w) for name, w in PRIORITY_WEIGHT.items()), else_=0
     )
@@ -205,13 +272,22 @@ async def agents(
     if only is not None:
         load_query = load_query.where(TicketFact.assignee_id == only)
     loads = {str(a): (int(n), int(w)) for a, n, w in (await session.execute(load_query)).all()}
+    agents = sorted(sums.keys() | loads.keys())
+    cells = [sums.get(agent, {}) for agent in agents]
+    # The agents (and the unassigned, shown by a series by assignee) add up to the period's
+    # figures, and their open tickets to the backlog: complementary suppression.
+    hide = [frozenset[str]()] * len(agents)
+    open_hidden: set[int] = set()
+    if only is None:
+        hide = complements([*cells, unassigned or {}], k)[: len(agents)]
+        open_hidden = protect([loads.get(agent, (0, 0))[0] for agent in agents], k)
     out = []
-    for agent in sorted(sums.keys() | loads.keys()):
-        m = measures(sums.get(agent, {}), k)
-        s = Suppressor(k)
+    for i, agent in enumerate(agents):
+        m = measures(cells[i], k, hide[i])
+        s = Suppressor(k, frozenset({"*"}))  # "*": hidden by complementary suppression
         open_tickets, weighted = loads.get(agent, (0, 0))
         m["agent_id"] = agent
-        m["open_tickets"] = s.count(open_tickets)
+        m["open_tickets"] = s.count(open_tickets, "*" if i in open_hidden else "")
         m["weighted_load"] = None if s.suppressed else weighted
         m["suppressed"] = m["suppressed"] or s.suppressed
         out.append(m)

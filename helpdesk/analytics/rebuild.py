@@ -24,6 +24,7 @@ from helpdesk.analytics.facts import (
     contributions,
     latest_survey,
     nest,
+    summarise,
     working_calendar,
 )
 from helpdesk.business_hours import WorkingCalendar
@@ -158,16 +159,19 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
         await session.execute(insert(TicketFact), facts)
         session.expunge_all()
         count += len(tickets)
-    rows = [
-        {
-            "dim": dim,
-            "hour": hour,
-            "value": value,
-            "metrics": nest({k: v for k, v in m.items() if v}),
-        }
-        for (dim, hour, value), m in cells.items()
-    ]
-    rows = [row for row in rows if row["metrics"]]
+    rows: list[dict[str, Any]] = []
+    for (dim, hour, value), m in cells.items():
+        metrics = nest({k: v for k, v in m.items() if v})
+        if metrics:
+            rows.append(
+                {
+                    "dim": dim,
+                    "hour": hour,
+                    "value": value,
+                    "metrics": metrics,
+                    "summary": summarise(metrics),
+                }
+            )
     for start in range(0, len(rows), BATCH):
         await session.execute(insert(AnalyticsRollup), rows[start : start + BATCH])
     return Rebuilt(tickets=count, cells=len(rows))

@@ -141,7 +141,7 @@ async def test_small_cells_are_null_with_the_default_k(
         ("overview", {"from": "2026-03-05T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
         ("overview", {"from": "2024-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
         ("overview", {"from": "yesterday"}),
-        ("overview", {"tag": "x"}),
+        ("overview", {"tag": ""}),
         ("overview", {"priority": "HIGH", "status": "OPEN"}),
         ("overview", {"priority": "URGENT"}),
         ("tickets", {"interval": "year"}),
@@ -309,3 +309,203 @@ async def test_agents_sort_and_page(
         headers=manager,
     )  # fmt: skip
     assert [i["resolved"] for i in r.json()["items"]] == [1, 3]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"analytics_min_cell_size": 1, "analytics_export_tags": ["billing"]}],
+    indirect=True,
+)
+async def test_the_event_export_has_one_de_identified_row_per_history_entry(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = install_clock(monkeypatch)
+    requester = await make_user(
+        runtime, Role.END_USER, email=f"{CANARY.lower()}-ev@example.test", full_name=CANARY
+    )
+    agent = await make_user(runtime, Role.SUPPORT_AGENT, full_name=f"{CANARY} Agent")
+    admin = await make_user(runtime, Role.ADMINISTRATOR)
+    line = Timeline(runtime, clock, requester.id, agent.id)
+    from helpdesk.services import tickets
+
+    async with runtime.database.transaction() as session:
+        inserted = await tickets.insert_ticket(
+            session,
+            runtime,
+            requester_id=requester.id,
+            data=tickets.NewTicket(
+                title=f"{CANARY} title",
+                description=f"{CANARY} description",
+                tags=("billing", f"{CANARY}-tag"),
+            ),
+            auto_assign=False,
+        )
+    t = inserted.ticket.id
+    line.status[t] = "OPEN"
+    clock.advance(hours=1)
+    await line.assign(t)
+    await line.change(t, "edited", priority="HIGH", title=f"{CANARY} new title")
+    await line.reply(t)
+    clock.advance(days=1, hours=3)
+    await line.change(t, "status_changed", note=f"{CANARY} note", status="RESOLVED")
+    secrets = [CANARY, CANARY.lower(), str(t), t.hex, str(requester.id), requester.id.hex]
+    secrets += [str(agent.id), agent.id.hex, requester.email, agent.email]
+
+    params = PERIOD | {"rows": "event", "stable_pseudonyms": "true"}
+    r = await client.get("/api/v1/analytics/export", params=params, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-disposition"].endswith('ticket-events.csv"')
+    for secret in secrets:
+        assert secret not in r.text
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", r.text)
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    by = {row["action"]: row for row in rows}
+    assert len(rows) == len(by) == 5
+    # (The creation's history entry takes the real clock, not the test's: any day will do.)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", by["created"]["event_date"])
+    assert {a: by[a]["event_date"] for a in by if a != "created"} == {
+        "assigned": "2026-03-02",
+        "edited": "2026-03-02",
+        "comment_added": "2026-03-02",
+        "status_changed": "2026-03-03",
+    }
+    assert len({row["ticket"] for row in rows}) == 1
+    created, resolved = by["created"], by["status_changed"]
+    assert (created["status_to"], created["priority_to"]) == ("OPEN", "MEDIUM")
+    assert created["actor"] and created["actor"] != by["comment_added"]["actor"]
+    assert "title" in created["fields"].split(";")  # the name of a text field, never its text
+    assert (resolved["status_from"], resolved["status_to"]) == ("OPEN", "RESOLVED")
+    assert "note" in resolved["fields"].split(";")
+    # With stable pseudonyms, a ticket's events join its row of the per-ticket export.
+    r = await client.get(
+        "/api/v1/analytics/export",
+        params=PERIOD | {"stable_pseudonyms": "true", "format": "jsonl"},
+        headers=admin.headers,
+    )
+    (ticket_row,) = [json.loads(x) for x in r.text.splitlines()]
+    assert ticket_row["ticket"] == created["ticket"]
+    assert ticket_row["requester"] == created["actor"]
+    r = await client.get(
+        "/api/v1/analytics/export", params=PERIOD | {"rows": "event", "format": "jsonl"},
+        headers=admin.headers,
+    )  # fmt: skip
+    events = [json.loads(x) for x in r.text.splitlines()]
+    assert sorted(e["action"] for e in events) == sorted(by)
+    assert events[0]["ticket"] != created["ticket"]  # a new salt per export
+    assert all(e["escalation_level"] is None for e in events)
+    (audit,) = [
+        a for a in await audit_rows(runtime, "analytics.export") if a.details["rows_per"] == "event"
+    ][:1]
+    assert audit.details["rows"] == 5
+
+
+def test_an_event_row_keeps_enumerations_pseudonyms_and_field_names_only() -> None:
+    """What a history entry's changes become (the workflow's {"old", "new"} shapes)."""
+    from helpdesk.analytics.export import EVENT_COLUMNS, Pseudonyms, event_row
+
+    names = Pseudonyms(b"k" * 32)
+    agent, category, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    changes = {
+        "assignee_id": {"old": None, "new": str(agent)},
+        "priority": {"old": "LOW", "new": "CRITICAL"},
+        "category_id": {"old": str(other), "new": str(category)},
+        "escalation_level": {"old": 0, "new": 2},
+        "title": {"changed": True},
+        "tags": {"sealed": f"{CANARY}"},
+        "note": {"sealed": f"{CANARY} note"},
+        f"{CANARY} odd key": 1,
+    }
+    row = dict(
+        zip(
+            EVENT_COLUMNS,
+            event_row("t", "2026-03-02", "edited", "a", changes, names, frozenset({str(category)})),
+            strict=True,
+        )
+    )
+    assert row["agent"] == names.of("user", agent) and str(agent) not in str(row)
+    assert (row["priority_from"], row["priority_to"]) == ("LOW", "CRITICAL")
+    assert row["category"] == str(category) and row["escalation_level"] == 2
+    assert row["fields"] == "assignee_id;category_id;escalation_level;note;priority;tags;title"
+    assert CANARY not in str(row)
+    row = dict(
+        zip(
+            EVENT_COLUMNS,
+            event_row(
+                "t", "2026-03-02", f"{CANARY}!", "", {"status": {"new": f"{CANARY}"}},
+                names, frozenset(),
+            ),
+            strict=True,
+        )
+    )  # fmt: skip
+    assert row["action"] == "other" and row["status_to"] == "" and CANARY not in str(row)
+
+
+async def _tagged_ticket(line: Timeline, tags: tuple[str, ...], priority: str) -> uuid.UUID:
+    from helpdesk.services import tickets
+
+    async with line.runtime.database.transaction() as session:
+        inserted = await tickets.insert_ticket(
+            session,
+            line.runtime,
+            requester_id=line.requester,
+            data=tickets.NewTicket(title="t", description=None, tags=tags, priority=priority),
+            auto_assign=False,
+        )
+    line.status[inserted.ticket.id] = "OPEN"
+    return inserted.ticket.id
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"analytics_min_cell_size": 1, "analytics_export_tags": ["Billing"]}],
+    indirect=True,
+)
+async def test_an_approved_tag_filters_every_analytics_route_and_others_are_refused(
+    client: httpx.AsyncClient, runtime: Runtime, staff: dict[str, Actor], timeline: Timeline
+) -> None:
+    billing = [
+        await _tagged_ticket(timeline, ("billing", "vip"), "HIGH"),
+        await _tagged_ticket(timeline, ("BILLING",), "LOW"),
+        await _tagged_ticket(timeline, ("billing",), "LOW"),
+    ]
+    await _tagged_ticket(timeline, ("vip",), "LOW")
+    await _tagged_ticket(timeline, (), "HIGH")
+    for t in billing[:2]:
+        await timeline.assign(t)
+        timeline.clock.advance(minutes=20)
+        await timeline.reply(t)
+        timeline.clock.advance(hours=1)
+        await timeline.set_status(t, "RESOLVED")
+    manager = staff["manager"].headers
+    tag = PERIOD | {"tag": "billing"}
+    r = await client.get("/api/v1/analytics/overview", params=tag, headers=manager)
+    assert r.status_code == 200, r.text
+    m = r.json()["measures"]
+    assert (m["created"], m["resolved"], m["first_response"]["count"]) == (3, 2, 2)
+    assert abs(m["resolution"]["median_seconds"] - 4800) <= 97
+    assert r.json()["backlog"]["total"] == 1  # the third billing ticket is open
+    r = await client.get("/api/v1/analytics/overview", params=PERIOD, headers=manager)
+    assert r.json()["measures"]["created"] == 5
+    r = await client.get(
+        "/api/v1/analytics/tickets",
+        params=tag | {"interval": "day", "group_by": "priority"},
+        headers=manager,
+    )
+    assert r.status_code == 200, r.text
+    created = {(p["group"], p["created"]) for p in r.json()["points"] if p["created"]}
+    assert created == {("HIGH", 1), ("LOW", 2)}
+    r = await client.get("/api/v1/analytics/export", params=tag, headers=manager)
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 3 and {row["tags"] for row in rows} == {"Billing"}  # as approved
+    reads = await audit_rows(runtime, "analytics.overview.read")
+    (audit,) = [a for a in reads if "filter" in a.details]
+    assert audit.details["filter"] == {"tag": "billing"}
+    for params in (
+        PERIOD | {"tag": "vip"},  # not approved: refused, whether or not tickets carry it
+        PERIOD | {"tag": "nobody-has-this"},
+        tag | {"priority": "HIGH"},
+    ):
+        r = await client.get("/api/v1/analytics/overview", params=params, headers=manager)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "validation_failed"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from api.app import prepare_runtime
 from helpdesk.analytics import queries
@@ -178,6 +178,40 @@ async def test_small_cells_are_suppressed(timeline: Timeline, rt: Runtime) -> No
     assert m["created"] == 3 and m["suppressed"] is False
 
 
+async def test_complementary_suppression_keeps_totals_from_revealing_a_small_cell(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """k = 3. A manager reads a day's created tickets by priority (LOW 4, HIGH 1, MEDIUM 6)
+    and the same day ungrouped (11): HIGH is suppressed, and LOW with it, so 11 - 6 = 5
+    is all anyone learns about the two. The backlog's groups and total likewise."""
+    for priority, n in (("LOW", 4), ("HIGH", 1), ("MEDIUM", 6)):
+        for _ in range(n):
+            await timeline.create(priority=priority)
+    scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(hours=1))
+    async with rt.database.read() as session:
+        grouped = await queries.series(session, scope, "day", "priority", 3)
+        alone = await queries.series(session, scope, "day", None, 3)
+        backlog = await queries.backlog(session, scope, timeline.clock.now, 3)
+    day = START.replace(hour=0, minute=0, second=0, microsecond=0)
+    points = {p["group"]: p for p in grouped if p["start"] == day}
+    assert {g: p["created"] for g, p in points.items()} == {
+        "HIGH": None,
+        "LOW": None,
+        "MEDIUM": 6,
+    }
+    assert points["LOW"]["suppressed"] and not points["MEDIUM"]["suppressed"]
+    (total,) = [p["created"] for p in alone if p["start"] == day]
+    assert total == 11  # 11 - 6 = LOW + HIGH: no single hidden cell
+    groups = {g["priority"]: g["count"] for g in backlog["groups"]}
+    assert backlog["total"] == 11 and groups == {"HIGH": None, "LOW": None, "MEDIUM": 6}
+    # A second small cell already hides the first: nothing more is taken away.
+    await timeline.create(priority="CRITICAL")
+    async with rt.database.read() as session:
+        backlog = await queries.backlog(session, scope, timeline.clock.now, 3)
+    groups = {g["priority"]: g["count"] for g in backlog["groups"]}
+    assert groups == {"CRITICAL": None, "HIGH": None, "LOW": 4, "MEDIUM": 6}
+
+
 async def test_backlog_by_status_priority_and_age(timeline: Timeline, rt: Runtime) -> None:
     old = await timeline.create(priority="HIGH")
     timeline.clock.advance(days=2)
@@ -193,6 +227,94 @@ async def test_backlog_by_status_priority_and_age(timeline: Timeline, rt: Runtim
     by = {(g["status"], g["priority"]): g for g in b["groups"]}
     assert by[("OPEN", "HIGH")]["ages"]["lt_1d"] == 1
     assert by[("IN_PROGRESS", "HIGH")]["ages"]["1d_3d"] == 1
+
+
+async def test_a_series_by_day_reads_summaries_that_answer_like_the_histograms(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """Each day of a series by day is read from its cell's summary (no histograms); the
+    figures equal those computed from the histograms, and cells without a summary (written
+    before migration 0008) still answer the same."""
+    from helpdesk.analytics.facts import summarise
+
+    for _ in range(3):
+        for i in range(4):
+            t = await timeline.create(priority="HIGH" if i % 2 else "LOW")
+            timeline.clock.advance(minutes=7 * (i + 1))
+            await timeline.reply(t)
+            timeline.clock.advance(hours=i + 1)
+            await timeline.set_status(t, "RESOLVED")
+        timeline.clock.advance(days=1)
+    scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(days=1))
+
+    async def by_day() -> list[dict[str, Any]]:
+        async with rt.database.read() as session:
+            return await queries.series(session, scope, "day", "priority", 1)
+
+    async with rt.database.read() as session:
+        cells = (await session.scalars(select(AnalyticsRollup))).all()
+        assert cells and all(c.summary == summarise(c.metrics) for c in cells)
+        daily = [c for c in cells if c.dim == "priority@d" and c.metrics.get("res")]
+        summaries = [c.summary or {} for c in daily]
+        assert daily and all("res" not in m and m["q"]["res"] for m in summaries)
+    from_summaries = await by_day()
+    resolved = [p for p in from_summaries if p["resolved"]]
+    assert resolved and all(p["resolution"]["median_seconds"] for p in resolved)
+    async with rt.database.transaction() as session:
+        await session.execute(update(AnalyticsRollup).values(summary=None))
+    assert await by_day() == from_summaries
+
+
+async def test_a_tag_filter_answers_like_the_rollups_of_the_same_tickets(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """Tag figures come from the tagged tickets' fact rows; tagging exactly the HIGH tickets
+    must give the figures the rollups give for priority HIGH."""
+    from helpdesk.services import ticket_tags, tickets
+
+    for i in range(6):
+        priority = "HIGH" if i % 2 else "LOW"
+        async with rt.database.transaction() as session:
+            inserted = await tickets.insert_ticket(
+                session,
+                rt,
+                requester_id=timeline.requester,
+                data=tickets.NewTicket(
+                    title="t",
+                    description=None,
+                    priority=priority,
+                    tags=("urgent-care",) if priority == "HIGH" else ("other",),
+                ),
+                auto_assign=False,
+            )
+        t = inserted.ticket.id
+        timeline.status[t] = "OPEN"
+        await timeline.assign(t)
+        timeline.clock.advance(minutes=10 * (i + 1))
+        await timeline.reply(t)
+        if i < 4:
+            timeline.clock.advance(hours=i + 2)
+            await timeline.set_status(t, "RESOLVED")
+        if i == 1:
+            await timeline.set_status(t, "OPEN")  # a reopen
+        timeline.clock.advance(hours=13)
+    token = ticket_tags.tag_token(rt.blind_index, "urgent-care")
+    tagged = await overview(rt, timeline.clock, dim="tag", value=token)
+    high = await overview(rt, timeline.clock, dim="priority", value="HIGH")
+    assert tagged == high and tagged["created"] == 3 and tagged["reopened"] == 1
+    scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(hours=1))
+    async with rt.database.read() as session:
+        by_tag = await queries.series(
+            session, Scope(scope.start, scope.end, dim="tag", value=token), "day", "priority", 1
+        )
+        rollup = await queries.series(session, scope, "day", "priority", 1)
+        backlog = await queries.backlog(
+            session, Scope(scope.start, scope.end, dim="tag", value=token), scope.end, 1
+        )
+    assert [p for p in by_tag if p["created"]] == [
+        p for p in rollup if p["group"] == "HIGH" and p["created"]
+    ]
+    assert backlog["total"] == 2  # the reopened one and the never resolved one
 
 
 async def test_incremental_rollups_equal_the_rebuilt_ones(timeline: Timeline, rt: Runtime) -> None:
@@ -299,6 +421,14 @@ def test_migration_0007_downgrades_and_upgrades_again(tmp_path: Path) -> None:
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
+    downgrade(url, "0007")
+    columns = {
+        row[1]
+        for row in sqlite3.connect(tmp_path / "m.db").execute(
+            "PRAGMA table_info(analytics_rollups)"
+        )
+    }
+    assert "metrics" in columns and "summary" not in columns
     downgrade(url, "0006")
     tables = {
         row[0]
@@ -402,3 +532,61 @@ def test_dense_histograms_round_trip_merge_and_answer_like_sparse_ones() -> None
     assert merged["fr"] == [98, 2, 0, 3, 5, 0, 0, 1]
     sparse = {98: 2, 100: 3, 101: 5, 104: 1}
     assert quantiles(merged["fr"], (0.5, 0.9)) == quantiles(sparse, (0.5, 0.9))
+
+
+def test_counts_whose_sum_or_share_is_shown_are_suppressed_together() -> None:
+    from helpdesk.analytics.measures import measures, protect
+
+    assert protect([4, 1, 6], 3) == {0}  # the smallest shown one joins the small one
+    assert protect([4, 1, 2, 6], 3) == set()  # two small ones: only their sum is known
+    assert protect([0, 1, 0], 3) == set()  # nothing else to hide
+    m = measures({"escalated": 12, "esc": {"1": 2, "2": 4, "3": 6}}, 3)
+    assert m["escalations"] == {"count": 12, "by_level": {"1": None, "2": None, "3": 6}}
+    # A share with one of its two counts shown would give the other away.
+    m = measures({"fr_met": 2, "fr_breached": 10, "csat_sent": 10, "csat_answered": 1}, 3)
+    assert m["sla"]["first_response"] == {"met": None, "breached": 10, "achievement": None}
+    assert m["csat"]["sent"] == 10 and m["csat"]["response_rate"] is None
+    m = measures({"created": 7, "resolved": 5}, 3, frozenset({"resolved"}))
+    assert (m["created"], m["resolved"], m["suppressed"]) == (7, None, True)
+
+
+async def test_the_export_computes_days_and_whole_seconds_in_the_database(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """The export's rows come from SQL written per database: the same figures on both."""
+    from helpdesk.analytics import export
+
+    t = await timeline.create(priority="HIGH")
+    await timeline.assign(t)
+    timeline.clock.advance(seconds=1800.75)
+    await timeline.reply(t)
+    timeline.clock.advance(hours=23, seconds=0.5)
+    await timeline.set_status(t, "RESOLVED")
+    other = await timeline.create()
+    scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(hours=1))
+    names = export.Pseudonyms(b"k" * 32)
+
+    async def rows(kind: export.ExportRows) -> list[dict[str, Any]]:
+        request = export.ExportRequest(scope, "jsonl", names, rows=kind)
+        columns = export.COLUMNS if kind == "ticket" else export.EVENT_COLUMNS
+        return [
+            dict(zip(columns, row, strict=True))
+            async for batch in export.stream(rt, request)
+            for row in batch
+        ]
+
+    first, second = await rows("ticket")
+    assert first["ticket"] == names.of("ticket", t) and second["ticket"] == names.of(
+        "ticket", other
+    )
+    assert first["first_response_seconds"] == 1800  # 1800.75 s, truncated
+    assert first["resolution_seconds"] == 1800 + 23 * 3600 + 1  # 84601.25 s
+    assert (first["created_date"], first["resolved_date"]) == ("2026-03-02", "2026-03-03")
+    assert first["agent"] == names.of("user", timeline.agent)
+    assert (first["first_response_breached"], first["resolution_breached"]) == (False, False)
+    assert second["first_response_seconds"] is None and second["resolved_date"] == ""
+    events = await rows("event")
+    assert [e["ticket"] for e in events].count(first["ticket"]) == 4
+    resolved = [e for e in events if e["status_to"] == "RESOLVED"]
+    assert len(resolved) == 1 and resolved[0]["event_date"] == "2026-03-03"
+    assert resolved[0]["actor"] == names.of("user", timeline.agent)
