@@ -340,7 +340,7 @@ async def test_the_event_export_has_one_de_identified_row_per_history_entry(
             ),
             auto_assign=False,
         )
-    t = inserted.ticket.id
+    t = inserted.id
     line.status[t] = "OPEN"
     clock.advance(hours=1)
     await line.assign(t)
@@ -451,8 +451,8 @@ async def _tagged_ticket(line: Timeline, tags: tuple[str, ...], priority: str) -
             data=tickets.NewTicket(title="t", description=None, tags=tags, priority=priority),
             auto_assign=False,
         )
-    line.status[inserted.ticket.id] = "OPEN"
-    return inserted.ticket.id
+    line.status[inserted.id] = "OPEN"
+    return inserted.id
 
 
 @pytest.mark.parametrize(

@@ -287,7 +287,7 @@ async def test_a_tag_filter_answers_like_the_rollups_of_the_same_tickets(
                 ),
                 auto_assign=False,
             )
-        t = inserted.ticket.id
+        t = inserted.id
         timeline.status[t] = "OPEN"
         await timeline.assign(t)
         timeline.clock.advance(minutes=10 * (i + 1))
