@@ -104,11 +104,11 @@ class TemporalSettings(BaseModel):
     )
     workflow_task_pollers: int = Field(20, description="Workflow task pollers of the worker")
     # An evicted ticket replays its history before each update (about 40 ms more per
-    # update measured here); each cached ticket workflow holds about 140 KB.
+    # update measured here); each cached ticket workflow holds about 130 KB.
     workflow_cache_size: int = Field(
         3000,
         ge=0,
-        description="Ticket workflows the worker keeps in memory (about 140 KB each); "
+        description="Ticket workflows the worker keeps in memory (about 130 KB each); "
         "a change to one not kept replays its history first",
     )
 
