@@ -580,7 +580,9 @@ async def test_a_commands_reads_do_not_queue_behind_the_writer(runtime: Runtime)
     w = await _world(runtime)
     agent: Actor = w["agent"]  # type: ignore[assignment]
     async with runtime.database.read() as session:
-        ticket_id = (await session.scalars(select(Ticket.id).limit(1))).one()
+        ticket_id = (
+            await session.scalars(select(Ticket.id).where(Ticket.deleted_at.is_(None)).limit(1))
+        ).one()
     holding, release = asyncio.Event(), asyncio.Event()
 
     async def writer() -> None:
