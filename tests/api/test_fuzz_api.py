@@ -60,6 +60,8 @@ async def test_schemathesis_finds_no_server_error_and_no_wedge(
             while not server.started:
                 await asyncio.sleep(0.05)
             started = time.monotonic()
+            log_path = tmp_path / "schemathesis.log"
+            log = log_path.open("wb")  # closed once the run ended (or was killed)
             process = await asyncio.create_subprocess_exec(
                 str(Path(sys.executable).parent / "schemathesis"),
                 "run",
@@ -88,18 +90,27 @@ async def test_schemathesis_finds_no_server_error_and_no_wedge(
                 "--warnings",
                 "off",
                 cwd=tmp_path,
-                stdout=asyncio.subprocess.PIPE,
+                stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
             )
             try:
-                output, _ = await asyncio.wait_for(process.communicate(), HARD_LIMIT_SECONDS)
+                await asyncio.wait_for(process.wait(), HARD_LIMIT_SECONDS)
             except TimeoutError:
                 process.kill()
                 await process.wait()
-                pytest.fail(f"schemathesis did not finish in {HARD_LIMIT_SECONDS} s: a hang")
+                log.close()
+                # What it printed so far, and whether the server still answers: a wedged
+                # server and a stuck client read differently.
+                async with httpx.AsyncClient(base_url=base, timeout=5) as http:
+                    ready = await http.get("/readyz")
+                pytest.fail(
+                    f"schemathesis did not finish in {HARD_LIMIT_SECONDS} s (readyz "
+                    f"{ready.status_code}):\n{log_path.read_text(errors='replace')[-4000:]}"
+                )
+            log.close()
             took = time.monotonic() - started
-            report = output.decode(errors="replace")
+            report = log_path.read_text(errors="replace")
             # The watchdog: the database writer is free, the process still serves.
             async with httpx.AsyncClient(base_url=base, timeout=5) as http:
                 ready = await http.get("/readyz")
