@@ -34,6 +34,63 @@ BUDGET_SECONDS = 120  # schemathesis' own --max-time
 HARD_LIMIT_SECONDS = 240  # past this the run is killed and the test fails (a hang)
 
 
+def _client_env() -> dict[str, str]:
+    """Schemathesis' environment, without coverage's subprocess measurement: it is a client,
+    and tracing it (with the suite's thread and greenlet concurrency) made it about three
+    times slower, and stalled it past the hard limit in two fresh-clone CI runs."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("COVERAGE", "COV_CORE"))
+    }
+    env["SCHEMATHESIS_HOOKS"] = ""
+    return env
+
+
+async def _schemathesis(log_path: Path, token: str, base: str) -> tuple[int | None, str]:
+    """One schemathesis run: its exit code (None when killed at the hard limit), its output."""
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{base}/api/v1/openapi.json",
+            "--url",
+            base,
+            "--phases",
+            "coverage,stateful",
+            "--checks",
+            "not_a_server_error",
+            "--workers",
+            "2",
+            "--max-examples",
+            "8",
+            "--max-time",
+            str(BUDGET_SECONDS),
+            "--request-timeout",
+            "20",
+            "--include-path-regex",
+            PATHS,
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--seed",
+            "11",
+            "--no-color",
+            "--warnings",
+            "off",
+            cwd=log_path.parent,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            env=_client_env(),
+        )
+        try:
+            code: int | None = await asyncio.wait_for(process.wait(), HARD_LIMIT_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            code = None
+    return code, log_path.read_text(errors="replace")
+
+
 @pytest.mark.parametrize(
     "settings",
     # The fuzzer creates many tickets quickly: per-user limits must not turn it into 429s.
@@ -60,62 +117,29 @@ async def test_schemathesis_finds_no_server_error_and_no_wedge(
             while not server.started:
                 await asyncio.sleep(0.05)
             started = time.monotonic()
-            log_path = tmp_path / "schemathesis.log"
-            log = log_path.open("wb")  # closed once the run ended (or was killed)
-            process = await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).parent / "schemathesis"),
-                "run",
-                f"{base}/api/v1/openapi.json",
-                "--url",
-                base,
-                "--phases",
-                "coverage,stateful",
-                "--checks",
-                "not_a_server_error",
-                "--workers",
-                "2",
-                "--max-examples",
-                "8",
-                "--max-time",
-                str(BUDGET_SECONDS),
-                "--request-timeout",
-                "20",
-                "--include-path-regex",
-                PATHS,
-                "--header",
-                f"Authorization: Bearer {admin.token}",
-                "--seed",
-                "11",
-                "--no-color",
-                "--warnings",
-                "off",
-                cwd=tmp_path,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
-            )
-            try:
-                await asyncio.wait_for(process.wait(), HARD_LIMIT_SECONDS)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-                log.close()
-                # What it printed so far, and whether the server still answers: a wedged
-                # server and a stuck client read differently.
+            # A stalled client (the server still answering /readyz) is run once more: two
+            # fresh-clone CI runs saw schemathesis stop before its coverage phase while the
+            # server answered, which no run here reproduced. A wedged server fails at once.
+            for attempt in (1, 2):
+                code, report = await _schemathesis(
+                    tmp_path / f"run-{attempt}.log", admin.token, base
+                )
+                if code is not None:
+                    break
                 async with httpx.AsyncClient(base_url=base, timeout=5) as http:
                     ready = await http.get("/readyz")
+                assert ready.status_code == 200, f"the server is wedged:\n{report[-4000:]}"
+                print(f"schemathesis stalled (attempt {attempt}), server ready:\n{report[-2000:]}")
+            else:
                 pytest.fail(
-                    f"schemathesis did not finish in {HARD_LIMIT_SECONDS} s (readyz "
-                    f"{ready.status_code}):\n{log_path.read_text(errors='replace')[-4000:]}"
+                    f"schemathesis stalled twice in {HARD_LIMIT_SECONDS} s:\n{report[-4000:]}"
                 )
-            log.close()
             took = time.monotonic() - started
-            report = log_path.read_text(errors="replace")
             # The watchdog: the database writer is free, the process still serves.
             async with httpx.AsyncClient(base_url=base, timeout=5) as http:
                 ready = await http.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert process.returncode == 0, f"schemathesis failed after {took:.0f} s:\n{report}"
+            assert code == 0, f"schemathesis failed after {took:.0f} s:\n{report}"
             print(f"schemathesis: {took:.0f} s\n{report[-3000:]}")
         finally:
             server.should_exit = True
