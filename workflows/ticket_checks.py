@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from helpdesk.policy import STAFF_ONLY_FIELDS_MESSAGE, fields_refused_to
     from helpdesk.rules.contracts import (
         AssignRequest,
+        ChangeEvent,
         EditRequest,
         EscalateRequest,
         Failure,
@@ -105,3 +106,14 @@ def check_escalate(state: TicketState, req: EscalateRequest) -> None:
     check_live(state)
     if req.actor.role not in STAFF:
         raise refuse("only staff escalate tickets", Failure.PERMISSION_DENIED)
+
+
+def is_public_staff_reply(event: ChangeEvent) -> bool:
+    """A comment that fulfils first response: public, written by staff (not the system)."""
+    if event.action not in ("commented", "comment_added"):
+        return False
+    changes = event.changes
+    if "first_response" in changes:  # decided by workflows.ticket_comments.on_comment
+        return changes["first_response"] is True
+    role = changes.get("author_role") or changes.get("actor_role")
+    return changes.get("internal") is False and role in STAFF and role != "SYSTEM"

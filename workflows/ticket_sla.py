@@ -44,11 +44,12 @@ with workflow.unsafe.imports_passed_through():
     from helpdesk.rules.escalation import EscalationPlan
     from helpdesk.rules.notify import PushEvent
     from helpdesk.rules.sla import SlaEvent, SlaRecord
-    from helpdesk.rules.sla_policy import SlaClockKind, SlaPolicySnapshot
-    from helpdesk.rules.transitions import STAFF, Status
+    from helpdesk.rules.sla_policy import SlaPolicySnapshot
+    from helpdesk.rules.transitions import Status
     from helpdesk.temporal import ui_text
     from workflows import local_first
     from workflows import ticket_sla_notify as sla_notify
+    from workflows.ticket_checks import is_public_staff_reply
     from workflows.ticket_sla_notify import ClockName
 
 if TYPE_CHECKING:
@@ -62,25 +63,6 @@ _FINAL = frozenset({Failure.TICKET_GONE})
 # Below this a timer is pointless (and a zero timeout is refused): handle the event now.
 _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
-_CLOCK_NAMES: dict[SlaClockKind, ClockName] = {
-    SlaClockKind.FIRST_RESPONSE: "first_response",
-    SlaClockKind.RESOLUTION: "resolution",
-}
-
-
-def _clock_name(kind: SlaClockKind | None) -> ClockName | None:
-    return _CLOCK_NAMES[kind] if kind is not None else None
-
-
-def is_public_staff_reply(event: ChangeEvent) -> bool:
-    """A comment that fulfils first response: public, written by staff (not the system)."""
-    if event.action not in ("commented", "comment_added"):
-        return False
-    changes = event.changes
-    if "first_response" in changes:  # decided by workflows.ticket_comments.on_comment
-        return changes["first_response"] is True
-    role = changes.get("author_role") or changes.get("actor_role")
-    return changes.get("internal") is False and role in STAFF and role != "SYSTEM"
 
 
 class TicketSlaMixin:
@@ -286,7 +268,7 @@ class TicketSlaMixin:
         if event.kind == "auto_close":
             await self._sla_auto_close(event)
             return
-        clock = _clock_name(event.clock)
+        clock = sla_notify.clock_name(event.clock)
         if event.kind == "breach":
             s = self._ticket.sla
             assert s is not None and event.clock is not None

@@ -19,13 +19,22 @@ with workflow.unsafe.imports_passed_through():
     from helpdesk.rules.activity_contracts import ActivityName, RecipientsQuery
     from helpdesk.rules.contracts import Failure, TicketState
     from helpdesk.rules.notify import NotifyInput, PushEvent, PushInput
+    from helpdesk.rules.sla_policy import SlaClockKind
     from workflows import local_first
     from workflows.ticket_notify import send_all
 
 ClockName = Literal["first_response", "resolution"]
+_CLOCK_NAMES: dict[SlaClockKind, ClockName] = {
+    SlaClockKind.FIRST_RESPONSE: "first_response",
+    SlaClockKind.RESOLUTION: "resolution",
+}
 _RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10), non_retryable_error_types=[Failure.TICKET_GONE]
 )
+
+
+def clock_name(kind: SlaClockKind | None) -> ClockName | None:
+    return _CLOCK_NAMES[kind] if kind is not None else None
 
 
 def _error_type(err: ActivityError) -> str:

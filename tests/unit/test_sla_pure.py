@@ -265,7 +265,7 @@ def test_any_sequence_fires_each_event_at_most_once_and_never_early(
 
 def test_only_a_public_staff_reply_fulfils_first_response() -> None:
     from helpdesk.rules.contracts import ChangeEvent
-    from workflows.ticket_sla import is_public_staff_reply
+    from workflows.ticket_checks import is_public_staff_reply
 
     def event(action: str = "comment_added", **changes: object) -> ChangeEvent:
         return ChangeEvent(action=action, request_id="r", changes=changes)
