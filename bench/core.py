@@ -480,6 +480,7 @@ async def sla_phase(
     persisted: bool = False,
 ) -> dict[str, Any]:
     from bench import timer_floor
+    from bench.sla import _cpu_seconds
     from bench.tickets import process_tree
     from workers.worker import worker_tuning
 
@@ -522,12 +523,16 @@ async def sla_phase(
                 floor = await floor_now()
             floor_first = floor is not None
             quiet_before_small: bool | None = None
+            breach_cpu: dict[str, float] = {}
             for priority in ("CRITICAL", "HIGH"):
                 due = deadlines[priority]
                 await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+                at_due = [_cpu_seconds(pid) for pid in pids]
                 quiet = await timer_floor.wait_quiet(pids, due)
                 if priority == "CRITICAL":
                     quiet_before_small = quiet < deadlines["HIGH"]
+                    used = [_cpu_seconds(pid) - cpu for pid, cpu in zip(pids, at_due, strict=True)]
+                    breach_cpu = {"worker": used[0], "server": sum(used[1:])}
             late_large = await _lateness(admin, list(large["ids"]))
             late_small = await _lateness(admin, list(small["ids"]))
             if floor is None:
@@ -546,6 +551,12 @@ async def sla_phase(
         "sla_floor_p99_s": floor_p99,
         "sla_floor_p50_s": floor.get("floor_lateness_p50_s"),
         "sla_floor_timers": floor_timers,
+        # CPU from the due instant until all was quiet, per breach of the large group and
+        # per bare timer: what the lateness ratio is made of (this process, then the server).
+        "sla_cpu_ms_per_breach_worker": _per_ms(breach_cpu.get("worker"), breaching),
+        "sla_cpu_ms_per_breach_server": _per_ms(breach_cpu.get("server"), breaching),
+        "sla_floor_cpu_ms_per_timer_worker": _per_ms(floor.get("floor_cpu_worker_s"), floor_timers),
+        "sla_floor_cpu_ms_per_timer_server": _per_ms(floor.get("floor_cpu_server_s"), floor_timers),
         "sla_floor_woken": floor.get("floor_woken"),
         "sla_core_creation_s": round(creation_s, 1),
         "sla_core_created_before_opening": created_before_opening,
@@ -553,6 +564,13 @@ async def sla_phase(
         "sla_core_floor_first": floor_first,
         "sla_core_server": "file" if persisted else "memory",
     }
+
+
+def _per_ms(seconds: float | None, count: int) -> float | None:
+    """Seconds spent on `count` items as milliseconds per item (None without either)."""
+    if seconds is None or count <= 0:
+        return None
+    return round(seconds * 1000 / count, 2)
 
 
 # --- the whole run -----------------------------------------------------------------------

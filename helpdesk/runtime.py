@@ -15,6 +15,7 @@ from helpdesk.db import Database
 from helpdesk.email import build_email_backend
 from helpdesk.keystore import KeyStore
 from helpdesk.keyvault import keyring_from_settings
+from helpdesk.numbers import NumberBlock
 from helpdesk.security import AccessTokens, Passwords
 from helpdesk.settings import Settings
 
@@ -57,6 +58,8 @@ class Runtime:
     scan_starter: Callable[[Runtime, uuid.UUID, uuid.UUID], Awaitable[None]] | None = None
     # Admission slots by name (helpdesk.services.ticket_commands).
     admission: dict[str, Any] = field(default_factory=dict)
+    # Ticket numbers this process reserved (helpdesk.numbers), built on first use.
+    ticket_numbers_: NumberBlock | None = None
 
     @property
     def passwords(self) -> Passwords:
@@ -68,6 +71,12 @@ class Runtime:
     @passwords.setter
     def passwords(self, value: Passwords) -> None:
         self.passwords_ = value
+
+    @property
+    def ticket_numbers(self) -> NumberBlock:
+        if self.ticket_numbers_ is None:
+            self.ticket_numbers_ = NumberBlock(self.database, self.settings.ticket_number_block)
+        return self.ticket_numbers_
 
     @property
     def access_tokens(self) -> AccessTokens:

@@ -83,6 +83,12 @@ class TicketCommandSettings(BaseModel):
     ticket_create_max_in_flight: int = Field(
         32, gt=0, description="Ticket creations in flight per process; past it 503 at once"
     )
+    ticket_number_block: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Ticket numbers a process reserves at a time (1: one write per ticket)",
+    )
     ticket_command_max_in_flight: int = Field(
         256, gt=0, description="Ticket updates in flight per process; past it 503 at once"
     )

@@ -48,7 +48,6 @@ from helpdesk.services.tickets import (
     AgentNotAssignable,
     NewTicket,
     actor_of,
-    allocate_number,
     idempotent_ticket,
     seal_new,
 )
@@ -166,8 +165,7 @@ async def _create(
             auto_assign=runtime.settings.auto_assign_on_create,
             idempotency_key=idempotency_key,
         )
-    async with runtime.database.transaction() as session:
-        sealed.number = await allocate_number(session)
+    sealed.number = await runtime.ticket_numbers.take()
     state = await create_workflow(runtime, sealed)
     if state is None:  # a completed run holds this id: the key's ticket is closed or gone
         return await _replay(runtime, ticket_id)
@@ -175,10 +173,11 @@ async def _create(
         ticket = await session.get(Ticket, ticket_id)
         if ticket is None:  # pragma: no cover - `opened` answers after the row's commit
             raise errors.Unavailable("the ticket is not written yet; retry", retry_after=1)
-        if idempotency_key:
-            # A request racing this one with the same key (and another body) won.
-            await idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
         if state.number != sealed.number:
+            # Another request with this key wrote the ticket first (a race): answer with
+            # its ticket, or 422 when it brought another body.
+            if idempotency_key:
+                await idempotent_ticket(session, requester_id, idempotency_key, fingerprint)
             result = await view(session, runtime, ticket)
             result.replayed = True
         else:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from helpdesk import errors
+from helpdesk import errors, numbers
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import current_context
 from helpdesk.crypto import WrappedKey, decrypt_field, encrypt_field
@@ -121,13 +121,9 @@ class NewTicket:
 
 
 async def allocate_number(session: AsyncSession) -> int:
-    """The next ticket number (a row lock on PostgreSQL, the write lock on SQLite)."""
-    value = await session.scalar(
-        text("UPDATE counters SET value = value + 1 WHERE name = 'ticket_number' RETURNING value")
-    )
-    if value is None:
-        raise RuntimeError("the ticket_number counter row is missing (run the migrations)")
-    return int(value)
+    """The next ticket number, in the caller's transaction (seeding; the API takes its
+    numbers from the process's block, `Runtime.ticket_numbers`)."""
+    return await numbers.reserve(session, 1)
 
 
 async def idempotent_ticket(
