@@ -48,19 +48,20 @@ PASSTHROUGH_MODULES = (
     # The tracing interceptor's context propagation (TEMPORAL's OpenTelemetry guidance).
     "opentelemetry",
     # (helpdesk.rules, the pure rules and contracts, comes with "helpdesk".)
-    # Reviewed workflow modules (the mixins' decisions): importing them once instead of per
-    # workflow run is the main lever on ticket creation throughput (each run re-compiled ~29
-    # modules). Replay tests still guard their determinism.
+    # Reviewed workflow modules (the composed parts and their decisions): importing them once
+    # instead of per workflow run is the main lever on ticket creation throughput (each run
+    # re-compiled ~29 modules). Replay tests still guard their determinism.
     "workflows.local_first",
     "workflows.ticket_checks",
     "workflows.ticket_sla",
     "workflows.ticket_sla_notify",
     "workflows.ticket_comments",
+    "workflows.ticket_host",
     "workflows.ticket_notify",
     # The TicketWorkflow module itself: re-executing it in a fresh sandbox for every new
     # ticket (class body, @workflow.defn's inspection of every handler) cost ~15 ms of the
     # event loop per creation, blocking the API beside it. Its code holds no module state;
-    # determinism is guarded by review, the replay tests and the mixins' pure cores.
+    # determinism is guarded by review, the replay tests and the parts' pure cores.
     "workflows.ticket",
 )
 

@@ -7,8 +7,11 @@ returns the new state. Decisions live in pure modules (`helpdesk.rules.transitio
 only orchestrates. Handlers are serialised by a lock so a change is judged against the
 state the previous change left.
 
-Extension points: `_after_change` (run by the main loop after each accepted change: SLA
-timers, notifications) and the `_outbox` of ChangeEvents it drains.
+The SLA clocks (`workflows.ticket_sla.SlaClocks`) and comments
+(`workflows.ticket_comments.Comments`) are parts composed into this class; they reach it only
+through the members `workflows.ticket_host.TicketHost` names (`ticket`, `config`, `lock`,
+`outbox`, `seen`, `answer`, `persist`, `accepted`). The main loop runs `_after_change` for
+each accepted change in the `outbox` (SLA reactions, then notifications).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         TICKET_WORKFLOW,
         AssignRequest,
         ChangeEvent,
+        CommentAdded,
         EditRequest,
         EscalateRequest,
         Failure,
@@ -59,9 +63,9 @@ from workflows.ticket_checks import (
     check_status,
     refuse,
 )
-from workflows.ticket_comments import TicketCommentsMixin  # comments and internal notes
+from workflows.ticket_comments import ADD_COMMENT, Comments  # comments and internal notes
 from workflows.ticket_notify import send_all  # email and push per change
-from workflows.ticket_sla import TicketSlaMixin  # SLA clocks, escalation, auto-close
+from workflows.ticket_sla import SlaClocks  # SLA clocks, escalation, auto-close
 
 # Error types the API maps to HTTP statuses (api/routes/tickets.py).
 NON_RETRYABLE = [
@@ -73,14 +77,14 @@ NON_RETRYABLE = [
 
 
 @workflow.defn(name=TICKET_WORKFLOW)
-class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
+class TicketWorkflow:
     @workflow.init
     def __init__(self, inp: TicketInput) -> None:
         # The input was decoded for this run alone: owning it needs no (costly) deep copy.
-        self._ticket: TicketState = inp.state
+        self.ticket: TicketState = inp.state
         self.config = inp.config
-        self._lock = asyncio.Lock()
-        self._outbox: list[ChangeEvent] = []
+        self.lock = asyncio.Lock()
+        self.outbox: list[ChangeEvent] = []
         # The search attributes as last set: at start (by the API, or carried over by
         # continue-as-new) they match the state.
         self._upserted = self._search_values()
@@ -90,6 +94,10 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         # (or refused: `_refusal`).
         self._opened = inp.new is None
         self._refusal: ApplicationError | None = None
+        # The composed parts: each reaches the ticket only through this workflow's members
+        # that `workflows.ticket_host.TicketHost` names.
+        self._sla = SlaClocks(self)
+        self._comments = Comments(self)
 
     # --- main loop -------------------------------------------------------------------
 
@@ -99,27 +107,27 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         if created:
             await self._create(inp)
         self._describe()
-        if created and not self._ticket.gone:
-            self._outbox.append(ChangeEvent(action=CREATED, request_id=CREATED))
+        if created and not self.ticket.gone:
+            self.outbox.append(ChangeEvent(action=CREATED, request_id=CREATED))
         while True:
             # Sleeps until a change, or until the next SLA event is due (a durable timer).
-            await self._sla_wait(
-                lambda: bool(self._outbox) or self._finished() or self._continue_as_new_due()
+            await self._sla.wait(
+                lambda: bool(self.outbox) or self._finished() or self._continue_as_new_due()
             )
-            while self._outbox:
-                await self._after_change(self._outbox.pop(0))
-            await self._sla_fire_due()
+            while self.outbox:
+                await self._after_change(self.outbox.pop(0))
+            await self._sla.fire_due()
             if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 # A change accepted while we waited still has its effects.
-                while self._outbox:
-                    await self._after_change(self._outbox.pop(0))
-                return self._answer()
+                while self.outbox:
+                    await self._after_change(self.outbox.pop(0))
+                return self.answer()
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if self._outbox:  # a handler finished meanwhile: drain first
+                if self.outbox:  # a handler finished meanwhile: drain first
                     continue
-                workflow.continue_as_new(TicketInput(state=self._ticket, config=self.config))
+                workflow.continue_as_new(TicketInput(state=self.ticket, config=self.config))
 
     async def _create(self, inp: TicketInput) -> None:
         """The ticket's first step: write its row (the one writer of ticket rows is this
@@ -148,9 +156,9 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             self._refusal = ApplicationError(
                 cause.message, *cause.details, type=cause.type, non_retryable=True
             )
-            self._ticket.gone = True
+            self.ticket.gone = True
         else:
-            s = self._ticket
+            s = self.ticket
             s.assignee_id, s.due_date = created.assignee_id, created.due_date
             s.sla, s.version = created.sla, created.version
             self._sync_search_attributes()
@@ -159,15 +167,15 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
     async def _after_change(self, event: ChangeEvent) -> None:
         """Side effects of an accepted change, run outside the handler (SLA timers,
         notifications). The base workflow has none; features extend here."""
-        await self._sla_after_change(event)
+        await self._sla.after_change(event)
         chosen = self._chosen.pop(event.request_id, None)
         if chosen is not None:  # a persisted change: its activity chose them
             await send_all([*chosen.emails, *chosen.pushes])
         else:  # creation, a comment: chosen here, from the state now
-            await send_all(notifications_for(event, self._ticket, skip=NOTIFIED_BY_SLA))
+            await send_all(notifications_for(event, self.ticket, skip=NOTIFIED_BY_SLA))
 
     def _finished(self) -> bool:
-        return self._ticket.status is Status.CLOSED or self._ticket.gone
+        return self.ticket.status is Status.CLOSED or self.ticket.gone
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
@@ -180,7 +188,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
 
     @workflow.query(name=TICKET_STATE_QUERY, description="The ticket's live state (no PHI)")
     def state(self) -> TicketState:
-        return self._ticket
+        return self.ticket
 
     # --- updates ---------------------------------------------------------------------
 
@@ -193,7 +201,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         await workflow.wait_condition(lambda: self._opened)
         if self._refusal is not None:
             raise self._refusal
-        return self._answer()
+        return self.answer()
 
     @opened.validator
     def _validate_opened(self, req: OpenRequest) -> None:
@@ -206,12 +214,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         description="Move the ticket to another status",
     )
     async def change_status(self, req: StatusChange) -> TicketState:
-        async with self._lock:
-            if self._seen(req.request_id):
-                return self._answer()
-            check_status(self._ticket, req)
-            old = self._ticket.status
-            await self._persist(
+        async with self.lock:
+            if self.seen(req.request_id):
+                return self.answer()
+            check_status(self.ticket, req)
+            old = self.ticket.status
+            await self.persist(
                 req.request_id,
                 req.actor,
                 "status_changed",
@@ -220,35 +228,35 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 note=req.note,
                 summary=f"Status {old.value} → {req.status.value}",
             )
-            self._ticket.status = req.status
-            self._accepted(
+            self.ticket.status = req.status
+            self.accepted(
                 req.request_id,
                 "status_changed",
                 {"status": {"old": old.value, "new": req.status.value}},
             )
-            return self._answer()
+            return self.answer()
 
     @change_status.validator
     def _validate_status(self, req: StatusChange) -> None:
-        if not self._seen(req.request_id):
-            check_status(self._ticket, req)
+        if not self.seen(req.request_id):
+            check_status(self.ticket, req)
 
     @workflow.update(
         name=TicketCommand.ASSIGN.value,
         description="Assign the ticket to an agent, or to the least-loaded one",
     )
     async def assign(self, req: AssignRequest) -> TicketState:
-        async with self._lock:
-            if self._seen(req.request_id):
-                return self._answer()
-            check_assign(self._ticket, req)
-            old = self._ticket.assignee_id
+        async with self.lock:
+            if self.seen(req.request_id):
+                return self.answer()
+            check_assign(self.ticket, req)
+            old = self.ticket.assignee_id
             if not req.auto and req.agent_id == old:
                 self._remember(req.request_id)
-                return self._answer()
+                return self.answer()
             updates = FieldUpdates(fields=["assignee_id"], assignee_id=req.agent_id)
             changes = {"assignee_id": {"old": _s(old), "new": _s(req.agent_id)}}
-            result = await self._persist(
+            result = await self.persist(
                 req.request_id,
                 req.actor,
                 "assigned",
@@ -257,28 +265,28 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 auto_assign=req.auto,
                 summary="Auto-assign to the least-loaded agent" if req.auto else "Assign agent",
             )
-            self._ticket.assignee_id = result.assignee_id
-            self._accepted(
+            self.ticket.assignee_id = result.assignee_id
+            self.accepted(
                 req.request_id,
                 "assigned",
                 {"assignee_id": {"old": _s(old), "new": _s(result.assignee_id)}},
             )
-            return self._answer()
+            return self.answer()
 
     @assign.validator
     def _validate_assign(self, req: AssignRequest) -> None:
-        if not self._seen(req.request_id):
-            check_assign(self._ticket, req)
+        if not self.seen(req.request_id):
+            check_assign(self.ticket, req)
 
     @workflow.update(
         name=TicketCommand.EDIT.value,
         description="Edit title, description, priority, category, tags, due date",
     )
     async def edit(self, req: EditRequest) -> TicketState:
-        async with self._lock:
-            if self._seen(req.request_id):
-                return self._answer()
-            check_edit(self._ticket, req)
+        async with self.lock:
+            if self.seen(req.request_id):
+                return self.answer()
+            check_edit(self.ticket, req)
             e = req.edits
             updates = FieldUpdates(fields=list(e.fields))
             changes: dict[str, Any] = {}
@@ -288,9 +296,9 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
                 if name in ("title", "description"):
                     changes[name] = {"changed": True}  # PHI: record only that it changed
                 elif name in ("priority", "category_id", "due_date"):
-                    changes[name] = {"old": _s(getattr(self._ticket, name)), "new": _s(value)}
+                    changes[name] = {"old": _s(getattr(self.ticket, name)), "new": _s(value)}
                 # tags: the activity records old → new from the row.
-            await self._persist(
+            await self.persist(
                 req.request_id,
                 req.actor,
                 "edited",
@@ -300,32 +308,32 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             )
             for name in ("priority", "category_id", "due_date"):
                 if name in e.fields:
-                    setattr(self._ticket, name, getattr(e, name))
-            self._accepted(req.request_id, "edited", changes)
-            return self._answer()
+                    setattr(self.ticket, name, getattr(e, name))
+            self.accepted(req.request_id, "edited", changes)
+            return self.answer()
 
     @edit.validator
     def _validate_edit(self, req: EditRequest) -> None:
-        if not self._seen(req.request_id):
-            check_edit(self._ticket, req)
+        if not self.seen(req.request_id):
+            check_edit(self.ticket, req)
 
     @workflow.update(
         name=TicketCommand.ESCALATE.value,
         description="Escalate the ticket one level",
     )
     async def escalate(self, req: EscalateRequest) -> TicketState:
-        async with self._lock:
-            if self._seen(req.request_id):
-                return self._answer()
-            check_escalate(self._ticket, req)
-            level = self._ticket.escalation_level + 1
+        async with self.lock:
+            if self.seen(req.request_id):
+                return self.answer()
+            check_escalate(self.ticket, req)
+            level = self.ticket.escalation_level + 1
             changes = {
-                "escalated": {"old": self._ticket.escalated, "new": True},
-                "escalation_level": {"old": self._ticket.escalation_level, "new": level},
+                "escalated": {"old": self.ticket.escalated, "new": True},
+                "escalation_level": {"old": self.ticket.escalation_level, "new": level},
                 "reason": req.reason or "manual",
                 "escalated_to": _s(req.escalated_to),  # who the SLA mixin notifies
             }
-            result = await self._persist(
+            result = await self.persist(
                 req.request_id,
                 req.actor,
                 "escalated",
@@ -340,34 +348,45 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             )
             # Named nobody: the activity picked the manager it went to (notified, pushed).
             changes["escalated_to"] = _s(result.escalated_to)
-            self._ticket.escalated = True
-            self._ticket.escalation_level = level
-            self._accepted(req.request_id, "escalated", changes)
-            return self._answer()
+            self.ticket.escalated = True
+            self.ticket.escalation_level = level
+            self.accepted(req.request_id, "escalated", changes)
+            return self.answer()
 
     @escalate.validator
     def _validate_escalate(self, req: EscalateRequest) -> None:
-        if not self._seen(req.request_id):
-            check_escalate(self._ticket, req)
+        if not self.seen(req.request_id):
+            check_escalate(self.ticket, req)
+
+    @workflow.update(
+        name=ADD_COMMENT,
+        description="Put a comment on the ticket's timeline (its text stays in the database)",
+    )
+    async def add_comment(self, event: CommentAdded) -> TicketState:
+        return await self._comments.add(event)
+
+    @add_comment.validator
+    def _validate_comment(self, event: CommentAdded) -> None:
+        self._comments.validate(event)
 
     # --- plumbing --------------------------------------------------------------------
 
-    def _answer(self) -> TicketState:
+    def answer(self) -> TicketState:
         """The state an update (or the run) answers with: without the request ids seen,
         which only the workflow needs (each answer is stored in history; the `state` query
         and continue-as-new carry them)."""
-        return self._ticket.model_copy(update={"seen_request_ids": []})
+        return self.ticket.model_copy(update={"seen_request_ids": []})
 
-    def _seen(self, request_id: str) -> bool:
-        return request_id in self._ticket.seen_request_ids
+    def seen(self, request_id: str) -> bool:
+        return request_id in self.ticket.seen_request_ids
 
     def _remember(self, request_id: str) -> None:
-        seen = self._ticket.seen_request_ids
+        seen = self.ticket.seen_request_ids
         seen.append(request_id)
         if len(seen) > self.config.dedupe_window:
             del seen[: len(seen) - self.config.dedupe_window]
 
-    async def _persist(
+    async def persist(
         self,
         request_id: str,
         actor: Any,
@@ -380,7 +399,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         auto_assign: bool = False,
     ) -> PersistResult:
         change = PersistChange(
-            ticket_id=self._ticket.ticket_id,
+            ticket_id=self.ticket.ticket_id,
             event_key=request_id,
             actor=actor,
             action=action,
@@ -388,7 +407,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             changes=changes,
             note=note,
             auto_assign=auto_assign,
-            version=self._ticket.version + 1,
+            version=self.ticket.version + 1,
         )
         try:
             result = await workflow.execute_activity(
@@ -405,7 +424,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type:
                 if cause.type == Failure.TICKET_GONE:
-                    self._ticket.gone = True
+                    self.ticket.gone = True
                 raise ApplicationError(
                     cause.message, *cause.details, type=cause.type, non_retryable=True
                 ) from None
@@ -413,12 +432,12 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         self._chosen[request_id] = result.notifications
         return result
 
-    def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:
-        self._ticket.version += 1
+    def accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None:
+        self.ticket.version += 1
         self._remember(request_id)
         self._sync_search_attributes()
         self._describe()
-        self._outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
+        self.outbox.append(ChangeEvent(action=action, request_id=request_id, changes=changes))
 
     def _sync_search_attributes(self) -> None:
         """Only when a value a manager filters by changed (a comment changes none): each
@@ -429,11 +448,11 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
             workflow.upsert_search_attributes(self._search_attributes())
 
     def _search_values(self) -> tuple[Any, ...]:
-        s = self._ticket
+        s = self.ticket
         return (s.status, s.priority, s.escalated, s.assignee_id)
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
-        s = self._ticket
+        s = self.ticket
         return [
             TICKET_STATUS.value_set(s.status.value),
             TICKET_PRIORITY.value_set(s.priority),
@@ -444,7 +463,7 @@ class TicketWorkflow(TicketCommentsMixin, TicketSlaMixin):
         ]
 
     def _describe(self) -> None:
-        s = self._ticket
+        s = self.ticket
         parts = [
             f"**{s.status.value}**",
             f"priority {s.priority}",

@@ -5,24 +5,24 @@ How a comment travels (no comment text ever enters workflow history):
 1. The API (`helpdesk.services.comments.add`) seals the body under the ticket's data key,
    commits the `comments` row, then sends the ticket's workflow the update
    ``add_comment(CommentAdded{request_id, comment_id, author_id, author_role, is_internal})``.
-2. The handler (`TicketCommentsMixin.add_comment`) deduplicates the request id, checks the
-   ticket is live, decides with `on_comment` (pure), records the timeline entry with ONE
-   activity (`record_ticket_comment`, in `activities.comments`: history + audit,
-   idempotent on the request id), and appends a `ChangeEvent("comment_added")` to the
-   outbox, which the SLA mixin reads (a public staff reply fulfils first response).
+2. The handler (`TicketWorkflow.add_comment`, which calls `Comments.add`) deduplicates the
+   request id, checks the ticket is live, decides with `on_comment` (pure), records the
+   timeline entry with ONE activity (`record_ticket_comment`, in `activities.comments`:
+   history + audit, idempotent on the request id), and appends a
+   `ChangeEvent("comment_added")` to the outbox, which the SLA part reads (a public staff
+   reply fulfils first response).
 3. A requester's public reply on a RESOLVED ticket reopens it (when the
    ``reopen_on_requester_reply`` setting is on): a second change, `status_changed`
    RESOLVED → OPEN with the event key ``<request id>:reopen``, written by the ticket's own
    `persist_ticket_change` activity, so the SLA clocks resume exactly as for a manual reopen.
 4. The main loop's `_after_change` sends the notifications (`workflows.ticket_notify`).
 
-The mixin's update is picked up by `@workflow.defn` from the base class. It uses these
-members of TicketWorkflow: `_ticket`, `config`, `_lock`, `_seen`, `_persist`, `_accepted`.
+`Comments` is composed into the workflow (`Comments(workflow)`) and reaches it only through
+the members `workflows.ticket_host.TicketHost` names.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from helpdesk.rules.transitions import STAFF, Status
 
 if TYPE_CHECKING:
-    from helpdesk.rules.contracts import PersistResult, TicketConfig
+    from workflows.ticket_host import TicketHost
 
 # The update's name (the API sends it by name: `helpdesk.services.comments`).
 ADD_COMMENT = TicketCommand.ADD_COMMENT.value
@@ -178,57 +178,31 @@ _RECORD_RETRY = RetryPolicy(
 )
 
 
-class TicketCommentsMixin:
-    """The `add_comment` update of TicketWorkflow (see the module docstring)."""
+class Comments:
+    """The comment part of TicketWorkflow (see the module docstring), composed into it."""
 
-    # Provided by TicketWorkflow.
-    _ticket: TicketState
-    config: TicketConfig
-    _lock: asyncio.Lock
+    def __init__(self, host: TicketHost) -> None:
+        self.host = host
 
-    if TYPE_CHECKING:
-
-        def _seen(self, request_id: str) -> bool: ...
-
-        def _answer(self) -> TicketState: ...
-
-        async def _persist(
-            self,
-            request_id: str,
-            actor: Any,
-            action: str,
-            updates: FieldUpdates,
-            changes: dict[str, Any],
-            *,
-            summary: str,
-            note: str | None = None,
-            auto_assign: bool = False,
-        ) -> PersistResult: ...
-
-        def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None: ...
-
-    @workflow.update(
-        name=ADD_COMMENT,
-        description="Put a comment on the ticket's timeline (its text stays in the database)",
-    )
-    async def add_comment(self, event: CommentAdded) -> TicketState:
-        async with self._lock:
-            if self._seen(event.request_id):
-                return self._answer()
-            problem = refusal(event, self._ticket)
+    async def add(self, event: CommentAdded) -> TicketState:
+        """The `add_comment` update's handler."""
+        async with self.host.lock:
+            if self.host.seen(event.request_id):
+                return self.host.answer()
+            problem = refusal(event, self.host.ticket)
             if problem is not None:
                 raise problem
-            effects = on_comment(self._ticket, event, event)
+            effects = on_comment(self.host.ticket, event, event)
             actor = event.actor()
             await self._record_comment(event, effects, actor)
-            self._accepted(event.request_id, COMMENT_ADDED, dict(effects.changes))
+            self.host.accepted(event.request_id, COMMENT_ADDED, dict(effects.changes))
             if effects.reopen:
                 key = reopen_key(event.request_id)
                 changes = {
                     "status": {"old": Status.RESOLVED.value, "new": Status.OPEN.value},
                     "reason": REOPEN_REASON,
                 }
-                await self._persist(
+                await self.host.persist(
                     key,
                     actor,
                     "status_changed",
@@ -236,15 +210,15 @@ class TicketCommentsMixin:
                     changes,
                     summary="Reopen: the requester replied",
                 )
-                self._ticket.status = Status.OPEN
-                self._accepted(key, "status_changed", {**changes, "actor_id": str(actor.id)})
-            return self._answer()
+                self.host.ticket.status = Status.OPEN
+                self.host.accepted(key, "status_changed", {**changes, "actor_id": str(actor.id)})
+            return self.host.answer()
 
-    @add_comment.validator
-    def _validate_comment(self, event: CommentAdded) -> None:
-        if self._seen(event.request_id):
+    def validate(self, event: CommentAdded) -> None:
+        """The `add_comment` update's validator."""
+        if self.host.seen(event.request_id):
             return
-        problem = refusal(event, self._ticket)
+        problem = refusal(event, self.host.ticket)
         if problem is not None:
             raise problem
 
@@ -252,19 +226,19 @@ class TicketCommentsMixin:
         self, event: CommentAdded, effects: CommentEffects, actor: Actor
     ) -> None:
         record = CommentRecord(
-            ticket_id=self._ticket.ticket_id,
+            ticket_id=self.host.ticket.ticket_id,
             event_key=event.request_id,
             comment_id=event.comment_id,
             actor=actor,
             internal=effects.internal,
             first_response=effects.first_response,
-            version=self._ticket.version + 1,
+            version=self.host.ticket.version + 1,
         )
         try:
             await workflow.execute_activity(
                 ActivityName.RECORD_TICKET_COMMENT,
                 record,
-                start_to_close_timeout=timedelta(seconds=self.config.activity_timeout_seconds),
+                start_to_close_timeout=timedelta(seconds=self.host.config.activity_timeout_seconds),
                 retry_policy=_RECORD_RETRY,
                 summary="Internal note" if effects.internal else "Public reply",
             )
@@ -272,7 +246,7 @@ class TicketCommentsMixin:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type:
                 if cause.type == Failure.TICKET_GONE:
-                    self._ticket.gone = True
+                    self.host.ticket.gone = True
                 raise ApplicationError(
                     cause.message, *cause.details, type=cause.type, non_retryable=True
                 ) from None

@@ -1,17 +1,17 @@
 """The SLA side of TicketWorkflow: clocks, durable timers, escalation and auto-close.
 
-A mixin so the SLA part stays in one place; the decisions are the pure functions of
-`helpdesk.rules.sla`, this class only wires them to workflow time, activities and the ticket's
-own change path:
+A part composed into the workflow (`SlaClocks(workflow)`), so the SLA side stays in one place;
+the decisions are the pure functions of `helpdesk.rules.sla`, this class only wires them to
+workflow time, activities and the ticket's own change path (`workflows.ticket_host`):
 
 - The clocks arrive with the workflow: started by its create activity (from the policy in
   force), resumed from the database when a workflow is started for an existing row
   (`helpdesk.services.sla_resume`), carried across continue-as-new.
-- `_sla_timeout()` is how long the main loop may sleep before the next SLA event; the loop
+- `_timeout()` is how long the main loop may sleep before the next SLA event; the loop
   sleeps with `workflow.wait_condition(..., timeout=...)` (a durable timer: it fires on time
   after a worker restart, and the state says what already fired, so nothing fires twice).
-- `_sla_fire_due()` handles every event now due: breach, escalation steps, auto-close.
-- `_sla_after_change(event)` reacts to accepted changes: a public staff reply fulfils first
+- `fire_due()` handles every event now due: breach, escalation steps, auto-close.
+- `after_change(event)` reacts to accepted changes: a public staff reply fulfils first
   response, RESOLVED pauses, a reopen resumes, CLOSED stops, a priority change recomputes,
   an escalation (manual or automatic: the same `escalated` change) notifies.
 """
@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         SlaWrite,
         SlaWriteAndPush,
     )
-    from helpdesk.rules.contracts import Actor, ChangeEvent, Failure, FieldUpdates, TicketState
+    from helpdesk.rules.contracts import Actor, ChangeEvent, Failure, FieldUpdates
     from helpdesk.rules.escalation import EscalationPlan
     from helpdesk.rules.notify import PushEvent
     from helpdesk.rules.sla import SlaEvent, SlaRecord
@@ -53,7 +53,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ticket_sla_notify import ClockName
 
 if TYPE_CHECKING:
-    from helpdesk.rules.contracts import PersistResult, TicketConfig
+    from helpdesk.rules.contracts import PersistResult
+    from workflows.ticket_host import TicketHost
 
 _RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10), non_retryable_error_types=[Failure.TICKET_GONE]
@@ -65,59 +66,38 @@ _MIN_TIMER = timedelta(milliseconds=1)
 _LIVE = (Status.OPEN, Status.IN_PROGRESS, Status.RESOLVED)
 
 
-class TicketSlaMixin:
-    """SLA behaviour of TicketWorkflow (see the module docstring)."""
+class SlaClocks:
+    """The SLA part of TicketWorkflow (see the module docstring), composed into it."""
 
-    # The main loop's SLA timer and the instant it fires for (`_sla_wait`).
-    _sla_timer: asyncio.Task[None] | None = None
-    _sla_timer_due: datetime | None = None
-
-    # Provided by TicketWorkflow.
-    _ticket: TicketState
-    config: TicketConfig
-    _lock: asyncio.Lock
-    _outbox: list[ChangeEvent]
-
-    if TYPE_CHECKING:
-
-        async def _persist(
-            self,
-            request_id: str,
-            actor: Any,
-            action: str,
-            updates: FieldUpdates,
-            changes: dict[str, Any],
-            *,
-            summary: str,
-            note: str | None = None,
-            auto_assign: bool = False,
-        ) -> PersistResult: ...
-
-        def _accepted(self, request_id: str, action: str, changes: dict[str, Any]) -> None: ...
+    def __init__(self, host: TicketHost) -> None:
+        self.host = host
+        # The main loop's SLA timer and the instant it fires for (`wait`).
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_due: datetime | None = None
 
     # --- activities ---------------------------------------------------------------------
 
-    def _sla_timeout_s(self) -> timedelta:
-        return timedelta(seconds=self.config.activity_timeout_seconds)
+    def _timeout_s(self) -> timedelta:
+        return timedelta(seconds=self.host.config.activity_timeout_seconds)
 
-    async def _sla_load(self, priority: str) -> SlaPolicySnapshot:
+    async def _load(self, priority: str) -> SlaPolicySnapshot:
         return await local_first.run(
             ActivityName.LOAD_SLA_POLICY,
             LoadPolicy(priority=priority),
             result_type=SlaPolicySnapshot,
-            start_to_close=self._sla_timeout_s(),
+            start_to_close=self._timeout_s(),
             retry_policy=_RETRY,
             summary=f"Load SLA policy {priority}",
         )
 
-    def _sla_write_input(
+    def _write_input(
         self,
         records: list[SlaRecord],
         extra: list[SlaHistoryEntry] | None,
         breached_at: datetime | None,
     ) -> SlaWrite | None:
         """What `record_sla` writes: the entries and the due dates now (kept in state)."""
-        s = self._ticket.sla
+        s = self.host.ticket.sla
         if s is None:
             return None
         entries = [
@@ -130,12 +110,12 @@ class TicketSlaMixin:
             for r in records
         ] + (extra or [])
         due = clocks.due_dates(s)
-        self._ticket.due_date = due.due_date
+        self.host.ticket.due_date = due.due_date
         return SlaWrite(
-            ticket_id=self._ticket.ticket_id, entries=entries, due=due, breached_at=breached_at
+            ticket_id=self.host.ticket.ticket_id, entries=entries, due=due, breached_at=breached_at
         )
 
-    async def _sla_write(
+    async def _write(
         self,
         records: list[SlaRecord],
         *,
@@ -143,7 +123,7 @@ class TicketSlaMixin:
         breached_at: datetime | None = None,
         summary: str,
     ) -> None:
-        write = self._sla_write_input(records, extra, breached_at)
+        write = self._write_input(records, extra, breached_at)
         if write is None:
             return
         try:
@@ -151,15 +131,15 @@ class TicketSlaMixin:
                 ActivityName.RECORD_SLA,
                 write,
                 result_type=int,
-                start_to_close=self._sla_timeout_s(),
+                start_to_close=self._timeout_s(),
                 retry_policy=_RETRY,
                 summary=summary,
                 final=_FINAL,
             )
         except FailureError as err:
-            self._sla_gone(err)
+            self._gone(err)
 
-    async def _sla_write_then_push(
+    async def _write_then_push(
         self,
         entry: SlaHistoryEntry,
         *,
@@ -170,7 +150,7 @@ class TicketSlaMixin:
     ) -> None:
         """Record one SLA fact and push it, in one activity (the push after the commit). A
         push that did not go out then is sent by the push activity."""
-        write = self._sla_write_input([], [entry], breached_at)
+        write = self._write_input([], [entry], breached_at)
         if write is None:
             return
         try:
@@ -178,39 +158,39 @@ class TicketSlaMixin:
                 ActivityName.RECORD_SLA_THEN_PUSH,
                 SlaWriteAndPush(
                     write=write,
-                    push=sla_notify.push_input(self._ticket, push, entry.event_key, clock),
+                    push=sla_notify.push_input(self.host.ticket, push, entry.event_key, clock),
                 ),
                 result_type=SlaRecorded,
-                start_to_close_timeout=self._sla_timeout_s(),
+                start_to_close_timeout=self._timeout_s(),
                 retry_policy=_RETRY,
                 summary=summary,
             )
         except ActivityError as err:
-            self._sla_gone(err)
+            self._gone(err)
             return
         if not recorded.pushed:
-            await sla_notify.push(self._ticket, push, entry.event_key, clock)
+            await sla_notify.push(self.host.ticket, push, entry.event_key, clock)
 
-    def _sla_gone(self, err: Exception) -> None:
+    def _gone(self, err: Exception) -> None:
         if local_first.failure_type(err) == Failure.TICKET_GONE:
-            self._ticket.gone = True
+            self.host.ticket.gone = True
             return
         raise err
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def _sla_timeout(self) -> timedelta | None:
+    def _timeout(self) -> timedelta | None:
         """How long the main loop may sleep before the next SLA event (None: no timer)."""
-        s = self._ticket.sla
-        if s is None or self._ticket.gone:
+        s = self.host.ticket.sla
+        if s is None or self.host.ticket.gone:
             return None
         nxt = clocks.next_due(s)
         if nxt is None:
             return None
         return max(nxt - workflow.now(), _MIN_TIMER)
 
-    def _sla_timer_summary(self) -> str:
-        s = self._ticket.sla
+    def _timer_summary(self) -> str:
+        s = self.host.ticket.sla
         events = clocks.pending_events(s) if s else []
         if not events:
             return "SLA"
@@ -223,54 +203,54 @@ class TicketSlaMixin:
             return f"SLA {e.step.clock.value} {e.step.threshold_percent}% (level {e.step.level})"
         return "SLA"
 
-    async def _sla_wait(self, condition: Any) -> None:
+    async def wait(self, condition: Any) -> None:
         """The main loop's sleep: until `condition` or the next SLA event is due.
 
         The timer outlives one wait: a change that leaves the next due instant where it was
         (a comment, an edit, most status changes before a breach) keeps the running timer
         instead of cancelling it and starting an equal one (two history events saved per
         change)."""
-        s = self._ticket.sla
-        nxt = clocks.next_due(s) if s is not None and not self._ticket.gone else None
+        s = self.host.ticket.sla
+        nxt = clocks.next_due(s) if s is not None and not self.host.ticket.gone else None
         if nxt is not None and nxt <= workflow.now():
             return  # already due. (Anything later needs a real timer: workflow time does
             # not advance within one activation, so returning early would spin forever.)
-        timer = self._sla_timer
-        if timer is not None and (timer.done() or nxt != self._sla_timer_due):
+        timer = self._timer
+        if timer is not None and (timer.done() or nxt != self._timer_due):
             if not timer.done():
                 timer.cancel()
-            timer = self._sla_timer = None
+            timer = self._timer = None
         if timer is None and nxt is not None:
             delay = max(nxt - workflow.now(), _MIN_TIMER)
-            timer = self._sla_timer = asyncio.create_task(
-                workflow.sleep(delay, summary=ui_text(self._sla_timer_summary()))
+            timer = self._timer = asyncio.create_task(
+                workflow.sleep(delay, summary=ui_text(self._timer_summary()))
             )
-            self._sla_timer_due = nxt
+            self._timer_due = nxt
         await workflow.wait_condition(lambda: condition() or (timer is not None and timer.done()))
 
-    async def _sla_fire_due(self) -> None:
+    async def fire_due(self) -> None:
         """Handle every SLA event due now, earliest first, each exactly once."""
-        s = self._ticket.sla
-        if s is None or self._ticket.gone:
+        s = self.host.ticket.sla
+        if s is None or self.host.ticket.gone:
             return
-        async with self._lock:
-            if self._outbox:
+        async with self.host.lock:
+            if self.host.outbox:
                 return  # accepted changes first: a reply just in time cancels the breach
             for event in clocks.due_events(s, workflow.now()):
-                if self._ticket.gone or self._ticket.status is Status.CLOSED:
+                if self.host.ticket.gone or self.host.ticket.status is Status.CLOSED:
                     return
-                await self._sla_handle(event)
+                await self._handle(event)
                 clocks.mark_fired(s, event)
 
-    async def _sla_handle(self, event: SlaEvent) -> None:
+    async def _handle(self, event: SlaEvent) -> None:
         now = workflow.now()
         lateness = round((now - event.due_at).total_seconds(), 3)
         if event.kind == "auto_close":
-            await self._sla_auto_close(event)
+            await self._auto_close(event)
             return
         clock = sla_notify.clock_name(event.clock)
         if event.kind == "breach":
-            s = self._ticket.sla
+            s = self.host.ticket.sla
             assert s is not None and event.clock is not None
             s.clocks[event.clock].breached_at = event.due_at  # due dates show the breach
             entry = SlaHistoryEntry(
@@ -285,7 +265,7 @@ class TicketSlaMixin:
             )
             # One activity records and pushes: half the activity and workflow tasks per
             # breach, which is what many breaches at once queue behind.
-            await self._sla_write_then_push(
+            await self._write_then_push(
                 entry,
                 breached_at=event.due_at,
                 push=PushEvent.SLA_BREACH,
@@ -295,8 +275,8 @@ class TicketSlaMixin:
             return
         step = event.step
         assert step is not None
-        plan = escalation.plan_escalation(step, self._ticket.priority)
-        await self._sla_write(
+        plan = escalation.plan_escalation(step, self.host.ticket.priority)
+        await self._write(
             [],
             extra=[
                 SlaHistoryEntry(
@@ -316,9 +296,7 @@ class TicketSlaMixin:
             summary=f"SLA {clock} {step.threshold_percent}%",
         )
         if plan.escalate:
-            await self._sla_escalate(
-                event.key, plan, reason=f"sla_{clock}_{step.threshold_percent}"
-            )
+            await self._escalate(event.key, plan, reason=f"sla_{clock}_{step.threshold_percent}")
         elif plan.notify:
             kind = (
                 NotificationKind.SLA_BREACH
@@ -326,8 +304,8 @@ class TicketSlaMixin:
                 else NotificationKind.SLA_WARNING
             )
             await sla_notify.announce(
-                self._ticket,
-                self._sla_timeout_s(),
+                self.host.ticket,
+                self._timeout_s(),
                 kind,
                 event.key,
                 plan.notify,
@@ -336,21 +314,21 @@ class TicketSlaMixin:
                 PushEvent.SLA_WARNING if step.threshold_percent < 100 else PushEvent.SLA_BREACH,
             )
         if plan.new_priority is not None:
-            await self._sla_apply(
+            await self._apply(
                 f"{event.key}:priority",
                 "edited",
                 FieldUpdates(fields=["priority"], priority=plan.new_priority),
                 {
-                    "priority": {"old": self._ticket.priority, "new": plan.new_priority},
+                    "priority": {"old": self.host.ticket.priority, "new": plan.new_priority},
                     "reason": "sla_raise_priority",
                 },
                 summary=f"Raise priority to {plan.new_priority}",
-                apply=lambda _: setattr(self._ticket, "priority", plan.new_priority),
+                apply=lambda _: setattr(self.host.ticket, "priority", plan.new_priority),
             )
         if plan.reassign:
             target = uuid.UUID(step.target_user_id) if step.target_user_id else None
-            old = self._ticket.assignee_id
-            await self._sla_apply(
+            old = self.host.ticket.assignee_id
+            await self._apply(
                 f"{event.key}:reassign",
                 "assigned",
                 FieldUpdates(fields=["assignee_id"], assignee_id=target),
@@ -363,10 +341,10 @@ class TicketSlaMixin:
                 },
                 summary="Re-assign (SLA)",
                 auto_assign=target is None,
-                apply=lambda result: setattr(self._ticket, "assignee_id", result.assignee_id),
+                apply=lambda result: setattr(self.host.ticket, "assignee_id", result.assignee_id),
             )
 
-    async def _sla_apply(
+    async def _apply(
         self,
         key: str,
         action: str,
@@ -379,10 +357,10 @@ class TicketSlaMixin:
     ) -> PersistResult | None:
         """Persist an automatic change through the ticket's one write path (row, history,
         audit), then accept it like any command (search attributes, outbox)."""
-        if key in self._ticket.seen_request_ids:
+        if key in self.host.ticket.seen_request_ids:
             return None
         try:
-            result = await self._persist(
+            result = await self.host.persist(
                 key,
                 Actor.system(),
                 action,
@@ -392,39 +370,39 @@ class TicketSlaMixin:
                 auto_assign=auto_assign,
             )
         except ApplicationError as err:
-            if err.type == Failure.TICKET_GONE or self._ticket.gone:
-                self._ticket.gone = True
+            if err.type == Failure.TICKET_GONE or self.host.ticket.gone:
+                self.host.ticket.gone = True
                 return None
             # e.g. no agent to re-assign to: the step is recorded, the action skipped.
             workflow.logger.warning("SLA action %s skipped: %s", action, err.type)
             return None
         if apply is not None:
             apply(result)  # the state first, so search attributes and details are current
-        self._accepted(key, action, changes)
+        self.host.accepted(key, action, changes)
         return result
 
-    async def _sla_escalate(self, key: str, plan: EscalationPlan, *, reason: str) -> None:
+    async def _escalate(self, key: str, plan: EscalationPlan, *, reason: str) -> None:
         """Escalate like `POST /tickets/{id}/escalate` does: the `escalated` change."""
-        level = max(self._ticket.escalation_level, plan.level)
+        level = max(self.host.ticket.escalation_level, plan.level)
         target = uuid.UUID(plan.escalated_to) if plan.escalated_to else None
         changes: dict[str, Any] = {
-            "escalated": {"old": self._ticket.escalated, "new": True},
-            "escalation_level": {"old": self._ticket.escalation_level, "new": level},
+            "escalated": {"old": self.host.ticket.escalated, "new": True},
+            "escalation_level": {"old": self.host.ticket.escalation_level, "new": level},
             "escalated_to": str(target) if target else None,
             "reason": reason,
             "notify": list(plan.notify),
         }
 
         def escalated(result: PersistResult) -> None:
-            self._ticket.escalated = True
-            self._ticket.escalation_level = level
+            self.host.ticket.escalated = True
+            self.host.ticket.escalation_level = level
             # The rule named nobody: the activity picked a manager, who hears of it too.
             if result.escalated_to is not None and target is None:
                 changes["escalated_to"] = str(result.escalated_to)
                 if "escalated_to" not in changes["notify"]:
                     changes["notify"].append("escalated_to")
 
-        await self._sla_apply(
+        await self._apply(
             f"{key}:escalate",
             "escalated",
             FieldUpdates(
@@ -438,10 +416,10 @@ class TicketSlaMixin:
             apply=escalated,
         )
 
-    async def _sla_auto_close(self, event: SlaEvent) -> None:
-        if self._ticket.status is not Status.RESOLVED:
+    async def _auto_close(self, event: SlaEvent) -> None:
+        if self.host.ticket.status is not Status.RESOLVED:
             return
-        await self._sla_apply(
+        await self._apply(
             f"{event.key}:{int(event.due_at.timestamp() * 1000)}",
             "status_changed",
             FieldUpdates(fields=["status"], status=Status.CLOSED),
@@ -450,40 +428,40 @@ class TicketSlaMixin:
                 "reason": "auto_close",
             },
             summary="Auto-close after quiet period",
-            apply=lambda _: setattr(self._ticket, "status", Status.CLOSED),
+            apply=lambda _: setattr(self.host.ticket, "status", Status.CLOSED),
         )
 
     # --- reactions to accepted changes ------------------------------------------------------
 
-    async def _sla_after_change(self, event: ChangeEvent) -> None:
-        s = self._ticket.sla
-        if s is None or self._ticket.gone:
+    async def after_change(self, event: ChangeEvent) -> None:
+        s = self.host.ticket.sla
+        if s is None or self.host.ticket.gone:
             return
         now = workflow.now()
         if is_public_staff_reply(event):
             records = clocks.fulfil_first_response(s, now)
             if records:
-                await self._sla_write(records, summary="First response given")
+                await self._write(records, summary="First response given")
         elif event.action == "status_changed":
-            new = Status(event.changes.get("status", {}).get("new", self._ticket.status.value))
+            new = Status(event.changes.get("status", {}).get("new", self.host.ticket.status.value))
             old = event.changes.get("status", {}).get("old")
             if new is Status.RESOLVED:
-                await self._sla_write(clocks.pause(s, now), summary="Pause SLA (resolved)")
+                await self._write(clocks.pause(s, now), summary="Pause SLA (resolved)")
             elif new is Status.CLOSED:
-                await self._sla_write(clocks.stop(s, now), summary="Stop SLA (closed)")
+                await self._write(clocks.stop(s, now), summary="Stop SLA (closed)")
             elif old == Status.RESOLVED.value:
-                await self._sla_write(clocks.resume(s, now), summary="Resume SLA (reopened)")
+                await self._write(clocks.resume(s, now), summary="Resume SLA (reopened)")
         elif event.action == "edited" and "priority" in event.changes:
             change = event.changes["priority"]
             if change.get("old") != change.get("new"):
-                policy = await self._sla_load(self._ticket.priority)
+                policy = await self._load(self.host.ticket.priority)
                 records = clocks.change_policy(s, policy, now)
-                await self._sla_write(records, summary=f"Recompute SLA for {policy.priority}")
+                await self._write(records, summary=f"Recompute SLA for {policy.priority}")
         elif event.action == "escalated":
             notify = event.changes.get("notify") or ["managers", "escalated_to"]
             await sla_notify.announce(
-                self._ticket,
-                self._sla_timeout_s(),
+                self.host.ticket,
+                self._timeout_s(),
                 NotificationKind.ESCALATED,
                 event.request_id,
                 notify,

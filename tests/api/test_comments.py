@@ -809,6 +809,11 @@ async def test_over_socketio_an_end_user_hears_public_replies_and_never_internal
 
 
 def test_ticket_workflow_has_comments_wired() -> None:
-    from workflows.ticket_comments import TicketCommentsMixin
+    """The update the API sends by name is one the workflow definition registers, with a
+    validator (so a refused comment never enters history)."""
+    from temporalio.workflow import _Definition
 
-    assert issubclass(TicketWorkflow, TicketCommentsMixin)
+    from workflows.ticket_comments import ADD_COMMENT
+
+    update = _Definition.must_from_class(TicketWorkflow).updates[ADD_COMMENT]
+    assert update.validator is not None
