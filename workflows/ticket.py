@@ -331,7 +331,7 @@ class TicketWorkflow:
                 "escalated": {"old": self.ticket.escalated, "new": True},
                 "escalation_level": {"old": self.ticket.escalation_level, "new": level},
                 "reason": req.reason or "manual",
-                "escalated_to": _s(req.escalated_to),  # who the SLA mixin notifies
+                "escalated_to": _s(req.escalated_to),  # who the SLA part notifies
             }
             result = await self.persist(
                 req.request_id,

@@ -97,7 +97,7 @@ class TicketState(_Model):
     seen_request_ids: list[str] = Field(default_factory=list)
     # Set when the ticket's row was found disposed of: the workflow then ends.
     gone: bool = False
-    # SLA clocks (helpdesk.rules.sla; set at creation by TicketSlaMixin, kept across
+    # SLA clocks (helpdesk.rules.sla; set at creation by the create activity, kept across
     # continue-as-new). No PHI: targets, instants and fired thresholds.
     sla: SlaState | None = None
 

@@ -23,14 +23,14 @@ The workflow-safe `send_all` that runs them is `workflows.ticket_notify`.
 Rooms are not chosen here: the push asks `helpdesk.push.rooms_for`, which sends an
 internal note's event to ``ticket:<id>:staff``, the assignee's and the ``agents`` rooms only
 (never ``ticket:<id>`` nor the requester's room), and escalations to staff and managers.
-Managers' escalation emails need a lookup of who the managers are: the SLA mixin does it
-(`TicketSlaMixin._sla_notify`), which is why the workflow passes ``skip=NOTIFIED_BY_SLA``.
+Managers' escalation emails need a lookup of who the managers are: the SLA part does it
+(`workflows.ticket_sla_notify.announce`), which is why the workflow passes ``skip=NOTIFIED_BY_SLA``.
 
 Keys: every input derives from the change's request id, so a retried activity, a replayed
 workflow or a second `send_all` of the same change produces the same keys: an email's
 `NotifyInput.event_key` is the request id (the send-once claim is kind + ticket + key +
 recipient); a push's `event_id` is ``<ticket id>:<request id>`` (clients drop a repeat),
-the same id the SLA mixin uses for its escalation push.
+the same id the SLA part uses for its escalation push.
 
 Actors: `ChangeEvent.changes` may carry ``actor_id`` (the reopen event does; a comment's
 ``author_id`` counts as its actor): nobody is emailed about their own change.
@@ -129,7 +129,7 @@ class NotifyBatch(BaseModel):
 
 Notification = NotifyInput | PushInput
 
-# Changes whose notifications the SLA mixin already sends (escalation: emails to the
+# Changes whose notifications the SLA part already sends (escalation: emails to the
 # managers it looks up, and the push), passed as `skip=` by the ticket workflow.
 NOTIFIED_BY_SLA: frozenset[str] = frozenset({"escalated"})
 CREATED = "created"

@@ -287,7 +287,7 @@ def test_edit_pushes_an_update_and_sends_no_email() -> None:
     ]
 
 
-def test_escalation_tells_the_person_escalated_to_unless_the_sla_mixin_does() -> None:
+def test_escalation_tells_the_person_escalated_to_unless_the_sla_part_does() -> None:
     event = ChangeEvent(
         action="escalated",
         request_id="r-esc",
@@ -307,7 +307,7 @@ def test_escalation_tells_the_person_escalated_to_unless_the_sla_mixin_does() ->
         1,
         OTHER_AGENT,
     )
-    # The SLA mixin sends escalation notices with the same keys; the workflow skips ours.
+    # The SLA part sends escalation notices with the same keys; the workflow skips ours.
     assert escalation.event_id == f"{TICKET}:r-esc"
     assert notifications_for(event, state(), skip=NOTIFIED_BY_SLA) == []
 
