@@ -5,8 +5,10 @@ id, an email address or free text: every label value comes from a closed set in 
 *template*, an HTTP method and status, a command name, an outcome word, a verdict). Metrics
 live in prometheus_client's default registry, one per process; the API serves them on
 `/metrics` (`api.metrics`), a standalone worker on its own port (`serve_worker_metrics`).
-The Temporal SDK's own metrics (task latencies, slots, polls) come from its Rust core, on the
-port `temporal_metrics_address` names (`helpdesk.temporal.sdk_runtime`).
+The freshness gauges (audit anchor, last backup) are read from files at scrape time by
+`helpdesk.metrics_freshness`, which the runtime registers: importing this module stays light
+(no database stack). The Temporal SDK's own metrics (task latencies, slots, polls) come from
+its Rust core, on the port `temporal_metrics_address` names (`helpdesk.temporal.sdk_runtime`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from helpdesk.audit_anchor import AnchorStoreError, FileAnchorStore
-from helpdesk.backup.retention import backup_time, list_backups
 
 log = logging.getLogger("helpdesk.metrics")
 
@@ -115,46 +114,8 @@ class DatabasePoolCollector(Collector):
         yield idle
 
 
-class FreshnessCollector(Collector):
-    """When the audit chain was last anchored and the last backup made, read at scrape time
-    from the anchor file and the backup directory the settings name (the alert rules watch
-    their age): a short-lived `helpdesk backup create` cannot be scraped itself."""
-
-    def __init__(self) -> None:
-        self._settings: Any = None
-
-    def watch(self, settings: Any) -> None:
-        self._settings = settings
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        anchor = GaugeMetricFamily(
-            "helpdesk_audit_anchor_last_timestamp_seconds",
-            "Unix time of the newest audit chain anchor in the anchor store",
-        )
-        backup = GaugeMetricFamily(
-            "helpdesk_backup_last_success_timestamp_seconds",
-            "Unix time of the newest complete backup in the backup directory",
-        )
-        settings = self._settings
-        if settings is not None:
-            try:
-                latest = FileAnchorStore(settings.audit_anchor_path).latest_now()
-            except (AnchorStoreError, OSError):
-                latest = None
-            if latest is not None:
-                anchor.add_metric([], latest.at.timestamp())
-            made = [backup_time(path) for path in list_backups(settings.backups_path)]
-            newest = max((t for t in made if t is not None), default=None)
-            if newest is not None:
-                backup.add_metric([], newest.timestamp())
-        yield anchor
-        yield backup
-
-
 DB_POOLS = DatabasePoolCollector()
 REGISTRY.register(DB_POOLS)
-FRESHNESS = FreshnessCollector()
-REGISTRY.register(FRESHNESS)
 
 
 def serve_worker_metrics(host: str, port: int) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from helpdesk import metrics
+from helpdesk import metrics, metrics_freshness
 from helpdesk.audit import AuditTrail
 from helpdesk.crypto import BlindIndex, KeyRing
 from helpdesk.db import Database
@@ -110,5 +110,5 @@ def build_runtime(settings: Settings) -> Runtime:
         email=build_email_backend(settings),
     )
     metrics.DB_POOLS.watch("main", runtime.database.engine)
-    metrics.FRESHNESS.watch(settings)
+    metrics_freshness.FRESHNESS.watch(settings)
     return runtime
