@@ -29,6 +29,7 @@ from helpdesk.settings import Settings, get_settings
 from helpdesk.temporal import connect
 from workers.audit_schedule import ensure_anchor_schedule_or_warn
 from workers.command_guard import CommandGuard, audit_sink
+from workers.first_activation import FirstActivationRelease, FirstActivationRunner
 from workflows.registry import WORKFLOWS
 
 log = logging.getLogger("helpdesk.worker")
@@ -71,8 +72,8 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 
 def workflow_runner(*extra_passthrough: str) -> SandboxedWorkflowRunner:
     """The sandbox, with our deterministic libraries (and `extra_passthrough`) passed
-    through."""
-    return SandboxedWorkflowRunner(
+    through; each run lets go of its first activation (`workers.first_activation`)."""
+    return FirstActivationRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             *PASSTHROUGH_MODULES, *extra_passthrough
         )
@@ -116,7 +117,10 @@ def build_worker(
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
         activities=build_activities(runtime),
-        interceptors=[CommandGuard(settings.secret_bytes("command_key"))],
+        interceptors=[
+            FirstActivationRelease(),
+            CommandGuard(settings.secret_bytes("command_key")),
+        ],
         workflow_runner=workflow_runner(*(w.__module__ for w in extra_workflows)),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **worker_tuning(settings),
