@@ -37,7 +37,9 @@ for the sla phase, a migrated SQLite database, the API under uvicorn in this pro
   state) registered beside ours, `--cached-tickets` of them started by
   update-with-start through the public client: `floor_kb_per_cached_workflow`, what the SDK
   itself holds per cached run, the floor under `worker_kb_per_cached_ticket`.
-  `--floor-signals K` then signals each K times (a history K workflow tasks longer). Both
+  `--floor-signals K` then signals each K times (a history K workflow tasks longer);
+  `--floor-input-kb N` adds N KB to each start input, `--floor-update-kb N` to each
+  `opened` update's argument (what payloads held in history cost). Both
   memory phases also report the growth of malloc's bytes in use and of Python's allocated
   blocks per cached run (`*_malloc_in_use_kb_per_cached`, of it SQLite's `*_sqlite_kb_per_cached`,
   `*_python_blocks_per_cached`).
@@ -452,11 +454,19 @@ async def _worker_state(
 
 
 async def _floor_load(
-    client: Any, task_queue: str, count: int, clients: int, signals: int = 0
+    client: Any,
+    task_queue: str,
+    count: int,
+    clients: int,
+    signals: int = 0,
+    input_kb: int = 0,
+    update_kb: int = 0,
 ) -> None:
     """`count` FloorWorkflows started by update-with-start (as a ticket is), `clients` at
-    once, through the public client; then `signals` signals to each, one at a time per
-    workflow (each adds a workflow task's events to its history)."""
+    once, through the public client, each with `input_kb` KB more of start input and
+    `update_kb` KB more in the `opened` update's argument (not in its answer); then
+    `signals` signals to each, one at a time per workflow (each adds a workflow task's
+    events to its history)."""
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
@@ -472,10 +482,10 @@ async def _floor_load(
             rid = str(uuid.uuid4())
             await client.execute_update_with_start_workflow(
                 FloorWorkflow.opened,
-                rid,
+                rid + "-" * (update_kb * 1024),
                 start_workflow_operation=WithStartWorkflowOperation(
                     FloorWorkflow.run,
-                    rid,
+                    rid + "-" * (input_kb * 1024),
                     id=f"bench-floor-{rid}",
                     task_queue=task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -495,6 +505,8 @@ async def memory_phase(
     *,
     floor: bool = False,
     floor_signals: int = 0,
+    floor_input_kb: int = 0,
+    floor_update_kb: int = 0,
     trace_dir: str | None = None,
 ) -> dict[str, Any]:
     """`worker_kb_per_cached_ticket`, or with `floor` the same figure of FloorWorkflow
@@ -520,7 +532,15 @@ async def memory_phase(
 
         async def load(count: int) -> int:
             if floor:
-                await _floor_load(stack.client, queue, count, clients, floor_signals)
+                await _floor_load(
+                    stack.client,
+                    queue,
+                    count,
+                    clients,
+                    floor_signals,
+                    floor_input_kb,
+                    floor_update_kb,
+                )
                 return count
             made = await http_load(stack.base, token, count, clients)
             return len(made["ids"])
@@ -555,6 +575,8 @@ async def memory_phase(
             "floor_cached_workflows": cached,
             "floor_workflows_started": made,
             "floor_signals_each": floor_signals,
+            "floor_input_kb": floor_input_kb,
+            "floor_update_kb": floor_update_kb,
             **heap,
         }
     return {
@@ -728,6 +750,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.clients,
                 floor=True,
                 floor_signals=args.floor_signals,
+                floor_input_kb=args.floor_input_kb,
+                floor_update_kb=args.floor_update_kb,
                 trace_dir=args.trace_dir,
             )
         )
@@ -779,6 +803,18 @@ def main() -> None:
         type=int,
         default=0,
         help="floor: signals sent to each workflow once started (a longer history)",
+    )
+    parser.add_argument(
+        "--floor-input-kb",
+        type=int,
+        default=0,
+        help="floor: KB added to each workflow's start input (a ticket's is about 2)",
+    )
+    parser.add_argument(
+        "--floor-update-kb",
+        type=int,
+        default=0,
+        help="floor: KB added to each opened update's argument (not to its answer)",
     )
     parser.add_argument("--host-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
