@@ -78,9 +78,9 @@ def ui_text(text: str) -> UiText:
 
 # One for the process. The SDK makes a payload converter for every workflow run, and each
 # pydantic one would build its own cache of TypeAdapters (a schema and validator for each
-# non-model type a run decodes, `list[str]` say) and keep it for the run's life: about
-# 4 KB per cached ticket. Shared, each type's adapter is built once (lru_cache and
-# TypeAdapter are safe to use from the workflow threads).
+# non-model type a run decodes, `list[str]` say) and keep it for the run's life (bench.core
+# at 1000 cached: 103 -> 94 KB per ticket). Shared, each type's adapter is built once
+# (lru_cache and TypeAdapter are safe to use from the workflow threads).
 _PYDANTIC_JSON = PydanticJSONPlainPayloadConverter()
 
 
