@@ -4,7 +4,7 @@ are measured in this one process, in the same run, on the same Temporal server:
     python -m bench.core [--tickets 1000] [--clients 16] [--latency-ops 200]
         [--cached-tickets 3000] [--breaching 500] [--breaching-small 100]
         [--floor-timers 500] [--sla-server memory|file] [--phases create,memory,sla]
-        [--quick]   (small sizes: the three phases in under two minutes)
+        [--trace-dir DIR] [--quick]   (small sizes: the three phases in under two minutes)
 
 Tickets are created only through the HTTP API (bench/http_load.py, a client process of its
 own), and the trivial workflows only through the public Temporal client, so the bench holds
@@ -28,7 +28,21 @@ for the sla phase, a migrated SQLite database, the API under uvicorn in this pro
   = growth of that process's RSS (VmRSS, after a `gc.collect()` it runs on SIGUSR1, before
   and after) / the growth of its sticky cache (the SDK's `temporal_sticky_cache_size` gauge,
   which must reach the count of tickets created: each one's workflow is cached). A worker
-  process of its own, so that nothing the API holds is counted.
+  process of its own, so that nothing the API holds is counted. `--trace-dir DIR`: the
+  worker runs tracemalloc and dumps a snapshot at each of the two measurements (for
+  `python -m tracemalloc`-style diffs; RSS then counts the traces too).
+- floor (not run by default; `--phases floor`): the memory phase's set-up and worker
+  options with `bench.floor_workflow.FloorWorkflow` (waits as a ticket waits: a timer task,
+  `wait_condition` with a timeout, an update started with it, a signal; no activities, no
+  state) registered beside ours, `--cached-tickets` of them started by
+  update-with-start through the public client: `floor_kb_per_cached_workflow`, what the SDK
+  itself holds per cached run, the floor under `worker_kb_per_cached_ticket`.
+  `--floor-signals K` then signals each K times (a history K workflow tasks longer);
+  `--floor-input-kb N` adds N KB to each start input, `--floor-update-kb N` to each
+  `opened` update's argument (what payloads held in history cost). Both
+  memory phases also report the growth of malloc's bytes in use and of Python's allocated
+  blocks per cached run (`*_malloc_in_use_kb_per_cached`, of it SQLite's `*_sqlite_kb_per_cached`,
+  `*_python_blocks_per_cached`).
 - sla (the worker in this process; policy minutes last a second; the dev server in memory
   as bench.sla and bench.timer_floor start it, or `--sla-server file`: persisted, where one
   run here under load 5-7 had the 500 bare timers at 10.2 s p99): `--floor-timers` bare
@@ -79,7 +93,7 @@ from bench.tickets import (
     tree_cpu_seconds,
 )
 
-PHASES = ("create", "memory", "sla")
+PHASES = ("create", "memory", "floor", "sla")
 T = TypeVar("T")
 
 
@@ -294,10 +308,55 @@ async def create_phase(
 # --- phase: worker memory per cached ticket ------------------------------------------------
 
 
-async def _host_worker() -> None:
+def heap_kb() -> dict[str, int]:
+    """glibc malloc's in-use and free bytes (KB; `mallinfo2`, all arenas: Python's large
+    objects, the Rust core's, protobuf's and SQLite's allocations alike), SQLite's share of
+    it (KB: its page caches, the activities' database connections in this process) and
+    Python's own allocator's blocks in use (`sys.getallocatedblocks()`: a count)."""
+    import _sqlite3
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    found = {"python_blocks": sys.getallocatedblocks()}
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+        found["malloc_in_use_kb"] = (info.uordblks + info.hblkhd) // 1024
+        found["malloc_free_kb"] = info.fordblks // 1024
+        sqlite = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+        sqlite.restype = ctypes.c_int64
+        found["sqlite_kb"] = sqlite() // 1024
+    except (OSError, AttributeError):
+        pass
+    return found
+
+
+async def _host_worker(floor: bool) -> None:
     """`--host-worker`: the worker alone (`workers.worker.serve`, as `helpdesk worker`
     runs it), with settings from HELPDESK_*; SIGUSR1 runs a full collection and prints
-    `collected` once done; SIGTERM stops it."""
+    `collected` once done; SIGTERM stops it. `floor` (`--floor`): the same worker with
+    `bench.floor_workflow` registered too. When tracemalloc traces (PYTHONTRACEMALLOC,
+    `--trace-dir`), each collection also dumps a snapshot into BENCH_TRACE_DIR."""
+    import tracemalloc
+
+    from bench.floor_workflow import FloorWorkflow
     from helpdesk.runtime import build_runtime
     from helpdesk.services.sessions import prepare_runtime
     from helpdesk.settings import Settings
@@ -310,30 +369,45 @@ async def _host_worker() -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
+    dumps = 0
+
     def collect() -> None:
+        nonlocal dumps
         gc.collect()
+        trace_dir = os.environ.get("BENCH_TRACE_DIR")
+        if trace_dir and tracemalloc.is_tracing():
+            dumps += 1
+            tracemalloc.take_snapshot().dump(str(Path(trace_dir) / f"worker-{dumps}.snap"))
+        print(f"heap {json.dumps(heap_kb())}", flush=True)
         print("collected", flush=True)
 
     loop.add_signal_handler(signal.SIGUSR1, collect)
     try:
         runtime.temporal = await connect(settings)
-        await serve(runtime, stop, settle_heap=True)
+        await serve(
+            runtime, stop, settle_heap=True, extra_workflows=[FloorWorkflow] if floor else ()
+        )
     finally:
         await runtime.close()
 
 
 @contextlib.asynccontextmanager
 async def _worker_process(
-    stack: Stack, metrics_address: str
+    stack: Stack, metrics_address: str, *, floor: bool = False, trace_dir: str | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = stack.environment(temporal_metrics_address=metrics_address)
+    if trace_dir:
+        frames = os.environ.get("BENCH_TRACE_FRAMES", "1")
+        env.update(PYTHONTRACEMALLOC=frames, BENCH_TRACE_DIR=trace_dir)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bench.core",
         "--host-worker",
+        *(["--floor"] if floor else []),
         stdout=asyncio.subprocess.PIPE,
         cwd=PROJECT_ROOT,
-        env=stack.environment(temporal_metrics_address=metrics_address),
+        env=env,
     )
     try:
         yield proc
@@ -364,38 +438,117 @@ async def _worker_state(
 ) -> dict[str, Any]:
     """RSS (KB) of the worker process after a full collection, and its sticky cache size."""
     assert proc.stdout is not None
+    heap: dict[str, int] = {}
     proc.send_signal(signal.SIGUSR1)
     while True:
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
         if not line:
             raise RuntimeError("the worker process ended")
+        if line.startswith(b"heap "):
+            heap = json.loads(line[5:])
         if line.strip() == b"collected":
             break
     memory = _rss_of(proc.pid)
     cached = gauge((await http.get(metrics_url)).text, "temporal_sticky_cache_size")
-    return {**memory, "cached": cached}
+    return {**memory, **heap, "cached": cached}
 
 
-async def memory_phase(cached_tickets: int, clients: int) -> dict[str, Any]:
+async def _floor_load(
+    client: Any,
+    task_queue: str,
+    count: int,
+    clients: int,
+    signals: int = 0,
+    input_kb: int = 0,
+    update_kb: int = 0,
+) -> None:
+    """`count` FloorWorkflows started by update-with-start (as a ticket is), `clients` at
+    once, through the public client, each with `input_kb` KB more of start input and
+    `update_kb` KB more in the `opened` update's argument (not in its answer); then
+    `signals` signals to each, one at a time per workflow (each adds a workflow task's
+    events to its history)."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from bench.floor_workflow import FloorWorkflow
+
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+
+    async def caller() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            rid = str(uuid.uuid4())
+            await client.execute_update_with_start_workflow(
+                FloorWorkflow.opened,
+                rid + "-" * (update_kb * 1024),
+                start_workflow_operation=WithStartWorkflowOperation(
+                    FloorWorkflow.run,
+                    rid + "-" * (input_kb * 1024),
+                    id=f"bench-floor-{rid}",
+                    task_queue=task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                ),
+            )
+            handle = client.get_workflow_handle(f"bench-floor-{rid}")
+            for _ in range(signals):
+                await handle.signal(FloorWorkflow.poke)
+                await handle.query(FloorWorkflow.changes)  # the signal's task is done
+
+    await asyncio.gather(*(caller() for _ in range(clients)))
+
+
+async def memory_phase(
+    cached_tickets: int,
+    clients: int,
+    *,
+    floor: bool = False,
+    floor_signals: int = 0,
+    floor_input_kb: int = 0,
+    floor_update_kb: int = 0,
+    trace_dir: str | None = None,
+) -> dict[str, Any]:
+    """`worker_kb_per_cached_ticket`, or with `floor` the same figure of FloorWorkflow
+    (`floor_kb_per_cached_workflow`: the SDK's own cost per cached run) in the same
+    set-up and worker options, started through the public client (and sent
+    `floor_signals` signals each: a longer history)."""
     from bench.tickets import _free_port
 
     warm = 20
     metrics_address = f"127.0.0.1:{_free_port()}"
     async with (
         bench_stack(
-            "core-memory",
+            "core-floor" if floor else "core-memory",
             in_process_worker=False,
             workflow_cache_size=max(3000, cached_tickets + warm + 100),
         ) as stack,
-        _worker_process(stack, metrics_address) as proc,
+        _worker_process(stack, metrics_address, floor=floor, trace_dir=trace_dir) as proc,
         httpx.AsyncClient(timeout=30) as http,
     ):
         token = stack.tokens["requester"]
         url = f"http://{metrics_address}/metrics"
+        queue = stack.settings.temporal_task_queue
+
+        async def load(count: int) -> int:
+            if floor:
+                await _floor_load(
+                    stack.client,
+                    queue,
+                    count,
+                    clients,
+                    floor_signals,
+                    floor_input_kb,
+                    floor_update_kb,
+                )
+                return count
+            made = await http_load(stack.base, token, count, clients)
+            return len(made["ids"])
+
         # The worker is up and warm.
-        await _while_alive(proc, http_load(stack.base, token, warm, 4))
+        await _while_alive(proc, load(warm))
         before = await _worker_state(proc, url, http)
-        made = await _while_alive(proc, http_load(stack.base, token, cached_tickets, clients))
+        made = await _while_alive(proc, load(cached_tickets))
         await asyncio.sleep(1.0)  # the last activities' completions
         after = await _worker_state(proc, url, http)
     cached = (
@@ -403,17 +556,37 @@ async def memory_phase(cached_tickets: int, clients: int) -> dict[str, Any]:
         if after["cached"] is not None and before["cached"] is not None
         else None
     )
+    per = cached if cached is not None else cached_tickets
+    heap = {
+        f"{'floor' if floor else 'worker'}_{name}_per_cached": kb_per_item(
+            before[name], after[name], per
+        )
+        for name in ("malloc_in_use_kb", "sqlite_kb", "python_blocks")
+        if name in before and name in after
+    }
+    if floor:
+        return {
+            "floor_kb_per_cached_workflow": kb_per_item(before["VmRSS"], after["VmRSS"], per),
+            "floor_anon_kb_per_cached_workflow": kb_per_item(
+                before["RssAnon"], after["RssAnon"], per
+            ),
+            "floor_rss_before_mb": round(before["VmRSS"] / 1024, 1),
+            "floor_rss_after_mb": round(after["VmRSS"] / 1024, 1),
+            "floor_cached_workflows": cached,
+            "floor_workflows_started": made,
+            "floor_signals_each": floor_signals,
+            "floor_input_kb": floor_input_kb,
+            "floor_update_kb": floor_update_kb,
+            **heap,
+        }
     return {
-        "worker_kb_per_cached_ticket": kb_per_item(
-            before["VmRSS"], after["VmRSS"], cached if cached is not None else cached_tickets
-        ),
-        "worker_anon_kb_per_cached_ticket": kb_per_item(
-            before["RssAnon"], after["RssAnon"], cached if cached is not None else cached_tickets
-        ),
+        "worker_kb_per_cached_ticket": kb_per_item(before["VmRSS"], after["VmRSS"], per),
+        "worker_anon_kb_per_cached_ticket": kb_per_item(before["RssAnon"], after["RssAnon"], per),
         "worker_rss_before_mb": round(before["VmRSS"] / 1024, 1),
         "worker_rss_after_mb": round(after["VmRSS"] / 1024, 1),
         "worker_cached_tickets": cached,
-        "worker_tickets_created": len(made["ids"]),
+        "worker_tickets_created": made,
+        **heap,
     }
 
 
@@ -585,7 +758,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "create" in phases:
         figures.update(await create_phase(args.tickets, args.clients, args.latency_ops))
     if "memory" in phases:
-        figures.update(await memory_phase(args.cached_tickets, args.clients))
+        figures.update(
+            await memory_phase(args.cached_tickets, args.clients, trace_dir=args.trace_dir)
+        )
+    if "floor" in phases:
+        figures.update(
+            await memory_phase(
+                args.cached_tickets,
+                args.clients,
+                floor=True,
+                floor_signals=args.floor_signals,
+                floor_input_kb=args.floor_input_kb,
+                floor_update_kb=args.floor_update_kb,
+                trace_dir=args.trace_dir,
+            )
+        )
     if "sla" in phases:
         figures.update(
             await sla_phase(
@@ -620,14 +807,40 @@ def main() -> None:
         help="the sla phase's dev server: in memory (as bench.sla, bench.timer_floor) or "
         "persisted with the WAL pragmas (as helpdesk dev)",
     )
-    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--phases", default="create,memory,sla", help=f"of {', '.join(PHASES)}")
     parser.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes")
+    parser.add_argument(
+        "--trace-dir",
+        default=None,
+        help="memory, floor: the worker runs tracemalloc and dumps a snapshot here at each "
+        "measurement (worker-1.snap before, worker-2.snap after); its RSS then counts the "
+        "traces too",
+    )
+    parser.add_argument(
+        "--floor-signals",
+        type=int,
+        default=0,
+        help="floor: signals sent to each workflow once started (a longer history)",
+    )
+    parser.add_argument(
+        "--floor-input-kb",
+        type=int,
+        default=0,
+        help="floor: KB added to each workflow's start input (a ticket's is about 2)",
+    )
+    parser.add_argument(
+        "--floor-update-kb",
+        type=int,
+        default=0,
+        help="floor: KB added to each opened update's argument (not to its answer)",
+    )
     parser.add_argument("--host-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.host_worker:
         from helpdesk import eventloop
 
-        eventloop.run(_host_worker())
+        eventloop.run(_host_worker(args.floor))
         sys.stdout.flush()
         os._exit(0)  # sdk-python#300
     if args.quick:

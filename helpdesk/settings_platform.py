@@ -104,11 +104,12 @@ class TemporalSettings(BaseModel):
     )
     workflow_task_pollers: int = Field(20, description="Workflow task pollers of the worker")
     # An evicted ticket replays its history before each update (about 40 ms more per
-    # update measured here); each cached ticket workflow holds about 130 KB.
+    # update measured here); each cached ticket workflow holds about 100 KB (bench.core at
+    # 3000; a workflow that only waits holds 80 KB under the same worker, the SDK's floor).
     workflow_cache_size: int = Field(
         3000,
         ge=0,
-        description="Ticket workflows the worker keeps in memory (about 130 KB each); "
+        description="Ticket workflows the worker keeps in memory (about 100 KB each); "
         "a change to one not kept replays its history first",
     )
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from helpdesk.settings import Settings, get_settings
 from helpdesk.temporal import connect
 from workers.audit_schedule import ensure_anchor_schedule_or_warn
 from workers.command_guard import CommandGuard, audit_sink
+from workers.first_activation import FirstActivationRelease, FirstActivationRunner
 from workflows.registry import WORKFLOWS
 
 log = logging.getLogger("helpdesk.worker")
@@ -70,10 +71,13 @@ PASSTHROUGH_MODULES = (
 GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, with our deterministic libraries passed through."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+def workflow_runner(*extra_passthrough: str) -> SandboxedWorkflowRunner:
+    """The sandbox, with our deterministic libraries (and `extra_passthrough`) passed
+    through; each run lets go of its first activation (`workers.first_activation`)."""
+    return FirstActivationRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            *PASSTHROUGH_MODULES, *extra_passthrough
+        )
     )
 
 
@@ -96,19 +100,29 @@ def worker_tuning(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_worker(client: Client, runtime: Runtime, *, task_queue: str | None = None) -> Worker:
-    """A worker registering every workflow of `workflows.registry` and every activity of
-    `activities.registry`, polling `task_queue` (default: the configured one)."""
+def build_worker(
+    client: Client,
+    runtime: Runtime,
+    *,
+    task_queue: str | None = None,
+    extra_workflows: Sequence[type] = (),
+) -> Worker:
+    """A worker registering every workflow of `workflows.registry` (and `extra_workflows`: a
+    bench's own, their modules passed through the sandbox as ours are) and every activity
+    of `activities.registry`, polling `task_queue` (default: the configured one)."""
     settings = runtime.settings
     # Commands without the API's MAC are refused, counted and audited (issue 11).
     command_auth.install_sink(audit_sink(runtime))
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
-        workflows=list(WORKFLOWS),
+        workflows=[*WORKFLOWS, *extra_workflows],
         activities=build_activities(runtime),
-        interceptors=[CommandGuard(settings.secret_bytes("command_key"))],
-        workflow_runner=workflow_runner(),
+        interceptors=[
+            FirstActivationRelease(),
+            CommandGuard(settings.secret_bytes("command_key")),
+        ],
+        workflow_runner=workflow_runner(*(w.__module__ for w in extra_workflows)),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **worker_tuning(settings),
     )
@@ -163,7 +177,13 @@ async def run_worker_in_background(
             log.exception("the Temporal worker had stopped with an error")
 
 
-async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = False) -> None:
+async def serve(
+    runtime: Runtime,
+    stop: asyncio.Event,
+    *,
+    settle_heap: bool = False,
+    extra_workflows: Sequence[type] = (),
+) -> None:
     """Run a worker until `stop` is set, then shut it down gracefully. `settle_heap`: once
     it polls, freeze start-up's objects out of the GC's walks (`helpdesk.heap`; the
     standalone worker process, whose start-up this is).
@@ -172,7 +192,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event, *, settle_heap: bool = Fa
     by its supervisor rather than linger without polling)."""
     if runtime.temporal is None:
         runtime.temporal = await connect(runtime.settings)
-    worker = build_worker(runtime.temporal, runtime)
+    worker = build_worker(runtime.temporal, runtime, extra_workflows=extra_workflows)
     task = asyncio.create_task(worker.run(), name="temporal-worker")
     await _resume_pending_scans(runtime)
     await ensure_anchor_schedule_or_warn(runtime.temporal, runtime.settings)

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from helpdesk.rules.notify import NotifyBatch
 from helpdesk.rules.sla import SlaState
@@ -103,7 +103,10 @@ class TicketState(_Model):
 
 
 class TicketConfig(_Model):
-    """Knobs of one ticket workflow, carried across continue-as-new."""
+    """Knobs of one ticket workflow, carried across continue-as-new. Frozen: equal ones are
+    one object across the tickets a worker holds (`TicketInput`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Continue as new once the history reaches this many events (None: when the server
     # suggests it). Tests force it small.
@@ -154,6 +157,18 @@ class TicketInput(_Model):
     # Set when the workflow is started to create its ticket: its first step writes the row.
     # None when it is started for a row that exists (reconciliation) or continued as new.
     new: SealedTicket | None = None
+
+    @field_validator("config")
+    @classmethod
+    def _shared_config(cls, config: TicketConfig) -> TicketConfig:
+        # Every ticket of a deployment runs with the same few knobs: one object for all.
+        found = _CONFIGS.setdefault(config.model_dump_json(), config)
+        if len(_CONFIGS) > 64:  # tests vary them; a deployment has one
+            _CONFIGS.clear()
+        return found
+
+
+_CONFIGS: dict[str, TicketConfig] = {}
 
 
 class OpenRequest(_Model):

@@ -17,9 +17,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from helpdesk.rules.sla_policy import EscalationStep, SlaClockKind, SlaPolicySnapshot
+from helpdesk.rules.sla_policy import EscalationStep, SlaClockKind, SlaPolicySnapshot, shared
 
 # --- clock state ------------------------------------------------------------------------
 
@@ -47,6 +47,12 @@ class SlaState(BaseModel):
     fired: list[str] = Field(default_factory=list)  # EscalationStep.key values
     auto_close_at: datetime | None = None
     closed: bool = False
+
+    @field_validator("policy")
+    @classmethod
+    def _shared_policy(cls, policy: SlaPolicySnapshot) -> SlaPolicySnapshot:
+        # One object per distinct policy across all the tickets a worker holds.
+        return shared(policy)
 
 
 class SlaRecord(BaseModel):
@@ -211,7 +217,7 @@ def change_policy(state: SlaState, policy: SlaPolicySnapshot, now: datetime) -> 
     for kind in SlaClockKind:
         _bank(state, kind, now)
     old = state.policy
-    state.policy = policy
+    state.policy = shared(policy)
     for clock in state.clocks.values():
         clock.target_seconds = policy.target(clock.kind)
     if state.auto_close_at is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from helpdesk.business_hours import WorkingCalendar
 
@@ -29,6 +29,9 @@ PRIORITY_ORDER: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 
 class CalendarSpec(BaseModel):
     """A business-hours calendar as stored: weekly hours in a time zone, minus holidays."""
+
+    # Frozen, as the whole snapshot: one object is shared by every ticket under it (`shared`).
+    model_config = ConfigDict(frozen=True)
 
     time_zone: str = "UTC"
     weekly_hours: dict[str, list[list[str]]] = Field(default_factory=dict)
@@ -62,6 +65,8 @@ _ALWAYS = WorkingCalendar.always()
 class EscalationStep(BaseModel):
     """One escalation rule as it was when the snapshot was taken."""
 
+    model_config = ConfigDict(frozen=True)
+
     rule_id: str
     clock: SlaClockKind
     threshold_percent: int
@@ -76,7 +81,10 @@ class EscalationStep(BaseModel):
 
 
 class SlaPolicySnapshot(BaseModel):
-    """The policy in force for a priority, in seconds (the settings scale policy minutes)."""
+    """The policy in force for a priority, in seconds (the settings scale policy minutes).
+    Frozen: a snapshot is replaced, never changed, so equal ones are shared (`shared`)."""
+
+    model_config = ConfigDict(frozen=True)
 
     priority: str
     first_response_seconds: float
@@ -93,3 +101,22 @@ class SlaPolicySnapshot(BaseModel):
 
     def working_calendar(self) -> WorkingCalendar:
         return self.calendar.calendar() if self.calendar else _ALWAYS
+
+
+# Equal snapshots, one object: every cached ticket workflow carries its policy (calendar,
+# escalation steps: about 7 KB decoded), and a help desk has a handful of distinct ones.
+# Bounded: a burst of distinct snapshots (policies edited often) starts it afresh.
+_SHARED: dict[str, SlaPolicySnapshot] = {}
+_SHARED_MAX = 256
+
+
+def shared(policy: SlaPolicySnapshot) -> SlaPolicySnapshot:
+    """The one object equal to `policy` (itself the first time it is seen). Safe to share:
+    snapshots are frozen and nothing changes their lists."""
+    key = policy.model_dump_json()
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED.setdefault(key, policy)
+    return found
