@@ -34,6 +34,13 @@ from models.sla import BusinessCalendar, SlaPolicy
 from models.ticket import Ticket
 
 DIMENSIONS = ("all", "status", "priority", "category", "assignee")
+# The dimensions a filter or a group may name, in the order of a pair's parts.
+FILTERS = ("status", "priority", "category", "assignee")
+# Cells are also kept per pair of them (dimension `status+priority`, value `OPEN|HIGH`):
+# a filter on one grouped by another, or filters on two, is then a sum of cells.
+PAIRS = tuple((a, b) for i, a in enumerate(FILTERS) for b in FILTERS[i + 1 :])
+PAIR_JOIN = "+"
+VALUE_JOIN = "|"
 # Each measure is kept twice: per UTC hour (dimension name as is) and per UTC day (the name
 # with this suffix), so a long period reads one row per day and value, hours at its edges.
 DAILY = "@d"
@@ -123,18 +130,26 @@ def dimension_value(f: Mapping[str, Any], dim: str) -> str:
     return ""
 
 
+def pair_dimension(a: str, b: str) -> str:
+    """The rollup dimension of a pair (`a` before `b` in `FILTERS`)."""
+    return f"{a}{PAIR_JOIN}{b}"
+
+
+def cell_dimensions(f: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (dimension, value) cells a fact counts in: `all`, each single dimension and each
+    pair of them."""
+    single = {dim: dimension_value(f, dim) for dim in FILTERS}
+    dims = [("all", ""), *single.items()]
+    dims += [(pair_dimension(a, b), f"{single[a]}{VALUE_JOIN}{single[b]}") for a, b in PAIRS]
+    return dims
+
+
 def contributions(f: Mapping[str, Any] | None) -> Contributions:
     """Rollup cells → measure deltas of one ticket's fact (empty for no fact)."""
     out: Contributions = {}
     if f is None:
         return out
-    dims = (
-        ("all", ""),
-        ("status", f["status"]),
-        ("priority", f["priority"]),
-        ("category", _value(f["category_id"])),
-        ("assignee", _value(f["assignee_id"])),
-    )
+    dims = cell_dimensions(f)
     for at, measures in events_of(f):
         hour = hour_of(at)
         day = hour.replace(hour=0)

@@ -163,8 +163,8 @@ async def test_measures_follow_the_ticket_s_current_priority(
     t = await timeline.create(priority="LOW")
     await timeline.create(priority="LOW")
     await timeline.change(t, "edited", priority="HIGH")
-    high = await overview(rt, timeline.clock, dim="priority", value="HIGH")
-    low = await overview(rt, timeline.clock, dim="priority", value="LOW")
+    high = await overview(rt, timeline.clock, filters=(("priority", "HIGH"),))
+    low = await overview(rt, timeline.clock, filters=(("priority", "LOW"),))
     assert (high["created"], low["created"]) == (1, 1)
 
 
@@ -299,17 +299,17 @@ async def test_a_tag_filter_answers_like_the_rollups_of_the_same_tickets(
             await timeline.set_status(t, "OPEN")  # a reopen
         timeline.clock.advance(hours=13)
     token = ticket_tags.tag_token(rt.blind_index, "urgent-care")
-    tagged = await overview(rt, timeline.clock, dim="tag", value=token)
-    high = await overview(rt, timeline.clock, dim="priority", value="HIGH")
+    tagged = await overview(rt, timeline.clock, tag=token)
+    high = await overview(rt, timeline.clock, filters=(("priority", "HIGH"),))
     assert tagged == high and tagged["created"] == 3 and tagged["reopened"] == 1
     scope = Scope(START - timedelta(days=1), timeline.clock.now + timedelta(hours=1))
     async with rt.database.read() as session:
         by_tag = await queries.series(
-            session, Scope(scope.start, scope.end, dim="tag", value=token), "day", "priority", 1
+            session, Scope(scope.start, scope.end, tag=token), "day", "priority", 1
         )
         rollup = await queries.series(session, scope, "day", "priority", 1)
         backlog = await queries.backlog(
-            session, Scope(scope.start, scope.end, dim="tag", value=token), scope.end, 1
+            session, Scope(scope.start, scope.end, tag=token), scope.end, 1
         )
     assert [p for p in by_tag if p["created"]] == [
         p for p in rollup if p["group"] == "HIGH" and p["created"]
