@@ -5,61 +5,28 @@ the rollups kept incrementally equal the ones `helpdesk analytics rebuild` compu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import delete, select, update
 
-from api.app import prepare_runtime
 from helpdesk.analytics import queries
 from helpdesk.analytics.queries import Scope
 from helpdesk.analytics.rebuild import rebuild
-from helpdesk.runtime import Runtime, build_runtime
+from helpdesk.runtime import Runtime
 from helpdesk.settings import Settings
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import Role
-from tests.conftest import make_settings
 from tests.support.analytics_timeline import (
     START,
     Clock,
     Timeline,
-    fresh_postgres,
     install_clock,
     rollup_snapshot,
 )
 from tests.support.factories import make_user
-
-
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def rt(
-    request: pytest.FixtureRequest, settings: Settings, var_dir: Path
-) -> AsyncIterator[Runtime]:
-    """A runtime over a migrated SQLite copy, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        runtime = prepare_runtime(build_runtime(settings))
-        try:
-            yield runtime
-        finally:
-            await runtime.close()
-        return
-    async with fresh_postgres() as url:
-        runtime = prepare_runtime(build_runtime(make_settings(var_dir, database_url=url)))
-        try:
-            yield runtime
-        finally:
-            await runtime.close()
-
-
-@pytest_asyncio.fixture
-async def timeline(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Timeline:
-    clock = install_clock(monkeypatch)
-    requester = await make_user(rt, Role.END_USER)
-    agent = await make_user(rt, Role.SUPPORT_AGENT)
-    return Timeline(rt, clock, requester.id, agent.id)
 
 
 async def overview(rt: Runtime, clock: Clock, k: int = 1, **scope: Any) -> dict[str, Any]:
