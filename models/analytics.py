@@ -52,6 +52,9 @@ class TicketFact(Base):
     csat_sent_at: Mapped[datetime | None]
     csat_answered_at: Mapped[datetime | None]
     csat_rating: Mapped[int | None] = mapped_column(Integer)
+    # The blind tokens of the approved tags (HELPDESK_ANALYTICS_EXPORT_TAGS) the ticket is
+    # counted under in the rollups, sorted; NULL for none (migration 0009).
+    tag_tokens: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class AnalyticsRollup(Base):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, select, tuple_, update
@@ -31,7 +31,7 @@ from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
 from models.satisfaction import SatisfactionSurvey
 from models.sla import BusinessCalendar, SlaPolicy
-from models.ticket import Ticket
+from models.ticket import Ticket, TicketTag
 
 DIMENSIONS = ("all", "status", "priority", "category", "assignee")
 # The dimensions a filter or a group may name, in the order of a pair's parts.
@@ -41,6 +41,14 @@ FILTERS = ("status", "priority", "category", "assignee")
 PAIRS = tuple((a, b) for i, a in enumerate(FILTERS) for b in FILTERS[i + 1 :])
 PAIR_JOIN = "+"
 VALUE_JOIN = "|"
+# Cells are kept per approved tag's blind token too (`tag`, and paired with each dimension:
+# `priority+tag`, value `HIGH|<token>`). Those of a token are complete (every ticket carrying
+# the tag counted) only once `helpdesk analytics rebuild` has run while it was approved: the
+# rebuild writes its `READY` row; a writer that stops counting a token no longer approved
+# deletes it. Readers use a tag's cells only with its READY row, the fact rows otherwise.
+TAG = "tag"
+READY = "tag@ready"
+READY_HOUR = datetime(1970, 1, 1, tzinfo=UTC)
 # Each measure is kept twice: per UTC hour (dimension name as is) and per UTC day (the name
 # with this suffix), so a long period reads one row per day and value, hours at its edges.
 DAILY = "@d"
@@ -136,11 +144,14 @@ def pair_dimension(a: str, b: str) -> str:
 
 
 def cell_dimensions(f: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The (dimension, value) cells a fact counts in: `all`, each single dimension and each
-    pair of them."""
+    """The (dimension, value) cells a fact counts in: `all`, each single dimension, each
+    pair of them, and each approved tag it carries alone and with each dimension."""
     single = {dim: dimension_value(f, dim) for dim in FILTERS}
     dims = [("all", ""), *single.items()]
     dims += [(pair_dimension(a, b), f"{single[a]}{VALUE_JOIN}{single[b]}") for a, b in PAIRS]
+    for token in f.get("tag_tokens") or ():
+        dims.append((TAG, token))
+        dims += [(pair_dimension(d, TAG), f"{single[d]}{VALUE_JOIN}{token}") for d in FILTERS]
     return dims
 
 
@@ -326,10 +337,12 @@ async def record(
     staff_reply: bool = False,
     breaches: Iterable[tuple[str, datetime]] = (),
     surveys: bool = False,
+    tags: frozenset[str] = frozenset(),
 ) -> None:
     """Update the ticket's fact and the rollups, in the caller's transaction (which has
-    written, and on PostgreSQL locked, the ticket row). `surveys`: the ticket's
-    satisfaction surveys changed; the fact takes the latest one sent and not cancelled."""
+    written, and on PostgreSQL locked, the ticket row and its tags). `surveys`: the ticket's
+    satisfaction surveys changed; the fact takes the latest one sent and not cancelled.
+    `tags`: the approved tags' tokens (`ticket_tags.analytics_tokens`)."""
     fact = await session.get(TicketFact, ticket.id)
     old = None if fact is None else values_of(fact)
     if fact is None:
@@ -342,8 +355,30 @@ async def record(
             select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id == ticket.id)
         )
         apply_survey(fact, latest_survey(list(found)))
+    await count_tags(session, fact, tags)
     delta = difference(contributions(old), contributions(values_of(fact)))
     await apply_delta(session, delta)
+
+
+async def count_tags(session: AsyncSession, fact: TicketFact, approved: frozenset[str]) -> None:
+    """The approved tags the ticket carries now become the fact's `tag_tokens`. A token it
+    counted under that is no longer approved leaves the token's cells incomplete: its READY
+    row goes (its figures come from the fact rows until the next rebuild)."""
+    before = set(fact.tag_tokens or ())
+    now: list[str] = []
+    if approved:
+        found = await session.scalars(
+            select(TicketTag.token).where(
+                TicketTag.ticket_id == fact.ticket_id, TicketTag.token.in_(approved)
+            )
+        )
+        now = sorted(set(found))
+    if now != sorted(before):
+        fact.tag_tokens = now or None
+    dropped = sorted(before - approved)
+    if dropped:
+        table = AnalyticsRollup.__table__
+        await session.execute(delete(table).where(table.c.dim == READY, table.c.value.in_(dropped)))
 
 
 async def apply_delta(session: AsyncSession, delta: Contributions) -> None:

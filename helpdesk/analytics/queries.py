@@ -20,6 +20,9 @@ from helpdesk.analytics.facts import (
     DAILY,
     FILTERS,
     NONE_VALUE,
+    READY,
+    READY_HOUR,
+    TAG,
     VALUE_JOIN,
     dimension_value,
     events_of,
@@ -115,8 +118,9 @@ async def _fact_cells(
     session: AsyncSession, scope: Scope, group: str | None
 ) -> list[tuple[datetime, str, dict[str, Any]]]:
     """Hourly cells (hour, group, metrics) computed from the fact rows of the tickets within
-    every filter, with the rollups' own definitions (`events_of`): for a tag (the rollups
-    are not kept per tag) and for three or more dimensions at once (they are kept per pair).
+    every filter, with the rollups' own definitions (`events_of`): for three or more
+    dimensions at once (the rollups are kept per pair), a tag with two or more, or a tag
+    whose cells are not complete (approved since the last rebuild).
     Reads every fact row within the filters created before the period's end (found by the
     tag's token or the facts' indexes): the cost grows with the number of those tickets."""
     first, last = hour_of(scope.start), _last_hour(scope)
@@ -131,6 +135,15 @@ async def _fact_cells(
             if first <= hour < last:
                 cells.setdefault((hour, key), Counter()).update(measured)
     return [(hour, key, nest(counts)) for (hour, key), counts in sorted(cells.items())]
+
+
+async def _tag_ready(session: AsyncSession, token: str) -> bool:
+    """Whether the tag's cells count every ticket carrying it (`facts.READY`)."""
+    table = AnalyticsRollup.__table__.c
+    query = select(table.value).where(
+        table.dim == READY, table.hour == READY_HOUR, table.value == token
+    )
+    return (await session.scalar(query)) is not None
 
 
 async def _seen_values(session: AsyncSession, dim: str, spans: list[Any]) -> list[str]:
@@ -155,12 +168,20 @@ async def _cells(
 ) -> list[tuple[datetime, str, Any]]:
     """The rollup rows (hour, group value, metrics) of a period within the scope's filters.
     A single dimension's cells answer a filter or group on it, a pair's cells any two
-    dimensions (filters, or a filter and the group); a tag, or three or more dimensions,
-    are computed from the fact rows (`_fact_cells`). `light_days`: daily cells as their
+    dimensions (filters, or a filter and the group); three or more dimensions
+    are computed from the fact rows (`_fact_cells`); an approved tag reads its own cells
+    (alone, or paired with one dimension) once a rebuild marked them complete.
+    `light_days`: daily cells as their
     summaries, without histograms (each will be a point of its own)."""
     wanted = dict(scope.filters)
     dims = sorted(wanted.keys() | ({group} if group else set()), key=FILTERS.index)
-    if scope.tag or len(dims) > 2:
+    if scope.tag:
+        # An approved tag's cells, alone or paired with one dimension, once complete.
+        if len(dims) > 1 or not await _tag_ready(session, scope.tag):
+            return await _fact_cells(session, scope, group)
+        wanted[TAG] = scope.tag
+        dims.append(TAG)
+    elif len(dims) > 2:
         return await _fact_cells(session, scope, group)
     spans = [("", hour_of(scope.start), scope.end)] if hourly_only else _spans(scope)
     table = AnalyticsRollup.__table__.c

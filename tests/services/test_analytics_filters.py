@@ -1,6 +1,7 @@
 """Analytics filtered on several dimensions at once, on SQLite and PostgreSQL: figures a
 manager reads for a hand-built set of tickets, and for every filter and group the rollup
-cells (single and pair dimensions) give exactly what the fact rows within the filters give."""
+cells (single and pair dimensions, approved tags) give exactly what the fact rows within
+the filters give."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from helpdesk.analytics import facts as analytics_facts
 from helpdesk.analytics import queries
-from helpdesk.analytics.facts import FILTERS, NONE_VALUE, flatten
+from helpdesk.analytics.facts import FILTERS, NONE_VALUE, READY, flatten
 from helpdesk.analytics.measures import merge
 from helpdesk.analytics.queries import Scope
+from helpdesk.analytics.rebuild import rebuild
 from helpdesk.runtime import Runtime
-from helpdesk.services import analytics
+from helpdesk.services import analytics, ticket_tags
+from models.analytics import AnalyticsRollup
 from models.category import Category
 from models.enums import Role
-from tests.support.analytics_timeline import START, Timeline
+from models.ticket import Ticket
+from tests.support.analytics_timeline import START, Timeline, rollup_snapshot
 from tests.support.factories import make_user
 
 
@@ -138,3 +144,75 @@ def _by_group(rows: list[tuple[Any, str, dict[str, Any]]]) -> dict[str, dict[str
     for _, group, metrics in rows:
         found.setdefault(group, []).append(metrics)
     return {group: flatten(merge(cells)) for group, cells in found.items()}
+
+
+TAGGED = {"analytics_min_cell_size": 1, "analytics_export_tags": ["Urgent-Care"]}
+
+
+async def _ready(rt: Runtime) -> list[str]:
+    async with rt.database.read() as session:
+        found = await session.scalars(
+            select(AnalyticsRollup.value).where(AnalyticsRollup.dim == READY)
+        )
+        return list(found)
+
+
+@pytest.mark.parametrize("settings", [TAGGED], indirect=True)
+async def test_an_approved_tag_has_its_own_cells_once_rebuilt_and_they_stay_exact(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    token = ticket_tags.tag_token(rt.blind_index, "urgent-care")
+    made = []
+    for i, (priority, tags) in enumerate(
+        [("HIGH", ["urgent-care"]), ("LOW", ["Urgent-Care", "x"]), ("HIGH", ["other"])]
+    ):
+        t = await timeline.create(priority=priority)
+        await timeline.change(t, "tagged", tags=tags)
+        await timeline.assign(t)
+        timeline.clock.advance(minutes=20 * (i + 1))
+        await timeline.reply(t)
+        made.append(t)
+    start, end = START + timedelta(hours=-1), timeline.clock.now + timedelta(hours=30)
+
+    async def equal_to_the_facts() -> None:
+        async with rt.database.read() as session:
+            for filters in ((), (("priority", "HIGH"),), (("status", "OPEN"),)):
+                scope = Scope(start, end, filters, tag=token)
+                for group in (None, "priority", "assignee"):
+                    if filters and group and group != filters[0][0]:
+                        continue
+                    kept = await queries._cells(session, scope, group)
+                    exact = await queries._fact_cells(session, scope, group)
+                    assert _by_group(kept) == _by_group(exact), (filters, group)
+
+    assert await _ready(rt) == []  # counted as the writers go, but not complete yet
+    await equal_to_the_facts()  # (answered from the fact rows)
+    async with rt.database.transaction() as session:
+        await rebuild(session, ticket_tags.analytics_tokens(rt))
+    assert await _ready(rt) == [token]
+    m = (await analytics.overview(rt, Scope(start, end, tag=token)))["measures"]
+    assert (m["created"], m["first_response"]["count"]) == (2, 2)
+    await equal_to_the_facts()
+
+    # Later changes move the tag's cells as any other: the tag removed from one ticket,
+    # added to another, a resolution; the kept cells still equal a rebuild's.
+    await timeline.change(made[0], "tagged", tags=["other"])
+    await timeline.change(made[2], "tagged", tags=["urgent-care"])
+    timeline.clock.advance(hours=3)
+    await timeline.set_status(made[1], "RESOLVED")
+    await equal_to_the_facts()
+    incremental = await rollup_snapshot(rt)
+    async with rt.database.transaction() as session:
+        await rebuild(session, ticket_tags.analytics_tokens(rt))
+    assert await rollup_snapshot(rt) == incremental
+    series = await analytics.series(rt, Scope(start, end, tag=token), "month", "priority")
+    assert {(p["group"], p["created"]) for p in series["points"]} == {("HIGH", 1), ("LOW", 1)}
+
+    # A writer that no longer counts the tag (taken off the approved list) leaves its cells
+    # incomplete: their READY row goes, and figures come from the fact rows again.
+    async with rt.database.transaction() as session:
+        ticket = await session.get(Ticket, made[2])
+        assert ticket is not None
+        await analytics_facts.record(session, ticket, at=timeline.clock.now, tags=frozenset())
+    assert await _ready(rt) == []
+    await equal_to_the_facts()
