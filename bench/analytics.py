@@ -332,7 +332,7 @@ async def measure(runtime: Runtime, name: str, requests: int) -> dict[str, Any]:
     figures[f"analytics_series_p50_ms_{name}"] = _p(s, 0.5)
     figures[f"analytics_series_p99_ms_{name}"] = _p(s, 0.99)
     async with runtime.database.read() as session:
-        cells = await queries._cells(session, "priority", quarter, None)
+        cells = await queries._cells(session, quarter, "priority")
     figures[f"analytics_series_rows_read_{name}"] = len(cells)
     measures = (await overview())[0]
     errors = []

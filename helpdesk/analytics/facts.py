@@ -47,6 +47,9 @@ VALUE_JOIN = "|"
 # rebuild writes its `READY` row; a writer that stops counting a token no longer approved
 # deletes it. Readers use a tag's cells only with its READY row, the fact rows otherwise.
 TAG = "tag"
+# The open backlog: one cell per UTC day of creation (`hour` the day's start) and
+# `status|priority` of the open tickets, counting them (`open`); ages come at read time.
+BACKLOG = "backlog"
 READY = "tag@ready"
 READY_HOUR = datetime(1970, 1, 1, tzinfo=UTC)
 # Each measure is kept twice: per UTC hour (dimension name as is) and per UTC day (the name
@@ -167,6 +170,10 @@ def contributions(f: Mapping[str, Any] | None) -> Contributions:
         for dim, value in dims:
             out.setdefault((dim, hour, value), Counter()).update(measures)
             out.setdefault((dim + DAILY, day, value), Counter()).update(measures)
+    if f["status"] in _LIVE:
+        day = hour_of(f["created_at"]).replace(hour=0)
+        key = (BACKLOG, day, f"{f['status']}{VALUE_JOIN}{f['priority']}")
+        out.setdefault(key, Counter())["open"] += 1
     return out
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.facts import (
+    BACKLOG,
     DAILY,
     FILTERS,
     NONE_VALUE,
@@ -32,7 +33,7 @@ from helpdesk.analytics.facts import (
 )
 from helpdesk.analytics.measures import Suppressor, complements, measures, merge, protect
 from models.analytics import AnalyticsRollup, TicketFact
-from models.enums import TicketStatus
+from models.enums import Priority, TicketStatus
 from models.ticket import TicketTag
 
 Interval = Literal["hour", "day", "week", "month"]
@@ -277,8 +278,18 @@ def fact_filter(scope: Scope) -> list[Any]:
     return out
 
 
-async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) -> dict[str, Any]:
-    """Open tickets now (OPEN, IN_PROGRESS) by status and priority, with age buckets."""
+OpenCounts = dict[tuple[str, str], list[int]]  # (status, priority) -> [count, *by age]
+
+
+def _add(into: OpenCounts, key: tuple[str, str], counts: list[int]) -> None:
+    row = into.setdefault(key, [0] * (1 + len(AGE_BUCKETS)))
+    for i, n in enumerate(counts):
+        row[i] += n
+
+
+async def _open_facts(session: AsyncSession, conditions: list[Any], now: datetime) -> OpenCounts:
+    """Open tickets within the conditions by status and priority, with age buckets, counted
+    from their fact rows (the index on status, priority, created)."""
     ages = []
     for _, low, high in AGE_BUCKETS:
         within = [TicketFact.created_at <= now - low]
@@ -287,15 +298,68 @@ async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) ->
         ages.append(func.sum(case((and_(*within), 1), else_=0)))
     query = (
         select(TicketFact.status, TicketFact.priority, func.count(), *ages)
-        .where(TicketFact.status.in_(BACKLOG_STATUSES), *fact_filter(scope))
+        .where(TicketFact.status.in_(BACKLOG_STATUSES), *conditions)
         .group_by(TicketFact.status, TicketFact.priority)
-        .order_by(TicketFact.status, TicketFact.priority)
     )
-    s = Suppressor(k, frozenset({"*"}))  # "*": hidden by complementary suppression
+    out: OpenCounts = {}
+    for status, priority, count, *by_age in (await session.execute(query)).all():
+        _add(out, (status, priority), [int(count), *(int(n or 0) for n in by_age)])
+    return out
+
+
+def _age_bucket(age: timedelta) -> int | None:
+    for i, (_, low, high) in enumerate(AGE_BUCKETS):
+        if age >= low and (high is None or age < high):
+            return i
+    return None  # created after `now`: counted, in no age bucket
+
+
+async def _open_cells(session: AsyncSession, now: datetime) -> OpenCounts:
+    """The open backlog from its cells (`facts.BACKLOG`: open tickets per creation day,
+    status and priority; a few rows per day that still has open tickets). A day lies whole
+    in one age bucket, but for the days holding a bucket's edge (now, now - 1, 3, 7 and 30
+    days), whose tickets are counted exactly from their fact rows."""
+    edges = {
+        (now - low).replace(hour=0, minute=0, second=0, microsecond=0) for _, low, _ in AGE_BUCKETS
+    }
+    table = AnalyticsRollup.__table__.c
+    cells = await session.execute(
+        select(table.hour, table.value, table.metrics).where(table.dim == BACKLOG)
+    )
+    out: OpenCounts = {}
+    for day, value, metrics in cells.all():
+        if day in edges:
+            continue
+        status, priority = value.split(VALUE_JOIN)
+        n = int(metrics.get("open", 0))
+        bucket = _age_bucket(now - day)
+        counts = [n] + [n if i == bucket else 0 for i in range(len(AGE_BUCKETS))]
+        _add(out, (status, priority), counts)
+    every = TicketFact.priority.in_([p.value for p in Priority])  # the index's second column
+    for day in sorted(edges):
+        within = [
+            every,
+            TicketFact.created_at >= day,
+            TicketFact.created_at < day + timedelta(days=1),
+        ]
+        for key, counts in (await _open_facts(session, within, now)).items():
+            _add(out, key, counts)
+    return out
+
+
+async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) -> dict[str, Any]:
+    """Open tickets now (OPEN, IN_PROGRESS) by status and priority, with age buckets: from
+    the backlog's cells, or within filters from the fact rows."""
+    if scope.filters or scope.tag:
+        found = await _open_facts(session, fact_filter(scope), now)
+    else:
+        found = await _open_cells(session, now)
     rows = [
-        (status, priority, int(count), [int(n or 0) for n in by_age])
-        for status, priority, count, *by_age in (await session.execute(query)).all()
+        (status, priority, counts[0], counts[1:])
+        for (status, priority), counts in sorted(found.items())
+        if counts[0]
     ]
+    s = Suppressor(k, frozenset({"*"}))  # "*": hidden by complementary suppression
     # Groups add up to the total, ages to their group: complementary suppression in both.
     also = protect([count for _, _, count, _ in rows], k)
     groups = []

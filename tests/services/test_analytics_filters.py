@@ -216,3 +216,33 @@ async def test_an_approved_tag_has_its_own_cells_once_rebuilt_and_they_stay_exac
         await analytics_facts.record(session, ticket, at=timeline.clock.now, tags=frozenset())
     assert await _ready(rt) == []
     await equal_to_the_facts()
+
+
+async def test_the_backlog_from_its_cells_equals_the_fact_rows_at_every_age(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    """Open tickets created over six weeks, some resolved or in progress: the backlog read
+    from its per-day cells (exact fact counts on the days holding an age edge) equals the
+    count over the fact rows, for a `now` every 7 hours over two months."""
+    for day in range(42):
+        for i in range(day % 3 + 1):
+            t = await timeline.create(priority=("LOW", "HIGH", "CRITICAL")[i])
+            if (day + i) % 4 == 1:
+                await timeline.set_status(t, "IN_PROGRESS")
+            if (day + i) % 5 == 2:
+                await timeline.set_status(t, "RESOLVED")
+            timeline.clock.advance(hours=5)
+        timeline.clock.advance(hours=24 - 5 * (day % 3 + 1))
+    async with rt.database.read() as session:
+        now, checked = START, 0
+        while now < timeline.clock.now + timedelta(days=20):
+            cells = await queries._open_cells(session, now)
+            exact = await queries._open_facts(session, [], now)
+            assert {k: v for k, v in cells.items() if v[0]} == exact, now
+            checked += 1
+            now += timedelta(hours=7)
+    assert checked > 200
+    snapshot = await analytics.overview(rt, Scope(START, timeline.clock.now))
+    assert snapshot["backlog"]["total"] == sum(
+        v[0] for v in exact.values()
+    )  # the overview reads the cells
