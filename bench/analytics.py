@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from helpdesk.analytics import export, queries
-from helpdesk.analytics.facts import Contributions, contributions, hour_of, nest, summarise
+from helpdesk.analytics.facts import Contributions, contributions, hour_of, nest, stored_summary
 from helpdesk.analytics.queries import Scope
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
@@ -150,10 +150,11 @@ def _ticket(i: int, f: dict[str, Any]) -> list[Any]:
     ]  # fmt: skip
 
 
-def _stored(m: Counter[str]) -> tuple[str, str]:
+def _stored(dim: str, m: Counter[str]) -> tuple[str, str | None]:
     """A cell's stored metrics and summary, as the product writes them (JSON text)."""
     nested = nest(m)
-    return json.dumps(nested), json.dumps(summarise(nested))
+    summary = stored_summary(dim, nested)
+    return json.dumps(nested), None if summary is None else json.dumps(summary)
 
 
 def load_sqlite(path: Path, facts: list[dict[str, Any]], cells: Contributions) -> None:
@@ -185,7 +186,7 @@ def load_sqlite(path: Path, facts: list[dict[str, Any]], cells: Contributions) -
     )
     db.executemany(
         "INSERT INTO analytics_rollups (dim, hour, value, metrics, summary) VALUES (?, ?, ?, ?, ?)",
-        ((dim, conv(hour), value, *_stored(m)) for (dim, hour, value), m in cells.items()),
+        ((dim, conv(hour), value, *_stored(dim, m)) for (dim, hour, value), m in cells.items()),
     )
     db.execute("COMMIT")
     db.execute("ANALYZE")
@@ -210,7 +211,7 @@ async def load_postgres(dsn: str, facts: list[dict[str, Any]], cells: Contributi
         )  # fmt: skip
         await conn.copy_records_to_table(
             "analytics_rollups",
-            records=[(d, h, v, *_stored(m)) for (d, h, v), m in cells.items()],
+            records=[(d, h, v, *_stored(d, m)) for (d, h, v), m in cells.items()],
             columns=["dim", "hour", "value", "metrics", "summary"],
         )
         for table in ("tickets", "ticket_facts", "analytics_rollups"):

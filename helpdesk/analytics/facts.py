@@ -213,6 +213,12 @@ def summarise(nested: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def stored_summary(dim: str, nested: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The summary a cell keeps: daily cells only (a point of a series by day is one daily
+    cell; hourly cells are only ever merged, so a summary there would be dead weight)."""
+    return summarise(nested) if dim.endswith(DAILY) else None
+
+
 def flatten(nested: Mapping[str, Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, v in nested.items():
@@ -384,8 +390,8 @@ async def count_tags(session: AsyncSession, fact: TicketFact, approved: frozense
         fact.tag_tokens = now or None
     dropped = sorted(before - approved)
     if dropped:
-        table = AnalyticsRollup.__table__
-        await session.execute(delete(table).where(table.c.dim == READY, table.c.value.in_(dropped)))
+        ready = (AnalyticsRollup.dim == READY) & AnalyticsRollup.value.in_(dropped)
+        await session.execute(delete(AnalyticsRollup).where(ready))
 
 
 async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
@@ -419,7 +425,7 @@ async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
         key = {"k_dim": dim, "k_hour": hour, "k_value": value}
         if merged:
             nested = nest(merged)
-            updates.append({**key, "metrics": nested, "summary": summarise(nested)})
+            updates.append({**key, "metrics": nested, "summary": stored_summary(dim, nested)})
         else:
             empty.append(key)
     where = (

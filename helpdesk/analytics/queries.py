@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.facts import (
@@ -169,11 +170,10 @@ async def _cells(
 ) -> list[tuple[datetime, str, Any]]:
     """The rollup rows (hour, group value, metrics) of a period within the scope's filters.
     A single dimension's cells answer a filter or group on it, a pair's cells any two
-    dimensions (filters, or a filter and the group); three or more dimensions
-    are computed from the fact rows (`_fact_cells`); an approved tag reads its own cells
-    (alone, or paired with one dimension) once a rebuild marked them complete.
-    `light_days`: daily cells as their
-    summaries, without histograms (each will be a point of its own)."""
+    dimensions (filters, or a filter and the group); three or more dimensions are computed
+    from the fact rows (`_fact_cells`); an approved tag reads its own cells (alone, or
+    paired with one dimension) once a rebuild marked them complete. `light_days`: daily
+    cells as their summaries, without histograms (each will be a point of its own)."""
     wanted = dict(scope.filters)
     dims = sorted(wanted.keys() | ({group} if group else set()), key=FILTERS.index)
     if scope.tag:
@@ -287,18 +287,29 @@ def _add(into: OpenCounts, key: tuple[str, str], counts: list[int]) -> None:
         row[i] += n
 
 
-async def _open_facts(session: AsyncSession, conditions: list[Any], now: datetime) -> OpenCounts:
-    """Open tickets within the conditions by status and priority, with age buckets, counted
-    from their fact rows (the index on status, priority, created)."""
+def _by_age(created: Any, now: datetime) -> list[Any]:
+    """Per age bucket, 1 when `created` (a column) falls in it at `now`, else 0, summed."""
     ages = []
     for _, low, high in AGE_BUCKETS:
-        within = [TicketFact.created_at <= now - low]
+        within = [created <= now - low]
         if high is not None:
-            within.append(TicketFact.created_at > now - high)
+            within.append(created > now - high)
         ages.append(func.sum(case((and_(*within), 1), else_=0)))
+    return ages
+
+
+async def _open_facts(session: AsyncSession, conditions: list[Any], now: datetime) -> OpenCounts:
+    """Tickets within the conditions (which keep open ones only) by status and priority,
+    with age buckets, counted from their fact rows (the index on status, priority,
+    created)."""
     query = (
-        select(TicketFact.status, TicketFact.priority, func.count(), *ages)
-        .where(TicketFact.status.in_(BACKLOG_STATUSES), *conditions)
+        select(
+            TicketFact.status,
+            TicketFact.priority,
+            func.count(),
+            *_by_age(TicketFact.created_at, now),
+        )
+        .where(*conditions)
         .group_by(TicketFact.status, TicketFact.priority)
     )
     out: OpenCounts = {}
@@ -307,51 +318,93 @@ async def _open_facts(session: AsyncSession, conditions: list[Any], now: datetim
     return out
 
 
-def _age_bucket(age: timedelta) -> int | None:
-    for i, (_, low, high) in enumerate(AGE_BUCKETS):
-        if age >= low and (high is None or age < high):
-            return i
-    return None  # created after `now`: counted, in no age bucket
+def _at(name: str) -> Any:
+    return bindparam(name, type_=TicketFact.__table__.c.created_at.type)
+
+
+@cache
+def _open_cells_queries() -> tuple[Any, Any]:
+    """The two statements of `_open_cells`, built once (the edge days' 40 ranges cost
+    milliseconds to build in SQLAlchemy): bound `t<j>` = now - the lower bound of age bucket
+    j (the buckets are contiguous: the next one's is its upper bound), `d<j>` and `e<j>` the
+    start and end of the day holding it."""
+    edge_count = len(AGE_BUCKETS)
+    table = AnalyticsRollup.__table__.c
+    opened = table.metrics["open"].as_integer()
+    thresholds = [_at(f"t{j}") for j in range(edge_count)]
+
+    def bucket(column: Any, j: int) -> Any:
+        older = [column > thresholds[j + 1]] if j + 1 < edge_count else []
+        return and_(column <= thresholds[j], *older)
+
+    days = [_at(f"d{i}") for i in range(edge_count)]
+    cells = (
+        select(
+            table.value,
+            func.sum(opened),
+            *(func.sum(case((bucket(table.hour, j), opened), else_=0)) for j in range(edge_count)),
+        )
+        .where(table.dim == BACKLOG, table.hour.not_in(days))
+        .group_by(table.value)
+    )
+    # One range of the index (status, priority, created) per status, priority and edge day:
+    # the database seeks each (SQLite: a multi-index OR) instead of scanning the backlog
+    # (with a `status IN` beside it, SQLite scans the backlog and tests the 40 terms).
+    ranges = [
+        and_(
+            TicketFact.status == status,
+            TicketFact.priority == priority.value,
+            TicketFact.created_at >= days[i],
+            TicketFact.created_at < _at(f"e{i}"),
+        )
+        for status in BACKLOG_STATUSES
+        for priority in Priority
+        for i in range(edge_count)
+    ]
+    created = TicketFact.created_at
+    facts = (
+        select(
+            TicketFact.status,
+            TicketFact.priority,
+            func.count(),
+            *(func.sum(case((bucket(created, j), 1), else_=0)) for j in range(edge_count)),
+        )
+        .where(or_(*ranges))
+        .group_by(TicketFact.status, TicketFact.priority)
+    )
+    return cells, facts
 
 
 async def _open_cells(session: AsyncSession, now: datetime) -> OpenCounts:
     """The open backlog from its cells (`facts.BACKLOG`: open tickets per creation day,
-    status and priority; a few rows per day that still has open tickets). A day lies whole
-    in one age bucket, but for the days holding a bucket's edge (now, now - 1, 3, 7 and 30
-    days), whose tickets are counted exactly from their fact rows."""
-    edges = {
-        (now - low).replace(hour=0, minute=0, second=0, microsecond=0) for _, low, _ in AGE_BUCKETS
-    }
-    table = AnalyticsRollup.__table__.c
-    cells = await session.execute(
-        select(table.hour, table.value, table.metrics).where(table.dim == BACKLOG)
-    )
+    status and priority; a few rows per day that still has open tickets), summed in the
+    database. A day lies whole in one age bucket, but for the days holding a bucket's edge
+    (now, now - 1, 3, 7 and 30 days), whose tickets are counted exactly from their fact
+    rows."""
+    params = {f"t{j}": now - low for j, (_, low, _) in enumerate(AGE_BUCKETS)}
+    for j, (_, low, _) in enumerate(AGE_BUCKETS):
+        params[f"d{j}"] = _day(now - low)
+        params[f"e{j}"] = params[f"d{j}"] + timedelta(days=1)
+    cells, facts = _open_cells_queries()
     out: OpenCounts = {}
-    for day, value, metrics in cells.all():
-        if day in edges:
-            continue
+    for value, total, *by_age in (await session.execute(cells, params)).all():
         status, priority = value.split(VALUE_JOIN)
-        n = int(metrics.get("open", 0))
-        bucket = _age_bucket(now - day)
-        counts = [n] + [n if i == bucket else 0 for i in range(len(AGE_BUCKETS))]
-        _add(out, (status, priority), counts)
-    every = TicketFact.priority.in_([p.value for p in Priority])  # the index's second column
-    for day in sorted(edges):
-        within = [
-            every,
-            TicketFact.created_at >= day,
-            TicketFact.created_at < day + timedelta(days=1),
-        ]
-        for key, counts in (await _open_facts(session, within, now)).items():
-            _add(out, key, counts)
+        _add(out, (status, priority), [int(total or 0), *(int(n or 0) for n in by_age)])
+    for status, priority, count, *by_age in (await session.execute(facts, params)).all():
+        _add(out, (status, priority), [int(count), *(int(n or 0) for n in by_age)])
     return out
+
+
+def _day(at: datetime) -> datetime:
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 async def backlog(session: AsyncSession, scope: Scope, now: datetime, k: int) -> dict[str, Any]:
     """Open tickets now (OPEN, IN_PROGRESS) by status and priority, with age buckets: from
     the backlog's cells, or within filters from the fact rows."""
     if scope.filters or scope.tag:
-        found = await _open_facts(session, fact_filter(scope), now)
+        conditions = [TicketFact.status.in_(BACKLOG_STATUSES), *fact_filter(scope)]
+        found = await _open_facts(session, conditions, now)
     else:
         found = await _open_cells(session, now)
     rows = [

@@ -26,7 +26,7 @@ from helpdesk.analytics.facts import (
     contributions,
     latest_survey,
     nest,
-    summarise,
+    stored_summary,
     working_calendar,
 )
 from helpdesk.business_hours import WorkingCalendar
@@ -187,7 +187,7 @@ async def rebuild(session: AsyncSession, tags: frozenset[str] = frozenset()) -> 
                     "hour": hour,
                     "value": value,
                     "metrics": metrics,
-                    "summary": summarise(metrics),
+                    "summary": stored_summary(dim, metrics),
                 }
             )
     ready = [{"dim": READY, "hour": READY_HOUR, "value": t, "metrics": {}} for t in sorted(tags)]
