@@ -67,7 +67,7 @@ class AnalyticsRollup(Base):
 
     __tablename__ = "analytics_rollups"
     __table_args__ = (
-        # The cells of one value, or of one first value of a pair, over a period (0009).
+        # The cells of given values (of a dimension or a pair) over a period (0009).
         Index("ix_analytics_rollups_dim_value_hour", "dim", "value", "hour"),
     )
 

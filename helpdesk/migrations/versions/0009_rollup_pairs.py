@@ -8,14 +8,17 @@ Revises: 0008
 Besides one cell per single dimension and value, the rollups now keep one per pair of the
 small dimensions (status, priority, category, assignee) and pair of values, so a filter on
 one dimension grouped by another, or filters on two dimensions, is a sum of cells. The index
-(dim, value, hour) finds the cells of one value (or of a value's prefix) over a period
+(dim, value, hour) finds the cells of given values over a period
 without reading the period's other values. Cells are kept per approved tag's blind token
 (`HELPDESK_ANALYTICS_EXPORT_TAGS`) too, alone and paired with each dimension; a tag's cells
-are read once a rebuild has marked them complete (`tag@ready`).
+are read once a rebuild has marked them complete (`tag@ready`). The open backlog gets cells
+too (`backlog`, per creation day and status|priority), and hourly cells stop keeping a
+summary (no schema change for either).
 
-The pair and tag cells start empty: a database that already holds tickets runs
+The pair, tag and backlog cells start empty: a database that already holds tickets runs
 `helpdesk analytics rebuild` after this upgrade (until then, figures filtered on two
-dimensions are wrong, and a ticket change moves counts out of cells that were never filled).
+dimensions and the unfiltered backlog are wrong, and a ticket change moves counts out of
+cells that were never filled).
 """
 
 from collections.abc import Sequence
@@ -44,7 +47,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     table = sa.table("analytics_rollups", sa.column("dim", sa.String()))
-    op.execute(table.delete().where(table.c.dim.like("%+%") | table.c.dim.like("tag%")))
+    kept_since = table.c.dim.like("%+%") | table.c.dim.like("tag%") | (table.c.dim == "backlog")
+    op.execute(table.delete().where(kept_since))
     with op.batch_alter_table("analytics_rollups", schema=None) as batch_op:
         batch_op.drop_index("ix_analytics_rollups_dim_value_hour")
         batch_op.alter_column(
