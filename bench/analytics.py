@@ -14,7 +14,9 @@ service functions the routes call (without the HTTP layer and the audit row):
 - series p50/p99 (90 days by day, grouped by priority);
 - export rows/s over the last 90 days as CSV, with the growth of the process's RSS;
 - the relative error of the overview's median and p90 resolution time against the exact
-  lower-rank percentiles computed in SQL over the same tickets.
+  lower-rank percentiles computed in SQL over the same tickets;
+- filters on several dimensions at once (`filtered`: pairs of dimensions from their rollup
+  cells, three dimensions from the fact rows).
 
 The last line printed is one JSON object.
 """
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from helpdesk.analytics import export, queries
-from helpdesk.analytics.facts import Contributions, contributions, hour_of, nest, summarise
+from helpdesk.analytics.facts import Contributions, contributions, hour_of, nest, stored_summary
 from helpdesk.analytics.queries import Scope
 from helpdesk.migrate import upgrade
 from helpdesk.runtime import Runtime, build_runtime
@@ -148,10 +150,11 @@ def _ticket(i: int, f: dict[str, Any]) -> list[Any]:
     ]  # fmt: skip
 
 
-def _stored(m: Counter[str]) -> tuple[str, str]:
+def _stored(dim: str, m: Counter[str]) -> tuple[str, str | None]:
     """A cell's stored metrics and summary, as the product writes them (JSON text)."""
     nested = nest(m)
-    return json.dumps(nested), json.dumps(summarise(nested))
+    summary = stored_summary(dim, nested)
+    return json.dumps(nested), None if summary is None else json.dumps(summary)
 
 
 def load_sqlite(path: Path, facts: list[dict[str, Any]], cells: Contributions) -> None:
@@ -183,7 +186,7 @@ def load_sqlite(path: Path, facts: list[dict[str, Any]], cells: Contributions) -
     )
     db.executemany(
         "INSERT INTO analytics_rollups (dim, hour, value, metrics, summary) VALUES (?, ?, ?, ?, ?)",
-        ((dim, conv(hour), value, *_stored(m)) for (dim, hour, value), m in cells.items()),
+        ((dim, conv(hour), value, *_stored(dim, m)) for (dim, hour, value), m in cells.items()),
     )
     db.execute("COMMIT")
     db.execute("ANALYZE")
@@ -208,7 +211,7 @@ async def load_postgres(dsn: str, facts: list[dict[str, Any]], cells: Contributi
         )  # fmt: skip
         await conn.copy_records_to_table(
             "analytics_rollups",
-            records=[(d, h, v, *_stored(m)) for (d, h, v), m in cells.items()],
+            records=[(d, h, v, *_stored(d, m)) for (d, h, v), m in cells.items()],
             columns=["dim", "hour", "value", "metrics", "summary"],
         )
         for table in ("tickets", "ticket_facts", "analytics_rollups"):
@@ -261,6 +264,51 @@ async def exact_percentile(runtime: Runtime, scope: Scope, q: float) -> float:
     return float(value)  # fmt: skip
 
 
+async def filtered(
+    runtime: Runtime, name: str, requests: int, sample: dict[str, Any]
+) -> dict[str, Any]:
+    """Filters on several dimensions (one category and one agent of the data): p50/p99 of
+    a 90-day series by day with priority and category (a pair's cells), with priority
+    grouped by category (a pair's cells, one value per category), with an agent grouped by
+    category (the filter is the pair's second part), and of a 30-day period with status,
+    priority and category (three dimensions: from the fact rows)."""
+    k = runtime.settings.analytics_min_cell_size
+    start = NOW - timedelta(days=90)
+    category, agent = str(sample["category_id"]), str(sample["assignee_id"])
+    cases: dict[str, tuple[Scope, Any]] = {
+        "priority_category": (
+            Scope(start, NOW, (("priority", "HIGH"), ("category", category))),
+            None,
+        ),
+        "priority_by_category": (Scope(start, NOW, (("priority", "HIGH"),)), "category"),
+        "agent_by_category": (Scope(start, NOW, (("assignee", agent),)), "category"),
+    }
+    figures: dict[str, Any] = {}
+    for label, (scope, group) in cases.items():
+
+        async def call(scope: Scope = scope, group: Any = group) -> Any:
+            async with runtime.database.read() as session:
+                return await queries.series(session, scope, "day", group, k)
+
+        times = await _timed(requests, call)
+        figures[f"analytics_series_{label}_p50_ms_{name}"] = _p(times, 0.5)
+        figures[f"analytics_series_{label}_p99_ms_{name}"] = _p(times, 0.99)
+    three = Scope(
+        NOW - timedelta(days=30),
+        NOW,
+        (("status", "CLOSED"), ("priority", "HIGH"), ("category", category)),
+    )
+
+    async def period() -> Any:
+        async with runtime.database.read() as session:
+            return await queries.period(session, three, k)
+
+    times = await _timed(requests, period)
+    figures[f"analytics_period_three_dims_p50_ms_{name}"] = _p(times, 0.5)
+    figures[f"analytics_period_three_dims_p99_ms_{name}"] = _p(times, 0.99)
+    return figures
+
+
 async def measure(runtime: Runtime, name: str, requests: int) -> dict[str, Any]:
     k = runtime.settings.analytics_min_cell_size
     month = Scope(NOW - timedelta(days=30), NOW)
@@ -285,7 +333,7 @@ async def measure(runtime: Runtime, name: str, requests: int) -> dict[str, Any]:
     figures[f"analytics_series_p50_ms_{name}"] = _p(s, 0.5)
     figures[f"analytics_series_p99_ms_{name}"] = _p(s, 0.99)
     async with runtime.database.read() as session:
-        cells = await queries._cells(session, "priority", quarter, None)
+        cells = await queries._cells(session, quarter, "priority")
     figures[f"analytics_series_rows_read_{name}"] = len(cells)
     measures = (await overview())[0]
     errors = []
@@ -321,6 +369,7 @@ async def run_backend(
         path = tmp / "bench.db"
         await asyncio.to_thread(upgrade, f"sqlite+aiosqlite:///{path}")
         load_sqlite(path, facts, cells)
+        db_mb = path.stat().st_size / 2**20
         settings_values["database_url"] = f"sqlite+aiosqlite:///{path}"
     else:
         import asyncpg
@@ -336,6 +385,8 @@ async def run_backend(
     runtime = build_runtime(Settings(**settings_values))
     try:
         figures = await measure(runtime, name, requests)
+        sample = next(f for f in facts if f["category_id"] and f["assignee_id"])
+        figures.update(await filtered(runtime, name, max(20, requests // 2), sample))
     finally:
         await runtime.close()
         if name == "postgres":
@@ -345,6 +396,8 @@ async def run_backend(
             await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
             await admin.close()
     figures[f"analytics_load_s_{name}"] = load_s
+    if name == "sqlite":
+        figures["analytics_db_mb_sqlite"] = round(db_mb)
     return figures
 
 
@@ -424,6 +477,7 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "analytics_tickets": options.tickets,
         "analytics_rollup_cells": len(cells),
+        "analytics_rollup_cells_pairs": sum(1 for dim, _, _ in cells if "+" in dim),
         "analytics_generate_s": round(time.perf_counter() - started, 1),
         "load_before": os.getloadavg()[0],
     }

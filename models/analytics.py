@@ -52,20 +52,30 @@ class TicketFact(Base):
     csat_sent_at: Mapped[datetime | None]
     csat_answered_at: Mapped[datetime | None]
     csat_rating: Mapped[int | None] = mapped_column(Integer)
+    # The blind tokens of the approved tags (HELPDESK_ANALYTICS_EXPORT_TAGS) the ticket is
+    # counted under in the rollups, sorted; NULL for none (migration 0009).
+    tag_tokens: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class AnalyticsRollup(Base):
-    """Sums of the ticket facts' contributions per UTC hour and dimension value.
+    """Sums of the ticket facts' contributions per UTC hour (and day) and dimension value,
+    or pair of dimension values.
 
     `metrics` maps a measure name to an integer: counts, sums of seconds, and log-bucketed
     histogram counts (`fr:<bucket>`, `res:<bucket>`; helpdesk.analytics.histogram), all of
     which add up across hours and values, so any period or interval is a sum of rows."""
 
     __tablename__ = "analytics_rollups"
+    __table_args__ = (
+        # The cells of given values (of a dimension or a pair) over a period (0009).
+        Index("ix_analytics_rollups_dim_value_hour", "dim", "value", "hour"),
+    )
 
-    dim: Mapped[str] = mapped_column(String(12), primary_key=True)
+    # A dimension (`priority`) or a pair of them (`priority+category`, migration 0009),
+    # with `@d` for the daily cells; a pair's value is its two values joined by `|`.
+    dim: Mapped[str] = mapped_column(String(24), primary_key=True)
     hour: Mapped[datetime] = mapped_column(primary_key=True)
-    value: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(80), primary_key=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The metrics without their histograms, with each histogram's median and p90
     # (helpdesk.analytics.facts.summarise): what a point made of this one cell reads.

@@ -49,12 +49,10 @@ AgentsReader = Annotated[Principal, Depends(_agents_reader)]
 def _scope(query: AnalyticsQuery | AgentsQuery, runtime: Runtime) -> Scope:
     if query.from_ is None or query.to is None:  # pragma: no cover - set by the validator
         raise ValueError("the period is unset")
-    found = query.filters() if isinstance(query, AnalyticsQuery) else []
-    if found and found[0][0] == "tag":
-        return analytics.tag_scope(runtime, query.from_, query.to, found[0][1])
-    if found:
-        return Scope(query.from_, query.to, dim=found[0][0], value=found[0][1])
-    return Scope(query.from_, query.to)
+    found = query.filters()
+    tags = [value for dim, value in found if dim == "tag"]
+    filters = [(dim, value) for dim, value in found if dim != "tag"]
+    return analytics.scope(runtime, query.from_, query.to, filters, tags[0] if tags else None)
 
 
 @router.get("/overview", response_model=Overview)

@@ -13,11 +13,12 @@ async def rebuild_database(settings: Settings) -> Any:
     """One transaction: every fact and rollup cell replaced by what the rows say."""
     from helpdesk.analytics.rebuild import rebuild
     from helpdesk.runtime import build_runtime
+    from helpdesk.services.ticket_tags import analytics_tokens
 
     runtime = build_runtime(settings)
     try:
         async with runtime.database.transaction() as session:
-            return await rebuild(session)
+            return await rebuild(session, analytics_tokens(runtime))
     finally:
         await runtime.close()
 

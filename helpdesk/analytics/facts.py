@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, select, tuple_, update
@@ -31,9 +31,27 @@ from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import TicketStatus
 from models.satisfaction import SatisfactionSurvey
 from models.sla import BusinessCalendar, SlaPolicy
-from models.ticket import Ticket
+from models.ticket import Ticket, TicketTag
 
 DIMENSIONS = ("all", "status", "priority", "category", "assignee")
+# The dimensions a filter or a group may name, in the order of a pair's parts.
+FILTERS = ("status", "priority", "category", "assignee")
+# Cells are also kept per pair of them (dimension `status+priority`, value `OPEN|HIGH`):
+# a filter on one grouped by another, or filters on two, is then a sum of cells.
+PAIRS = tuple((a, b) for i, a in enumerate(FILTERS) for b in FILTERS[i + 1 :])
+PAIR_JOIN = "+"
+VALUE_JOIN = "|"
+# Cells are kept per approved tag's blind token too (`tag`, and paired with each dimension:
+# `priority+tag`, value `HIGH|<token>`). Those of a token are complete (every ticket carrying
+# the tag counted) only once `helpdesk analytics rebuild` has run while it was approved: the
+# rebuild writes its `READY` row; a writer that stops counting a token no longer approved
+# deletes it. Readers use a tag's cells only with its READY row, the fact rows otherwise.
+TAG = "tag"
+# The open backlog: one cell per UTC day of creation (`hour` the day's start) and
+# `status|priority` of the open tickets, counting them (`open`); ages come at read time.
+BACKLOG = "backlog"
+READY = "tag@ready"
+READY_HOUR = datetime(1970, 1, 1, tzinfo=UTC)
 # Each measure is kept twice: per UTC hour (dimension name as is) and per UTC day (the name
 # with this suffix), so a long period reads one row per day and value, hours at its edges.
 DAILY = "@d"
@@ -123,24 +141,39 @@ def dimension_value(f: Mapping[str, Any], dim: str) -> str:
     return ""
 
 
+def pair_dimension(a: str, b: str) -> str:
+    """The rollup dimension of a pair (`a` before `b` in `FILTERS`)."""
+    return f"{a}{PAIR_JOIN}{b}"
+
+
+def cell_dimensions(f: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (dimension, value) cells a fact counts in: `all`, each single dimension, each
+    pair of them, and each approved tag it carries alone and with each dimension."""
+    single = {dim: dimension_value(f, dim) for dim in FILTERS}
+    dims = [("all", ""), *single.items()]
+    dims += [(pair_dimension(a, b), f"{single[a]}{VALUE_JOIN}{single[b]}") for a, b in PAIRS]
+    for token in f.get("tag_tokens") or ():
+        dims.append((TAG, token))
+        dims += [(pair_dimension(d, TAG), f"{single[d]}{VALUE_JOIN}{token}") for d in FILTERS]
+    return dims
+
+
 def contributions(f: Mapping[str, Any] | None) -> Contributions:
     """Rollup cells → measure deltas of one ticket's fact (empty for no fact)."""
     out: Contributions = {}
     if f is None:
         return out
-    dims = (
-        ("all", ""),
-        ("status", f["status"]),
-        ("priority", f["priority"]),
-        ("category", _value(f["category_id"])),
-        ("assignee", _value(f["assignee_id"])),
-    )
+    dims = cell_dimensions(f)
     for at, measures in events_of(f):
         hour = hour_of(at)
         day = hour.replace(hour=0)
         for dim, value in dims:
             out.setdefault((dim, hour, value), Counter()).update(measures)
             out.setdefault((dim + DAILY, day, value), Counter()).update(measures)
+    if f["status"] in _LIVE:
+        day = hour_of(f["created_at"]).replace(hour=0)
+        key = (BACKLOG, day, f"{f['status']}{VALUE_JOIN}{f['priority']}")
+        out.setdefault(key, Counter())["open"] += 1
     return out
 
 
@@ -178,6 +211,12 @@ def summarise(nested: Mapping[str, Any]) -> dict[str, Any]:
     if summary:
         out[QUANTILES] = dict(sorted(summary.items()))
     return out
+
+
+def stored_summary(dim: str, nested: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The summary a cell keeps: daily cells only (a point of a series by day is one daily
+    cell; hourly cells are only ever merged, so a summary there would be dead weight)."""
+    return summarise(nested) if dim.endswith(DAILY) else None
 
 
 def flatten(nested: Mapping[str, Any]) -> dict[str, int]:
@@ -311,10 +350,12 @@ async def record(
     staff_reply: bool = False,
     breaches: Iterable[tuple[str, datetime]] = (),
     surveys: bool = False,
+    tags: frozenset[str] = frozenset(),
 ) -> None:
     """Update the ticket's fact and the rollups, in the caller's transaction (which has
-    written, and on PostgreSQL locked, the ticket row). `surveys`: the ticket's
-    satisfaction surveys changed; the fact takes the latest one sent and not cancelled."""
+    written, and on PostgreSQL locked, the ticket row and its tags). `surveys`: the ticket's
+    satisfaction surveys changed; the fact takes the latest one sent and not cancelled.
+    `tags`: the approved tags' tokens (`ticket_tags.analytics_tokens`)."""
     fact = await session.get(TicketFact, ticket.id)
     old = None if fact is None else values_of(fact)
     if fact is None:
@@ -327,8 +368,30 @@ async def record(
             select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id == ticket.id)
         )
         apply_survey(fact, latest_survey(list(found)))
+    await count_tags(session, fact, tags)
     delta = difference(contributions(old), contributions(values_of(fact)))
     await apply_delta(session, delta)
+
+
+async def count_tags(session: AsyncSession, fact: TicketFact, approved: frozenset[str]) -> None:
+    """The approved tags the ticket carries now become the fact's `tag_tokens`. A token it
+    counted under that is no longer approved leaves the token's cells incomplete: its READY
+    row goes (its figures come from the fact rows until the next rebuild)."""
+    before = set(fact.tag_tokens or ())
+    now: list[str] = []
+    if approved:
+        found = await session.scalars(
+            select(TicketTag.token).where(
+                TicketTag.ticket_id == fact.ticket_id, TicketTag.token.in_(approved)
+            )
+        )
+        now = sorted(set(found))
+    if now != sorted(before):
+        fact.tag_tokens = now or None
+    dropped = sorted(before - approved)
+    if dropped:
+        ready = (AnalyticsRollup.dim == READY) & AnalyticsRollup.value.in_(dropped)
+        await session.execute(delete(AnalyticsRollup).where(ready))
 
 
 async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
@@ -362,7 +425,7 @@ async def apply_delta(session: AsyncSession, delta: Contributions) -> None:
         key = {"k_dim": dim, "k_hour": hour, "k_value": value}
         if merged:
             nested = nest(merged)
-            updates.append({**key, "metrics": nested, "summary": summarise(nested)})
+            updates.append({**key, "metrics": nested, "summary": stored_summary(dim, nested)})
         else:
             empty.append(key)
     where = (

@@ -20,18 +20,20 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.facts import (
+    READY,
+    READY_HOUR,
     Contributions,
     contributions,
     latest_survey,
     nest,
-    summarise,
+    stored_summary,
     working_calendar,
 )
 from helpdesk.business_hours import WorkingCalendar
 from models.analytics import AnalyticsRollup, TicketFact
 from models.enums import STAFF_ROLES, TicketStatus
 from models.satisfaction import SatisfactionSurvey
-from models.ticket import Ticket, TicketHistory
+from models.ticket import Ticket, TicketHistory, TicketTag
 
 BATCH = 1000
 _DONE = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
@@ -48,8 +50,10 @@ def fact_from_rows(
     ticket: Ticket,
     history: Sequence[TicketHistory],
     surveys: Sequence[SatisfactionSurvey] = (),
+    tag_tokens: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A ticket's fact from its row, its history entries (in time order) and surveys."""
+    """A ticket's fact from its row, its history entries (in time order), surveys and the
+    tokens of the approved tags it carries."""
     first_resolved: datetime | None = None
     reopens = 0
     last_reopened: datetime | None = None
@@ -98,6 +102,7 @@ def fact_from_rows(
         "csat_sent_at": survey.sent_at if survey else None,
         "csat_answered_at": survey.answered_at if survey else None,
         "csat_rating": survey.rating if survey else None,
+        "tag_tokens": sorted(tag_tokens) or None,
     }
 
 
@@ -119,9 +124,10 @@ async def _business(
         values[column] = max(0, int(seconds.total_seconds()))
 
 
-async def rebuild(session: AsyncSession) -> Rebuilt:
+async def rebuild(session: AsyncSession, tags: frozenset[str] = frozenset()) -> Rebuilt:
     """Replace every fact and rollup cell by the ones the rows say, in the caller's
-    transaction."""
+    transaction. `tags`: the approved tags' tokens (`ticket_tags.analytics_tokens`); their
+    cells are then complete, and marked so (`READY`)."""
     await session.execute(delete(TicketFact))
     await session.execute(delete(AnalyticsRollup))
     cells: Contributions = {}
@@ -150,7 +156,19 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
             select(SatisfactionSurvey).where(SatisfactionSurvey.ticket_id.in_(ids))
         ):
             surveys.setdefault(survey.ticket_id, []).append(survey)
-        facts = [fact_from_rows(t, by_ticket[t.id], surveys.get(t.id, [])) for t in tickets]
+        tagged: dict[uuid.UUID, list[str]] = {}
+        if tags:
+            found = await session.execute(
+                select(TicketTag.ticket_id, TicketTag.token).where(
+                    TicketTag.ticket_id.in_(ids), TicketTag.token.in_(tags)
+                )
+            )
+            for ticket_id, token in found.all():
+                tagged.setdefault(ticket_id, []).append(token)
+        facts = [
+            fact_from_rows(t, by_ticket[t.id], surveys.get(t.id, []), tagged.get(t.id, ()))
+            for t in tickets
+        ]
         for values in facts:
             await _business(session, values, calendars)
         for values in facts:
@@ -169,9 +187,12 @@ async def rebuild(session: AsyncSession) -> Rebuilt:
                     "hour": hour,
                     "value": value,
                     "metrics": metrics,
-                    "summary": summarise(metrics),
+                    "summary": stored_summary(dim, metrics),
                 }
             )
+    ready = [{"dim": READY, "hour": READY_HOUR, "value": t, "metrics": {}} for t in sorted(tags)]
     for start in range(0, len(rows), BATCH):
         await session.execute(insert(AnalyticsRollup), rows[start : start + BATCH])
+    if ready:
+        await session.execute(insert(AnalyticsRollup), ready)
     return Rebuilt(tickets=count, cells=len(rows))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,10 +30,19 @@ AgentSort = Literal[
 ]
 
 
-def tag_scope(runtime: Runtime, start: datetime, end: datetime, tag: str) -> Scope:
-    """A period filtered by a tag: only a tag on the administrators' approved list
-    (`HELPDESK_ANALYTICS_EXPORT_TAGS`, as the export's rule: tags are free text), matched by
-    its blind token; any other is refused (422) without saying whether a ticket carries it."""
+def scope(
+    runtime: Runtime,
+    start: datetime,
+    end: datetime,
+    filters: Sequence[tuple[str, str]] = (),
+    tag: str | None = None,
+) -> Scope:
+    """A period within filters (on distinct dimensions: all must hold) and at most one tag.
+    A tag must be on the administrators' approved list (`HELPDESK_ANALYTICS_EXPORT_TAGS`,
+    as the export's rule: tags are free text), matched by its blind token; any other is
+    refused (422) without saying whether a ticket carries it."""
+    if tag is None:
+        return Scope(start, end, filters=tuple(filters))
     approved = {ticket_tags.normalise_tag(t) for t in runtime.settings.analytics_export_tags}
     wanted = ticket_tags.normalise_tag(tag)
     if wanted not in approved:
@@ -41,13 +50,14 @@ def tag_scope(runtime: Runtime, start: datetime, end: datetime, tag: str) -> Sco
             "only a tag on the approved list may filter analytics", details={"field": "tag"}
         )
     token = ticket_tags.tag_token(runtime.blind_index, wanted)
-    return Scope(start, end, dim="tag", value=token, label=wanted)
+    return Scope(start, end, filters=tuple(filters), tag=token, label=wanted)
 
 
 def _scope_details(scope: Scope) -> dict[str, Any]:
     details: dict[str, Any] = {"from": scope.start.isoformat(), "to": scope.end.isoformat()}
-    if scope.dim != "all":
-        details["filter"] = {scope.dim: scope.label or scope.value}
+    found = dict(scope.filters) | ({"tag": scope.label} if scope.tag else {})
+    if found:
+        details["filter"] = found
     return details
 
 

@@ -31,7 +31,7 @@ from helpdesk.crypto import decrypt_field, encrypt_field
 from helpdesk.email import EmailMessage, EmailPermanentError, EmailTransientError
 from helpdesk.notifications import PRODUCT, portal_url
 from helpdesk.runtime import Runtime
-from helpdesk.services import users
+from helpdesk.services import ticket_tags, users
 from models.base import utcnow
 from models.enums import TicketStatus
 from models.satisfaction import SatisfactionSurvey
@@ -147,7 +147,9 @@ async def _send_one(runtime: Runtime, survey_id: uuid.UUID, now: datetime) -> bo
             )
         )
         survey.sent_at = now
-        await analytics_facts.record(session, ticket, at=now, surveys=True)
+        await analytics_facts.record(
+            session, ticket, tags=ticket_tags.analytics_tokens(runtime), at=now, surveys=True
+        )
         number = ticket.number
     token = token_for(runtime, survey_id)
     link = portal_url(runtime.settings, f"tickets/{survey.ticket_id}/satisfaction#token={token}")
@@ -188,7 +190,13 @@ async def _unsend(runtime: Runtime, survey_id: uuid.UUID, key: str) -> None:
         ticket = await session.get(Ticket, survey.ticket_id)
         await session.flush()
         if ticket is not None:
-            await analytics_facts.record(session, ticket, at=utcnow(), surveys=True)
+            await analytics_facts.record(
+                session,
+                ticket,
+                tags=ticket_tags.analytics_tokens(runtime),
+                at=utcnow(),
+                surveys=True,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +256,9 @@ async def answer(
                 key, comment, table=TABLE, column="comment", row_id=_comment_row(survey.id)
             )
         await session.flush()
-        await analytics_facts.record(session, ticket, at=now, surveys=True)
+        await analytics_facts.record(
+            session, ticket, tags=ticket_tags.analytics_tokens(runtime), at=now, surveys=True
+        )
         await runtime.audit.record(
             session,
             "ticket.satisfaction.answer",

@@ -16,7 +16,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from helpdesk.crypto import BlindIndex, DataKey, IntegrityError, decrypt_field, encrypt_field
 from helpdesk.errors import DataIntegrityError
 from models.ticket import TicketTag
+
+if TYPE_CHECKING:
+    from helpdesk.runtime import Runtime
 
 TABLE = "ticket_tags"
 HISTORY_TABLE = "ticket_history"
@@ -45,6 +48,13 @@ def normalised(tags: Iterable[str]) -> list[str]:
 def tag_token(index: BlindIndex, tag: str) -> str:
     """The blind token of a tag (exact match after normalisation)."""
     return index.digest("tag", normalise_tag(tag))[:32]
+
+
+def analytics_tokens(runtime: Runtime) -> frozenset[str]:
+    """The blind tokens of the tags administrators approved for analytics and exports
+    (`HELPDESK_ANALYTICS_EXPORT_TAGS`): the only tags the analytics rollups count under."""
+    approved = {normalise_tag(t) for t in runtime.settings.analytics_export_tags}
+    return frozenset(tag_token(runtime.blind_index, t) for t in approved if t)
 
 
 def _row_id(ticket_id: uuid.UUID, token: str) -> str:

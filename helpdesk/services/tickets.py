@@ -238,9 +238,13 @@ async def create_row(
     ticket.created_at = ticket.updated_at = now
     session.add(ticket)
     await session.flush()
-    await analytics_facts.record(session, ticket, at=now)
+    # The tags first: the ticket's facts count it under each approved one.
     session.add_all(
         TicketTag(ticket_id=ticket.id, token=token, tag_sealed=sealed) for token, sealed in new.tags
+    )
+    await session.flush()
+    await analytics_facts.record(
+        session, ticket, tags=ticket_tags.analytics_tokens(runtime), at=now
     )
     ticket_text.add_tokens(session, ticket.id, new.search_tokens, created_at=now)
     if new.idempotency_key:
@@ -453,7 +457,9 @@ async def apply_change_to_row(
     _write_history(session, ticket, change.event_key, change.actor, change.action, changes, now)
     await session.flush()
     surveys = await satisfaction.on_status_change(session, runtime, ticket, old_status, now)
-    await analytics_facts.record(session, ticket, at=now, surveys=surveys)
+    await analytics_facts.record(
+        session, ticket, tags=ticket_tags.analytics_tokens(runtime), at=now, surveys=surveys
+    )
     audit_details = {k: v for k, v in changes.items() if k != "note"}
     if "note" in changes:
         audit_details["note"] = {"changed": True}

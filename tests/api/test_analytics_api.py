@@ -142,11 +142,11 @@ async def test_small_cells_are_null_with_the_default_k(
         ("overview", {"from": "2024-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}),
         ("overview", {"from": "yesterday"}),
         ("overview", {"tag": ""}),
-        ("overview", {"priority": "HIGH", "status": "OPEN"}),
+        ("overview", {"priority": "HIGH", "category_id": "cardiology"}),
         ("overview", {"priority": "URGENT"}),
         ("tickets", {"interval": "year"}),
         ("tickets", {"group_by": "requester"}),
-        ("tickets", {"priority": "HIGH", "group_by": "status"}),
+        ("tickets", {"priority": "HIGH", "group_by": "tag"}),
         (
             "tickets",
             {"interval": "hour", "from": "2025-01-01T00:00:00Z", "to": "2025-12-01T00:00:00Z"},
@@ -501,10 +501,17 @@ async def test_an_approved_tag_filters_every_analytics_route_and_others_are_refu
     reads = await audit_rows(runtime, "analytics.overview.read")
     (audit,) = [a for a in reads if "filter" in a.details]
     assert audit.details["filter"] == {"tag": "billing"}
+    r = await client.get(
+        "/api/v1/analytics/overview", params=tag | {"priority": "LOW"}, headers=manager
+    )
+    assert r.status_code == 200, r.text
+    m = r.json()["measures"]
+    assert (m["created"], m["resolved"]) == (2, 1)  # the tag and the priority together
+    assert r.json()["backlog"]["total"] == 1
     for params in (
         PERIOD | {"tag": "vip"},  # not approved: refused, whether or not tickets carry it
         PERIOD | {"tag": "nobody-has-this"},
-        tag | {"priority": "HIGH"},
+        PERIOD | {"tag": "vip", "priority": "HIGH"},
     ):
         r = await client.get("/api/v1/analytics/overview", params=params, headers=manager)
         assert r.status_code == 422, r.text
