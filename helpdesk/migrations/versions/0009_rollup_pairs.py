@@ -15,10 +15,10 @@ are read once a rebuild has marked them complete (`tag@ready`). The open backlog
 too (`backlog`, per creation day and status|priority), and hourly cells stop keeping a
 summary (no schema change for either).
 
-The pair, tag and backlog cells start empty: a database that already holds tickets runs
-`helpdesk analytics rebuild` after this upgrade (until then, figures filtered on two
-dimensions and the unfiltered backlog are wrong, and a ticket change moves counts out of
-cells that were never filled).
+The pair, tag and backlog cells start empty. A database that already holds ticket facts is
+marked (`counters.analytics_rebuild_due`), and `helpdesk.migrate.upgrade` rebuilds the facts
+and rollups from the rows right after the migrations (what `helpdesk analytics rebuild`
+does), so no figure is read, and no change is counted, against cells never filled.
 """
 
 from collections.abc import Sequence
@@ -43,9 +43,15 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_analytics_rollups_dim_value_hour", ["dim", "value", "hour"], unique=False
         )
+    bind = op.get_bind()
+    if bind.execute(sa.text("SELECT 1 FROM ticket_facts LIMIT 1")).first() is not None:
+        bind.execute(
+            sa.text("INSERT INTO counters (name, value) VALUES ('analytics_rebuild_due', 1)")
+        )
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM counters WHERE name = 'analytics_rebuild_due'")
     table = sa.table("analytics_rollups", sa.column("dim", sa.String()))
     kept_since = table.c.dim.like("%+%") | table.c.dim.like("tag%") | (table.c.dim == "backlog")
     op.execute(table.delete().where(kept_since))
