@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import and_, bindparam, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.analytics.facts import (
@@ -347,31 +347,30 @@ def _open_cells_queries() -> tuple[Any, Any]:
         .where(table.dim == BACKLOG, table.hour.not_in(days))
         .group_by(table.value)
     )
-    # One range of the index (status, priority, created) per status, priority and edge day:
-    # the database seeks each (SQLite: a multi-index OR) instead of scanning the backlog
-    # (with a `status IN` beside it, SQLite scans the backlog and tests the 40 terms).
-    ranges = [
-        and_(
-            TicketFact.status == status,
-            TicketFact.priority == priority.value,
-            TicketFact.created_at >= days[i],
-            TicketFact.created_at < _at(f"e{i}"),
+    # One range of the index (status, priority, created) per status, priority and edge day,
+    # each its own SELECT of a UNION ALL: the database seeks each range. (As one OR of the 40
+    # ranges, SQLite with the statistics of a million facts chose to scan the whole index:
+    # 1.4 s at 1M tickets, bench.analytics.)
+    ranges = union_all(
+        *(
+            select(TicketFact.status, TicketFact.priority, TicketFact.created_at).where(
+                TicketFact.status == status,
+                TicketFact.priority == priority.value,
+                TicketFact.created_at >= days[i],
+                TicketFact.created_at < _at(f"e{i}"),
+            )
+            for status in BACKLOG_STATUSES
+            for priority in Priority
+            for i in range(edge_count)
         )
-        for status in BACKLOG_STATUSES
-        for priority in Priority
-        for i in range(edge_count)
-    ]
-    created = TicketFact.created_at
-    facts = (
-        select(
-            TicketFact.status,
-            TicketFact.priority,
-            func.count(),
-            *(func.sum(case((bucket(created, j), 1), else_=0)) for j in range(edge_count)),
-        )
-        .where(or_(*ranges))
-        .group_by(TicketFact.status, TicketFact.priority)
-    )
+    ).subquery("edge_days")
+    created = ranges.c.created_at
+    facts = select(
+        ranges.c.status,
+        ranges.c.priority,
+        func.count(),
+        *(func.sum(case((bucket(created, j), 1), else_=0)) for j in range(edge_count)),
+    ).group_by(ranges.c.status, ranges.c.priority)
     return cells, facts
 
 
