@@ -14,8 +14,16 @@ MAX_PERIOD = timedelta(days=400)
 MAX_POINTS = 5000  # intervals x groups answered by one series request
 
 
+COUNTED_FROM = (
+    "start of the period the figures count: the request's, back to its UTC hour's start (its"
+    " UTC day's when the figures name exactly two dimensions, a tag counting as one)"
+)
+COUNTED_TO = "end (exclusive) of the period the figures count, on to a whole UTC hour (or day)"
+
+
 class AnalyticsQuery(BaseModel):
-    """A period (default: the last 30 days; dates without a zone are UTC; whole UTC hours)
+    """A period (default: the last 30 days; dates without a zone are UTC; whole UTC hours,
+    whole UTC days for figures on two dimensions; the answer's `from`/`to` say which)
     and filters, any of them together (a ticket counts when it matches all). Unknown
     parameters are refused (422)."""
 
@@ -176,8 +184,8 @@ class Backlog(BaseModel):
 class Overview(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: datetime = Field(alias="from")
-    to: datetime
+    from_: datetime = Field(alias="from", description=COUNTED_FROM)
+    to: datetime = Field(description=COUNTED_TO)
     measures: Measures
     backlog: Backlog
 
@@ -190,8 +198,8 @@ class SeriesPoint(Measures):
 class Series(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: datetime = Field(alias="from")
-    to: datetime
+    from_: datetime = Field(alias="from", description=COUNTED_FROM)
+    to: datetime = Field(description=COUNTED_TO)
     interval: str
     group_by: str | None
     points: list[SeriesPoint]
@@ -206,8 +214,8 @@ class AgentRow(Measures):
 class AgentsPage(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: datetime = Field(alias="from")
-    to: datetime
+    from_: datetime = Field(alias="from", description=COUNTED_FROM)
+    to: datetime = Field(description=COUNTED_TO)
     items: list[AgentRow]
     total: int
     page: int

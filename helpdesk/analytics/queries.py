@@ -1,7 +1,9 @@
 """Reads of the analytics read model: rollup cells for periods and series, the fact rows
 of open tickets for the backlog and agents' current load. Never a scan of the tickets.
 
-A period is whole UTC hours: every hour that starts in [start, end) counts.
+A period is whole UTC hours: every hour that starts in [start, end) counts; figures on
+exactly two dimensions (a tag counts as one) are whole UTC days, the days those hours fall
+in, since pairs are kept per day only (`counted`).
 """
 
 from __future__ import annotations
@@ -107,6 +109,24 @@ def _spans(scope: Scope) -> list[tuple[str, datetime, datetime]]:
     return [span for span in spans if span[1] < span[2]]
 
 
+def named_dimensions(scope: Scope, group: str | None) -> int:
+    """How many dimensions a read names: its filters, its group, its tag."""
+    return len(dict(scope.filters).keys() | ({group} if group else set())) + bool(scope.tag)
+
+
+def counted(scope: Scope, group: str | None = None, *, hourly: bool = False) -> Scope:
+    """The period a read's figures count: the hours that start in [start, end), or, for
+    two dimensions (their pair's cells, kept per day only) unless `hourly` (a series by
+    hour, then computed from the fact rows), the UTC days those hours fall in."""
+    first, last = hour_of(scope.start), _last_hour(scope)
+    if hourly or named_dimensions(scope, group) != 2:
+        return replace(scope, start=first, end=last)
+    day_end = last.replace(hour=0)
+    if day_end < last:
+        day_end += timedelta(days=1)
+    return replace(scope, start=first.replace(hour=0), end=day_end)
+
+
 def _tagged(token: str) -> Any:
     return TicketFact.ticket_id.in_(select(TicketTag.ticket_id).where(TicketTag.token == token))
 
@@ -173,7 +193,11 @@ async def _cells(
     dimensions (filters, or a filter and the group); three or more dimensions are computed
     from the fact rows (`_fact_cells`); an approved tag reads its own cells (alone, or
     paired with one dimension) once a rebuild marked them complete. `light_days`: daily
-    cells as their summaries, without histograms (each will be a point of its own)."""
+    cells as their summaries, without histograms (each will be a point of its own).
+    The period read is `counted(scope, group, hourly=hourly_only)`."""
+    scope = counted(scope, group, hourly=hourly_only)
+    if hourly_only and named_dimensions(scope, group) == 2:
+        return await _fact_cells(session, scope, group)  # pairs have no hourly cells
     wanted = dict(scope.filters)
     dims = sorted(wanted.keys() | ({group} if group else set()), key=FILTERS.index)
     if scope.tag:
@@ -223,7 +247,7 @@ async def _cells(
 
 
 async def period(session: AsyncSession, scope: Scope, k: int) -> dict[str, Any]:
-    """Every measure of the period, within the scope's filters."""
+    """Every measure of the period (`counted(scope)`), within the scope's filters."""
     rows = await _cells(session, scope, None)
     return measures(merge(metrics for _, _, metrics in rows), k)
 
@@ -231,7 +255,8 @@ async def period(session: AsyncSession, scope: Scope, k: int) -> dict[str, Any]:
 async def series(
     session: AsyncSession, scope: Scope, interval: Interval, group_by: Dimension | None, k: int
 ) -> list[dict[str, Any]]:
-    """One point per interval (every interval of the period) and group seen in it."""
+    """One point per interval (every interval of the period `counted`) and group seen in it."""
+    scope = counted(scope, group_by, hourly=interval == "hour")
     rows = await _cells(
         session, scope, group_by, hourly_only=interval == "hour", light_days=interval == "day"
     )

@@ -72,7 +72,8 @@ async def overview(runtime: Runtime, scope: Scope) -> dict[str, Any]:
         figures = await queries.period(session, scope, k)
         backlog = await queries.backlog(session, scope, utcnow(), k)
     await _audit(runtime, "analytics.overview.read", _scope_details(scope))
-    return {"from": scope.start, "to": scope.end, "measures": figures, "backlog": backlog}
+    read = queries.counted(scope)
+    return {"from": read.start, "to": read.end, "measures": figures, "backlog": backlog}
 
 
 async def series(
@@ -83,9 +84,10 @@ async def series(
         points = await queries.series(session, scope, interval, group_by, k)
     details = _scope_details(scope) | {"interval": interval, "group_by": group_by}
     await _audit(runtime, "analytics.tickets.read", details)
+    read = queries.counted(scope, group_by, hourly=interval == "hour")
     return {
-        "from": scope.start,
-        "to": scope.end,
+        "from": read.start,
+        "to": read.end,
         "interval": interval,
         "group_by": group_by,
         "points": points,
@@ -128,9 +130,11 @@ async def agents(
     start = (page - 1) * page_size
     details = _scope_details(scope) | {"own_row_only": only is not None, "page": page}
     await _audit(runtime, "analytics.agents.read", details)
+    within = scope if only is None else scope.narrowed("assignee", str(only))
+    read = queries.counted(within, "assignee")
     return {
-        "from": scope.start,
-        "to": scope.end,
+        "from": read.start,
+        "to": read.end,
         "items": ordered[start : start + page_size],
         "total": len(ordered),
         "page": page,

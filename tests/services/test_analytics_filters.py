@@ -109,6 +109,34 @@ async def test_priority_and_category_together_count_the_tickets_that_match_both(
     assert rows == {agent: (1, 1, 0), ids["other"]: (1, 0, 1)}
 
 
+@pytest.mark.parametrize("settings", [{"analytics_min_cell_size": 1}], indirect=True)
+async def test_two_dimensions_count_whole_utc_days_and_the_answer_says_so(
+    timeline: Timeline, rt: Runtime
+) -> None:
+    cardiology = str(await _category(rt, "Cardiology"))
+    await timeline.create(priority="HIGH", category_id=uuid.UUID(cardiology))  # 09:00
+    timeline.clock.advance(hours=5)
+    await timeline.create(priority="HIGH", category_id=uuid.UUID(cardiology))  # 14:00
+    afternoon = Scope(START + timedelta(hours=3), START + timedelta(hours=7, minutes=30))
+    day = START.replace(hour=0)
+
+    high = await analytics.overview(rt, afternoon.narrowed("priority", "HIGH"))
+    assert high["measures"]["created"] == 1  # hours: 12:00 to 17:00
+    assert (high["from"], high["to"]) == (START + timedelta(hours=3), START + timedelta(hours=8))
+
+    both = afternoon.narrowed("priority", "HIGH").narrowed("category", cardiology)
+    answer = await analytics.overview(rt, both)
+    assert answer["measures"]["created"] == 2  # the pair's daily cell: the whole day
+    assert (answer["from"], answer["to"]) == (day, day + timedelta(days=1))
+    by_day = await analytics.series(rt, both, "day", None)
+    assert [(p["start"], p["created"]) for p in by_day["points"]] == [(day, 2)]
+
+    # By hour, two dimensions are computed from the fact rows, to the hour.
+    by_hour = await analytics.series(rt, both, "hour", None)
+    assert by_hour["from"] == START + timedelta(hours=3)
+    assert [p["start"] for p in by_hour["points"] if p["created"]] == [START + timedelta(hours=5)]
+
+
 async def test_every_filter_and_group_of_the_rollups_equals_the_fact_rows(
     timeline: Timeline, rt: Runtime
 ) -> None:
@@ -119,7 +147,8 @@ async def test_every_filter_and_group_of_the_rollups_equals_the_fact_rows(
         "category": [ids["cardiology"], ids["billing"], NONE_VALUE],
         "assignee": [str(timeline.agent), ids["other"], NONE_VALUE],
     }
-    # A period that cuts days at both edges: daily cells inside, hourly ones at the edges.
+    # A period that cuts days at both edges: daily cells inside, hourly ones at the edges
+    # (two dimensions count the whole days those edges fall in: `counted`).
     start, end = START + timedelta(hours=3), timeline.clock.now - timedelta(hours=2)
     checked = 0
     async with rt.database.read() as session:
@@ -133,7 +162,8 @@ async def test_every_filter_and_group_of_the_rollups_equals_the_fact_rows(
                             if second and group not in (None, first, second):
                                 continue  # three dimensions: computed from the facts anyway
                             kept = await queries._cells(session, scope, group)
-                            exact = await queries._fact_cells(session, scope, group)
+                            read = queries.counted(scope, group)
+                            exact = await queries._fact_cells(session, read, group)
                             assert _by_group(kept) == _by_group(exact), (filters, group)
                             checked += 1
     assert checked > 100

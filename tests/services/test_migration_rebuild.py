@@ -1,6 +1,7 @@
 """Upgrading a database that holds tickets across 0009 (whose pair, tag and backlog cells
 start empty) rebuilds the analytics right after the migrations: no manual step, and no
-two-dimension figure read from empty cells. On SQLite and PostgreSQL."""
+two-dimension figure read from empty cells; across 0010 the hourly pair cells go and the
+daily ones stay. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sqlalchemy import text
 from helpdesk.analytics import rebuild as analytics_rebuild
 from helpdesk.migrate import REBUILD_DUE, downgrade, upgrade_async
 from helpdesk.runtime import Runtime
-from tests.support.analytics_timeline import Timeline, rollup_snapshot
+from models.analytics import AnalyticsRollup
+from tests.support.analytics_timeline import START, Timeline, rollup_snapshot
 
 
 async def _pair_cells(rt: Runtime) -> int:
@@ -53,6 +55,32 @@ async def test_an_upgrade_across_0009_rebuilds_the_new_cells(
     async with rt.database.transaction() as session:
         await analytics_rebuild.rebuild(session)
     assert (await rollup_snapshot(rt))[0] == upgraded_cells
+
+
+async def test_an_upgrade_across_0010_keeps_the_pairs_daily_cells_only(
+    rt: Runtime, timeline: Timeline
+) -> None:
+    ticket = await timeline.create(priority="HIGH")
+    await timeline.assign(ticket)
+    written_cells, _ = await rollup_snapshot(rt)
+    pairs = {dim for dim, _, _ in written_cells if "+" in dim}
+    assert pairs and all(dim.endswith("@d") for dim in pairs)  # the writers keep days only
+
+    url = rt.settings.database_url
+    await rt.database.dispose()
+    await asyncio.to_thread(downgrade, url, "0009", settings=rt.settings)
+    assert await _marker(rt) == 1  # 0009's readers need hourly pair cells: rebuild due
+    # What 0009's writers kept besides the daily cells: an hourly cell per pair value.
+    async with rt.database.transaction() as session:
+        await session.execute(text("DELETE FROM counters WHERE name = :n"), {"n": REBUILD_DUE})
+        session.add(
+            AnalyticsRollup(dim="priority+assignee", hour=START, value="HIGH|none", metrics={})
+        )
+    assert await _pair_cells(rt) == len({k for k in written_cells if "+" in k[0]}) + 1
+
+    await upgrade_async(url, settings=rt.settings)
+    assert await _marker(rt) is None
+    assert (await rollup_snapshot(rt))[0] == written_cells
 
 
 async def test_an_empty_database_is_not_marked(rt: Runtime) -> None:
