@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -396,6 +397,7 @@ async def run_backend(
             admin = await asyncpg.connect(PG_ADMIN)
             await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
             await admin.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file: 9 GB at 1M tickets
     figures[f"analytics_load_s_{name}"] = load_s
     if name == "sqlite":
         figures["analytics_db_mb_sqlite"] = round(db_mb)
@@ -464,6 +466,7 @@ async def write_overhead(changes: int = 200) -> dict[str, Any]:
     finally:
         facts_module.record = inner
         await runtime.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     return {
         "analytics_write_record_ms_mean": round(statistics.mean(spent) * 1000, 2),
         "analytics_write_transaction_ms_mean": round(statistics.mean(total) * 1000, 2),
