@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import errors, numbers
@@ -49,9 +49,15 @@ from helpdesk.services import assignment, satisfaction, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
 from helpdesk.services.sla_resume import resumed_sla
-from models.base import utcnow
+from models.base import Base, utcnow
 from models.enums import Priority, TicketStatus
-from models.ticket import IdempotencyRecord, Ticket, TicketHistory, TicketTag
+from models.ticket import (
+    IdempotencyRecord,
+    Ticket,
+    TicketHistory,
+    TicketSearchToken,
+    TicketTag,
+)
 
 log = logging.getLogger("helpdesk.tickets")
 
@@ -238,23 +244,39 @@ async def create_row(
     ticket.created_at = ticket.updated_at = now
     session.add(ticket)
     await session.flush()
-    # The tags first: the ticket's facts count it under each approved one.
-    session.add_all(
-        TicketTag(ticket_id=ticket.id, token=token, tag_sealed=sealed) for token, sealed in new.tags
+    # The rows that hang off the new ticket are only ever inserted here: Core inserts, no
+    # unit of work. The tags first: the ticket's facts count it under each approved one.
+    await _insert(
+        session,
+        TicketTag,
+        [
+            {"ticket_id": ticket.id, "token": token, "tag_sealed": sealed}
+            for token, sealed in new.tags
+        ],
     )
-    await session.flush()
     await analytics_facts.record(
         session, ticket, tags=ticket_tags.analytics_tokens(runtime), at=now
     )
-    ticket_text.add_tokens(session, ticket.id, new.search_tokens, created_at=now)
+    await _insert(
+        session,
+        TicketSearchToken,
+        [
+            {"ticket_id": ticket.id, "token": token, "ticket_created_at": now}
+            for token in new.search_tokens
+        ],
+    )
     if new.idempotency_key:
-        session.add(
-            IdempotencyRecord(
-                user_id=requester_id,
-                key=new.idempotency_key,
-                request_hash=new.fingerprint or "",
-                ticket_id=ticket.id,
-            )
+        await _insert(
+            session,
+            IdempotencyRecord,
+            [
+                {
+                    "user_id": requester_id,
+                    "key": new.idempotency_key,
+                    "request_hash": new.fingerprint or "",
+                    "ticket_id": ticket.id,
+                }
+            ],
         )
     changes: dict[str, Any] = {
         "status": {"old": None, "new": TicketStatus.OPEN.value},
@@ -267,7 +289,7 @@ async def create_row(
         changes["category_id"] = {"old": None, "new": str(new.category_id)}
     if assignee is not None:
         changes["assignee_id"] = {"old": None, "new": str(assignee), "auto": True}
-    _write_history(session, ticket, "created", new.requester, "created", changes, now)
+    await _write_history(session, ticket, "created", new.requester, "created", changes, now)
     await runtime.audit.record(
         session,
         "ticket.create",
@@ -309,11 +331,18 @@ async def insert_ticket(
     return (await create_row(session, runtime, sealed))[1]
 
 
+async def _insert(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """INSERT `rows` into `model`'s table as one Core statement (column defaults apply),
+    in the caller's transaction; nothing when there are none."""
+    if rows:
+        await session.execute(insert(cast(Table, model.__table__)), rows)
+
+
 def _b64(blob: bytes) -> str:
     return base64.b64encode(blob).decode()
 
 
-def _write_history(
+async def _write_history(
     session: AsyncSession,
     ticket: Ticket,
     event_key: str,
@@ -322,17 +351,10 @@ def _write_history(
     changes: dict[str, Any],
     now: datetime,
 ) -> None:
-    """A ticket's history entry: one shape for creation and every later change."""
-    session.add(
-        TicketHistory(
-            ticket_id=ticket.id,
-            event_key=event_key,
-            at=now,
-            actor_id=actor.id,
-            action=action,
-            changes=changes,
-        )
-    )
+    """A ticket's history entry: one shape for creation and every later change (a Core
+    insert: history rows are never changed)."""
+    row = {"ticket_id": ticket.id, "event_key": event_key, "at": now, "actor_id": actor.id}
+    await _insert(session, TicketHistory, [{**row, "action": action, "changes": changes}])
 
 
 # --- the one write of an accepted change (called by the activity) ----------------------
@@ -454,7 +476,9 @@ async def apply_change_to_row(
     ticket.version = max(ticket.version, change.version)
     ticket.updated_by = change.actor.id
     ticket.updated_at = now
-    _write_history(session, ticket, change.event_key, change.actor, change.action, changes, now)
+    await _write_history(
+        session, ticket, change.event_key, change.actor, change.action, changes, now
+    )
     await session.flush()
     surveys = await satisfaction.on_status_change(session, runtime, ticket, old_status, now)
     await analytics_facts.record(
