@@ -192,26 +192,37 @@ async def seal_new(
     )
 
 
+async def written_row(
+    session: AsyncSession, runtime: Runtime, ticket_id: uuid.UUID
+) -> TicketCreated | None:
+    """What an earlier attempt of `create_row` wrote for this ticket (`applied` False), or
+    None when there is no such row."""
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    if ticket.deleted_at is not None:
+        raise errors.Gone("the ticket was deleted")
+    return TicketCreated(
+        applied=False,
+        assignee_id=ticket.assignee_id,
+        due_date=ticket.due_date,
+        sla=await resumed_sla(session, runtime.settings, ticket),
+        version=ticket.version,
+    )
+
+
 async def create_row(
-    session: AsyncSession, runtime: Runtime, new: SealedTicket
-) -> tuple[TicketCreated, Ticket]:
+    session: AsyncSession, runtime: Runtime, new: SealedTicket, *, check: bool = True
+) -> tuple[TicketCreated, Ticket | None]:
     """Write a new ticket, once: the row (with its SLA clocks started from the policy in
     force), search and tag tokens, the Idempotency-Key record, its `created` history entry
     and audit row, in the caller's transaction. The ticket workflow's first step calls it
-    (through its create activity); a repeat finds the row and answers from it."""
-    ticket = await session.get(Ticket, new.ticket_id)
-    if ticket is not None:
-        if ticket.deleted_at is not None:
-            raise errors.Gone("the ticket was deleted")
-        sla = await resumed_sla(session, runtime.settings, ticket)
-        created = TicketCreated(
-            applied=False,
-            assignee_id=ticket.assignee_id,
-            due_date=ticket.due_date,
-            sla=sla,
-            version=ticket.version,
-        )
-        return created, ticket
+    (through its create activity); a repeat finds the row and answers from it (no row
+    handed back then). `check=False` skips that look-up: a repeat then fails on the
+    ticket's (or its data key's) primary key, and the caller asks `written_row`."""
+    found = await written_row(session, runtime, new.ticket_id) if check else None
+    if found is not None:
+        return found, None
     await ensure_usable(session, new.category_id)
     policy = await policy_snapshot(session, runtime.settings, new.priority)
     runtime.keys.add(session, WrappedKey(new.key_id, new.kek_id, base64.b64decode(new.wrapped_key)))
@@ -266,18 +277,9 @@ async def create_row(
         ],
     )
     if new.idempotency_key:
-        await _insert(
-            session,
-            IdempotencyRecord,
-            [
-                {
-                    "user_id": requester_id,
-                    "key": new.idempotency_key,
-                    "request_hash": new.fingerprint or "",
-                    "ticket_id": ticket.id,
-                }
-            ],
-        )
+        record = {"user_id": requester_id, "key": new.idempotency_key, "ticket_id": ticket.id}
+        record["request_hash"] = new.fingerprint or ""
+        await _insert(session, IdempotencyRecord, [record])
     changes: dict[str, Any] = {
         "status": {"old": None, "new": TicketStatus.OPEN.value},
         "priority": {"old": None, "new": new.priority},
@@ -328,7 +330,9 @@ async def insert_ticket(
         data=data,
         auto_assign=auto_assign,
     )
-    return (await create_row(session, runtime, sealed))[1]
+    ticket = (await create_row(session, runtime, sealed))[1]
+    assert ticket is not None  # a fresh id
+    return ticket
 
 
 async def _insert(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
