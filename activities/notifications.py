@@ -33,9 +33,9 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -58,6 +58,7 @@ from models.user import User
 
 log = logging.getLogger("helpdesk.activities.notifications")
 
+_CLAIMS = cast(Table, NotificationLog.__table__)
 PERMANENT_EMAIL_ERROR = "EmailPermanentError"
 TRANSIENT_EMAIL_ERROR = "EmailTransientError"
 # A batch's email whose claim was released because an earlier one failed transiently.
@@ -180,8 +181,8 @@ class NotificationActivities:
         repeated push carries the same event id, which clients drop.
 
         The whole change costs one read snapshot (its ticket, the recipients and their
-        keys, earlier claims) and one write transaction (every claim and its audit row),
-        however many recipients it has; `send_email` is the same contract for one email."""
+        keys) and one write transaction (every claim and its audit row), however many
+        recipients it has; `send_email` is the same contract for one email."""
         runtime = self.runtime
         ticket_ids = {e.ticket_id for e in batch.pushes} | {n.ticket_id for n in batch.emails}
         async with runtime.database.read() as session:
@@ -240,19 +241,13 @@ class NotificationActivities:
     async def _plan_emails(
         self, session: AsyncSession, emails: list[NotifyInput], tickets: dict[uuid.UUID, Ticket]
     ) -> list[tuple[str, int] | str]:
-        """For each email, (address, ticket number) to send to, or the outcome when there
-        is nothing to send (``duplicate``: claimed before; ``skipped``: the recipient or
-        the ticket is gone or inactive, or the recipient's key was shredded)."""
+        """For each email, (address, ticket number) to send to, or ``skipped`` when there
+        is nothing to send (the recipient or the ticket is gone or inactive, or the
+        recipient's key was shredded). Earlier claims are not looked up here: the batch's
+        claim transaction fails on one, and each email is then decided on its own
+        (``duplicate``), as for a concurrent attempt; a first attempt reads nothing more."""
         if not emails:
             return []
-        keys = [n.notification_key for n in emails]
-        claimed = set(
-            (
-                await session.scalars(
-                    select(NotificationLog.key).where(NotificationLog.key.in_(keys))
-                )
-            ).all()
-        )
         recipients = {n.recipient_id for n in emails}
         found = (await session.scalars(select(User).where(User.id.in_(recipients)))).all()
         live = [u for u in found if u.is_active and u.disposed_at is None]
@@ -261,9 +256,7 @@ class NotificationActivities:
         for notify in emails:
             ticket = tickets.get(notify.ticket_id)
             address = addresses.get(notify.recipient_id)
-            if notify.notification_key in claimed:
-                plans.append("duplicate")
-            elif ticket is None or ticket.deleted_at is not None or address is None:
+            if ticket is None or ticket.deleted_at is not None or address is None:
                 plans.append("skipped")
             else:
                 plans.append((address, ticket.number))
@@ -276,20 +269,21 @@ class NotificationActivities:
         now = datetime.now(UTC)
         try:
             async with runtime.database.transaction() as session:
-                session.add_all(
+                # A Core insert (a claim is never changed, only deleted by `_release`).
+                await session.execute(
+                    insert(_CLAIMS),
                     [
-                        NotificationLog(
-                            key=notify.notification_key,
-                            channel="email",
-                            ticket_id=notify.ticket_id,
-                            recipient_id=notify.recipient_id,
-                            kind=notify.kind.value,
-                            sent_at=now,
-                        )
+                        {
+                            "key": notify.notification_key,
+                            "channel": "email",
+                            "ticket_id": notify.ticket_id,
+                            "recipient_id": notify.recipient_id,
+                            "kind": notify.kind.value,
+                            "sent_at": now,
+                        }
                         for notify in emails
-                    ]
+                    ],
                 )
-                await session.flush()
                 await runtime.audit.record_many(
                     session,
                     [

@@ -13,6 +13,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
+from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -60,9 +61,19 @@ class TicketActivities:
     async def create_ticket(self, new: SealedTicket) -> TicketCreated:
         """Write a new ticket once (row, tokens, history entry, audit row)."""
         _act_for(new.requester, f"create-{new.ticket_id}")
+        database = self.runtime.database
         with _domain_failures():
-            async with self.runtime.database.transaction() as session:
-                created, _ = await tickets.create_row(session, self.runtime, new)
+            try:
+                # No look-up first: nearly every attempt is the first.
+                async with database.transaction() as session:
+                    created, _ = await tickets.create_row(session, self.runtime, new, check=False)
+            except IntegrityError:
+                # An earlier attempt wrote it (its commit outlived its answer).
+                async with database.read() as session:
+                    found = await tickets.written_row(session, self.runtime, new.ticket_id)
+                if found is None:
+                    raise
+                return found
         return created
 
     @activity.defn(name=ActivityName.PERSIST_TICKET_CHANGE)

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk.context import current_context
@@ -48,6 +48,14 @@ def canonical(row: AuditLog) -> bytes:
         "details": row.details or {},
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+_AUDIT = cast(Table, AuditLog.__table__)
+_COLUMNS = tuple(column.key for column in _AUDIT.columns)
+
+
+def _values(row: AuditLog) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in _COLUMNS}
 
 
 def chain_hash(key: bytes, prev_hash: str, row: AuditLog) -> str:
@@ -106,7 +114,9 @@ class AuditTrail:
         self, session: AsyncSession, entries: Sequence[AuditEntry]
     ) -> list[AuditLog]:
         """Append `entries` to the chain, in order, in the caller's transaction: one read of
-        the chain head and one flush for all of them."""
+        the chain head and one INSERT for all of them. The rows are written by a Core
+        insert (no unit of work: an audit row is never changed); the objects returned are
+        transient, not in the session."""
         if not entries:
             return []
         ctx = current_context()
@@ -136,10 +146,9 @@ class AuditTrail:
                 prev_hash=prev_hash,
             )
             row.hash = chain_hash(self._key, prev_hash, row)
-            session.add(row)
             rows.append(row)
             prev_seq, prev_hash = row.seq, row.hash
-        await session.flush()
+        await session.execute(insert(_AUDIT), [_values(row) for row in rows])
         return rows
 
     async def record_separately(self, database: Database, action: str, **kwargs: Any) -> None:

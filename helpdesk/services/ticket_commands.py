@@ -26,6 +26,7 @@ from helpdesk.rules.contracts import (
     AssignRequest,
     EditRequest,
     EscalateRequest,
+    SealedTicket,
     StatusChange,
     TicketCommand,
     TicketEdits,
@@ -169,6 +170,17 @@ async def _create(
     state = await create_workflow(runtime, sealed)
     if state is None:  # a completed run holds this id: the key's ticket is closed or gone
         return await _replay(runtime, ticket_id)
+    written = _written_row(state, sealed)
+    if written is not None:
+        # The row as this request's create activity wrote it, and the text this request
+        # brought: no read, no decryption.
+        return TicketView(
+            ticket=written,
+            title=data.title,
+            description=data.description,
+            tags=ticket_tags.normalised(data.tags),
+            workflow=state,
+        )
     async with runtime.database.read() as session:
         ticket = await session.get(Ticket, ticket_id)
         if ticket is None:  # pragma: no cover - `opened` answers after the row's commit
@@ -190,6 +202,37 @@ async def _create(
             )
     result.workflow = state
     return result
+
+
+def _written_row(state: TicketState, sealed: SealedTicket) -> Ticket | None:
+    """The new ticket's row as `create_row` wrote it, rebuilt from the `opened` answer (a
+    transient object, never added to a session), or None when the answer cannot tell: it
+    is another request's ticket (an Idempotency-Key race: another number) or carries no SLA
+    clocks. A new row's every field follows from the sealed input and the workflow's state
+    right after the create activity; its creation instant is when both SLA clocks started
+    (`helpdesk.rules.sla.start`, given the same instant as the row)."""
+    if state.number != sealed.number or state.sla is None or not state.sla.clocks:
+        return None
+    created_at = min(clock.started_at for clock in state.sla.clocks.values())
+    return Ticket(
+        id=state.ticket_id,
+        number=state.number,
+        status=state.status.value,
+        priority=state.priority,
+        category_id=state.category_id,
+        requester_id=state.requester_id,
+        assignee_id=state.assignee_id,
+        due_date=state.due_date,
+        escalated=state.escalated,
+        escalation_level=state.escalation_level,
+        escalated_at=None,
+        escalated_to=None,
+        resolved_at=None,
+        closed_at=None,
+        version=state.version,
+        created_at=created_at,
+        updated_at=created_at,
+    )
 
 
 async def _replay(runtime: Runtime, ticket_id: uuid.UUID) -> TicketView:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -58,16 +57,6 @@ def search_tokens(index: BlindIndex, *texts: str | None) -> set[str]:
 def query_tokens(index: BlindIndex, query: str) -> list[str]:
     """The digests a keyword query must all match (AND semantics)."""
     return sorted({index.search_token(w) for w in words(query)})
-
-
-def add_tokens(
-    session: AsyncSession, ticket_id: uuid.UUID, tokens: Iterable[str], *, created_at: datetime
-) -> None:
-    """A new ticket's search tokens (made by `search_tokens` where the text was)."""
-    session.add_all(
-        TicketSearchToken(ticket_id=ticket_id, token=token, ticket_created_at=created_at)
-        for token in tokens
-    )
 
 
 async def reindex(

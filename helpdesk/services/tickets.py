@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import errors, numbers
@@ -49,9 +49,15 @@ from helpdesk.services import assignment, satisfaction, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
 from helpdesk.services.sla_resume import resumed_sla
-from models.base import utcnow
+from models.base import Base, utcnow
 from models.enums import Priority, TicketStatus
-from models.ticket import IdempotencyRecord, Ticket, TicketHistory, TicketTag
+from models.ticket import (
+    IdempotencyRecord,
+    Ticket,
+    TicketHistory,
+    TicketSearchToken,
+    TicketTag,
+)
 
 log = logging.getLogger("helpdesk.tickets")
 
@@ -186,26 +192,37 @@ async def seal_new(
     )
 
 
+async def written_row(
+    session: AsyncSession, runtime: Runtime, ticket_id: uuid.UUID
+) -> TicketCreated | None:
+    """What an earlier attempt of `create_row` wrote for this ticket (`applied` False), or
+    None when there is no such row."""
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    if ticket.deleted_at is not None:
+        raise errors.Gone("the ticket was deleted")
+    return TicketCreated(
+        applied=False,
+        assignee_id=ticket.assignee_id,
+        due_date=ticket.due_date,
+        sla=await resumed_sla(session, runtime.settings, ticket),
+        version=ticket.version,
+    )
+
+
 async def create_row(
-    session: AsyncSession, runtime: Runtime, new: SealedTicket
-) -> tuple[TicketCreated, Ticket]:
+    session: AsyncSession, runtime: Runtime, new: SealedTicket, *, check: bool = True
+) -> tuple[TicketCreated, Ticket | None]:
     """Write a new ticket, once: the row (with its SLA clocks started from the policy in
     force), search and tag tokens, the Idempotency-Key record, its `created` history entry
     and audit row, in the caller's transaction. The ticket workflow's first step calls it
-    (through its create activity); a repeat finds the row and answers from it."""
-    ticket = await session.get(Ticket, new.ticket_id)
-    if ticket is not None:
-        if ticket.deleted_at is not None:
-            raise errors.Gone("the ticket was deleted")
-        sla = await resumed_sla(session, runtime.settings, ticket)
-        created = TicketCreated(
-            applied=False,
-            assignee_id=ticket.assignee_id,
-            due_date=ticket.due_date,
-            sla=sla,
-            version=ticket.version,
-        )
-        return created, ticket
+    (through its create activity); a repeat finds the row and answers from it (no row
+    handed back then). `check=False` skips that look-up: a repeat then fails on the
+    ticket's (or its data key's) primary key, and the caller asks `written_row`."""
+    found = await written_row(session, runtime, new.ticket_id) if check else None
+    if found is not None:
+        return found, None
     await ensure_usable(session, new.category_id)
     policy = await policy_snapshot(session, runtime.settings, new.priority)
     runtime.keys.add(session, WrappedKey(new.key_id, new.kek_id, base64.b64decode(new.wrapped_key)))
@@ -238,24 +255,31 @@ async def create_row(
     ticket.created_at = ticket.updated_at = now
     session.add(ticket)
     await session.flush()
-    # The tags first: the ticket's facts count it under each approved one.
-    session.add_all(
-        TicketTag(ticket_id=ticket.id, token=token, tag_sealed=sealed) for token, sealed in new.tags
+    # The rows that hang off the new ticket are only ever inserted here: Core inserts, no
+    # unit of work. The tags first: the ticket's facts count it under each approved one.
+    await _insert(
+        session,
+        TicketTag,
+        [
+            {"ticket_id": ticket.id, "token": token, "tag_sealed": sealed}
+            for token, sealed in new.tags
+        ],
     )
-    await session.flush()
     await analytics_facts.record(
         session, ticket, tags=ticket_tags.analytics_tokens(runtime), at=now
     )
-    ticket_text.add_tokens(session, ticket.id, new.search_tokens, created_at=now)
+    await _insert(
+        session,
+        TicketSearchToken,
+        [
+            {"ticket_id": ticket.id, "token": token, "ticket_created_at": now}
+            for token in new.search_tokens
+        ],
+    )
     if new.idempotency_key:
-        session.add(
-            IdempotencyRecord(
-                user_id=requester_id,
-                key=new.idempotency_key,
-                request_hash=new.fingerprint or "",
-                ticket_id=ticket.id,
-            )
-        )
+        record = {"user_id": requester_id, "key": new.idempotency_key, "ticket_id": ticket.id}
+        record["request_hash"] = new.fingerprint or ""
+        await _insert(session, IdempotencyRecord, [record])
     changes: dict[str, Any] = {
         "status": {"old": None, "new": TicketStatus.OPEN.value},
         "priority": {"old": None, "new": new.priority},
@@ -267,7 +291,7 @@ async def create_row(
         changes["category_id"] = {"old": None, "new": str(new.category_id)}
     if assignee is not None:
         changes["assignee_id"] = {"old": None, "new": str(assignee), "auto": True}
-    _write_history(session, ticket, "created", new.requester, "created", changes, now)
+    await _write_history(session, ticket, "created", new.requester, "created", changes, now)
     await runtime.audit.record(
         session,
         "ticket.create",
@@ -306,14 +330,23 @@ async def insert_ticket(
         data=data,
         auto_assign=auto_assign,
     )
-    return (await create_row(session, runtime, sealed))[1]
+    ticket = (await create_row(session, runtime, sealed))[1]
+    assert ticket is not None  # a fresh id
+    return ticket
+
+
+async def _insert(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """INSERT `rows` into `model`'s table as one Core statement (column defaults apply),
+    in the caller's transaction; nothing when there are none."""
+    if rows:
+        await session.execute(insert(cast(Table, model.__table__)), rows)
 
 
 def _b64(blob: bytes) -> str:
     return base64.b64encode(blob).decode()
 
 
-def _write_history(
+async def _write_history(
     session: AsyncSession,
     ticket: Ticket,
     event_key: str,
@@ -322,17 +355,10 @@ def _write_history(
     changes: dict[str, Any],
     now: datetime,
 ) -> None:
-    """A ticket's history entry: one shape for creation and every later change."""
-    session.add(
-        TicketHistory(
-            ticket_id=ticket.id,
-            event_key=event_key,
-            at=now,
-            actor_id=actor.id,
-            action=action,
-            changes=changes,
-        )
-    )
+    """A ticket's history entry: one shape for creation and every later change (a Core
+    insert: history rows are never changed)."""
+    row = {"ticket_id": ticket.id, "event_key": event_key, "at": now, "actor_id": actor.id}
+    await _insert(session, TicketHistory, [{**row, "action": action, "changes": changes}])
 
 
 # --- the one write of an accepted change (called by the activity) ----------------------
@@ -454,7 +480,9 @@ async def apply_change_to_row(
     ticket.version = max(ticket.version, change.version)
     ticket.updated_by = change.actor.id
     ticket.updated_at = now
-    _write_history(session, ticket, change.event_key, change.actor, change.action, changes, now)
+    await _write_history(
+        session, ticket, change.event_key, change.actor, change.action, changes, now
+    )
     await session.flush()
     surveys = await satisfaction.on_status_change(session, runtime, ticket, old_status, now)
     await analytics_facts.record(
