@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -369,6 +370,7 @@ async def bench_stack(
         await runtime.close()
     finally:
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # databases and logs: tens of MB a run
 
 
 async def run(
