@@ -18,6 +18,8 @@ from helpdesk.runtime import Runtime
 from helpdesk.services import ticket_list_limits, ticket_tags, ticket_text
 from helpdesk.services.sla import sla_condition
 from helpdesk.services.ticket_list_request import TicketFilter
+from helpdesk.sql_hints import likely_rare
+from models.enums import TicketStatus
 from models.ticket import Ticket, TicketSearchToken, TicketTag
 
 
@@ -125,6 +127,10 @@ def capped_count(
     """How many tickets match, counted up to COUNT_CAP + 1 (beyond: an estimate)."""
     conds = list(base)
     if split_statuses and filters.statuses:
-        conds.append(Ticket.status.in_([s.value for s in filters.statuses]))
+        wanted = Ticket.status.in_([s.value for s in filters.statuses])
+        # Live statuses are a small share of all tickets (they pile up CLOSED): without the
+        # hint SQLite counted through the priority index, 18 ms at 1M tickets against 1 ms.
+        live = TicketStatus.CLOSED not in filters.statuses
+        conds.append(likely_rare(wanted) if live else wanted)
     capped = select(Ticket.id).where(*conds).limit(ticket_list_limits.COUNT_CAP + 1).subquery()
     return select(func.count()).select_from(capped).scalar_subquery()
