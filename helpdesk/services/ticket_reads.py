@@ -19,7 +19,8 @@ from helpdesk.rules.contracts import (
 )
 from helpdesk.runtime import Runtime
 from helpdesk.services import attachments, ticket_tags, ticket_text
-from helpdesk.services.tickets import TABLE, open_note
+from helpdesk.services.ticket_history import open_note
+from helpdesk.services.tickets import TABLE
 from models.ticket import Ticket, TicketHistory
 
 log = logging.getLogger("helpdesk.tickets")

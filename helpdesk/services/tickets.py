@@ -26,15 +26,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from helpdesk import errors, numbers
 from helpdesk.analytics import facts as analytics_facts
 from helpdesk.context import current_context
-from helpdesk.crypto import WrappedKey, decrypt_field, encrypt_field
+from helpdesk.crypto import WrappedKey
 from helpdesk.rules import sla as sla_rules
 from helpdesk.rules.contracts import (
     Actor,
@@ -49,7 +49,8 @@ from helpdesk.services import assignment, satisfaction, ticket_tags, ticket_text
 from helpdesk.services.categories import ensure_usable
 from helpdesk.services.sla import policy_snapshot
 from helpdesk.services.sla_resume import resumed_sla
-from models.base import Base, utcnow
+from helpdesk.services.ticket_history import insert_rows, seal_note, write_history
+from models.base import utcnow
 from models.enums import Priority, TicketStatus
 from models.ticket import (
     IdempotencyRecord,
@@ -62,7 +63,6 @@ from models.ticket import (
 log = logging.getLogger("helpdesk.tickets")
 
 TABLE = "tickets"
-HISTORY_TABLE = "ticket_history"
 PRIORITY_RANK: dict[str, int] = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 # Statuses whose ticket has a running workflow (CLOSED: the workflow has completed).
 LIVE_STATUSES = (
@@ -257,7 +257,7 @@ async def create_row(
     await session.flush()
     # The rows that hang off the new ticket are only ever inserted here: Core inserts, no
     # unit of work. The tags first: the ticket's facts count it under each approved one.
-    await _insert(
+    await insert_rows(
         session,
         TicketTag,
         [
@@ -268,7 +268,7 @@ async def create_row(
     await analytics_facts.record(
         session, ticket, tags=ticket_tags.analytics_tokens(runtime), at=now
     )
-    await _insert(
+    await insert_rows(
         session,
         TicketSearchToken,
         [
@@ -279,7 +279,7 @@ async def create_row(
     if new.idempotency_key:
         record = {"user_id": requester_id, "key": new.idempotency_key, "ticket_id": ticket.id}
         record["request_hash"] = new.fingerprint or ""
-        await _insert(session, IdempotencyRecord, [record])
+        await insert_rows(session, IdempotencyRecord, [record])
     changes: dict[str, Any] = {
         "status": {"old": None, "new": TicketStatus.OPEN.value},
         "priority": {"old": None, "new": new.priority},
@@ -291,7 +291,7 @@ async def create_row(
         changes["category_id"] = {"old": None, "new": str(new.category_id)}
     if assignee is not None:
         changes["assignee_id"] = {"old": None, "new": str(assignee), "auto": True}
-    await _write_history(session, ticket, "created", new.requester, "created", changes, now)
+    await write_history(session, ticket, "created", new.requester, "created", changes, now)
     await runtime.audit.record(
         session,
         "ticket.create",
@@ -335,53 +335,11 @@ async def insert_ticket(
     return ticket
 
 
-async def _insert(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
-    """INSERT `rows` into `model`'s table as one Core statement (column defaults apply),
-    in the caller's transaction; nothing when there are none."""
-    if rows:
-        await session.execute(insert(cast(Table, model.__table__)), rows)
-
-
 def _b64(blob: bytes) -> str:
     return base64.b64encode(blob).decode()
 
 
-async def _write_history(
-    session: AsyncSession,
-    ticket: Ticket,
-    event_key: str,
-    actor: Actor,
-    action: str,
-    changes: dict[str, Any],
-    now: datetime,
-) -> None:
-    """A ticket's history entry: one shape for creation and every later change (a Core
-    insert: history rows are never changed)."""
-    row = {"ticket_id": ticket.id, "event_key": event_key, "at": now, "actor_id": actor.id}
-    await _insert(session, TicketHistory, [{**row, "action": action, "changes": changes}])
-
-
 # --- the one write of an accepted change (called by the activity) ----------------------
-
-
-def _seal_note(key: Any, ticket_id: uuid.UUID, event_key: str, note: str) -> str:
-    blob = encrypt_field(
-        key, note, table=HISTORY_TABLE, column="note", row_id=f"{ticket_id}:{event_key}"
-    )
-    return base64.b64encode(blob).decode()
-
-
-def open_note(key: Any, ticket_id: uuid.UUID, event_key: str, sealed: str) -> str | None:
-    try:
-        return decrypt_field(
-            key,
-            base64.b64decode(sealed),
-            table=HISTORY_TABLE,
-            column="note",
-            row_id=f"{ticket_id}:{event_key}",
-        )
-    except Exception:  # integrity failure or a shredded key: never garbled text
-        return None
 
 
 async def apply_change(
@@ -476,11 +434,11 @@ async def apply_change_to_row(
         description = ticket_text.open_(key, ticket.id, "description", ticket.description_enc)
         await ticket_text.reindex(session, runtime.blind_index, ticket.id, title, description)
     if key is not None and change.note:
-        changes["note"] = {"sealed": _seal_note(key, ticket.id, change.event_key, change.note)}
+        changes["note"] = {"sealed": seal_note(key, ticket.id, change.event_key, change.note)}
     ticket.version = max(ticket.version, change.version)
     ticket.updated_by = change.actor.id
     ticket.updated_at = now
-    await _write_history(
+    await write_history(
         session, ticket, change.event_key, change.actor, change.action, changes, now
     )
     await session.flush()
