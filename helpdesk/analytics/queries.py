@@ -95,10 +95,7 @@ def _next(start: datetime, interval: Interval) -> datetime:
 def _spans(scope: Scope) -> list[tuple[str, datetime, datetime]]:
     """The period as ranges of hourly and daily cells: whole UTC days inside it read their
     daily cell, the hours at either edge their hourly cells."""
-    first = hour_of(scope.start)
-    last = hour_of(scope.end)
-    if last < scope.end:
-        last += timedelta(hours=1)  # an hour that starts before `end` counts whole
+    first, last = hour_of(scope.start), _last_hour(scope)
     day_from = first.replace(hour=0)
     if day_from < first:
         day_from += timedelta(days=1)
@@ -121,9 +118,7 @@ def counted(scope: Scope, group: str | None = None, *, hourly: bool = False) -> 
     first, last = hour_of(scope.start), _last_hour(scope)
     if hourly or named_dimensions(scope, group) != 2:
         return replace(scope, start=first, end=last)
-    day_end = last.replace(hour=0)
-    if day_end < last:
-        day_end += timedelta(days=1)
+    day_end = last if last.hour == 0 else last.replace(hour=0) + timedelta(days=1)
     return replace(scope, start=first.replace(hour=0), end=day_end)
 
 
@@ -132,6 +127,7 @@ def _tagged(token: str) -> Any:
 
 
 def _last_hour(scope: Scope) -> datetime:
+    """The end of the period's last hour (an hour that starts before `end` counts whole)."""
     last = hour_of(scope.end)
     return last + timedelta(hours=1) if last < scope.end else last
 
