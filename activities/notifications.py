@@ -268,7 +268,7 @@ class NotificationActivities:
         runtime = self.runtime
         now = datetime.now(UTC)
         try:
-            async with runtime.database.transaction() as session:
+            async with runtime.database.transaction(inline=True) as session:
                 # A Core insert (a claim is never changed, only deleted by `_release`).
                 await session.execute(
                     insert(_CLAIMS),

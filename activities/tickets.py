@@ -65,7 +65,7 @@ class TicketActivities:
         with _domain_failures():
             try:
                 # No look-up first: nearly every attempt is the first.
-                async with database.transaction() as session:
+                async with database.transaction(inline=True) as session:
                     created, _ = await tickets.create_row(session, self.runtime, new, check=False)
             except IntegrityError:
                 # An earlier attempt wrote it (its commit outlived its answer).
@@ -81,7 +81,7 @@ class TicketActivities:
         """Write one accepted change once (row, history entry, audit row)."""
         _act_for(change.actor, change.event_key)
         with _domain_failures():
-            async with self.runtime.database.transaction() as session:
+            async with self.runtime.database.transaction(inline=True) as session:
                 result, row = await tickets.apply_change_to_row(session, self.runtime, change)
         if result.applied and row.status == "RESOLVED" and "status" in change.updates.fields:
             await self._send_survey(change)

@@ -224,11 +224,10 @@ async def create_phase(
     tickets: int, clients: int, latency_ops: int, rounds: int = 2
 ) -> dict[str, Any]:
     from temporalio.worker import Worker
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     from bench.core import BenchOpenWorkflow as Registered
     from helpdesk import heap
-    from workers.worker import GRACEFUL_SHUTDOWN, PASSTHROUGH_MODULES, worker_tuning
+    from workers.worker import GRACEFUL_SHUTDOWN, worker_tuning, workflow_runner
 
     figures: dict[str, Any] = {"core_tickets": tickets, "core_clients": clients}
     async with bench_stack("core-create") as stack:
@@ -237,11 +236,7 @@ async def create_phase(
         raw_queue = f"{settings.temporal_task_queue}-open"
         # The trivial workflow's worker: the same options and sandbox as the ticket
         # worker's, its module passed through as the ticket workflow's is.
-        runner = SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                *PASSTHROUGH_MODULES, "bench"
-            )
-        )
+        runner = workflow_runner("bench", data_converter=client.data_converter)
         raw_worker = Worker(
             client,
             task_queue=raw_queue,

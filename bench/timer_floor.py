@@ -220,7 +220,7 @@ async def measure(
         client,
         task_queue=task_queue,
         workflows=[Registered],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(data_converter=client.data_converter),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **options,
     )

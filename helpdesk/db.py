@@ -218,12 +218,21 @@ class Database:
         return lock
 
     @asynccontextmanager
-    async def transaction(self, *, wait: float | None = None) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, *, wait: float | None = None, inline: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """A session whose work commits at the end of the block, or rolls back on error.
 
         On SQLite it first queues for this event loop's writer lock, at most `wait` seconds
         (default: the busy timeout), then raises `WriterBusy`; a nested transaction of the
-        same task raises `NestedTransactionError`."""
+        same task raises `NestedTransactionError`.
+
+        `inline=True` is for short transactions of a few indexed statements (a ticket's
+        creation or change, a notification claim): on SQLite, once the transaction has
+        begun, its statements run on the event loop's thread instead of a thread hop
+        each (`helpdesk.sqlite_driver.INLINE_WRITES`). The writer lock is then held for
+        the transaction's own work: between hops, other tasks of the loop ran while every
+        other writer waited. Not for bulk work: a long statement would hold up the loop."""
         lock = self._write_lock()
         if lock is None:
             async with self.sessionmaker() as session, session.begin():
@@ -231,7 +240,11 @@ class Database:
             return
         timeout = self.busy_timeout if wait is None else wait
         async with lock.hold(timeout), self.sessionmaker() as session, session.begin():
-            yield session
+            token = sqlite_driver.INLINE_WRITES.set(inline)
+            try:
+                yield session
+            finally:
+                sqlite_driver.INLINE_WRITES.reset(token)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -241,8 +254,12 @@ class Database:
         write (PostgreSQL refuses it; SQLite would drop it). The block ends by closing the
         session, which rolls the transaction back and detaches what it loaded, unexpired,
         for the caller to read."""
-        async with self.read_sessionmaker() as session:
-            yield session
+        token = sqlite_driver.INLINE_WRITES.set(False)  # a read may be long: never inline
+        try:
+            async with self.read_sessionmaker() as session:
+                yield session
+        finally:
+            sqlite_driver.INLINE_WRITES.reset(token)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -26,6 +26,7 @@ connection's ``cursor``/``commit``/``rollback``/``close``/``create_function``/``
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import sqlite3
 import sys
@@ -48,8 +49,16 @@ sqlite_version = sqlite3.sqlite_version
 sqlite_version_info = sqlite3.sqlite_version_info
 
 _STOP = object()
+# Set (by `helpdesk.db.Database.transaction(inline=True)`) in the task that holds this
+# process's SQLite writer lock for a short write transaction: once its BEGIN has gone out,
+# its statements run on the event loop's thread (see `Cursor._hop`).
+INLINE_WRITES: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "helpdesk_sqlite_inline_writes", default=False
+)
 # Transaction starts that may wait for the first statement (helpdesk.db emits these).
 _BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE", "BEGIN DEFERRED", "BEGIN EXCLUSIVE"})
+# The starts of a read snapshot (`helpdesk.db.Database.read`): it never writes.
+_READ_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED"})
 
 
 def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -180,6 +189,8 @@ class Cursor:
         and take its rows, description, rowcount and lastrowid."""
         connection = self._connection
         begin, connection._pending_begin = connection._pending_begin, None
+        if begin:
+            connection._reading = begin in _READ_BEGINS
 
         def run() -> Cursor:
             conn = connection._require()
@@ -193,6 +204,8 @@ class Cursor:
                 cursor.close()
                 raise
 
+        if not begin and INLINE_WRITES.get() and connection._inline_ready():
+            return run()
         return await connection._run(run)
 
     async def fetchone(self) -> Any:
@@ -229,6 +242,8 @@ class Connection:
         self._connection: sqlite3.Connection | None = None
         # A BEGIN not sent yet: it goes out with the transaction's first statement.
         self._pending_begin: str | None = None
+        # The open transaction began as a read snapshot (plain or deferred BEGIN).
+        self._reading = False
 
     # aiosqlite's names, used by SQLAlchemy's adapter (isolation_level, terminate).
     @property
@@ -291,6 +306,11 @@ class Connection:
     async def rollback(self) -> None:
         if self._ends_without_hop():
             return
+        if self._reading and not self._worker.pending:
+            # The end of a read snapshot (every `Database.read` session ends so): SQLite
+            # only lets go of its read mark, which never waits, so no hop.
+            self._require().rollback()
+            return
         await self._run(lambda: self._require().rollback())
 
     def _ends_without_hop(self) -> bool:
@@ -307,6 +327,17 @@ class Connection:
             # queue order, or the pool would take back a connection holding SQLite's lock.
             return False
         return not self._require().in_transaction
+
+    def _inline_ready(self) -> bool:
+        """True when a statement may run on the calling (event loop's) thread: nothing is
+        queued or running on the connection's own thread, and a write transaction is open.
+        SQLite then waits for no other writer (the transaction holds its write lock, and in
+        WAL mode readers never block a writer), so the statement is as short as its own
+        work; the BEGIN, which may wait for another process, and the COMMIT, which may run
+        a checkpoint, still go through the thread."""
+        if self._worker.pending or self._connection is None:
+            return False
+        return self._connection.in_transaction
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         await self._run(lambda: self._require().create_function(*args, **kwargs))

@@ -32,6 +32,8 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from workers.context_free import ContextFreeInstance
+
 M = TypeVar("M", bound=Message)
 
 
@@ -63,10 +65,15 @@ def detached_details(det: WorkflowInstanceDetails) -> WorkflowInstanceDetails:
 @dataclasses.dataclass(frozen=True)
 class FirstActivationRunner(SandboxedWorkflowRunner):
     """The sandboxed runner, creating each run from details that hold no part of the
-    activation that started it."""
+    activation that started it. `context_free`: each run answers the SDK's
+    serialization-context questions without entering its sandbox
+    (`workers.context_free`: only for a data converter that reads no context)."""
+
+    context_free: bool = False
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return super().create_instance(detached_details(det))
+        instance = super().create_instance(detached_details(det))
+        return ContextFreeInstance(instance) if self.context_free else instance
 
 
 class FirstActivationRelease(Interceptor):

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -29,6 +30,7 @@ from helpdesk.settings import Settings, get_settings
 from helpdesk.temporal import connect
 from workers.audit_schedule import ensure_anchor_schedule_or_warn
 from workers.command_guard import CommandGuard, audit_sink
+from workers.context_free import ignores_activity_context
 from workers.first_activation import FirstActivationRelease, FirstActivationRunner
 from workflows.registry import WORKFLOWS
 
@@ -71,13 +73,18 @@ PASSTHROUGH_MODULES = (
 GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 
 
-def workflow_runner(*extra_passthrough: str) -> SandboxedWorkflowRunner:
+def workflow_runner(
+    *extra_passthrough: str, data_converter: DataConverter | None = None
+) -> SandboxedWorkflowRunner:
     """The sandbox, with our deterministic libraries (and `extra_passthrough`) passed
-    through; each run lets go of its first activation (`workers.first_activation`)."""
+    through; each run lets go of its first activation (`workers.first_activation`) and,
+    when `data_converter` (the client's) reads no serialization context, skips the SDK's
+    per-payload question for one (`workers.context_free`)."""
     return FirstActivationRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             *PASSTHROUGH_MODULES, *extra_passthrough
-        )
+        ),
+        context_free=data_converter is not None and ignores_activity_context(data_converter),
     )
 
 
@@ -122,7 +129,9 @@ def build_worker(
             FirstActivationRelease(),
             CommandGuard(settings.secret_bytes("command_key")),
         ],
-        workflow_runner=workflow_runner(*(w.__module__ for w in extra_workflows)),
+        workflow_runner=workflow_runner(
+            *(w.__module__ for w in extra_workflows), data_converter=client.data_converter
+        ),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **worker_tuning(settings),
     )

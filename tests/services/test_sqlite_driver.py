@@ -4,7 +4,9 @@ What a user of the database layer would check: transactions commit and roll back
 keep their DB-API classes (an IntegrityError is still one), a snapshot never sees a
 concurrent writer's uncommitted rows, a writer in another process makes BEGIN IMMEDIATE wait
 (busy timeout) without blocking the event loop, and the point of it all: one thread hop per
-statement, the BEGIN riding with the first one."""
+statement, the BEGIN riding with the first one; an inline write transaction (a short one
+of the hot paths) hops only for its BEGIN and COMMIT, with no other task running between
+its statements."""
 
 from __future__ import annotations
 
@@ -114,8 +116,9 @@ async def test_a_snapshot_does_not_see_a_concurrent_uncommitted_write(database: 
         assert await session.scalar(text("SELECT v FROM t WHERE id = 1")) == "new"
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["hops", "inline"])
 async def test_a_writer_in_another_process_makes_begin_wait_without_blocking_the_loop(
-    database: Database, tmp_path: Path
+    database: Database, tmp_path: Path, inline: bool
 ) -> None:
     other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
@@ -132,8 +135,9 @@ async def test_a_writer_in_another_process_makes_begin_wait_without_blocking_the
     loop = asyncio.get_running_loop()
     loop.call_later(0.3, other.commit)
     started = time.monotonic()
-    async with database.transaction() as session:
+    async with database.transaction(inline=inline) as session:
         await session.execute(text("INSERT INTO t (id, v) VALUES (8, 'ours')"))
+        await session.execute(text("UPDATE t SET v = 'ours' WHERE id = 8"))
     waited = time.monotonic() - started
     ticking.cancel()
     assert 0.25 <= waited < 2.0
@@ -162,7 +166,9 @@ async def test_one_hop_per_statement_and_the_begin_rides_with_the_first(
     hops = _Hops(monkeypatch)
     async with database.read() as session:
         await session.execute(text("SELECT count(*) FROM t"))
-    assert hops.count == 2  # BEGIN + SELECT, then ROLLBACK (the pool's reset costs none)
+    # BEGIN + SELECT; the snapshot's ROLLBACK needs none (it never waits), nor does the
+    # pool's reset.
+    assert hops.count == 1
     hops.count = 0
     async with database.transaction() as session:
         await session.execute(text("INSERT INTO t (id, v) VALUES (1, 'a')"))
@@ -174,6 +180,77 @@ async def test_one_hop_per_statement_and_the_begin_rides_with_the_first(
     async with database.transaction():
         pass
     assert hops.count == 0  # a transaction without statements never reaches SQLite
+
+
+async def test_an_inline_transaction_hops_only_to_begin_and_commit(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with database.transaction() as session:
+        await session.execute(text("INSERT INTO t (id, v) VALUES (1, 'a')"))
+    hops = _Hops(monkeypatch)
+    async with database.transaction(inline=True) as session:
+        await session.execute(text("INSERT INTO t (id, v) VALUES (2, 'b')"))
+        await session.execute(text("UPDATE t SET v = 'c' WHERE id = 1"))
+        rows = (await session.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
+        assert [tuple(r) for r in rows] == [(1, "c"), (2, "b")]
+        writes = hops.count
+        # A snapshot read from the same task is not inlined: a read may be long.
+        async with database.read() as snapshot:
+            await snapshot.execute(text("SELECT count(*) FROM t"))
+            before = hops.count
+            await snapshot.execute(text("SELECT count(*) FROM t"))
+            assert hops.count - before == 1
+        reads = hops.count - writes
+    # BEGIN IMMEDIATE + INSERT, then COMMIT (a checkpoint may run in it): the UPDATE and
+    # the SELECT ran on the loop's thread.
+    assert hops.count - reads == 2
+    async with database.read() as session:
+        rows = (await session.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
+    assert [tuple(r) for r in rows] == [(1, "c"), (2, "b")]
+
+
+async def test_an_inline_transaction_keeps_errors_and_rolls_back(database: Database) -> None:
+    async with database.transaction() as session:
+        await session.execute(text("INSERT INTO t (id, v) VALUES (1, 'a')"))
+    with pytest.raises(IntegrityError):
+        async with database.transaction(inline=True) as session:
+            await session.execute(text("INSERT INTO t (id, v) VALUES (2, 'b')"))
+            await session.execute(text("INSERT INTO t (id, v) VALUES (1, 'again')"))
+    async with database.transaction(inline=True) as session:  # the connection still works
+        await session.execute(text("INSERT INTO t (id, v) VALUES (3, 'c')"))
+        await session.execute(text("INSERT INTO t (id, v) VALUES (4, 'd')"))
+    async with database.read() as session:
+        rows = (await session.execute(text("SELECT id FROM t ORDER BY id"))).all()
+    assert [r[0] for r in rows] == [1, 3, 4]
+
+
+async def test_an_inline_transaction_lets_no_other_task_run_between_its_statements(
+    database: Database,
+) -> None:
+    """What inlining is for: the writer lock is held for the transaction's own work, not
+    also for whatever other tasks of the loop ran between its hops."""
+    seen: list[str] = []
+
+    async def other() -> None:
+        while True:
+            seen.append("other")
+            await asyncio.sleep(0)
+
+    async def write(inline: bool) -> list[str]:
+        seen.clear()
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        async with database.transaction(inline=inline) as session:
+            await session.execute(text("INSERT INTO t (v) VALUES ('x')"))
+            mark = len(seen)
+            for _ in range(5):
+                await session.execute(text("UPDATE t SET v = v || 'y'"))
+            between = seen[mark:]
+        task.cancel()
+        return between
+
+    assert await write(inline=True) == []
+    assert await write(inline=False) != []  # with a hop per statement, the other task ran
 
 
 async def test_closing_the_engine_ends_every_connection_thread(tmp_path: Path) -> None:
