@@ -28,7 +28,7 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     # Attachments: the clamd scan activity.
     activities += AttachmentActivities(runtime).all()
     # Tickets: the one write of every accepted change.
-    ticket_activities = TicketActivities(runtime)
+    ticket_activities = TicketActivities(runtime, notifications)
     activities += [ticket_activities.create_ticket, ticket_activities.persist_change]
     # SLA: policy snapshots, SLA history/due dates, who an escalation notifies.
     activities += SlaActivities(runtime).all()

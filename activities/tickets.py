@@ -1,7 +1,7 @@
 """Ticket activities: thin, idempotent adapters from the workflow to the services.
 
 `create_ticket` writes a new ticket (its workflow's first step: the API writes no ticket
-row). `persist_change` writes one accepted change (ticket row + history entry + audit row)
+row) and then sends the creation's notifications. `persist_change` writes one accepted change (ticket row + history entry + audit row)
 in ONE transaction; the history entry's unique (ticket, event key) makes a retried activity
 a no-op that answers like the first run. It also chooses the change's notifications, once,
 and publishes its push right after the commit.
@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.notifications import publish_for_row
+from activities.notifications import NotificationActivities, publish_for_row
 from helpdesk import errors
 from helpdesk.context import RequestContext, set_context
 from helpdesk.rules.activity_contracts import ActivityName
@@ -31,6 +31,7 @@ from helpdesk.rules.contracts import (
     TicketCreated,
 )
 from helpdesk.rules.notify import (
+    CREATED,
     NOTIFIED_BY_SLA,
     NotifyBatch,
     NotifyInput,
@@ -39,6 +40,7 @@ from helpdesk.rules.notify import (
 )
 from helpdesk.runtime import Runtime
 from helpdesk.services import satisfaction, tickets
+from models.enums import TicketStatus
 from models.ticket import Ticket
 
 # Domain errors that no retry can fix, by the ApplicationError type the workflow sees.
@@ -54,12 +56,14 @@ _NON_RETRYABLE: tuple[tuple[type[errors.DomainError], str], ...] = (
 class TicketActivities:
     """Activities of the ticket workflow, around the process's Runtime."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, notifier: NotificationActivities | None = None) -> None:
         self.runtime = runtime
+        self.notifier = notifier or NotificationActivities(runtime)
 
     @activity.defn(name=ActivityName.CREATE_TICKET)
     async def create_ticket(self, new: SealedTicket) -> TicketCreated:
-        """Write a new ticket once (row, tokens, history entry, audit row)."""
+        """Write a new ticket once (row, tokens, history entry, audit row), then send its
+        creation's notifications (`notified` says whether they all went out)."""
         _act_for(new.requester, f"create-{new.ticket_id}")
         database = self.runtime.database
         with _domain_failures():
@@ -73,8 +77,35 @@ class TicketActivities:
                     found = await tickets.written_row(session, self.runtime, new.ticket_id)
                 if found is None:
                     raise
-                return found
+                created = found
+        created.notified = await self._notify_created(new, created)
         return created
+
+    async def _notify_created(self, new: SealedTicket, created: TicketCreated) -> bool:
+        """The creation's emails and push (`helpdesk.rules.notify`: the same choice, keys
+        and event id as the workflow's own), sent once the row is committed, in this
+        activity rather than in a local activity of their own: one workflow activation,
+        one marker and two encrypted payloads fewer per ticket. `notify_change` keeps its
+        contract (each email at most once; an attempt that finds one sent answers
+        ``duplicate``), so a retried creation, or the workflow sending them again when this
+        returns False (a push that did not go out, a transient email error), sends
+        nothing twice. Never raises: the ticket is written whatever happens here."""
+        chosen = notifications_for(
+            ChangeEvent(action=CREATED, request_id=CREATED), _NewState(new, created)
+        )
+        batch = NotifyBatch(
+            emails=[n for n in chosen if isinstance(n, NotifyInput)],
+            pushes=[n for n in chosen if isinstance(n, PushInput)],
+        )
+        try:
+            outcomes = await self.notifier.notify_change(batch)
+        except Exception as exc:  # a transient email error: the workflow's retries send it
+            activity.logger.info(
+                "creation notifications left to the workflow: %s", type(exc).__name__
+            )
+            return False
+        # A push that failed is worth another try; an email refused for good is not.
+        return "failed" not in outcomes[: len(batch.pushes)]
 
     @activity.defn(name=ActivityName.PERSIST_TICKET_CHANGE)
     async def persist_change(self, change: PersistChange) -> PersistResult:
@@ -147,6 +178,20 @@ def _domain_failures() -> Iterator[None]:
                     exc.message, exc.details, type=type_, non_retryable=True
                 ) from None
         raise
+
+
+class _NewState:
+    """A new ticket's state as `notifications_for` reads it, the same as its workflow's
+    right after the create step (open, at escalation level 0)."""
+
+    def __init__(self, new: SealedTicket, created: TicketCreated) -> None:
+        assert new.requester.id is not None
+        self.ticket_id = new.ticket_id
+        self.requester_id = new.requester.id
+        self.assignee_id = created.assignee_id
+        self.status = TicketStatus.OPEN
+        self.priority = new.priority
+        self.escalation_level = 0
 
 
 class _RowState:

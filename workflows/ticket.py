@@ -162,6 +162,8 @@ class TicketWorkflow:
             s.assignee_id, s.due_date = created.assignee_id, created.due_date
             s.sla, s.version = created.sla, created.version
             self._sync_search_attributes()
+            if created.notified:  # the create activity sent the creation's notifications
+                self._chosen[CREATED] = NotifyBatch()
         self._opened = True
 
     async def _after_change(self, event: ChangeEvent) -> None:
@@ -171,7 +173,7 @@ class TicketWorkflow:
         chosen = self._chosen.pop(event.request_id, None)
         if chosen is not None:  # a persisted change: its activity chose them
             await send_all([*chosen.emails, *chosen.pushes])
-        else:  # creation, a comment: chosen here, from the state now
+        else:  # a comment, or a creation its activity could not notify: chosen here
             await send_all(notifications_for(event, self.ticket, skip=NOTIFIED_BY_SLA))
 
     def _finished(self) -> bool:

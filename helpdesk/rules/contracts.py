@@ -149,6 +149,8 @@ class TicketCreated(_Model):
     due_date: datetime | None = None
     sla: SlaState | None = None
     version: int = 0
+    # The activity sent the creation's notifications (False: the workflow sends them).
+    notified: bool = False
 
 
 class TicketInput(_Model):

@@ -1,7 +1,8 @@
 """A change's Socket.IO push leaves with the change itself: the persist activity publishes it
 right after its commit, before the update (and so the REST call) answers, instead of the
 workflow's main loop running a separate push activity afterwards (bench/push.py measures
-the latency this removes). If that publish fails, the main loop still sends it."""
+the latency this removes). If that publish fails, the main loop still sends it. A new
+ticket's notifications, emails included, leave with its creation the same way."""
 
 from __future__ import annotations
 
@@ -92,10 +93,10 @@ async def test_a_status_push_is_published_by_the_change_and_arrives_once(
             got = await socket.wait_for("ticket.status_changed", timeout=20)
             assert got["status"] == "IN_PROGRESS" and got["previous_status"] == "OPEN"
             assert got["number"] == moved.json()["number"]
-            # No push activity: the creation's and the status change's notifications ran as
-            # local activities (the status push went out from the persist activity).
+            # No push activity: the creation's notifications went out from the create
+            # activity, the status change's as a local activity (its push from the persist
+            # activity).
             assert await _pushes_run_by_activities(temporal_client, runtime, tid) == [
-                "local:notify_change",
                 "local:notify_change",
             ]
             assert [p["status"] for _, p in socket.events] == ["IN_PROGRESS"]
@@ -125,10 +126,9 @@ async def test_when_the_changes_publish_fails_the_workflow_sends_the_push_itself
             got = await socket.wait_for("ticket.status_changed", timeout=20)
             assert got["status"] == "IN_PROGRESS"
             assert failing.refused == 1
-            # The creation's notifications and the fallback for the status change's push,
-            # both local activities.
+            # The creation's notifications went out from the create activity; the status
+            # change's push, refused once, from the main loop's local activity.
             assert await _pushes_run_by_activities(temporal_client, runtime, tid) == [
-                "local:notify_change",
                 "local:notify_change",
             ]
         finally:
@@ -152,13 +152,14 @@ class _RefusingOnce:
         return list(self.real.messages())
 
 
-async def test_a_new_tickets_notifications_run_locally_and_fall_back_to_the_activity(
+async def test_a_new_tickets_notifications_leave_with_its_creation_and_fall_back_to_the_workflow(
     runtime: Runtime, temporal_client: Client
 ) -> None:
-    """A new ticket's email and push run as a local activity inside its first workflow task
-    (no activity task). When that one attempt fails (the mail provider is down for a
-    moment), the regular activity takes over with its retries: the requester gets the
-    email once."""
+    """A new ticket's email and push go out from its create activity, right after the
+    commit (no activity, local or not, of their own). When the mail provider is down for a
+    moment, the create activity says so and the workflow sends them itself (a local
+    attempt, then the regular activity with its retries): the requester gets the email
+    once."""
     requester = await make_user(runtime)
     runtime.temporal = temporal_client
     asgi = create_asgi_app(runtime=runtime, temporal_client=temporal_client, run_worker=False)
@@ -168,9 +169,7 @@ async def test_a_new_tickets_notifications_run_locally_and_fall_back_to_the_acti
         httpx.AsyncClient(base_url=server.url, timeout=60) as http,
     ):
         quiet = await create_ticket(http, requester)
-        assert await _pushes_run_by_activities(temporal_client, runtime, quiet["id"]) == [
-            "local:notify_change"
-        ]
+        assert await _pushes_run_by_activities(temporal_client, runtime, quiet["id"]) == []
         flaky = _RefusingOnce(runtime.email)
         runtime.email = flaky
         tid = (await create_ticket(http, requester))["id"]
@@ -184,5 +183,4 @@ async def test_a_new_tickets_notifications_run_locally_and_fall_back_to_the_acti
         assert f"#{number['number']}" in flaky.messages()[-1]["subject"]
         assert await _pushes_run_by_activities(temporal_client, runtime, tid) == [
             "local:notify_change",
-            "ticket.created",
         ]
