@@ -1,10 +1,11 @@
 """Ticket activities: thin, idempotent adapters from the workflow to the services.
 
 `create_ticket` writes a new ticket (its workflow's first step: the API writes no ticket
-row) and then sends the creation's notifications. `persist_change` writes one accepted change (ticket row + history entry + audit row)
-in ONE transaction; the history entry's unique (ticket, event key) makes a retried activity
-a no-op that answers like the first run. It also chooses the change's notifications, once,
-and publishes its push right after the commit.
+row) and then sends the creation's notifications. `persist_change` writes one accepted
+change (ticket row + history entry + audit row) in ONE transaction; the history entry's
+unique (ticket, event key) makes a retried activity a no-op that answers like the first
+run. It also chooses the change's notifications, once, and publishes its push right after
+the commit.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
-from activities.tickets import TicketActivities
+from activities.tickets import TicketActivities, _NewState
 from helpdesk.email import EmailTransientError, FileEmailBackend
-from helpdesk.rules.contracts import Actor, SealedTicket
+from helpdesk.rules.contracts import Actor, ChangeEvent, SealedTicket, TicketCreated, TicketState
+from helpdesk.rules.notify import CREATED, NOTIFIED_BY_SLA, NotifyInput, notifications_for
 from helpdesk.runtime import Runtime
 from helpdesk.services.tickets import NewTicket, seal_new
 from models.audit import AuditLog
@@ -96,3 +97,32 @@ async def test_a_creation_whose_email_cannot_go_out_yet_is_written_and_says_so(
     again = await ActivityEnvironment().run(activities.create_ticket, sealed)
     assert not again.applied and again.notified
     assert len(_mails_about(runtime, sealed.number)) == 1
+
+
+@pytest.mark.parametrize("assigned", [False, True], ids=["unassigned", "auto-assigned"])
+def test_the_activity_chooses_what_the_workflow_would(assigned: bool) -> None:
+    """Same emails, keys and push id as the workflow's own choice after its create step:
+    when the workflow sends them after all, what already went out answers duplicate."""
+    requester, agent = uuid.uuid4(), uuid.uuid4()
+    sealed = SealedTicket(
+        ticket_id=uuid.uuid4(),
+        number=7,
+        requester=Actor(id=requester, role="END_USER"),
+        priority="HIGH",
+        key_id=uuid.uuid4(),
+        kek_id="kek",
+        wrapped_key="",
+        title_enc="",
+    )
+    created = TicketCreated(applied=True, assignee_id=agent if assigned else None)
+    workflow_state = TicketState(
+        ticket_id=sealed.ticket_id,
+        number=7,
+        requester_id=requester,
+        priority="HIGH",
+        assignee_id=created.assignee_id,
+    )
+    event = ChangeEvent(action=CREATED, request_id=CREATED)
+    ours = notifications_for(event, _NewState(sealed, created))
+    assert ours == notifications_for(event, workflow_state, skip=NOTIFIED_BY_SLA)
+    assert len([n for n in ours if isinstance(n, NotifyInput)]) == (2 if assigned else 1)
