@@ -5,7 +5,8 @@ temporalio 1.35 asks a sandboxed workflow run, for every payload of every comman
 activation it encodes or decodes, which serialization context applies: the workflow's
 own, or an activity's, a child's, ... Each question is an `exec` of a snippet compiled
 afresh inside the sandbox with its importer applied: in `bench.core` about 30 per ticket
-created, some 6% of the API-and-worker process's CPU.
+created, some 6% of the API-and-worker process's CPU; as many again ask where external
+storage would keep the payload (we configure none).
 
 Our data converter (`helpdesk.temporal.data_converter`) reads one context only: the
 encryption codec takes a workflow's id (to name it when it refuses a plaintext payload).
@@ -14,7 +15,8 @@ context-free converter, which is what answering None selects. `ContextFreeInstan
 answers so for activity commands (local or not), and the workflow's own context for
 payloads of no command or of its own commands (as the SDK does), without entering the
 sandbox; the rarer commands whose context names
-another workflow (child, external signal, Nexus) still ask the run. The answers, and so
+another workflow (child, external signal, Nexus) still ask the run. The store context is
+answered the same way: this run, except for commands that name another workflow. The answers, and so
 every payload, are the SDK's own; `workers.worker.workflow_runner` wraps runs only for a
 converter that `ignores_activity_context` confirms this for.
 """
@@ -29,10 +31,20 @@ from temporalio.converter import (
     DataConverter,
     SerializationContext,
     StorageDriverStoreContext,
+    StorageDriverWorkflowInfo,
     WorkflowSerializationContext,
 )
 from temporalio.worker import WorkflowInstance
 from temporalio.workflow import Info
+
+# Commands whose payloads are stored (external storage) for another workflow.
+_ASK_THE_RUN_TO_STORE = frozenset(
+    {
+        CommandType.COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION,
+        CommandType.COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION,
+        CommandType.COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION,  # a child's result: its parent's
+    }
+)
 
 # Commands whose payloads take the context of another workflow or an operation.
 _ASK_THE_RUN = frozenset(
@@ -75,6 +87,14 @@ class ContextFreeInstance(WorkflowInstance):
         self._own = WorkflowSerializationContext(
             namespace=info.namespace, workflow_id=info.workflow_id
         )
+        self._own_store = StorageDriverStoreContext(
+            target=StorageDriverWorkflowInfo(
+                id=info.workflow_id,
+                run_id=info.run_id,
+                type=info.workflow_type,
+                namespace=info.namespace,
+            )
+        )
 
     def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
         return self.inner.activate(act)
@@ -88,7 +108,11 @@ class ContextFreeInstance(WorkflowInstance):
         return self._own  # no command, or one of the workflow's own (as the SDK answers)
 
     def get_external_store_context(self, command_info: object) -> StorageDriverStoreContext:
-        return self.inner.get_external_store_context(command_info)  # type: ignore[arg-type]
+        """Where external storage would keep a payload: this run, as the SDK answers for
+        every command but those naming another workflow (asked of the run)."""
+        if getattr(command_info, "command_type", None) in _ASK_THE_RUN_TO_STORE:
+            return self.inner.get_external_store_context(command_info)  # type: ignore[arg-type]
+        return self._own_store
 
     def get_info(self) -> Info:
         return self.inner.get_info()

@@ -1,6 +1,7 @@
 """workers.context_free: a run answers the SDK's serialization-context questions itself,
 and every answer selects the same converter (so the same payload bytes, and the same
-workflow named in a refusal audit) as the SDK's own answer from inside the sandbox.
+workflow named in a refusal audit) as the SDK's own answer from inside the sandbox; its
+external-store answers equal the SDK's.
 
 Checked on a real worker and dev server with our encrypting data converter: a workflow
 that runs an activity, a local activity, a timer with a summary, and a child workflow
@@ -19,6 +20,7 @@ from temporalio.converter import (
     DataConverter,
     PayloadCodec,
     SerializationContext,
+    StorageDriverStoreContext,
     WithSerializationContext,
     WorkflowSerializationContext,
 )
@@ -64,6 +66,7 @@ class ParentWorkflow:
 @dataclasses.dataclass
 class Answers:
     asked: int = 0
+    stores: int = 0
     by_the_run: int = 0
     differing: list[str] = dataclasses.field(default_factory=list)
 
@@ -87,6 +90,14 @@ class _Checking(ContextFreeInstance):
     ) -> None:
         super().__init__(inner)
         self.answers, self.converter = answers, converter
+
+    def get_external_store_context(self, command_info: object) -> StorageDriverStoreContext:
+        ours = super().get_external_store_context(command_info)
+        sdk = self.inner.get_external_store_context(command_info)  # type: ignore[arg-type]
+        self.answers.stores += 1
+        if ours != sdk:
+            self.answers.differing.append(f"store {command_info}: ours {ours}, sdk {sdk}")
+        return ours
 
     def get_serialization_context(self, command_info: object) -> SerializationContext | None:
         ours = super().get_serialization_context(command_info)
@@ -139,6 +150,7 @@ async def test_every_answer_selects_the_converter_the_sandbox_would(
     assert result == [10, 20, 21]  # every payload went through our encrypting converter
     assert answers.differing == []
     assert answers.asked >= 10
+    assert answers.stores >= 5
     # The child workflow's payloads were answered by the run itself, as before.
     assert answers.by_the_run >= 1
 
