@@ -183,21 +183,25 @@ class NotificationActivities:
         The whole change costs one read snapshot (its ticket, the recipients and their
         keys) and one write transaction (every claim and its audit row), however many
         recipients it has; `send_email` is the same contract for one email."""
+        return await self.notify(batch)
+
+    async def notify(self, batch: NotifyBatch, *, rows: list[Ticket] | None = None) -> list[str]:
+        """`notify_change`, given the ticket rows when the caller has just committed them
+        (the create activity): they are not read again."""
         runtime = self.runtime
         ticket_ids = {e.ticket_id for e in batch.pushes} | {n.ticket_id for n in batch.emails}
         async with runtime.database.read() as session:
-            rows = {
-                t.id: t
-                for t in (
-                    await session.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids)))
-                ).all()
-            }
-            plans = await self._plan_emails(session, batch.emails, rows)
+            if rows is None:
+                rows = list(
+                    (await session.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids)))).all()
+                )
+            by_id = {t.id: t for t in rows if t.id in ticket_ids}
+            plans = await self._plan_emails(session, batch.emails, by_id)
         outcomes: list[str] = []
         for event in batch.pushes:
             # Best-effort (logged): a failed push does not stop the emails. A deleted
             # ticket's event goes nowhere and counts as pushed, as `publish_event` does.
-            row = rows.get(event.ticket_id)
+            row = by_id.get(event.ticket_id)
             if row is None or row.deleted_at is not None:
                 outcomes.append("pushed")
                 continue

@@ -71,18 +71,20 @@ class TicketActivities:
             try:
                 # No look-up first: nearly every attempt is the first.
                 async with database.transaction(inline=True) as session:
-                    created, _ = await tickets.create_row(session, self.runtime, new, check=False)
+                    created, row = await tickets.create_row(session, self.runtime, new, check=False)
             except IntegrityError:
                 # An earlier attempt wrote it (its commit outlived its answer).
                 async with database.read() as session:
                     found = await tickets.written_row(session, self.runtime, new.ticket_id)
                 if found is None:
                     raise
-                created = found
-        created.notified = await self._notify_created(new, created)
+                created, row = found, None
+        created.notified = await self._notify_created(new, created, row)
         return created
 
-    async def _notify_created(self, new: SealedTicket, created: TicketCreated) -> bool:
+    async def _notify_created(
+        self, new: SealedTicket, created: TicketCreated, row: Ticket | None
+    ) -> bool:
         """The creation's emails and push (`helpdesk.rules.notify`: the same choice, keys
         and event id as the workflow's own), sent once the row is committed, in this
         activity rather than in a local activity of their own: one workflow activation,
@@ -99,7 +101,8 @@ class TicketActivities:
             pushes=[n for n in chosen if isinstance(n, PushInput)],
         )
         try:
-            outcomes = await self.notifier.notify_change(batch)
+            # The row just committed is what notify_change would read back.
+            outcomes = await self.notifier.notify(batch, rows=[row] if row is not None else None)
         except Exception as exc:  # a transient email error: the workflow's retries send it
             activity.logger.info(
                 "creation notifications left to the workflow: %s", type(exc).__name__
